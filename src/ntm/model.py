@@ -1,0 +1,436 @@
+"""The Neural Turing Machine as PyTorch modules, and the paper's LSTM baseline.
+
+Dimension legend: ``B`` batch, ``T`` time, ``I`` input size, ``O`` output size,
+``R`` read heads, ``W`` write heads, ``N`` memory slots, ``M`` word size,
+``S`` shift offsets (``2K + 1``), ``L`` controller layers, ``C`` controller size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ntm.addressing import address
+from ntm.config import LSTMConfig, NTMConfig
+from ntm.memory import read, write
+
+#: Value of every memory cell under the ``constant`` initialisation (Collier & Beel).
+CONSTANT_MEMORY_VALUE = 1e-6
+#: Initial logit of slot 0 for learned initial weightings: softmax puts ~99% of the weight there.
+INITIAL_FOCUS_LOGIT = 10.0
+
+
+class NTMState(NamedTuple):
+    """Everything an NTM carries from one step to the next.
+
+    Fields:
+        memory: (B, N, M) the memory matrix.
+        reads: (B, R, M) the last read vectors.
+        read_weights: (B, R, N) the last read weightings.
+        write_weights: (B, W, N) the last write weightings.
+        controller_hidden: (L, B, C) LSTM hidden state; (0, B, C) for a feed-forward controller.
+        controller_cell: (L, B, C) LSTM cell state; (0, B, C) for a feed-forward controller.
+    """
+
+    memory: Tensor
+    reads: Tensor
+    read_weights: Tensor
+    write_weights: Tensor
+    controller_hidden: Tensor
+    controller_cell: Tensor
+
+
+class NTMTrace(NamedTuple):
+    """Per-step record of an NTM run, for plots.
+
+    Fields:
+        read_weights: (T, B, R, N)
+        write_weights: (T, B, W, N)
+        reads: (T, B, R, M)
+    """
+
+    read_weights: Tensor
+    write_weights: Tensor
+    reads: Tensor
+
+
+def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
+    """Raise a ValueError unless ``value`` is a floating tensor of ``shape`` (None: any)."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    if value.dim() != len(shape) or any(
+        s is not None and s != v for s, v in zip(shape, value.shape, strict=True)
+    ):
+        raise ValueError(f"{owner}: {name} has shape {tuple(value.shape)}, expected {expected}")
+    if not value.is_floating_point():
+        raise ValueError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
+
+
+def _clip(x: Tensor, bound: float) -> Tensor:
+    return x.clamp(-bound, bound) if bound > 0 else x
+
+
+class NTMCell(nn.Module):
+    r"""One step of a Neural Turing Machine (Graves et al., 2014).
+
+    At each step the controller sees the input and the previous read vectors,
+    :math:`h_t = \mathrm{controller}([x_t; r_{t-1}])`. A linear layer on
+    :math:`[h_t; r_{t-1}]` gives every head its parameters; the write heads address the
+    memory and write (erase, then add); the read heads address the written memory and
+    read. The output logits are :math:`y_t = W [h_t; r_t] + b`.
+
+    Each head's addressing: content (key, strength), interpolation (gate), circular
+    shift (shift weights), sharpening (gamma), see :mod:`ntm.addressing`.
+
+    Args:
+        input_size: features per input step ``I``.
+        output_size: output logits per step ``O``.
+        **options: any other field of :class:`ntm.NTMConfig`.
+        device, dtype: where and in which precision to create the parameters.
+
+    Inputs: input, state
+        - input: (B, I)
+        - state: an :class:`NTMState`, or None for :meth:`initial_state`.
+
+    Outputs: output, state
+        - output: (B, O) logits (apply a sigmoid for bit probabilities).
+        - state: the new :class:`NTMState`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.config = NTMConfig(input_size=input_size, output_size=output_size, **options)
+        cfg = self.config
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        read_size = cfg.num_read_heads * cfg.word_size
+        controller_input = cfg.input_size + read_size
+        if cfg.controller == "lstm":
+            self.controller = nn.ModuleList(
+                nn.LSTMCell(
+                    controller_input if i == 0 else cfg.controller_size,
+                    cfg.controller_size,
+                    **factory,
+                )
+                for i in range(cfg.controller_layers)
+            )
+            # Learned initial controller state, (L, C) each.
+            self.initial_hidden = nn.Parameter(
+                torch.empty(cfg.controller_layers, cfg.controller_size, **factory)
+            )
+            self.initial_cell = nn.Parameter(
+                torch.empty(cfg.controller_layers, cfg.controller_size, **factory)
+            )
+        else:
+            self.controller = nn.ModuleList(
+                nn.Linear(
+                    controller_input if i == 0 else cfg.controller_size,
+                    cfg.controller_size,
+                    **factory,
+                )
+                for i in range(cfg.controller_layers)
+            )
+        num_offsets = 2 * cfg.shift_range + 1
+        # Per head: key (M), strength, gate, gamma, shift weights (S); writers also erase, add (2M).
+        self._read_head_size = cfg.word_size + 3 + num_offsets
+        self._write_head_size = self._read_head_size + 2 * cfg.word_size
+        self.head_layer = nn.Linear(
+            cfg.controller_size + read_size,
+            cfg.num_read_heads * self._read_head_size + cfg.num_write_heads * self._write_head_size,
+            **factory,
+        )
+        self.output_layer = nn.Linear(cfg.controller_size + read_size, cfg.output_size, **factory)
+        memory_shape = (cfg.memory_size, cfg.word_size)
+        if cfg.memory_init == "learned":
+            self.initial_memory = nn.Parameter(torch.empty(memory_shape, **factory))
+        else:
+            self.register_buffer("initial_memory", torch.empty(memory_shape, **factory))
+        if cfg.learn_initial_reads:
+            self.initial_reads = nn.Parameter(
+                torch.empty(cfg.num_read_heads, cfg.word_size, **factory)
+            )
+        if cfg.learn_initial_weights:
+            self.initial_read_logits = nn.Parameter(
+                torch.empty(cfg.num_read_heads, cfg.memory_size, **factory)
+            )
+            self.initial_write_logits = nn.Parameter(
+                torch.empty(cfg.num_write_heads, cfg.memory_size, **factory)
+            )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (and the ``random`` initial memory)."""
+        cfg = self.config
+        for module in (*self.controller, self.head_layer, self.output_layer):
+            module.reset_parameters()
+        with torch.no_grad():
+            if cfg.controller == "lstm":
+                self.initial_hidden.zero_()
+                self.initial_cell.zero_()
+            if cfg.memory_init == "random":
+                # Fixed, not trained: a random memory drawn once (Collier & Beel's third scheme).
+                bound = 1.0 / (cfg.memory_size + cfg.word_size) ** 0.5
+                self.initial_memory.uniform_(-bound, bound)
+            else:
+                self.initial_memory.fill_(CONSTANT_MEMORY_VALUE)
+            if cfg.learn_initial_reads:
+                self.initial_reads.zero_()
+            if cfg.learn_initial_weights:
+                # Start focused on slot 0: from a uniform weighting over a uniform memory
+                # every slot would stay alike and the symmetry would never break.
+                for logits in (self.initial_read_logits, self.initial_write_logits):
+                    logits.zero_()
+                    logits[:, 0] = INITIAL_FOCUS_LOGIT
+
+    def initial_state(self, batch_size: int) -> NTMState:
+        """The state at the start of every sequence, for ``batch_size`` sequences."""
+        cfg = self.config
+        if batch_size < 1:
+            raise ValueError(
+                f"{type(self).__name__}.initial_state: batch_size must be >= 1, got {batch_size}"
+            )
+        ref = self.output_layer.weight
+        memory = self.initial_memory.unsqueeze(0).expand(batch_size, -1, -1)  # (B, N, M)
+        if cfg.learn_initial_reads:
+            reads = torch.tanh(self.initial_reads).unsqueeze(0).expand(batch_size, -1, -1)
+        else:
+            reads = ref.new_zeros(batch_size, cfg.num_read_heads, cfg.word_size)
+        if cfg.learn_initial_weights:
+            read_weights = (
+                torch.softmax(self.initial_read_logits, -1).unsqueeze(0).expand(batch_size, -1, -1)
+            )
+            write_weights = (
+                torch.softmax(self.initial_write_logits, -1).unsqueeze(0).expand(batch_size, -1, -1)
+            )
+        else:
+            # All weight on slot 0: a definite start for location-based addressing.
+            read_weights = ref.new_zeros(batch_size, cfg.num_read_heads, cfg.memory_size)
+            read_weights[..., 0] = 1.0
+            write_weights = ref.new_zeros(batch_size, cfg.num_write_heads, cfg.memory_size)
+            write_weights[..., 0] = 1.0
+        if cfg.controller == "lstm":
+            hidden = self.initial_hidden.unsqueeze(1).expand(-1, batch_size, -1)  # (L, B, C)
+            cell = self.initial_cell.unsqueeze(1).expand(-1, batch_size, -1)
+        else:
+            hidden = ref.new_zeros(0, batch_size, cfg.controller_size)
+            cell = hidden
+        return NTMState(memory, reads, read_weights, write_weights, hidden, cell)
+
+    def _check_state(self, state: NTMState, batch_size: int) -> None:
+        cfg = self.config
+        name = type(self).__name__
+        if not isinstance(state, NTMState):
+            raise ValueError(f"{name}: state must be an NTMState, got {type(state).__name__}")
+        layers = cfg.controller_layers if cfg.controller == "lstm" else 0
+        expected: dict[str, tuple[int, ...]] = {
+            "memory": (batch_size, cfg.memory_size, cfg.word_size),
+            "reads": (batch_size, cfg.num_read_heads, cfg.word_size),
+            "read_weights": (batch_size, cfg.num_read_heads, cfg.memory_size),
+            "write_weights": (batch_size, cfg.num_write_heads, cfg.memory_size),
+            "controller_hidden": (layers, batch_size, cfg.controller_size),
+            "controller_cell": (layers, batch_size, cfg.controller_size),
+        }
+        for field, shape in expected.items():
+            _check_input(name, f"state.{field}", getattr(state, field), shape)
+
+    def _controller_step(self, x: Tensor, state: NTMState) -> tuple[Tensor, Tensor, Tensor]:
+        """Run the controller layers. Returns output (B, C), hidden and cell (L, B, C)."""
+        if self.config.controller == "feedforward":
+            for layer in self.controller:
+                x = torch.tanh(layer(x))
+            return x, state.controller_hidden, state.controller_cell
+        hiddens, cells = [], []
+        for i, layer in enumerate(self.controller):
+            x, c = layer(x, (state.controller_hidden[i], state.controller_cell[i]))
+            hiddens.append(x)
+            cells.append(c)
+        return x, torch.stack(hiddens), torch.stack(cells)
+
+    def _head_parameters(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Activations of raw head parameters (B, H, P): key, strength, gate, shift, gamma."""
+        m = self.config.word_size
+        key = raw[..., :m]  # (B, H, M)
+        strength = F.softplus(raw[..., m])  # (B, H), > 0
+        gate = torch.sigmoid(raw[..., m + 1])  # (B, H), in (0, 1)
+        gamma = 1.0 + F.softplus(raw[..., m + 2])  # (B, H), >= 1
+        shift_weights = torch.softmax(raw[..., m + 3 : self._read_head_size], dim=-1)  # (B, H, S)
+        return key, strength, gate, shift_weights, gamma
+
+    def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
+        cfg = self.config
+        name = type(self).__name__
+        _check_input(name, "input", input, (None, cfg.input_size))
+        batch_size = input.shape[0]
+        if state is None:
+            state = self.initial_state(batch_size)
+        else:
+            self._check_state(state, batch_size)
+        previous_reads = state.reads.flatten(1)  # (B, R*M)
+        h, hidden, cell = self._controller_step(torch.cat([input, previous_reads], -1), state)
+        raw = _clip(self.head_layer(torch.cat([h, previous_reads], -1)), cfg.head_clip)
+        read_raw, write_raw = torch.split(
+            raw,
+            [
+                cfg.num_read_heads * self._read_head_size,
+                cfg.num_write_heads * self._write_head_size,
+            ],
+            -1,
+        )
+        read_raw = read_raw.view(batch_size, cfg.num_read_heads, self._read_head_size)
+        write_raw = write_raw.view(batch_size, cfg.num_write_heads, self._write_head_size)
+
+        write_weights = address(
+            state.memory, state.write_weights, *self._head_parameters(write_raw), eps=cfg.eps
+        )
+        erase = torch.sigmoid(
+            write_raw[..., self._read_head_size : self._read_head_size + cfg.word_size]
+        )
+        add = torch.tanh(write_raw[..., self._read_head_size + cfg.word_size :])
+        memory = write(state.memory, write_weights, erase, add)
+
+        read_weights = address(
+            memory, state.read_weights, *self._head_parameters(read_raw), eps=cfg.eps
+        )
+        reads = read(memory, read_weights)  # (B, R, M)
+        output = _clip(self.output_layer(torch.cat([h, reads.flatten(1)], -1)), cfg.output_clip)
+        return output, NTMState(memory, reads, read_weights, write_weights, hidden, cell)
+
+
+class NTM(nn.Module):
+    """A Neural Turing Machine over whole sequences: :class:`NTMCell` applied step by step.
+
+    Args:
+        input_size, output_size, **options: as for :class:`NTMCell`.
+        batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
+        device, dtype: where and in which precision to create the parameters.
+
+    Inputs: inputs, state
+        - inputs: (T, B, I), or (B, T, I) with ``batch_first=True``.
+        - state: an :class:`NTMState`, or None to start from :meth:`initial_state`.
+
+    Outputs: outputs, state
+        - outputs: (T, B, O) logits, or (B, T, O) with ``batch_first=True``.
+        - state: the :class:`NTMState` after the last step.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        batch_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **options)
+        self.batch_first = batch_first
+
+    @classmethod
+    def from_config(cls, config: NTMConfig, **kwargs: Any) -> NTM:
+        """Build from a configuration (``kwargs``: batch_first, device, dtype)."""
+        return cls(**config.to_dict(), **kwargs)
+
+    @property
+    def config(self) -> NTMConfig:
+        return self.cell.config
+
+    def initial_state(self, batch_size: int) -> NTMState:
+        return self.cell.initial_state(batch_size)
+
+    def reset_parameters(self) -> None:
+        self.cell.reset_parameters()
+
+    def _time_major(self, inputs: Tensor) -> Tensor:
+        _check_input(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
+        return inputs.transpose(0, 1) if self.batch_first else inputs
+
+    def _run(
+        self, inputs: Tensor, state: NTMState | None, trace: bool
+    ) -> tuple[Tensor, NTMState, list[NTMState]]:
+        steps = self._time_major(inputs)  # (T, B, I)
+        outputs, states = [], []
+        for x in steps:
+            y, state = self.cell(x, state)
+            outputs.append(y)
+            if trace:
+                states.append(state)
+        if state is None:
+            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        out = torch.stack(outputs)  # (T, B, O)
+        return (out.transpose(0, 1) if self.batch_first else out), state, states
+
+    def forward(self, inputs: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
+        outputs, state, _ = self._run(inputs, state, trace=False)
+        return outputs, state
+
+    def trace(
+        self, inputs: Tensor, state: NTMState | None = None
+    ) -> tuple[Tensor, NTMState, NTMTrace]:
+        """Like :meth:`forward`, and also every step's weightings and reads (time-major)."""
+        outputs, state, states = self._run(inputs, state, trace=True)
+        record = NTMTrace(
+            read_weights=torch.stack([s.read_weights for s in states]),
+            write_weights=torch.stack([s.write_weights for s in states]),
+            reads=torch.stack([s.reads for s in states]),
+        )
+        return outputs, state, record
+
+
+class LSTMBaseline(nn.Module):
+    """The paper's baseline: stacked LSTM layers and a linear read-out, as logits.
+
+    Same sequence interface as :class:`NTM`: ``forward(inputs (T, B, I), state=None) ->
+    (outputs (T, B, O), (h, c))`` with ``h`` and ``c`` of shape (layers, B, hidden).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        batch_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.config = LSTMConfig(input_size=input_size, output_size=output_size, **options)
+        self.batch_first = batch_first
+        cfg = self.config
+        self.lstm = nn.LSTM(
+            cfg.input_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            batch_first=batch_first,
+            device=device,
+            dtype=dtype,
+        )
+        self.output_layer = nn.Linear(cfg.hidden_size, cfg.output_size, device=device, dtype=dtype)
+
+    @classmethod
+    def from_config(cls, config: LSTMConfig, **kwargs: Any) -> LSTMBaseline:
+        return cls(**config.to_dict(), **kwargs)
+
+    def reset_parameters(self) -> None:
+        self.lstm.reset_parameters()
+        self.output_layer.reset_parameters()
+
+    def forward(
+        self, inputs: Tensor, state: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        _check_input(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
+        hidden, state = self.lstm(inputs, state)
+        return _clip(self.output_layer(hidden), self.config.output_clip), state

@@ -1,0 +1,440 @@
+"""The paper's five tasks (Graves et al., 2014, §4.1-4.5) and their metrics.
+
+Every task is a small dataclass with the paper's settings as defaults. ``sample(batch_size,
+generator)`` draws a time-major :class:`Batch`; sequences of different lengths in one batch
+are padded at the end, and ``mask`` says which (step, sequence) pairs are scored.
+
+Dimension legend: ``T`` time, ``B`` batch, ``I`` input channels, ``O`` target channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ntm.config import from_dict, require
+
+LN2 = math.log(2.0)
+
+
+class Batch(NamedTuple):
+    """A batch of episodes, time-major.
+
+    Fields:
+        inputs: (T, B, I) float
+        targets: (T, B, O) float, 0 or 1
+        mask: (T, B) bool, True where the target is scored
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    mask: Tensor
+
+
+class Task(Protocol):
+    """What every task offers."""
+
+    name: ClassVar[str]
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def output_size(self) -> int: ...
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _uniform_int(low: int, high: int, size: int, generator: torch.Generator | None) -> Tensor:
+    """Integers uniform in [low, high], inclusive. Shape (size,)."""
+    return torch.randint(low, high + 1, (size,), generator=generator)
+
+
+def _random_bits(shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+    return torch.randint(0, 2, shape, generator=generator).float()
+
+
+def _check_batch_size(owner: str, batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"{owner}.sample: batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+class _TaskBase:
+    """Shared helpers: dict round trip and range checks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return from_dict(cls, data)
+
+    def _require_range(self, low_name: str, high_name: str, minimum: int) -> None:
+        owner = type(self).__name__
+        low, high = getattr(self, low_name), getattr(self, high_name)
+        require(low >= minimum, owner, low_name, low, f"an integer >= {minimum}")
+        require(high >= low, owner, high_name, high, f"an integer >= {low_name} = {low}")
+
+
+@dataclass(frozen=True)
+class CopyTask(_TaskBase):
+    """Copy (§4.1): a random sequence of bit vectors, a delimiter, then the same sequence.
+
+    Inputs: ``bits`` data channels and a delimiter channel (the last). Targets: the ``bits``
+    data channels, scored only while the network answers (the ``L`` steps after the
+    delimiter). An episode of length ``L`` lasts ``2L + 1`` steps.
+    """
+
+    name: ClassVar[str] = "copy"
+    bits: int = 8
+    min_length: int = 1
+    max_length: int = 20
+
+    def __post_init__(self) -> None:
+        require(self.bits >= 1, type(self).__name__, "bits", self.bits, "an integer >= 1")
+        self._require_range("min_length", "max_length", 1)
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 1
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        _check_batch_size(type(self).__name__, batch_size)
+        lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
+        longest = int(lengths.max())
+        steps = 2 * longest + 1
+        data = _random_bits((longest, batch_size, self.bits), generator)
+        inputs = torch.zeros(steps, batch_size, self.input_size)
+        targets = torch.zeros(steps, batch_size, self.output_size)
+        mask = torch.zeros(steps, batch_size, dtype=torch.bool)
+        for b, length in enumerate(lengths.tolist()):
+            inputs[:length, b, : self.bits] = data[:length, b]
+            inputs[length, b, self.bits] = 1.0  # delimiter
+            targets[length + 1 : 2 * length + 1, b] = data[:length, b]
+            mask[length + 1 : 2 * length + 1, b] = True
+        return Batch(inputs, targets, mask)
+
+
+@dataclass(frozen=True)
+class RepeatCopyTask(_TaskBase):
+    """Repeat copy (§4.2): a sequence, then a repeat count; the target is the sequence that
+    many times, then an end marker.
+
+    Inputs: ``bits`` data channels, a delimiter channel, and a repeat-count channel. The
+    step after the sequence carries the delimiter and the count, normalised with the
+    training distribution's mean and standard deviation (``(R - 5.5) / sqrt(8.25)`` for the
+    paper's 1..10), also for counts outside it. Targets: ``bits`` data channels and an end
+    marker channel (the last), scored for the ``R * L + 1`` answering steps.
+    """
+
+    name: ClassVar[str] = "repeat_copy"
+    bits: int = 8
+    min_length: int = 1
+    max_length: int = 10
+    min_repeats: int = 1
+    max_repeats: int = 10
+    repeat_mean: float = 5.5  # mean of uniform 1..10, the paper's training distribution
+    repeat_std: float = math.sqrt(8.25)  # its standard deviation
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        require(self.bits >= 1, owner, "bits", self.bits, "an integer >= 1")
+        self._require_range("min_length", "max_length", 1)
+        self._require_range("min_repeats", "max_repeats", 1)
+        require(self.repeat_std > 0, owner, "repeat_std", self.repeat_std, "a number > 0")
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits + 1
+
+    def normalise_repeats(self, repeats: Tensor) -> Tensor:
+        return (repeats.float() - self.repeat_mean) / self.repeat_std
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        _check_batch_size(type(self).__name__, batch_size)
+        lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
+        repeats = _uniform_int(self.min_repeats, self.max_repeats, batch_size, generator)
+        totals = lengths + 1 + lengths * repeats + 1
+        steps = int(totals.max())
+        data = _random_bits((int(lengths.max()), batch_size, self.bits), generator)
+        counts = self.normalise_repeats(repeats)
+        inputs = torch.zeros(steps, batch_size, self.input_size)
+        targets = torch.zeros(steps, batch_size, self.output_size)
+        mask = torch.zeros(steps, batch_size, dtype=torch.bool)
+        for b, (length, repeat) in enumerate(zip(lengths.tolist(), repeats.tolist(), strict=True)):
+            sequence = data[:length, b]
+            inputs[:length, b, : self.bits] = sequence
+            inputs[length, b, self.bits] = 1.0  # delimiter
+            inputs[length, b, self.bits + 1] = counts[b]  # repeat count
+            start = length + 1
+            answer = length * repeat
+            targets[start : start + answer, b, : self.bits] = sequence.repeat(repeat, 1)
+            targets[start + answer, b, self.bits] = 1.0  # end marker
+            mask[start : start + answer + 1, b] = True
+        return Batch(inputs, targets, mask)
+
+
+@dataclass(frozen=True)
+class AssociativeRecallTask(_TaskBase):
+    """Associative recall (§4.3): a list of items, then one of them; answer the next item.
+
+    An item is ``item_length`` vectors of ``bits`` bits. Inputs: ``bits`` data channels, an
+    item delimiter and a query delimiter. Each item is preceded by an item-delimiter step;
+    the query item is enclosed by query-delimiter steps; then the network answers with the
+    item that followed the query (``item_length`` scored steps). The query is never the last
+    item.
+    """
+
+    name: ClassVar[str] = "associative_recall"
+    bits: int = 6
+    item_length: int = 3
+    min_items: int = 2
+    max_items: int = 6
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        require(self.bits >= 1, owner, "bits", self.bits, "an integer >= 1")
+        require(self.item_length >= 1, owner, "item_length", self.item_length, "an integer >= 1")
+        self._require_range("min_items", "max_items", 2)
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        _check_batch_size(type(self).__name__, batch_size)
+        counts = _uniform_int(self.min_items, self.max_items, batch_size, generator)
+        span = self.item_length + 1  # delimiter + item
+        steps = int(counts.max()) * span + span + 1 + self.item_length
+        items = _random_bits(
+            (int(counts.max()), self.item_length, batch_size, self.bits), generator
+        )
+        # Query index uniform in 0..count-2: floor(u * (count - 1)).
+        fractions = torch.rand(batch_size, generator=generator)
+        queries = (fractions * (counts - 1).float()).long().clamp(max=counts - 2)
+        inputs = torch.zeros(steps, batch_size, self.input_size)
+        targets = torch.zeros(steps, batch_size, self.output_size)
+        mask = torch.zeros(steps, batch_size, dtype=torch.bool)
+        item_delimiter, query_delimiter = self.bits, self.bits + 1
+        for b, (count, query) in enumerate(zip(counts.tolist(), queries.tolist(), strict=True)):
+            for i in range(count):
+                inputs[i * span, b, item_delimiter] = 1.0
+                inputs[i * span + 1 : (i + 1) * span, b, : self.bits] = items[i, :, b]
+            t = count * span
+            inputs[t, b, query_delimiter] = 1.0
+            inputs[t + 1 : t + span, b, : self.bits] = items[query, :, b]
+            inputs[t + span, b, query_delimiter] = 1.0
+            answer = t + span + 1
+            targets[answer : answer + self.item_length, b] = items[query + 1, :, b]
+            mask[answer : answer + self.item_length, b] = True
+        return Batch(inputs, targets, mask)
+
+
+@dataclass(frozen=True)
+class NGramsTask(_TaskBase):
+    """Dynamic n-grams (§4.4): predict the next bit of a sequence from a random 6-gram model.
+
+    Per episode the ``2 ** (order - 1)`` probabilities ``P(next = 1 | last order - 1 bits)``
+    are drawn from Beta(1/2, 1/2); the first ``order - 1`` bits are fair coin flips. The
+    network sees one bit per step and predicts the next: ``length`` steps, every one scored
+    (``length + 1`` bits are drawn).
+    """
+
+    name: ClassVar[str] = "ngrams"
+    length: int = 200
+    order: int = 6  # n of the n-gram: the context is the last n - 1 = 5 bits
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        require(self.length >= 1, owner, "length", self.length, "an integer >= 1")
+        require(self.order >= 2, owner, "order", self.order, "an integer >= 2")
+
+    @property
+    def input_size(self) -> int:
+        return 1
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def sample_probabilities(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Per episode, P(next bit = 1 | context) for every context: (B, 2 ** (order - 1))."""
+        # Beta(1/2, 1/2) is the arcsine law: sin^2 of an angle uniform in [0, pi/2].
+        angles = torch.rand(batch_size, 2 ** (self.order - 1), generator=generator) * (math.pi / 2)
+        return torch.sin(angles).pow(2)
+
+    def sample_bits(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """The raw episodes: (length + 1, B) bits as floats."""
+        _check_batch_size(type(self).__name__, batch_size)
+        context = self.order - 1
+        table = self.sample_probabilities(batch_size, generator)  # (B, 2^context)
+        total = self.length + 1
+        uniforms = torch.rand(total, batch_size, generator=generator)
+        bits = torch.zeros(total, batch_size)
+        bits[:context] = (uniforms[:context] < 0.5).float()
+        index = torch.zeros(batch_size, dtype=torch.long)
+        for t in range(context):
+            index = index * 2 + bits[t].long()
+        rows = torch.arange(batch_size)
+        mask = 2**context - 1
+        for t in range(context, total):
+            bits[t] = (uniforms[t] < table[rows, index]).float()
+            index = ((index << 1) | bits[t].long()) & mask
+        return bits
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        bits = self.sample_bits(batch_size, generator)
+        inputs = bits[:-1].unsqueeze(-1)  # (T, B, 1)
+        targets = bits[1:].unsqueeze(-1)
+        mask = torch.ones(self.length, batch_size, dtype=torch.bool)
+        return Batch(inputs, targets, mask)
+
+    def optimal_predictions(self, inputs: Tensor) -> Tensor:
+        """Bayes-optimal P(next bit = 1) at every step, given the bits seen so far.
+
+        ``(N1 + 1/2) / (N1 + N0 + 1)`` with the counts of ones and zeros that followed the
+        current context earlier in the same sequence; 1/2 before a full context is seen.
+
+        Shape: inputs (T, B, 1) -> (T, B, 1)
+        """
+        bits = inputs[..., 0].long()  # (T, B)
+        steps, batch_size = bits.shape
+        context = self.order - 1
+        ones = torch.zeros(batch_size, 2**context)
+        zeros = torch.zeros(batch_size, 2**context)
+        rows = torch.arange(batch_size)
+        predictions = torch.full((steps, batch_size), 0.5)
+        index = torch.zeros(batch_size, dtype=torch.long)
+        mask = 2**context - 1
+        for t in range(steps):
+            if t >= context:
+                # bits[t - context .. t - 1] form ``index``; bits[t] followed it.
+                ones[rows, index] += bits[t].float()
+                zeros[rows, index] += 1.0 - bits[t].float()
+            index = ((index << 1) | bits[t]) & mask
+            if t + 1 >= context:
+                n1, n0 = ones[rows, index], zeros[rows, index]
+                predictions[t] = (n1 + 0.5) / (n1 + n0 + 1.0)
+        return predictions.unsqueeze(-1)
+
+    def optimal_cost(self, batch: Batch) -> float:
+        """Cost in bits per sequence of the Bayes-optimal predictor on ``batch``."""
+        probabilities = self.optimal_predictions(batch.inputs)
+        return cost_bits(torch.logit(probabilities.double()), batch.targets, batch.mask)
+
+
+@dataclass(frozen=True)
+class PrioritySortTask(_TaskBase):
+    """Priority sort (§4.5): vectors with scalar priorities; output the highest, sorted.
+
+    Inputs: ``bits`` data channels, a priority channel (uniform in [-1, 1]) and a delimiter
+    channel. ``num_inputs`` steps of (vector, priority), a delimiter step, then
+    ``num_outputs`` scored steps: the ``num_outputs`` highest-priority vectors in
+    descending order of priority.
+    """
+
+    name: ClassVar[str] = "priority_sort"
+    bits: int = 8
+    num_inputs: int = 20
+    num_outputs: int = 16
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        require(self.bits >= 1, owner, "bits", self.bits, "an integer >= 1")
+        require(self.num_inputs >= 1, owner, "num_inputs", self.num_inputs, "an integer >= 1")
+        require(
+            1 <= self.num_outputs <= self.num_inputs,
+            owner,
+            "num_outputs",
+            self.num_outputs,
+            f"an integer in 1..num_inputs = {self.num_inputs}",
+        )
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        _check_batch_size(type(self).__name__, batch_size)
+        n_in, n_out = self.num_inputs, self.num_outputs
+        data = _random_bits((n_in, batch_size, self.bits), generator)
+        priorities = torch.rand(n_in, batch_size, generator=generator) * 2.0 - 1.0
+        order = priorities.argsort(dim=0, descending=True)[:n_out]  # (n_out, B)
+        steps = n_in + 1 + n_out
+        inputs = torch.zeros(steps, batch_size, self.input_size)
+        inputs[:n_in, :, : self.bits] = data
+        inputs[:n_in, :, self.bits] = priorities
+        inputs[n_in, :, self.bits + 1] = 1.0  # delimiter
+        targets = torch.zeros(steps, batch_size, self.output_size)
+        targets[n_in + 1 :] = torch.gather(data, 0, order.unsqueeze(-1).expand(-1, -1, self.bits))
+        mask = torch.zeros(steps, batch_size, dtype=torch.bool)
+        mask[n_in + 1 :] = True
+        return Batch(inputs, targets, mask)
+
+
+#: The paper's five tasks by name.
+TASKS: dict[str, type[Any]] = {
+    task.name: task
+    for task in (CopyTask, RepeatCopyTask, AssociativeRecallTask, NGramsTask, PrioritySortTask)
+}
+
+
+def make_task(name: str, **settings: Any) -> Any:
+    """The task called ``name`` with ``settings`` overriding the paper's defaults."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
+    return TASKS[name].from_dict(settings)
+
+
+def _masked_bce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Binary cross-entropy in nats, summed over channels and masked steps. Shape: scalar."""
+    losses = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    return (losses.sum(-1) * mask.to(logits.dtype)).sum()
+
+
+def cost_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """Cost in bits per sequence: masked BCE in base 2, summed over each sequence, averaged.
+
+    Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> float
+    """
+    return float(_masked_bce(logits, targets, mask)) / LN2 / logits.shape[1]
+
+
+def loss_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Differentiable version of :func:`cost_bits`: a scalar tensor in bits per sequence."""
+    return _masked_bce(logits, targets, mask) / (LN2 * logits.shape[1])
+
+
+def bit_errors(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """Wrong bits per sequence after thresholding the output probabilities at 0.5.
+
+    Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> float
+    """
+    wrong = ((logits > 0) != (targets > 0.5)).sum(-1)  # (T, B)
+    return float((wrong * mask).sum()) / logits.shape[1]

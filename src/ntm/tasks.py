@@ -423,7 +423,7 @@ def cost_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
 
     Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> float
     """
-    return float(_masked_bce(logits, targets, mask)) / LN2 / logits.shape[1]
+    return float(_masked_bce(logits.detach(), targets, mask)) / LN2 / logits.shape[1]
 
 
 def loss_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:

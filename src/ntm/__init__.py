@@ -4,6 +4,7 @@ from ntm import addressing, memory, tasks
 from ntm.config import LSTMConfig, NTMConfig, paper_lstm_config, paper_ntm_config
 from ntm.model import NTM, LSTMBaseline, NTMCell, NTMState, NTMTrace
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, make_task
+from ntm.training import load
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "addressing",
     "bit_errors",
     "cost_bits",
+    "load",
     "make_task",
     "memory",
     "paper_lstm_config",

@@ -1,39 +1,297 @@
-"""The ``ntm`` command line."""
+"""The ``ntm`` command line: ``train``, ``eval`` and ``viz``.
+
+The flags of ``ntm train`` are generated from the configuration dataclasses
+(:class:`ntm.training.TrainConfig`, :class:`ntm.NTMConfig`, :class:`ntm.LSTMConfig` and
+the task dataclasses), so every setting has exactly one default, in the dataclass.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-import torch
+from ntm import training
+from ntm.checkpoint import RunError, read_config
+from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
+from ntm.evaluation import evaluate_run, format_table
+from ntm.tasks import TASKS
+from ntm.training import RunConfig, TrainConfig
+from ntm.viz import draw_run
 
-from ntm.model import NTM
-from ntm.tasks import bit_errors, cost_bits, make_task
+EXIT_USAGE = 2
+
+#: Model settings that ``ntm train`` takes from the run, not from a flag of their own.
+_MODEL_FIXED = {"input_size", "output_size", "controller"}
 
 
-def _demo(args: argparse.Namespace) -> int:
-    task = make_task("copy")
-    model = NTM(task.input_size, task.output_size)
-    batch = task.sample(args.batch_size, torch.Generator().manual_seed(args.seed))
-    with torch.no_grad():
-        logits, _ = model(batch.inputs)
-    print(f"copy batch: inputs {tuple(batch.inputs.shape)}, targets {tuple(batch.targets.shape)}")
-    print(f"untrained NTM, {sum(p.numel() for p in model.parameters()):,} parameters:")
-    print(f"  cost {cost_bits(logits, batch.targets, batch.mask):.1f} bits per sequence")
-    print(f"  {bit_errors(logits, batch.targets, batch.mask):.1f} bit errors per sequence")
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit code 2, never a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _field_specs(cls: type) -> list[tuple[str, Any, Any, str]]:
+    """(name, type, default, help) for each field of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        help_text = f.metadata.get("help", "")
+        specs.append((f.name, hints[f.name], f.default, help_text))
+    return specs
+
+
+def _add_field(group: Any, dest: str, name: str, kind: Any, help_text: str) -> None:
+    if kind is bool:
+        group.add_argument(
+            _flag(name),
+            dest=dest,
+            action=argparse.BooleanOptionalAction,
+            default=argparse.SUPPRESS,
+            help=help_text,
+        )
+    else:
+        group.add_argument(
+            _flag(name),
+            dest=dest,
+            type=kind,
+            default=argparse.SUPPRESS,
+            metavar=kind.__name__.upper(),
+            help=help_text,
+        )
+
+
+def _task_fields() -> dict[str, tuple[Any, list[str]]]:
+    """Every task setting: its type and the tasks that have it."""
+    fields: dict[str, tuple[Any, list[str]]] = {}
+    for task_name, cls in TASKS.items():
+        for name, kind, _, _ in _field_specs(cls):
+            fields.setdefault(name, (kind, []))[1].append(task_name)
+    return fields
+
+
+def _model_fields() -> dict[str, tuple[Any, list[str]]]:
+    fields: dict[str, tuple[Any, list[str]]] = {}
+    for kind_name, cls in (("ntm", NTMConfig), ("lstm", LSTMConfig)):
+        for name, kind, _, _ in _field_specs(cls):
+            if name not in _MODEL_FIXED:
+                fields.setdefault(name, (kind, []))[1].append(kind_name)
+    return fields
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE.json", help="settings file (a run's config.json)"
+    )
+    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="where the run is written")
+    parser.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    train = parser.add_argument_group("training (defaults: the preset, then these)")
+    for name, kind, default, help_text in _field_specs(TrainConfig):
+        _add_field(train, f"train.{name}", name, kind, f"{help_text} (default: {default})")
+    model = parser.add_argument_group("model (defaults: the preset's model for the task)")
+    for name, (kind, owners) in _model_fields().items():
+        scope = "" if len(owners) == 2 else f" [{owners[0]} model only]"
+        _add_field(model, f"model.{name}", name, kind, f"model setting{scope}")
+    task = parser.add_argument_group("task (defaults: the paper's)")
+    for name, (kind, owners) in _task_fields().items():
+        _add_field(task, f"task.{name}", name, kind, f"task setting of: {', '.join(owners)}")
+
+
+def _sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {"train": {}, "model": {}, "task": {}}
+    for dest, value in vars(args).items():
+        section, _, name = dest.partition(".")
+        if section in sections and name:
+            sections[section][name] = value
+    return sections
+
+
+def _check_scopes(sections: dict[str, dict[str, Any]], task: str, model: str) -> None:
+    task_fields = _task_fields()
+    for name in sections["task"]:
+        owners = task_fields[name][1]
+        if task not in owners:
+            allowed = [n for n, (_, o) in task_fields.items() if task in o]
+            raise UsageError(
+                f"{_flag(name)} is not a setting of task {task}; "
+                f"its settings are: {', '.join(_flag(n) for n in allowed)}"
+            )
+    model_fields = _model_fields()
+    for name in sections["model"]:
+        if model not in model_fields[name][1]:
+            raise UsageError(f"{_flag(name)} does not apply to --model {model}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config: file {str(path)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"--config: {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {path} must hold a JSON object")
+    for section in ("train", "task", "model"):
+        if not isinstance(data.get(section, {}), dict):
+            raise UsageError(f"--config: section {section!r} of {path} must be a JSON object")
+    return data
+
+
+def _train(args: argparse.Namespace) -> int:
+    sections = _sections(args)
+    if args.resume is not None:
+        if args.config is not None or sections["model"] or sections["task"] or args.run_dir:
+            raise UsageError(
+                "--resume continues a run as configured; only "
+                f"{', '.join(_flag(n) for n in training.RESUMABLE)} may be given with it"
+            )
+        trainer = training.reopen(args.resume, sections["train"], quiet=args.quiet)
+    else:
+        base = _read_json(args.config) if args.config else {}
+        chosen = {**base.get("train", {}), **sections["train"]}
+        probe = from_dict(TrainConfig, chosen)
+        _check_scopes(sections, probe.task, probe.model)
+        run = training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+        trainer = training.start(run, args.run_dir, quiet=args.quiet)
+        if not args.quiet:
+            count = sum(p.numel() for p in trainer.model.parameters())
+            trainer.log(
+                f"run folder {trainer.run_dir}: {run.train.task}, {run.train.model} "
+                f"({count:,d} parameters), preset {run.train.preset}"
+            )
+    result = trainer.fit()
+    if not args.quiet:
+        verdict = "solved" if result.solved else "stopped"
+        print(
+            f"{verdict} after {result.sequences:,d} sequences in {result.seconds / 60:.1f} min: "
+            f"held-out cost {result.eval_cost:.3f} bits, "
+            f"{result.eval_bit_errors:.3f} bit errors per sequence\n"
+            f"next: ntm eval {result.run_dir}   ntm viz {result.run_dir}"
+        )
+    return 130 if result.interrupted else 0
+
+
+def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings into settings of ``task``'s dataclass."""
+    hints = typing.get_type_hints(type(task))
+    names = [f.name for f in dataclasses.fields(task)]
+    settings: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in names:
+            raise UsageError(
+                f"--task-arg {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}"
+            )
+        kind = hints[key]
+        try:
+            value: Any = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise UsageError(
+                f"--task-arg {item!r}: {raw!r} is not a valid {kind.__name__}"
+            ) from None
+        settings[key] = check_value(type(task).__name__, key, value, kind)
+    return settings
+
+
+def _eval(args: argparse.Namespace) -> int:
+    rows = evaluate_run(
+        args.run_dir, _task_args_for(args.run_dir, args.task_arg), args.size, args.seed
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:
+    if not assignments:
+        return None
+    run = RunConfig.from_dict(read_config(run_dir))
+    return _task_args(run.task, assignments)
+
+
+def _viz(args: argparse.Namespace) -> int:
+    paths = draw_run(args.run_dir, args.out, _task_args_for(args.run_dir, args.task_arg), args.seed)
+    for path in paths:
+        print(path)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntm", description="Neural Turing Machines in PyTorch.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run an untrained NTM on a copy batch")
-    demo.add_argument("--batch-size", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
+    parser = _Parser(
+        prog="ntm",
+        description="Neural Turing Machines (Graves et al., 2014): train, evaluate, draw.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser(
+        "train",
+        help="train a model on a task",
+        description="Train an NTM (or the LSTM baseline) on one of the paper's tasks.",
+    )
+    _add_train_arguments(train)
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate a run on held-out sequences",
+        description="Cost in bits and bit errors per sequence on seeded held-out sets: the "
+        "training distribution and the paper's generalisation settings, or --task-arg.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument(
+        "--task-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="evaluate on the run's task with this setting changed (repeatable)",
+    )
+    evaluate.add_argument("--size", type=int, default=1000, help="sequences per setting")
+    evaluate.add_argument("--seed", type=int, default=2_000_003, help="seed of the held-out sets")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(func=_eval)
+
+    viz = commands.add_parser(
+        "viz",
+        help="draw a run: sequence, attention, memory, learning curves",
+        description="Write PNGs: one held-out sequence with inputs, targets, outputs and the "
+        "heads' weightings over time; the memory at the end; the learning curves.",
+    )
+    viz.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    viz.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder for the PNGs (default: RUN_DIR)"
+    )
+    viz.add_argument(
+        "--task-arg", action="append", default=[], metavar="KEY=VALUE", help="as for eval"
+    )
+    viz.add_argument("--seed", type=int, default=2_000_003, help="seed of the drawn sequence")
+    viz.set_defaults(func=_viz)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return int(args.func(args))
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return int(args.func(args))
+    except (UsageError, RunError, ValueError) as error:
+        sys.stderr.write(f"ntm {args.command}: error: {error}\n")
+        return EXIT_USAGE

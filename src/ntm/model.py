@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ntm.addressing import address
 from ntm.config import LSTMConfig, NTMConfig
+from ntm.fused import fused_sequence
 from ntm.memory import read, write
 
 #: Value of every memory cell under the ``constant`` initialisation (Collier & Beel).
@@ -313,6 +314,9 @@ class NTM(nn.Module):
     Args:
         input_size, output_size, **options: as for :class:`NTMCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
+        fused: run the whole sequence as one autograd node with a hand-written backward
+            (:mod:`ntm.fused`): same outputs and gradients, several times faster on a CPU.
+            The final state then carries no gradient.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -330,6 +334,7 @@ class NTM(nn.Module):
         output_size: int,
         *,
         batch_first: bool = False,
+        fused: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         **options: Any,
@@ -337,6 +342,7 @@ class NTM(nn.Module):
         super().__init__()
         self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **options)
         self.batch_first = batch_first
+        self.fused = fused
 
     @classmethod
     def from_config(cls, config: NTMConfig, **kwargs: Any) -> NTM:
@@ -373,8 +379,18 @@ class NTM(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), state, states
 
     def forward(self, inputs: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        outputs, state, _ = self._run(inputs, state, trace=False)
-        return outputs, state
+        if not self.fused:
+            outputs, state, _ = self._run(inputs, state, trace=False)
+            return outputs, state
+        steps = self._time_major(inputs)
+        if steps.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        if state is None:
+            state = self.cell.initial_state(steps.shape[1])
+        else:
+            self.cell._check_state(state, steps.shape[1])
+        outputs, state = fused_sequence(self.cell, steps, state)
+        return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 
     def trace(
         self, inputs: Tensor, state: NTMState | None = None

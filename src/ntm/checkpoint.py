@@ -1,0 +1,258 @@
+"""Run folders: configuration, metrics and checkpoints, written atomically, loaded safely.
+
+A run folder holds::
+
+    config.json                   everything needed to rebuild model, task and optimiser
+    metrics.csv                   one row per evaluation
+    train.log                     the lines the trainer printed
+    checkpoints/step-000000123/   model.safetensors + trainer.pt (optimiser, counters, RNG)
+    checkpoints/latest            name of the newest complete checkpoint
+
+Every file is written to a temporary name and renamed into place, and a checkpoint folder
+becomes ``latest`` only once it is complete, so a crash at any moment leaves the previous
+checkpoint readable. Loading never unpickles arbitrary objects: weights come through
+safetensors, the configuration through JSON, the trainer state through
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+LOG_FILE = "train.log"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+MODEL_FILE = "model.safetensors"
+TRAINER_FILE = "trainer.pt"
+METRICS_COLUMNS = (
+    "sequences",
+    "seconds",
+    "train_cost",
+    "train_bit_errors",
+    "eval_cost",
+    "eval_bit_errors",
+    "skipped_steps",
+)
+#: How many complete checkpoints to keep.
+KEEP = 2
+
+
+class RunError(ValueError):
+    """A run folder is missing, incomplete or does not match what was asked."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success, fsync it and rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_text_atomic(run_dir / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.json`` as a dict; a clear error when it is missing or corrupt."""
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise RunError(f"run folder {str(run_dir)!r} does not exist")
+    if not path.is_file():
+        raise RunError(f"{str(run_dir)!r} is not a run folder: it has no {CONFIG_FILE}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
+    """Rewrite ``metrics.csv`` with exactly ``rows`` (used when a run resumes)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(run_dir / METRICS_FILE, buffer.getvalue())
+
+
+def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
+    path = run_dir / METRICS_FILE
+    with path.open("a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=METRICS_COLUMNS).writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """Rows of ``metrics.csv`` as floats; an incomplete last line (a crash) is dropped."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                rows.append({k: float(row[k]) for k in METRICS_COLUMNS})
+            except (TypeError, ValueError, KeyError):
+                break
+    return rows
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    with (run_dir / LOG_FILE).open("a") as handle:
+        handle.write(line + "\n")
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds: model tensors and the trainer's state."""
+
+    model: dict[str, torch.Tensor]
+    trainer: dict[str, Any]
+    path: Path
+
+
+def save_checkpoint(
+    run_dir: Path, sequences: int, model: nn.Module, trainer_state: dict[str, Any]
+) -> Path:
+    """Write a complete checkpoint folder, then point ``latest`` at it; keep the newest few."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{sequences:012d}"
+    final = root / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(staging / MODEL_FILE))
+        torch.save(trainer_state, staging / TRAINER_FILE)
+        for file in staging.iterdir():
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(staging)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        _fsync_dir(root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    write_text_atomic(root / LATEST, name + "\n")
+    complete = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in complete[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint folder of a run."""
+    root = run_dir / CHECKPOINTS
+    pointer = root / LATEST
+    if pointer.is_file():
+        candidate = root / pointer.read_text().strip()
+        if (candidate / MODEL_FILE).is_file() and (candidate / TRAINER_FILE).is_file():
+            return candidate
+    complete = sorted(
+        p
+        for p in root.glob("step-*")
+        if p.is_dir() and (p / MODEL_FILE).is_file() and (p / TRAINER_FILE).is_file()
+    )
+    if not complete:
+        raise RunError(f"run folder {str(run_dir)!r} has no complete checkpoint")
+    return complete[-1]
+
+
+def load_model_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``model.safetensors`` file, with a clear error when it is corrupt."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise RunError(f"{path} is not a readable safetensors file: {error}") from None
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state, loaded with ``weights_only=True``: no code in the file can run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise RunError(
+            f"{path} cannot be loaded safely (only tensors and plain values are accepted): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    if not isinstance(state, dict):
+        raise RunError(f"{path}: expected a dict of trainer state, got {type(state).__name__}")
+    return state
+
+
+def load_checkpoint(run_dir: Path) -> Checkpoint:
+    path = latest_checkpoint(run_dir)
+    return Checkpoint(
+        model=load_model_tensors(path / MODEL_FILE),
+        trainer=load_trainer_state(path / TRAINER_FILE),
+        path=path,
+    )
+
+
+def load_weights_strict(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy ``tensors`` into ``model``; name every missing, unexpected or mis-shaped tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected)}")
+    for key in sorted(set(expected) & set(tensors)):
+        if expected[key].shape != tensors[key].shape:
+            problems.append(
+                f"{key} has shape {tuple(tensors[key].shape)}, "
+                f"the config expects {tuple(expected[key].shape)}"
+            )
+    if problems:
+        raise RunError(f"{source} does not match its config: {'; '.join(problems)}")
+    model.load_state_dict(tensors, strict=True)

@@ -1,0 +1,111 @@
+"""``ntm eval``: a run's model on seeded held-out sets, by default the paper's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ntm.tasks import NGramsTask
+from ntm.training import evaluate, load_run
+
+#: Per task, the paper's generalisation settings (§4): (label, task settings changed).
+GENERALISATION: dict[str, list[tuple[str, dict[str, int]]]] = {
+    "copy": [
+        ("length 20", {"min_length": 20, "max_length": 20}),
+        ("length 30", {"min_length": 30, "max_length": 30}),
+        ("length 50", {"min_length": 50, "max_length": 50}),
+        ("length 120", {"min_length": 120, "max_length": 120}),
+    ],
+    "repeat_copy": [
+        ("L=10, R=20", {"min_length": 10, "max_length": 10, "min_repeats": 20, "max_repeats": 20}),
+        ("L=20, R=10", {"min_length": 20, "max_length": 20, "min_repeats": 10, "max_repeats": 10}),
+    ],
+    "associative_recall": [
+        ("12 items", {"min_items": 12, "max_items": 12}),
+        ("15 items", {"min_items": 15, "max_items": 15}),
+    ],
+    "ngrams": [],
+    "priority_sort": [],
+}
+
+
+def _describe(task: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(task).items())
+
+
+def evaluate_run(
+    run_dir: Path,
+    task_settings: dict[str, Any] | None = None,
+    size: int = 1000,
+    seed: int = 2_000_003,
+) -> list[dict[str, Any]]:
+    """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder.
+
+    Without ``task_settings``: the training distribution and the paper's generalisation
+    settings for the task; with them, one row for the run's task so changed. Every row
+    draws its own held-out set from ``seed``.
+    """
+    if size < 1:
+        raise ValueError(f"--size = {size}: expected an integer >= 1")
+    run, model = load_run(run_dir)
+    task = run.task
+    settings: list[tuple[str, dict[str, Any]]]
+    if task_settings is None:
+        settings = [("training distribution", {})] + GENERALISATION[run.train.task]
+    else:
+        settings = [("custom", task_settings)]
+    rows = []
+    for label, changes in settings:
+        variant = dataclasses.replace(task, **changes)
+        batch = variant.sample(size, torch.Generator().manual_seed(seed))
+        cost, errors = evaluate(model, batch)
+        row: dict[str, Any] = {
+            "setting": label,
+            "task": _describe(variant),
+            "sequences": size,
+            "cost_bits": cost,
+            "bit_errors": errors,
+        }
+        if isinstance(variant, NGramsTask):
+            row["optimal_cost_bits"] = variant.optimal_cost(batch)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`evaluate_run`'s rows."""
+    optimal = any("optimal_cost_bits" in r for r in rows)
+    header = ["setting", "sequences", "cost (bits/seq)", "bit errors/seq"]
+    if optimal:
+        header.append("Bayes-optimal cost")
+    lines = []
+    for r in rows:
+        cells = [
+            r["setting"],
+            f"{r['sequences']:,d}",
+            f"{r['cost_bits']:.3f}",
+            f"{r['bit_errors']:.3f}",
+        ]
+        if optimal:
+            cells.append(f"{r.get('optimal_cost_bits', float('nan')):.3f}")
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    out = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
+    for cells in lines:
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
+    out.append("")
+    out.extend(f"{r['setting']}: {r['task']}" for r in rows)
+    return "\n".join(out)

@@ -1,0 +1,455 @@
+"""A fused NTM sequence: one autograd node for a whole sequence, with a hand-written backward.
+
+Eager PyTorch spends most of an NTM step on per-operation overhead: a step is a few hundred
+tiny operations forward and backward, each recorded by autograd. Here the forward pass runs
+without autograd and keeps only what the backward pass needs; the backward pass walks the
+sequence in reverse with the derivatives written out, and the weight gradients of the
+controller, head and output layers are formed after the loop as one matrix product over
+all time steps. It computes the same function as :class:`ntm.NTMCell` stepped in a loop;
+tests compare outputs and gradients with the eager path.
+
+Gradients flow into the inputs, the initial state and every parameter; the final state is
+returned without gradient (training never needs it).
+
+Dimension legend: ``T`` time, ``B`` batch, ``I`` input size, ``O`` output size,
+``R``/``W`` read/write heads, ``H`` heads of either kind, ``N`` slots, ``M`` word size,
+``S`` shift offsets, ``L`` controller layers, ``C`` controller size, ``P`` head parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ntm.config import NTMConfig
+
+
+@dataclass(frozen=True)
+class _Spec:
+    config: NTMConfig
+    read_head_size: int  # P of a read head: key, strength, gate, gamma, shift weights
+
+    @property
+    def lstm(self) -> bool:
+        return self.config.controller == "lstm"
+
+
+def _softmax_backward(grad: Tensor, probs: Tensor) -> Tensor:
+    return probs * (grad - (grad * probs).sum(-1, keepdim=True))
+
+
+def _clip_mask(x: Tensor, bound: float) -> Tensor | None:
+    return (x.abs() <= bound).to(x.dtype) if bound > 0 else None
+
+
+def _rolled(weights: Tensor, k: int, sign: int) -> Tensor:
+    """Stack of ``roll(weights, sign * (j - k))`` for j in 0..2k: (B, H, S, N)."""
+    return torch.stack([torch.roll(weights, sign * (j - k), -1) for j in range(2 * k + 1)], -2)
+
+
+def _address_forward(
+    memory: Tensor, previous: Tensor, raw: Tensor, word_size: int, eps: float
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The addressing of ``ntm.addressing.address`` on raw head parameters (B, H, P)."""
+    m = word_size
+    key = raw[..., :m]
+    strength = F.softplus(raw[..., m])
+    gate = torch.sigmoid(raw[..., m + 1])
+    gamma = 1.0 + F.softplus(raw[..., m + 2])
+    shift_weights = torch.softmax(raw[..., m + 3 :], -1)  # (B, H, S)
+    key_norm = torch.sqrt(key.pow(2).sum(-1) + eps)  # (B, H)
+    row_norm = torch.sqrt(memory.pow(2).sum(-1) + eps)  # (B, N)
+    cosine = torch.matmul(key, memory.transpose(1, 2)) / (
+        key_norm.unsqueeze(-1) * row_norm.unsqueeze(1)
+    )
+    content = torch.softmax(strength.unsqueeze(-1) * cosine, -1)
+    g = gate.unsqueeze(-1)
+    gated = g * content + (1.0 - g) * previous
+    k = shift_weights.shape[-1] // 2
+    shifted = torch.matmul(shift_weights.unsqueeze(-2), _rolled(gated, k, 1)).squeeze(-2)
+    log_shifted = torch.log(shifted + eps)
+    weights = torch.softmax(gamma.unsqueeze(-1) * log_shifted, -1)
+    saved = (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
+             log_shifted, weights, strength, gate, gamma, shift_weights)  # fmt: skip
+    return weights, saved
+
+
+def _address_backward(
+    grad: Tensor, memory: Tensor, saved: tuple[Tensor, ...], eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of the addressing: (memory (B, N, M), previous (B, H, N), raw (B, H, P))."""
+    (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
+     log_shifted, weights, strength, gate, gamma, shift_weights) = saved  # fmt: skip
+    m = key.shape[-1]
+    k = shift_weights.shape[-1] // 2
+    # Sharpening: w = softmax(gamma * log(w~ + eps)).
+    d_logits = _softmax_backward(grad, weights)
+    d_gamma = (d_logits * log_shifted).sum(-1)
+    d_shifted = d_logits * gamma.unsqueeze(-1) / (shifted + eps)
+    # Shift: w~(i) = sum_j s_j w_g(i - (j - K)).
+    d_gated = torch.matmul(shift_weights.unsqueeze(-2), _rolled(d_shifted, k, -1)).squeeze(-2)
+    d_shift = torch.matmul(_rolled(gated, k, 1), d_shifted.unsqueeze(-1)).squeeze(-1)
+    # Interpolation.
+    g = gate.unsqueeze(-1)
+    d_content = g * d_gated
+    d_previous = (1.0 - g) * d_gated
+    d_gate = (d_gated * (content - previous)).sum(-1)
+    # Content: softmax(strength * cosine).
+    d_scores = _softmax_backward(d_content, content)
+    d_strength = (d_scores * cosine).sum(-1)
+    d_cosine = d_scores * strength.unsqueeze(-1)
+    denominator = key_norm.unsqueeze(-1) * row_norm.unsqueeze(1)  # (B, H, N)
+    d_dots = d_cosine / denominator
+    d_cos_cos = d_cosine * cosine
+    d_key_norm = -d_cos_cos.sum(-1) / key_norm  # (B, H)
+    d_row_norm = -d_cos_cos.sum(1) / row_norm  # (B, N)
+    d_key = torch.matmul(d_dots, memory) + (d_key_norm / key_norm).unsqueeze(-1) * key
+    d_memory = torch.matmul(d_dots.transpose(1, 2), key)
+    d_memory = d_memory + (d_row_norm / row_norm).unsqueeze(-1) * memory
+    # Activations of the raw parameters.
+    d_raw = torch.empty_like(raw)
+    d_raw[..., :m] = d_key
+    d_raw[..., m] = d_strength * torch.sigmoid(raw[..., m])
+    d_raw[..., m + 1] = d_gate * gate * (1.0 - gate)
+    d_raw[..., m + 2] = d_gamma * torch.sigmoid(raw[..., m + 2])
+    d_raw[..., m + 3 :] = _softmax_backward(d_shift, shift_weights)
+    return d_memory, d_previous, d_raw
+
+
+def _exclusive_products(keep: Tensor) -> Tensor:
+    """For each head h, the product of ``keep`` over all other heads: (B, W, N, M)."""
+    ones = torch.ones_like(keep[:, :1])
+    before = torch.cumprod(torch.cat([ones, keep[:, :-1]], 1), 1)
+    after = torch.cumprod(torch.cat([ones, keep.flip(1)[:, :-1]], 1), 1).flip(1)
+    return before * after
+
+
+def _forward_step(
+    spec: _Spec,
+    ctrl: tuple[tuple[Tensor, ...], ...],
+    head_w: Tensor,
+    head_b: Tensor,
+    read_w: Tensor,
+    pre_input: Tensor,
+    memory: Tensor,
+    reads: Tensor,
+    read_weights: Tensor,
+    write_weights: Tensor,
+    h: tuple[Tensor, ...],
+    c: tuple[Tensor, ...],
+) -> tuple[Any, ...]:
+    """One NTM step without autograd. Returns the new state, the controller output and
+    what the backward step needs."""
+    cfg = spec.config
+    batch = memory.shape[0]
+    m, eps, pr = cfg.word_size, cfg.eps, spec.read_head_size
+    prev_reads = reads.reshape(batch, cfg.num_read_heads * m)
+    layer_saved: list[tuple[Tensor, ...]] = []
+    new_h, new_c = [], []
+    x = prev_reads
+    for i, layer in enumerate(ctrl):
+        if i == 0:
+            pre = pre_input + torch.matmul(x, read_w.t())
+        else:
+            bias = layer[2] + layer[3] if spec.lstm else layer[1]
+            pre = torch.addmm(bias, x, layer[0].t())
+        if spec.lstm:
+            gates = pre + torch.matmul(h[i], layer[1].t())
+            gi, gf, gg, go = gates.chunk(4, 1)
+            gi, gf, go = torch.sigmoid(gi), torch.sigmoid(gf), torch.sigmoid(go)
+            gg = torch.tanh(gg)
+            c_new = gf * c[i] + gi * gg
+            tanh_c = torch.tanh(c_new)
+            h_new = go * tanh_c
+            layer_saved.append((x, h[i], c[i], gi, gf, gg, go, tanh_c))
+            new_h.append(h_new)
+            new_c.append(c_new)
+            x = h_new
+        else:
+            x_new = torch.tanh(pre)
+            layer_saved.append((x, x_new))
+            x = x_new
+    top = x
+    raw = torch.addmm(head_b, torch.cat([top, prev_reads], -1), head_w.t())
+    head_mask = _clip_mask(raw, cfg.head_clip)
+    if cfg.head_clip > 0:
+        raw = raw.clamp(-cfg.head_clip, cfg.head_clip)
+    read_raw, write_raw = torch.split(
+        raw, [cfg.num_read_heads * pr, raw.shape[1] - cfg.num_read_heads * pr], -1
+    )
+    read_raw = read_raw.reshape(batch, cfg.num_read_heads, pr)
+    write_raw = write_raw.reshape(batch, cfg.num_write_heads, pr + 2 * m)
+    write_weights, write_saved = _address_forward(
+        memory, write_weights, write_raw[..., :pr], m, eps
+    )
+    erase = torch.sigmoid(write_raw[..., pr : pr + m])
+    add = torch.tanh(write_raw[..., pr + m :])
+    keep = 1.0 - write_weights.unsqueeze(-1) * erase.unsqueeze(-2)  # (B, W, N, M)
+    kept = keep[:, 0] if keep.shape[1] == 1 else keep.prod(1)
+    new_memory = memory * kept + torch.matmul(write_weights.transpose(1, 2), add)
+    read_weights, read_saved = _address_forward(new_memory, read_weights, read_raw, m, eps)
+    reads = torch.matmul(read_weights, new_memory)
+    saved = (prev_reads, tuple(layer_saved), head_mask, write_saved, read_saved, erase, add,
+             write_weights, read_weights)  # fmt: skip
+    state = (new_memory, reads, read_weights, write_weights, tuple(new_h), tuple(new_c))
+    return state, top, saved
+
+
+def _backward_step(
+    spec: _Spec,
+    ctrl: tuple[tuple[Tensor, ...], ...],
+    head_w: Tensor,
+    read_w: Tensor,
+    saved: tuple[Any, ...],
+    memory_old: Tensor,
+    memory_new: Tensor,
+    d_top_out: Tensor,
+    d_reads_out: Tensor,
+    d_memory: Tensor,
+    d_reads_next: Tensor,
+    d_read_w_next: Tensor,
+    d_write_w_next: Tensor,
+    d_h: tuple[Tensor, ...],
+    d_c: tuple[Tensor, ...],
+) -> tuple[Any, ...]:
+    """Gradients through one step, given those flowing back from later steps."""
+    cfg = spec.config
+    batch = memory_old.shape[0]
+    m, eps = cfg.word_size, cfg.eps
+    size = cfg.controller_size
+    (_, layer_saved, head_mask, write_saved, read_saved, erase, add,
+     write_w, read_weights) = saved  # fmt: skip
+    # Read: r = w_r M_t.
+    d_reads = d_reads_out + d_reads_next
+    d_read_w = torch.matmul(d_reads, memory_new.transpose(1, 2)) + d_read_w_next
+    d_memory = d_memory + torch.matmul(read_weights.transpose(1, 2), d_reads)
+    d_mem_addr, d_read_w_prev, d_read_raw = _address_backward(d_read_w, memory_new, read_saved, eps)
+    d_memory = d_memory + d_mem_addr
+    # Write: M_t = M_{t-1} * prod(1 - w e) + sum w^T a.
+    keep = 1.0 - write_w.unsqueeze(-1) * erase.unsqueeze(-2)  # (B, W, N, M)
+    d_keep = (d_memory * memory_old).unsqueeze(1)  # (B, 1, N, M)
+    if cfg.num_write_heads == 1:
+        kept = keep[:, 0]
+    else:
+        kept = keep.prod(1)
+        d_keep = d_keep * _exclusive_products(keep)
+    d_write_w = torch.matmul(add, d_memory.transpose(1, 2))  # (B, W, N)
+    d_write_w = d_write_w - (d_keep * erase.unsqueeze(-2)).sum(-1) + d_write_w_next
+    d_erase = -(d_keep * write_w.unsqueeze(-1)).sum(-2)  # (B, W, M)
+    d_add = torch.matmul(write_w, d_memory)  # (B, W, M)
+    d_memory = d_memory * kept
+    d_mem_addr, d_write_w_prev, d_write_addr = _address_backward(
+        d_write_w, memory_old, write_saved, eps
+    )
+    d_memory = d_memory + d_mem_addr
+    d_write_raw = torch.cat(
+        [d_write_addr, d_erase * erase * (1.0 - erase), d_add * (1.0 - add * add)], -1
+    )
+    d_raw = torch.cat([d_read_raw.reshape(batch, -1), d_write_raw.reshape(batch, -1)], -1)
+    if head_mask is not None:
+        d_raw = d_raw * head_mask
+    d_head_in = torch.matmul(d_raw, head_w)  # (B, C + R*M)
+    d_prev_reads = d_head_in[:, size:]
+    # Controller, top layer first.
+    d_x = d_top_out + d_head_in[:, :size]
+    new_d_h, new_d_c = list(d_h), list(d_c)
+    d_gates_per_layer = []
+    for i in reversed(range(len(ctrl))):
+        if spec.lstm:
+            _, _, c_prev, gi, gf, gg, go, tanh_c = layer_saved[i]
+            d_hi = d_x + d_h[i]
+            d_ci = d_c[i] + d_hi * go * (1.0 - tanh_c * tanh_c)
+            d_gates = torch.cat(
+                [
+                    d_ci * gg * gi * (1.0 - gi),
+                    d_ci * c_prev * gf * (1.0 - gf),
+                    d_ci * gi * (1.0 - gg * gg),
+                    d_hi * tanh_c * go * (1.0 - go),
+                ],
+                -1,
+            )
+            new_d_c[i] = d_ci * gf
+            new_d_h[i] = torch.matmul(d_gates, ctrl[i][1])
+        else:
+            x_new = layer_saved[i][1]
+            d_gates = d_x * (1.0 - x_new * x_new)
+        d_gates_per_layer.append(d_gates)
+        if i > 0:
+            d_x = torch.matmul(d_gates, ctrl[i][0])
+        else:
+            d_prev_reads = d_prev_reads + torch.matmul(d_gates, read_w)
+    carries = (
+        d_memory,
+        d_prev_reads.reshape(batch, cfg.num_read_heads, m),
+        d_read_w_prev,
+        d_write_w_prev,
+        tuple(new_d_h),
+        tuple(new_d_c),
+    )
+    return carries, d_raw, tuple(d_gates_per_layer[::-1])
+
+
+#: Step functions, replaced by compiled versions when the compiled path is enabled.
+_STEPS: dict[str, Any] = {"forward": _forward_step, "backward": _backward_step}
+
+
+def enable_compile() -> None:
+    """Compile the step functions with ``torch.compile`` (once per process).
+
+    The compiled steps see fixed shapes per batch size and no autograd, so each batch size
+    compiles two graphs whatever the sequence lengths; Inductor's cache on disk makes later
+    processes start faster.
+    """
+    if _STEPS["forward"] is _forward_step:
+        _STEPS["forward"] = torch.compile(_forward_step, dynamic=False, fullgraph=True)
+        _STEPS["backward"] = torch.compile(_backward_step, dynamic=False, fullgraph=True)
+
+
+def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
+    per_layer = 4 if spec.lstm else 2
+    layers = spec.config.controller_layers
+    ctrl = tuple(tuple(params[i * per_layer : (i + 1) * per_layer]) for i in range(layers))
+    head_w, head_b, out_w, out_b = params[layers * per_layer :]
+    first_w = ctrl[0][0]
+    input_w, read_w = first_w[:, : spec.config.input_size], first_w[:, spec.config.input_size :]
+    return ctrl, head_w, head_b, out_w, out_b, input_w, read_w
+
+
+class _FusedSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        spec: _Spec,
+        inputs: Tensor,
+        memory: Tensor,
+        reads: Tensor,
+        read_weights: Tensor,
+        write_weights: Tensor,
+        hidden: Tensor,
+        cell: Tensor,
+        *params: Tensor,
+    ) -> tuple[Tensor, ...]:
+        cfg = spec.config
+        steps, batch, _ = inputs.shape
+        ctrl, head_w, head_b, out_w, out_b, input_w, read_w = _split_params(spec, params)
+        first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
+        pre_input = torch.matmul(inputs, input_w.t()) + first_bias  # (T, B, 4C or C)
+        forward_step = _STEPS["forward"]
+        state = (memory.contiguous(), reads, read_weights, write_weights,
+                 tuple(hidden.unbind(0)), tuple(cell.unbind(0)))  # fmt: skip
+        memories, reads_seq, tops, saved_steps = [state[0]], [], [], []
+        for t in range(steps):
+            state, top, saved = forward_step(
+                spec, ctrl, head_w, head_b, read_w, pre_input[t], *state
+            )
+            memories.append(state[0])
+            reads_seq.append(state[1])
+            tops.append(top)
+            saved_steps.append(saved)
+        top_seq = torch.stack(tops)  # (T, B, C)
+        reads_all = torch.stack(reads_seq)  # (T, B, R, M)
+        out_in = torch.cat([top_seq, reads_all.reshape(steps, batch, -1)], -1)
+        logits = torch.matmul(out_in, out_w.t()) + out_b  # (T, B, O)
+        out_mask = _clip_mask(logits, cfg.output_clip)
+        if cfg.output_clip > 0:
+            logits = logits.clamp(-cfg.output_clip, cfg.output_clip)
+
+        ctx.spec = spec
+        ctx.params = params
+        ctx.saved = (inputs, memories, top_seq, out_in, out_mask, saved_steps)
+        memory, reads, read_weights, write_weights, h, c = state
+        if spec.lstm:
+            hidden, cell = torch.stack(h), torch.stack(c)
+        else:
+            hidden, cell = hidden.clone(), cell.clone()
+        final = (memory, reads, read_weights, write_weights, hidden, cell)
+        ctx.mark_non_differentiable(*final)
+        return (logits, *final)
+
+    @staticmethod
+    def backward(ctx: Any, d_logits: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        spec: _Spec = ctx.spec
+        cfg = spec.config
+        inputs, memories, top_seq, out_in, out_mask, saved_steps = ctx.saved
+        ctrl, head_w, _, out_w, _, input_w, read_w = _split_params(spec, ctx.params)
+        steps, batch, _ = inputs.shape
+        size = cfg.controller_size
+        num_read = cfg.num_read_heads
+
+        d_out_pre = d_logits if out_mask is None else d_logits * out_mask
+        d_out_in = torch.matmul(d_out_pre, out_w)  # (T, B, C + R*M)
+        d_top_out = d_out_in[..., :size]
+        d_reads_out = d_out_in[..., size:].reshape(steps, batch, num_read, cfg.word_size)
+        zeros = torch.zeros(batch, size, dtype=d_logits.dtype)
+        carries = (
+            torch.zeros_like(memories[0]),
+            torch.zeros_like(d_reads_out[0]),
+            torch.zeros_like(saved_steps[0][8]),
+            torch.zeros_like(saved_steps[0][7]),
+            tuple(zeros for _ in ctrl) if spec.lstm else (),
+            tuple(zeros for _ in ctrl) if spec.lstm else (),
+        )
+        backward_step = _STEPS["backward"]
+        d_raw_seq: list[Tensor] = []
+        d_gates_seq: list[tuple[Tensor, ...]] = []
+        for t in reversed(range(steps)):
+            carries, d_raw, d_gates = backward_step(
+                spec, ctrl, head_w, read_w, saved_steps[t], memories[t], memories[t + 1],
+                d_top_out[t], d_reads_out[t], *carries,
+            )  # fmt: skip
+            d_raw_seq.append(d_raw)
+            d_gates_seq.append(d_gates)
+        d_raw_seq.reverse()
+        d_gates_seq.reverse()
+
+        # Weight gradients: one product over all time steps per matrix.
+        def flat(x: Tensor) -> Tensor:
+            return x.reshape(-1, x.shape[-1])
+
+        prev_reads = torch.stack([saved[0] for saved in saved_steps])  # (T, B, R*M)
+        grads: list[Tensor | None] = []
+        d_inputs = None
+        for i in range(len(ctrl)):
+            d_gates_all = flat(torch.stack([g[i] for g in d_gates_seq]))  # (T*B, 4C or C)
+            if i == 0:
+                layer_in = torch.cat([inputs, prev_reads], -1)
+                d_inputs = torch.matmul(d_gates_all, input_w).view(steps, batch, -1)
+            else:
+                layer_in = torch.stack([saved[1][i][0] for saved in saved_steps])
+            d_weight = d_gates_all.t() @ flat(layer_in)
+            d_bias = d_gates_all.sum(0)
+            if spec.lstm:
+                hidden_prev = torch.stack([saved[1][i][1] for saved in saved_steps])
+                grads += [d_weight, d_gates_all.t() @ flat(hidden_prev), d_bias, d_bias.clone()]
+            else:
+                grads += [d_weight, d_bias]
+        d_raw_all = flat(torch.stack(d_raw_seq))  # (T*B, P)
+        head_in = torch.cat([top_seq, prev_reads], -1)
+        grads += [d_raw_all.t() @ flat(head_in), d_raw_all.sum(0)]
+        grads += [flat(d_out_pre).t() @ flat(out_in), flat(d_out_pre).sum(0)]
+        d_memory, d_reads, d_read_w, d_write_w, d_h, d_c = carries
+        d_hidden = torch.stack(d_h) if spec.lstm else None
+        d_cell = torch.stack(d_c) if spec.lstm else None
+        return (None, d_inputs, d_memory, d_reads, d_read_w, d_write_w, d_hidden, d_cell, *grads)
+
+
+def fused_sequence(cell: Any, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) in one fused node.
+
+    Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
+    """
+    spec = _Spec(cell.config, cell._read_head_size)
+    params: list[Tensor] = []
+    for layer in cell.controller:
+        if spec.lstm:
+            params += [layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh]
+        else:
+            params += [layer.weight, layer.bias]
+    params += [cell.head_layer.weight, cell.head_layer.bias]
+    params += [cell.output_layer.weight, cell.output_layer.bias]
+    outputs = _FusedSequence.apply(spec, inputs, *state, *params)  # type: ignore[no-untyped-call]
+    return outputs[0], type(state)(*outputs[1:])

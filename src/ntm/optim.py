@@ -1,0 +1,72 @@
+"""Optimisers used by the paper's training set-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+
+class GravesRMSprop(Optimizer):
+    r"""Centred RMSProp with momentum in the form of Graves (2013), eqs. 38-41.
+
+    .. math::
+        n &\leftarrow \aleph n + (1 - \aleph) g^2 \\
+        \bar g &\leftarrow \aleph \bar g + (1 - \aleph) g \\
+        \Delta &\leftarrow \beth \Delta - \eta\, g / \sqrt{n - \bar g^2 + \epsilon} \\
+        w &\leftarrow w + \Delta
+
+    The NTM paper (§4.6) used decay :math:`\aleph = 0.95`, momentum :math:`\beth = 0.9` and
+    :math:`\epsilon = 10^{-4}`. Unlike ``torch.optim.RMSprop(centered=True)``, epsilon sits
+    inside the square root, which bounds every step by :math:`\eta / \sqrt{\epsilon}` times
+    the gradient.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        decay: float = 0.95,
+        momentum: float = 0.9,
+        eps: float = 1e-4,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"GravesRMSprop: lr must be > 0, got {lr}")
+        if not 0 <= decay < 1:
+            raise ValueError(f"GravesRMSprop: decay must be in [0, 1), got {decay}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"GravesRMSprop: momentum must be in [0, 1), got {momentum}")
+        if eps <= 0:
+            raise ValueError(f"GravesRMSprop: eps must be > 0, got {eps}")
+        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            decay, momentum = group["decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.zeros_like(p)
+                    state["grad_avg"] = torch.zeros_like(p)
+                    state["delta"] = torch.zeros_like(p)
+                square_avg, grad_avg, delta = state["square_avg"], state["grad_avg"], state["delta"]
+                square_avg.mul_(decay).addcmul_(g, g, value=1 - decay)
+                grad_avg.mul_(decay).add_(g, alpha=1 - decay)
+                # n - gbar^2 is a variance, >= 0 up to rounding.
+                variance = (square_avg - grad_avg * grad_avg).clamp_(min=0)
+                delta.mul_(momentum).addcdiv_(
+                    g, (variance + group["eps"]).sqrt_(), value=-group["lr"]
+                )
+                p.add_(delta)
+        return loss

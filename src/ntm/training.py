@@ -1,0 +1,644 @@
+"""Training: run configuration, presets, the training loop, evaluation and resuming."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ntm import checkpoint as ckpt
+from ntm.config import (
+    PAPER_SETTINGS,
+    LSTMConfig,
+    NTMConfig,
+    from_dict,
+    paper_lstm_config,
+    paper_ntm_config,
+    require,
+)
+from ntm.fused import enable_compile
+from ntm.model import NTM, LSTMBaseline
+from ntm.optim import GravesRMSprop
+from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, loss_bits, make_task
+
+PRESETS = ("fast", "paper")
+MODELS = ("ntm", "lstm")
+OPTIMIZERS = ("adam", "rmsprop")
+CLIP_MODES = ("norm", "value")
+ENGINES = ("eager", "fused", "compiled")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. ``ntm train`` makes a flag of every field."""
+
+    task: str = field(default="copy", metadata={"help": "which of the five tasks"})
+    preset: str = field(
+        default="fast",
+        metadata={"help": "fast: quickest to solve on a CPU; paper: the paper's set-up"},
+    )
+    model: str = field(
+        default="ntm", metadata={"help": "ntm, or lstm for the paper's LSTM baseline"}
+    )
+    controller: str = field(
+        default="lstm", metadata={"help": "NTM controller: lstm or feedforward"}
+    )
+    optimizer: str = field(
+        default="adam", metadata={"help": "adam, or rmsprop (Graves' centred form)"}
+    )
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "RMSProp momentum"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per update"})
+    clip_mode: str = field(
+        default="norm",
+        metadata={"help": "norm: clip the global gradient norm; value: each element"},
+    )
+    clip: float = field(default=50.0, metadata={"help": "gradient clipping bound (0: off)"})
+    seed: int = field(default=1, metadata={"help": "seed of the weights and training batches"})
+    max_sequences: int = field(
+        default=1_000_000, metadata={"help": "stop after this many training sequences"}
+    )
+    target_bit_errors: float = field(
+        default=0.1,
+        metadata={"help": "stop when held-out bit errors per sequence fall below this (0: never)"},
+    )
+    eval_every: int = field(
+        default=4096, metadata={"help": "evaluate on the held-out set every this many sequences"}
+    )
+    eval_size: int = field(default=512, metadata={"help": "sequences in the held-out set"})
+    eval_seed: int = field(
+        default=1_000_003, metadata={"help": "seed of the held-out set (never used in training)"}
+    )
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "checkpoint every this many sequences (0: at each evaluation)"}
+    )
+    threads: int = field(default=1, metadata={"help": "PyTorch intra-op threads (0: PyTorch's)"})
+    curriculum: bool = field(
+        default=True,
+        metadata={
+            "help": "start on short sequences (few items) and lengthen them as the training "
+            "bit errors fall; evaluation always uses the full task"
+        },
+    )
+    engine: str = field(
+        default="fused",
+        metadata={
+            "help": "NTM execution: eager (autograd step by step), fused (hand-written "
+            "backward), compiled (fused, steps compiled with torch.compile)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        choices = {
+            "task": tuple(TASKS),
+            "preset": PRESETS,
+            "model": MODELS,
+            "controller": ("lstm", "feedforward"),
+            "optimizer": OPTIMIZERS,
+            "clip_mode": CLIP_MODES,
+            "engine": ENGINES,
+        }
+        for key, allowed in choices.items():
+            value = getattr(self, key)
+            require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
+        positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
+        for key in positive:
+            require(getattr(self, key) >= 1, name, key, getattr(self, key), "an integer >= 1")
+        for key in ("checkpoint_every", "threads", "seed", "eval_seed"):
+            require(getattr(self, key) >= 0, name, key, getattr(self, key), "an integer >= 0")
+        require(math.isfinite(self.lr) and self.lr > 0, name, "lr", self.lr, "a finite number > 0")
+        require(0 <= self.momentum < 1, name, "momentum", self.momentum, "a number in [0, 1)")
+        require(
+            math.isfinite(self.clip) and self.clip >= 0, name, "clip", self.clip, "a number >= 0"
+        )
+        require(
+            math.isfinite(self.target_bit_errors) and self.target_bit_errors >= 0,
+            name,
+            "target_bit_errors",
+            self.target_bit_errors,
+            "a number >= 0",
+        )
+
+
+def preset_train_settings(preset: str, task: str, model: str, controller: str) -> dict[str, Any]:
+    """Training settings a preset changes from the :class:`TrainConfig` defaults."""
+    if preset == "paper":
+        setting = PAPER_SETTINGS[task]["baseline" if model == "lstm" else controller]
+        return {
+            "optimizer": "rmsprop",
+            "lr": setting.learning_rate,
+            "momentum": 0.9,
+            "batch_size": 1,
+            "clip_mode": "value",
+            "clip": 10.0,
+            "eval_every": 10_000,
+            "curriculum": False,
+        }
+    return {}
+
+
+def preset_model_config(
+    preset: str, task: str, model: str, controller: str, input_size: int, output_size: int
+) -> NTMConfig | LSTMConfig:
+    """The model a preset trains on ``task``."""
+    if model == "lstm":
+        return paper_lstm_config(task, input_size, output_size)
+    if preset == "paper":
+        return paper_ntm_config(task, controller, input_size, output_size)
+    setting = PAPER_SETTINGS[task][controller]
+    return NTMConfig(
+        input_size=input_size,
+        output_size=output_size,
+        controller=controller,
+        controller_size=setting.size,
+        controller_layers=setting.layers,
+        num_read_heads=setting.heads,
+        num_write_heads=setting.heads,
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs: training settings, the task and the model."""
+
+    train: TrainConfig
+    task: Any
+    model: NTMConfig | LSTMConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train": dataclasses.asdict(self.train),
+            "task": self.task.to_dict(),
+            "model": self.model.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        unknown = sorted(set(data) - {"train", "task", "model"})
+        if unknown:
+            raise ValueError(
+                f"config: unknown section(s) {', '.join(map(repr, unknown))}; "
+                "expected train, task, model"
+            )
+        train = from_dict(TrainConfig, data.get("train", {}))
+        task = make_task(train.task, **data.get("task", {}))
+        model_data = data.get("model", {})
+        model: NTMConfig | LSTMConfig = (
+            LSTMConfig.from_dict(model_data)
+            if train.model == "lstm"
+            else NTMConfig.from_dict(model_data)
+        )
+        return cls(train, task, model).checked()
+
+    def checked(self) -> RunConfig:
+        """Raise a ValueError when the model's sizes do not fit the task."""
+        for key, task_value in (
+            ("input_size", self.task.input_size),
+            ("output_size", self.task.output_size),
+        ):
+            value = getattr(self.model, key)
+            require(
+                value == task_value,
+                type(self.model).__name__,
+                key,
+                value,
+                f"{task_value}, the {self.train.task} task's {key}",
+            )
+        return self
+
+
+def resolve_config(
+    train_settings: dict[str, Any],
+    task_settings: dict[str, Any],
+    model_settings: dict[str, Any],
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Combine, in increasing priority: defaults, the preset, ``base`` (a config file), flags."""
+    base = base or {}
+    for section in ("train", "task", "model"):
+        if not isinstance(base.get(section, {}), dict):
+            raise ValueError(f"config: section {section!r} must be a JSON object")
+    unknown = sorted(set(base) - {"train", "task", "model"})
+    if unknown:
+        raise ValueError(
+            f"config: unknown section(s) {', '.join(map(repr, unknown))}; "
+            "expected train, task, model"
+        )
+    chosen = {**base.get("train", {}), **train_settings}
+    probe = from_dict(TrainConfig, chosen)  # validates names and values first
+    preset = preset_train_settings(probe.preset, probe.task, probe.model, probe.controller)
+    train = from_dict(TrainConfig, {**preset, **chosen})
+    task = make_task(train.task, **{**base.get("task", {}), **task_settings})
+    default_model = preset_model_config(
+        train.preset, train.task, train.model, train.controller, task.input_size, task.output_size
+    )
+    model_values = {**default_model.to_dict(), **base.get("model", {}), **model_settings}
+    model: NTMConfig | LSTMConfig = (
+        LSTMConfig.from_dict(model_values)
+        if train.model == "lstm"
+        else NTMConfig.from_dict(model_values)
+    )
+    return RunConfig(train, task, model).checked()
+
+
+def build_model(config: NTMConfig | LSTMConfig, engine: str = "fused") -> nn.Module:
+    """The model of ``config``; ``engine`` picks the NTM's execution path."""
+    if isinstance(config, LSTMConfig):
+        return LSTMBaseline.from_config(config)
+    if engine == "compiled":
+        enable_compile()
+    return NTM.from_config(config, fused=engine != "eager")
+
+
+def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if train.optimizer == "rmsprop":
+        return GravesRMSprop(model.parameters(), lr=train.lr, momentum=train.momentum)
+    return torch.optim.Adam(model.parameters(), lr=train.lr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batch: Batch, chunk: int = 256) -> tuple[float, float]:
+    """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks."""
+    total = batch.inputs.shape[1]
+    cost = errors = 0.0
+    was_training = model.training
+    model.eval()
+    for start in range(0, total, chunk):
+        part = slice(start, start + chunk)
+        inputs, targets, mask = batch.inputs[:, part], batch.targets[:, part], batch.mask[:, part]
+        logits, _ = model(inputs)
+        size = inputs.shape[1]
+        cost += cost_bits(logits, targets, mask) * size
+        errors += bit_errors(logits, targets, mask) * size
+    model.train(was_training)
+    return cost / total, errors / total
+
+
+def held_out_batch(run: RunConfig) -> Batch:
+    """The fixed held-out set, from its own seeded generator."""
+    generator = torch.Generator().manual_seed(run.train.eval_seed)
+    batch: Batch = run.task.sample(run.train.eval_size, generator)
+    return batch
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    sequences: int
+    seconds: float
+    solved: bool
+    interrupted: bool
+    eval_cost: float
+    eval_bit_errors: float
+    losses: list[float] = field(default_factory=list)  # per update, this process only
+
+
+#: Per task, the setting a curriculum raises and the setting it starts above.
+CURRICULUM_KNOBS = {
+    "copy": ("max_length", "min_length"),
+    "repeat_copy": ("max_length", "min_length"),
+    "associative_recall": ("max_items", "min_items"),
+}
+#: Updates between curriculum checks, and the training bit errors per sequence below which
+#: the next level starts.
+CURRICULUM_WINDOW = 20
+CURRICULUM_THRESHOLD = 0.5
+
+
+@dataclass
+class _Progress:
+    """Counters that a checkpoint saves so a resumed run continues exactly."""
+
+    sequences: int = 0
+    updates: int = 0
+    seconds: float = 0.0
+    window_cost: float = 0.0  # sums since the last report
+    window_errors: float = 0.0
+    window_sequences: int = 0
+    skipped: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    level: int = 0  # curriculum cap of the task's knob; 0 when there is no curriculum
+    level_errors: float = 0.0  # training bit errors summed over the current check window
+    level_sequences: int = 0
+    level_updates: int = 0
+
+
+class _Interrupt:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between updates."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def __enter__(self) -> _Interrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Trains one model in one run folder; see :func:`train` and :func:`resume`."""
+
+    def __init__(self, run: RunConfig, run_dir: Path, *, quiet: bool = False) -> None:
+        self.run = run
+        self.run_dir = run_dir
+        self.quiet = quiet
+        train = run.train
+        if train.threads > 0:
+            torch.set_num_threads(train.threads)
+        torch.manual_seed(train.seed)
+        self.model = build_model(run.model, train.engine)
+        self.optimizer = build_optimizer(train, self.model)
+        self.generator = torch.Generator().manual_seed(train.seed)
+        self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
+        knob = CURRICULUM_KNOBS.get(train.task) if train.curriculum else None
+        if knob is not None:
+            full, low = getattr(run.task, knob[0]), getattr(run.task, knob[1])
+            self.progress.level = min(low + 3, full)
+        self.held_out = held_out_batch(run)
+        self.losses: list[float] = []
+        self.last_eval = (math.nan, math.nan)
+        self.on_update: Callable[[Trainer], None] | None = None
+
+    def _ckpt_every(self) -> int:
+        return self.run.train.checkpoint_every or self.run.train.eval_every
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "progress": dataclasses.asdict(self.progress),
+            "last_eval": list(self.last_eval),
+        }
+
+    def load(self, checkpoint: ckpt.Checkpoint) -> None:
+        ckpt.load_weights_strict(self.model, checkpoint.model, checkpoint.path / ckpt.MODEL_FILE)
+        state = checkpoint.trainer
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+            self.progress = _Progress(**state["progress"])
+            self.last_eval = (float(state["last_eval"][0]), float(state["last_eval"][1]))
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ckpt.RunError(
+                f"{checkpoint.path / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
+            ) from None
+
+    def save(self) -> None:
+        ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
+
+    def log(self, line: str) -> None:
+        ckpt.append_log(self.run_dir, line)
+        if not self.quiet:
+            tqdm.write(line, file=sys.stderr)
+
+    def _training_task(self) -> Any:
+        """The task the next batch comes from: the full task, or the curriculum's level."""
+        level = self.progress.level
+        if not level:
+            return self.run.task
+        return dataclasses.replace(
+            self.run.task, **{CURRICULUM_KNOBS[self.run.train.task][0]: level}
+        )
+
+    def _advance_curriculum(self, errors: float, size: int) -> None:
+        p = self.progress
+        knob = CURRICULUM_KNOBS.get(self.run.train.task)
+        if not p.level or knob is None:
+            return
+        full, low = getattr(self.run.task, knob[0]), getattr(self.run.task, knob[1])
+        if p.level >= full:
+            return
+        p.level_errors += errors * size
+        p.level_sequences += size
+        p.level_updates += 1
+        if p.level_updates < CURRICULUM_WINDOW:
+            return
+        if p.level_errors / p.level_sequences < CURRICULUM_THRESHOLD:
+            p.level = min(full, p.level + max(1, (full - low) // 8))
+            self.log(f"{p.sequences:>10,d} seq  curriculum: {knob[0]} up to {p.level}")
+        p.level_errors, p.level_sequences, p.level_updates = 0.0, 0, 0
+
+    def _step(self, batch: Batch) -> float:
+        train = self.run.train
+        logits, _ = self.model(batch.inputs)
+        loss = loss_bits(logits, batch.targets, batch.mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if train.clip > 0:
+            params = self.model.parameters()
+            if train.clip_mode == "norm":
+                torch.nn.utils.clip_grad_norm_(params, train.clip)
+            else:
+                torch.nn.utils.clip_grad_value_(params, train.clip)
+        self.optimizer.step()
+        value = float(loss.detach())
+        p = self.progress
+        size = batch.inputs.shape[1]
+        errors = bit_errors(logits, batch.targets, batch.mask)
+        p.window_cost += value * size
+        p.window_errors += errors * size
+        p.window_sequences += size
+        self._advance_curriculum(errors, size)
+        return value
+
+    def _report(self) -> bool:
+        """Evaluate, append a metrics row, log it. Returns True when the target is met."""
+        p, train = self.progress, self.run.train
+        self.last_eval = evaluate(self.model, self.held_out)
+        eval_cost, eval_errors = self.last_eval
+        seen = max(p.window_sequences, 1)
+        row = {
+            "sequences": p.sequences,
+            "seconds": round(p.seconds, 3),
+            "train_cost": p.window_cost / seen,
+            "train_bit_errors": p.window_errors / seen,
+            "eval_cost": eval_cost,
+            "eval_bit_errors": eval_errors,
+            "skipped_steps": p.skipped,
+        }
+        ckpt.append_metrics(self.run_dir, row)
+        p.window_cost = p.window_errors = 0.0
+        p.window_sequences = 0
+        self.log(
+            f"{p.sequences:>10,d} seq {p.seconds:8.1f} s  train cost {row['train_cost']:7.3f}  "
+            f"held-out cost {eval_cost:7.3f} bits, {eval_errors:7.3f} bit errors per sequence"
+        )
+        return train.target_bit_errors > 0 and eval_errors < train.target_bit_errors
+
+    def fit(self) -> TrainResult:
+        train, p = self.run.train, self.progress
+        solved = interrupted = False
+        bar = tqdm(
+            total=train.max_sequences,
+            initial=p.sequences,
+            unit="seq",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=self.quiet,
+            desc=f"{train.task} {train.model}",
+        )
+        started = time.perf_counter() - p.seconds
+        with _Interrupt() as interrupt, bar:
+            while p.sequences < train.max_sequences and not solved:
+                if interrupt.requested:
+                    interrupted = True
+                    break
+                size = min(train.batch_size, train.max_sequences - p.sequences)
+                batch = self._training_task().sample(size, self.generator)
+                self.losses.append(self._step(batch))
+                p.sequences += size
+                p.updates += 1
+                p.seconds = time.perf_counter() - started
+                bar.update(size)
+                if self.on_update is not None:
+                    self.on_update(self)
+                due_eval = p.sequences >= p.next_eval
+                if due_eval:
+                    solved = self._report()
+                    p.next_eval += train.eval_every
+                    eval_cost, eval_errors = self.last_eval
+                    bar.set_postfix(cost=f"{eval_cost:.3f}", bit_errors=f"{eval_errors:.3f}")
+                else:
+                    bar.set_postfix(loss=f"{self.losses[-1]:.3f}", refresh=False)
+                if p.sequences >= p.next_checkpoint:
+                    p.next_checkpoint += self._ckpt_every()
+                    self.save()
+            if not solved and not interrupted and p.window_sequences:
+                solved = self._report()
+        self.save()
+        if interrupted:
+            self.log(
+                f"interrupted at {p.sequences:,d} sequences; checkpoint saved, resume with "
+                f"`ntm train --resume {self.run_dir}`"
+            )
+        elif solved:
+            self.log(
+                f"solved: held-out bit errors {self.last_eval[1]:.3f} < {train.target_bit_errors} "
+                f"after {p.sequences:,d} sequences, {p.seconds / 60:.1f} minutes"
+            )
+        return TrainResult(
+            run_dir=self.run_dir,
+            sequences=p.sequences,
+            seconds=p.seconds,
+            solved=solved,
+            interrupted=interrupted,
+            eval_cost=self.last_eval[0],
+            eval_bit_errors=self.last_eval[1],
+            losses=self.losses,
+        )
+
+
+def default_run_dir(run: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{run.train.task}-{run.train.model}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def start(run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False) -> Trainer:
+    """A trainer for a new run, with its folder created and its config written."""
+    run_dir = run_dir or default_run_dir(run)
+    if (run_dir / ckpt.CONFIG_FILE).exists():
+        raise ckpt.RunError(
+            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir}"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.save_config(run_dir, run.to_dict())
+    ckpt.write_metrics(run_dir, [])
+    return Trainer(run, run_dir, quiet=quiet)
+
+
+#: Settings a resumed run may change; all others are fixed by the run's config.json.
+RESUMABLE = (
+    "max_sequences",
+    "target_bit_errors",
+    "eval_every",
+    "checkpoint_every",
+    "threads",
+    "engine",
+)
+
+
+def reopen(
+    run_dir: Path, overrides: dict[str, Any] | None = None, *, quiet: bool = False
+) -> Trainer:
+    """A trainer that continues the run in ``run_dir`` from its latest checkpoint."""
+    overrides = overrides or {}
+    fixed = sorted(set(overrides) - set(RESUMABLE))
+    if fixed:
+        raise ValueError(
+            f"--resume: {', '.join(fixed)} cannot change in a resumed run; "
+            f"only {', '.join(RESUMABLE)} can"
+        )
+    data = ckpt.read_config(run_dir)
+    try:
+        run = RunConfig.from_dict(data)
+    except ValueError as error:
+        raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
+    if overrides:
+        run = dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides))
+        ckpt.save_config(run_dir, run.to_dict())
+    trainer = Trainer(run, run_dir, quiet=quiet)
+    trainer.load(ckpt.load_checkpoint(run_dir))
+    # Rows written after the checkpoint will be written again.
+    rows = [r for r in ckpt.read_metrics(run_dir) if r["sequences"] <= trainer.progress.sequences]
+    ckpt.write_metrics(run_dir, rows)
+    return trainer
+
+
+def train(run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False) -> TrainResult:
+    """Train a new run to its target or budget; returns what happened."""
+    return start(run, run_dir, quiet=quiet).fit()
+
+
+def resume(
+    run_dir: Path, overrides: dict[str, Any] | None = None, *, quiet: bool = False
+) -> TrainResult:
+    """Continue the run in ``run_dir``; the losses are those the uninterrupted run would have."""
+    return reopen(run_dir, overrides, quiet=quiet).fit()
+
+
+def load(run_dir: str | Path) -> nn.Module:
+    """The model of a run folder (latest checkpoint), in eval mode."""
+    run_dir = Path(run_dir)
+    data = ckpt.read_config(run_dir)
+    try:
+        run = RunConfig.from_dict(data)
+    except ValueError as error:
+        raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
+    model = build_model(run.model)
+    path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
+    ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
+    return model.eval()
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
+    """The run's configuration and its model."""
+    run_dir = Path(run_dir)
+    return RunConfig.from_dict(ckpt.read_config(run_dir)), load(run_dir)

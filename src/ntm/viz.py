@@ -1,0 +1,166 @@
+"""``ntm viz``: pictures of a run that a person reads at a glance (no display needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ntm import checkpoint as ckpt
+from ntm.model import NTM, NTMState, NTMTrace
+from ntm.training import load_run
+
+#: Weight above which a memory slot counts as used, for cropping the attention plots.
+USED_WEIGHT = 0.01
+
+
+def _used_slots(*weights: np.ndarray) -> slice:
+    """The range of slots (with a margin) that any head attends to noticeably."""
+    used = np.zeros(weights[0].shape[-1], dtype=bool)
+    for w in weights:
+        used |= (w > USED_WEIGHT).any(axis=tuple(range(w.ndim - 1)))
+    if not used.any():
+        return slice(0, weights[0].shape[-1])
+    index = np.flatnonzero(used)
+    return slice(max(int(index[0]) - 2, 0), min(int(index[-1]) + 3, weights[0].shape[-1]))
+
+
+def _panel(ax: Any, data: np.ndarray, title: str, ylabel: str, cmap: str = "gray_r") -> None:
+    ax.imshow(data, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0.0, vmax=1.0)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_ylabel(ylabel, fontsize=9)
+
+
+def draw_sequence(
+    path: Path, batch: Any, probabilities: np.ndarray, trace: Any | None, title: str
+) -> None:
+    """Inputs, targets and outputs of one sequence; then each head's weighting over time."""
+    inputs = batch.inputs[:, 0].numpy().T  # (I, T)
+    targets = (batch.targets[:, 0] * batch.mask[:, 0, None]).numpy().T  # (O, T)
+    outputs = (probabilities * batch.mask[:, 0, None].numpy()).T  # (O, T)
+    panels: list[tuple[np.ndarray, str, str]] = [
+        (np.clip(inputs, 0, 1), "inputs", "channel"),
+        (targets, "targets (scored steps)", "channel"),
+        (outputs, "outputs: P(bit = 1) on scored steps", "channel"),
+    ]
+    offset = 0
+    if trace is not None:
+        writes = trace.write_weights[:, 0].numpy()  # (T, W, N)
+        reads = trace.read_weights[:, 0].numpy()  # (T, R, N)
+        slots = _used_slots(writes, reads)
+        offset = slots.start
+        for h in range(min(writes.shape[1], 4)):
+            panels.append((writes[:, h, slots].T, f"write weighting, head {h}", "slot"))
+        for h in range(min(reads.shape[1], 4)):
+            panels.append((reads[:, h, slots].T, f"read weighting, head {h}", "slot"))
+    # Slot panels get at most 32 rows' worth of height, so a spread-out weighting stays readable.
+    heights = [min(max(p[0].shape[0], 4), 32) for p in panels]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(
+            max(6.0, inputs.shape[1] * 0.12 + 2),
+            1.0 + sum(heights) * 0.1 + len(panels) * 0.5,
+        ),
+        sharex=True,
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (data, name, ylabel) in zip(axes[:, 0], panels, strict=True):
+        cmap = "viridis" if ylabel == "slot" else "gray_r"
+        _panel(ax, data, name, ylabel, cmap)
+        if ylabel == "slot" and offset:
+            ticks = ax.get_yticks()
+            ax.set_yticks(ticks[(ticks >= 0) & (ticks < data.shape[0])])
+            ax.set_yticklabels([str(int(t) + offset) for t in ax.get_yticks()])
+    axes[-1, 0].set_xlabel("time step")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_memory(path: Path, memory: np.ndarray, title: str) -> None:
+    """The memory matrix at the end of the sequence: one column per slot."""
+    fig, ax = plt.subplots(figsize=(12, 3.2))
+    bound = float(np.abs(memory).max()) or 1.0
+    image = ax.imshow(
+        memory.T, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-bound, vmax=bound
+    )
+    ax.set_xlabel("slot")
+    ax.set_ylabel("word element")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_learning_curves(
+    path: Path, rows: list[dict[str, float]], target: float, title: str
+) -> None:
+    """Cost and bit errors per sequence against training sequences, from metrics.csv."""
+    fig, (cost_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    if rows:
+        seen = [r["sequences"] for r in rows]
+        cost_ax.plot(seen, [r["train_cost"] for r in rows], label="training batches")
+        cost_ax.plot(seen, [r["eval_cost"] for r in rows], label="held-out set")
+        error_ax.plot(seen, [r["train_bit_errors"] for r in rows], label="training batches")
+        error_ax.plot(seen, [r["eval_bit_errors"] for r in rows], label="held-out set")
+    if target > 0:
+        error_ax.axhline(target, color="gray", linestyle="--", label=f"target {target}")
+    for ax, name in ((cost_ax, "cost (bits per sequence)"), (error_ax, "bit errors per sequence")):
+        ax.set_xlabel("training sequences")
+        ax.set_ylabel(name)
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_run(
+    run_dir: Path,
+    out: Path | None = None,
+    task_settings: dict[str, Any] | None = None,
+    seed: int = 2_000_003,
+) -> list[Path]:
+    """Write ``sequence.png``, ``memory.png`` (NTM only) and ``learning_curves.png``."""
+    run, model = load_run(run_dir)
+    out = out or run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    task = dataclasses.replace(run.task, **(task_settings or {}))
+    batch = task.sample(1, torch.Generator().manual_seed(seed))
+    name = f"{run.train.task}, {run.train.model} ({run_dir.name})"
+    paths = []
+    state: NTMState | None = None
+    trace: NTMTrace | None = None
+    with torch.no_grad():
+        if isinstance(model, NTM):
+            logits, state, trace = model.trace(batch.inputs)
+        else:
+            logits, _ = model(batch.inputs)
+    probabilities = torch.sigmoid(logits[:, 0]).numpy()
+    sequence = out / "sequence.png"
+    draw_sequence(sequence, batch, probabilities, trace, f"{name}: one held-out sequence")
+    paths.append(sequence)
+    if state is not None:
+        memory = out / "memory.png"
+        draw_memory(memory, state.memory[0].numpy(), f"{name}: memory after the sequence")
+        paths.append(memory)
+    curves = out / "learning_curves.png"
+    draw_learning_curves(
+        curves, ckpt.read_metrics(run_dir), run.train.target_bit_errors, f"{name}: learning curves"
+    )
+    paths.append(curves)
+    return paths

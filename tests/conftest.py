@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny, fast training runs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ntm.training import RunConfig, resolve_config
+
+#: A copy model small enough to train a few hundred sequences in about a second.
+TINY_MODEL = {"controller_size": 16, "memory_size": 16, "word_size": 6}
+TINY_TASK = {"bits": 4, "max_length": 5}
+TINY_TRAIN = {
+    "max_sequences": 192,
+    "batch_size": 16,
+    "eval_every": 64,
+    "eval_size": 16,
+    "seed": 3,
+}
+
+
+def tiny_run(**train: object) -> RunConfig:
+    return resolve_config({**TINY_TRAIN, **train}, dict(TINY_TASK), dict(TINY_MODEL))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,149 @@
+"""The command line as a user meets it: train, eval, viz, and every kind of bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ntm import checkpoint as ckpt
+from ntm.cli import main
+
+TINY = [
+    "--max-sequences", "64", "--batch-size", "16", "--eval-every", "32", "--eval-size", "8",
+    "--controller-size", "12", "--memory-size", "12", "--word-size", "5",
+    "--bits", "3", "--max-length", "4", "--quiet",
+]  # fmt: skip
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    assert run_cli("train", "--task", "copy", "--run-dir", str(run_dir), *TINY) == 0
+    return run_dir
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_train_eval_viz(trained: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = ckpt.read_metrics(trained)
+    assert [r["sequences"] for r in rows] == [32, 64]
+    capsys.readouterr()
+    assert run_cli("eval", str(trained), "--size", "20") == 0
+    table = capsys.readouterr().out
+    for label in ("training distribution", "length 20", "length 30", "length 50", "length 120"):
+        assert label in table
+    assert (
+        run_cli("eval", str(trained), "--size", "10", "--json", "--task-arg", "max_length=7") == 0
+    )
+    rows_json = json.loads(capsys.readouterr().out)
+    assert rows_json[0]["setting"] == "custom"
+    assert "max_length=7" in rows_json[0]["task"]
+    out = tmp_path / "pictures"
+    assert run_cli("viz", str(trained), "--out", str(out)) == 0
+    for name in ("sequence.png", "memory.png", "learning_curves.png"):
+        assert is_png(out / name), name
+
+
+@pytest.mark.parametrize("task", ["repeat_copy", "associative_recall", "ngrams", "priority_sort"])
+def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
+    args = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
+    args += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
+    assert run_cli("train", "--task", task, "--run-dir", str(tmp_path / task), *args) == 0
+    assert run_cli("eval", str(tmp_path / task), "--size", "4") == 0
+
+
+def test_lstm_baseline_from_the_command_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "lstm"
+    args = ["--model", "lstm", "--hidden-size", "8", "--num-layers", "1", "--max-sequences", "16"]
+    args += ["--eval-every", "16", "--eval-size", "4", "--quiet", "--run-dir", str(run_dir)]
+    assert run_cli("train", *args) == 0
+    assert run_cli("viz", str(run_dir)) == 0
+    assert (run_dir / "sequence.png").is_file()
+    assert not (run_dir / "memory.png").exists()
+
+
+def test_resume_continues(trained: Path) -> None:
+    assert run_cli("train", "--resume", str(trained), "--max-sequences", "96", "--quiet") == 0
+    assert [r["sequences"] for r in ckpt.read_metrics(trained)] == [32, 64, 96]
+
+
+def test_config_file(tmp_path: Path, trained: Path) -> None:
+    config = json.loads((trained / "config.json").read_text())
+    config["train"]["max_sequences"] = 16
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(config))
+    run_dir = tmp_path / "from-file"
+    assert run_cli("train", "--config", str(path), "--run-dir", str(run_dir), "--quiet") == 0
+    written = json.loads((run_dir / "config.json").read_text())
+    assert written["model"]["memory_size"] == 12
+    assert written["train"]["max_sequences"] == 16
+
+
+BAD_INPUTS = [
+    (["train", "--task", "kopy"], "task = 'kopy': expected one of copy, repeat_copy"),
+    (["train", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+    (["train", "--batch-size", "x"], "invalid int value: 'x'"),
+    (["train", "--batch-size", "0"], "batch_size = 0: expected an integer >= 1"),
+    (["train", "--max-length", "-3"], "max_length = -3"),
+    (["train", "--min-length", "-1"], "min_length = -1: expected an integer >= 1"),
+    (["train", "--num-read-heads", "0"], "num_read_heads = 0: expected an integer >= 1"),
+    (["train", "--lr", "-1"], "lr = -1.0: expected a finite number > 0"),
+    (["train", "--lr", "nan"], "lr = nan"),
+    (["train", "--min-items", "3"], "--min-items is not a setting of task copy"),
+    (["train", "--hidden-size", "3"], "--hidden-size does not apply to --model ntm"),
+    (["train", "--config", "/nonexistent.json"], "does not exist"),
+    (["eval", "/nonexistent-run"], "does not exist"),
+    (["viz", "/nonexistent-run"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = run_cli(*argv)
+    except SystemExit as exit_info:  # argparse's own errors exit from inside
+        code = int(exit_info.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_bad_run_folders(tmp_path: Path, trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("eval", str(empty)) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert run_cli("eval", str(broken)) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    latest = ckpt.latest_checkpoint(trained)
+    (latest / "model.safetensors").write_bytes(b"garbage")
+    assert run_cli("eval", str(trained)) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+    assert run_cli("eval", str(trained), "--task-arg", "colour=red") == 2
+    assert "--task-arg 'colour=red'" in capsys.readouterr().err
+    assert run_cli("train", "--resume", str(trained), "--lr", "0.1") == 2
+    assert "lr cannot change in a resumed run" in capsys.readouterr().err
+    assert run_cli("train", "--run-dir", str(trained), *TINY) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_console_script() -> None:
+    for command in ([sys.executable, "-m", "ntm", "--help"], ["ntm", "train", "--help"]):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "usage: ntm" in result.stdout

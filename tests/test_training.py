@@ -1,0 +1,234 @@
+"""Training runs: reproducibility, checkpoints, resume and crash safety."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import ntm
+from ntm import checkpoint as ckpt
+from ntm import training
+from ntm.fused import fused_sequence
+from ntm.optim import GravesRMSprop
+
+from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
+
+
+def test_same_seed_same_losses(tmp_path: Path) -> None:
+    first = training.train(tiny_run(), tmp_path / "a", quiet=True)
+    second = training.train(tiny_run(), tmp_path / "b", quiet=True)
+    assert first.losses == second.losses
+    assert len(first.losses) == 12
+    other = training.train(tiny_run(seed=4), tmp_path / "c", quiet=True)
+    assert other.losses != first.losses
+
+
+def test_run_folder_contents(run_dir: Path) -> None:
+    result = training.train(tiny_run(), run_dir, quiet=True)
+    assert result.sequences == 192
+    config = json.loads((run_dir / "config.json").read_text())
+    assert set(config) == {"train", "task", "model"}
+    assert config["task"]["bits"] == 4
+    rows = ckpt.read_metrics(run_dir)
+    assert [r["sequences"] for r in rows] == [64, 128, 192]
+    assert all(math.isfinite(r["eval_cost"]) for r in rows)
+    latest = ckpt.latest_checkpoint(run_dir)
+    assert (latest / "model.safetensors").is_file()
+    assert (latest / "trainer.pt").is_file()
+
+
+def test_checkpoint_round_trip_is_bit_identical(run_dir: Path) -> None:
+    training.train(tiny_run(), run_dir, quiet=True)
+    model = ntm.load(run_dir)
+    again = ntm.load(run_dir)
+    batch = ntm.make_task("copy", **TINY_TASK).sample(8, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(batch.inputs)[0], again(batch.inputs)[0])
+    trainer = training.reopen(run_dir, quiet=True)
+    for (name, a), b in zip(
+        trainer.model.state_dict().items(), model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_resume_gives_the_uninterrupted_losses(tmp_path: Path, engine: str) -> None:
+    whole = training.train(tiny_run(engine=engine), tmp_path / "whole", quiet=True)
+    part = training.train(tiny_run(engine=engine, max_sequences=96), tmp_path / "part", quiet=True)
+    rest = training.resume(tmp_path / "part", {"max_sequences": 192}, quiet=True)
+    assert part.losses + rest.losses == whole.losses
+    whole_rows = {r["sequences"]: r["eval_cost"] for r in ckpt.read_metrics(tmp_path / "whole")}
+    resumed_rows = {r["sequences"]: r["eval_cost"] for r in ckpt.read_metrics(tmp_path / "part")}
+    assert list(resumed_rows) == [64, 96, 128, 192]  # 96: the report when the first part stopped
+    assert all(resumed_rows[k] == whole_rows[k] for k in (64, 128, 192))
+
+
+def test_resume_between_checkpoints_drops_rows_written_after_it(tmp_path: Path) -> None:
+    run = tiny_run(checkpoint_every=128)
+    trainer = training.start(run, tmp_path / "r", quiet=True)
+    trainer.fit()
+    # Pretend the process died after the 128 checkpoint but after writing the 192 row.
+    state = ckpt.load_checkpoint(tmp_path / "r")
+    assert state.trainer["progress"]["sequences"] == 192
+    for path in (tmp_path / "r" / "checkpoints").glob("step-*192"):
+        for file in path.iterdir():
+            file.unlink()
+        path.rmdir()
+    (tmp_path / "r" / "checkpoints" / "latest").unlink()
+    resumed = training.reopen(tmp_path / "r", quiet=True)
+    assert resumed.progress.sequences == 128
+    assert [r["sequences"] for r in ckpt.read_metrics(tmp_path / "r")] == [64, 128]
+
+
+def test_crash_between_write_and_rename_leaves_last_checkpoint(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = training.start(tiny_run(max_sequences=64), run_dir, quiet=True)
+    trainer.fit()
+    good = ckpt.latest_checkpoint(run_dir)
+    before = ntm.load(run_dir).state_dict()
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(Path, "rename", crash)
+    trainer.progress.sequences = 999
+    with pytest.raises(OSError, match="simulated crash"):
+        trainer.save()
+    monkeypatch.undo()
+    assert ckpt.latest_checkpoint(run_dir) == good
+    after = ntm.load(run_dir).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_crash_during_atomic_text_write_keeps_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "file.txt"
+    ckpt.write_text_atomic(path, "old")
+
+    def crash_mid_write() -> None:
+        with ckpt.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        crash_mid_write()
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_training_reduces_the_cost(run_dir: Path) -> None:
+    run = training.resolve_config(
+        {**TINY_TRAIN, "max_sequences": 640, "eval_every": 64, "curriculum": False, "lr": 0.01},
+        {"bits": 4, "max_length": 2},
+        dict(TINY_MODEL),
+    )
+    training.train(run, run_dir, quiet=True)
+    rows = ckpt.read_metrics(run_dir)
+    # Chance is 6 bits per sequence; the model learns to copy some of it.
+    assert rows[-1]["eval_cost"] < 0.85 * rows[0]["eval_cost"]
+
+
+def test_target_stops_training(run_dir: Path) -> None:
+    result = training.train(tiny_run(target_bit_errors=1000.0), run_dir, quiet=True)
+    assert result.solved
+    assert result.sequences == 64
+
+
+def test_curriculum_starts_short_and_grows(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(max_sequences=16), run_dir, quiet=True)
+    assert trainer.progress.level == 4
+    assert trainer._training_task().max_length == 4
+    trainer.progress.level_updates = training.CURRICULUM_WINDOW - 1
+    trainer._advance_curriculum(errors=0.0, size=16)
+    assert trainer.progress.level == 5
+    without = training.start(tiny_run(curriculum=False), run_dir.with_name("flat"), quiet=True)
+    assert without.progress.level == 0
+    assert without._training_task().max_length == 5
+
+
+def test_paper_preset_uses_graves_rmsprop_and_batch_one() -> None:
+    run = training.resolve_config({"preset": "paper"}, {}, {})
+    assert run.train.optimizer == "rmsprop"
+    assert run.train.batch_size == 1
+    assert run.train.lr == 1e-4
+    assert run.train.clip_mode == "value"
+    assert run.model.memory_init == "learned"  # type: ignore[union-attr]
+    trainer = training.Trainer(run, Path("unused"), quiet=True)
+    assert isinstance(trainer.optimizer, GravesRMSprop)
+
+
+def test_flags_override_preset_and_file() -> None:
+    base = {"train": {"lr": 0.5, "batch_size": 4}, "model": {"memory_size": 64}}
+    run = training.resolve_config({"lr": 0.25}, {}, {}, base)
+    assert run.train.lr == 0.25
+    assert run.train.batch_size == 4
+    assert run.model.memory_size == 64  # type: ignore[union-attr]
+
+
+def test_lstm_baseline_trains(run_dir: Path) -> None:
+    run = training.resolve_config(
+        {"model": "lstm", "max_sequences": 32, "batch_size": 16, "eval_every": 32, "eval_size": 8},
+        dict(TINY_TASK),
+        {"hidden_size": 8, "num_layers": 1},
+    )
+    result = training.train(run, run_dir, quiet=True)
+    assert isinstance(ntm.load(run_dir), ntm.LSTMBaseline)
+    assert math.isfinite(result.eval_cost)
+
+
+def test_graves_rmsprop_matches_the_formula() -> None:
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = GravesRMSprop([w], lr=0.1, decay=0.5, momentum=0.5, eps=1e-4)
+    g = torch.tensor([0.2, -0.4])
+    w.grad = g.clone()
+    opt.step()
+    n, gbar = 0.5 * g * g, 0.5 * g
+    delta = -0.1 * g / torch.sqrt(n - gbar * gbar + 1e-4)
+    torch.testing.assert_close(w.detach(), torch.tensor([1.0, -2.0]) + delta)
+
+
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+def test_fused_path_matches_eager_in_float32(controller: str) -> None:
+    torch.manual_seed(0)
+    model = ntm.NTM(9, 8, controller=controller)
+    batch = ntm.make_task("copy").sample(4, torch.Generator().manual_seed(1))
+    eager, _ = model(batch.inputs)
+    grads_eager = torch.autograd.grad(eager.square().sum(), list(model.parameters()))
+    fused, _ = fused_sequence(model.cell, batch.inputs, model.cell.initial_state(4))
+    grads_fused = torch.autograd.grad(fused.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads_fused, grads_eager, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"controller": "lstm"},
+        {"controller": "feedforward"},
+        {"num_read_heads": 2, "num_write_heads": 3, "controller_layers": 2, "shift_range": 2},
+        {"controller": "feedforward", "controller_layers": 2, "memory_init": "learned"},
+        {"learn_initial_reads": False, "learn_initial_weights": False},
+        {"head_clip": 0.5, "output_clip": 0.3},
+        {"head_clip": 0.0, "output_clip": 0.0},
+    ],
+)
+def test_fused_path_matches_eager_in_float64(options: dict[str, object]) -> None:
+    torch.manual_seed(0)
+    model = ntm.NTM(
+        5, 3, controller_size=8, memory_size=10, word_size=4, dtype=torch.float64, **options
+    )
+    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(7, 3, 3, dtype=torch.float64)
+    eager, eager_state = model(x)
+    grads_eager = torch.autograd.grad((eager * weights).sum(), [x, *model.parameters()])
+    model.fused = True
+    fused, fused_state = model(x)
+    grads_fused = torch.autograd.grad((fused * weights).sum(), [x, *model.parameters()])
+    torch.testing.assert_close(fused, eager)
+    torch.testing.assert_close(fused_state.memory, eager_state.memory)
+    for a, b in zip(grads_fused, grads_eager, strict=True):
+        torch.testing.assert_close(a, b)

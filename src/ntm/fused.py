@@ -293,20 +293,23 @@ def _backward_step(
     return carries, d_raw, tuple(d_gates_per_layer[::-1])
 
 
-#: Step functions, replaced by compiled versions when the compiled path is enabled.
+#: The step functions in use: plain, or compiled by :func:`use_compiled`.
 _STEPS: dict[str, Any] = {"forward": _forward_step, "backward": _backward_step}
+_COMPILED: dict[str, Any] = {}
 
 
-def enable_compile() -> None:
-    """Compile the step functions with ``torch.compile`` (once per process).
+def use_compiled(enabled: bool = True) -> None:
+    """Switch the fused path to step functions compiled with ``torch.compile`` (or back).
 
-    The compiled steps see fixed shapes per batch size and no autograd, so each batch size
-    compiles two graphs whatever the sequence lengths; Inductor's cache on disk makes later
-    processes start faster.
+    The compiled steps see fixed shapes and no autograd, so each batch size compiles one
+    forward and one backward graph, whatever the sequence lengths; Inductor's cache on disk
+    makes later processes start faster.
     """
-    if _STEPS["forward"] is _forward_step:
-        _STEPS["forward"] = torch.compile(_forward_step, dynamic=False, fullgraph=True)
-        _STEPS["backward"] = torch.compile(_backward_step, dynamic=False, fullgraph=True)
+    if enabled and not _COMPILED:
+        _COMPILED["forward"] = torch.compile(_forward_step, dynamic=False, fullgraph=True)
+        _COMPILED["backward"] = torch.compile(_backward_step, dynamic=False, fullgraph=True)
+    source = _COMPILED if enabled else {"forward": _forward_step, "backward": _backward_step}
+    _STEPS.update(source)
 
 
 def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:

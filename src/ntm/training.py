@@ -28,7 +28,7 @@ from ntm.config import (
     paper_ntm_config,
     require,
 )
-from ntm.fused import enable_compile
+from ntm.fused import use_compiled
 from ntm.model import NTM, LSTMBaseline
 from ntm.optim import GravesRMSprop
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, loss_bits, make_task
@@ -58,7 +58,7 @@ class TrainConfig:
     optimizer: str = field(
         default="adam", metadata={"help": "adam, or rmsprop (Graves' centred form)"}
     )
-    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    lr: float = field(default=3e-3, metadata={"help": "learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "RMSProp momentum"})
     batch_size: int = field(default=32, metadata={"help": "sequences per update"})
     clip_mode: str = field(
@@ -258,8 +258,7 @@ def build_model(config: NTMConfig | LSTMConfig, engine: str = "fused") -> nn.Mod
     """The model of ``config``; ``engine`` picks the NTM's execution path."""
     if isinstance(config, LSTMConfig):
         return LSTMBaseline.from_config(config)
-    if engine == "compiled":
-        enable_compile()
+    use_compiled(engine == "compiled")
     return NTM.from_config(config, fused=engine != "eager")
 
 

@@ -121,6 +121,7 @@ def draw_learning_curves(
         ax.set_xlabel("training sequences")
         ax.set_ylabel(name)
         ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title, fontsize=11)

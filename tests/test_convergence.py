@@ -1,0 +1,18 @@
+"""Convergence runs: minutes each, so marked slow (``pytest -m slow``)."""
+
+from pathlib import Path
+
+import pytest
+
+from ntm import training
+from ntm.evaluation import evaluate_run
+
+
+@pytest.mark.slow
+def test_fast_preset_solves_copy_and_generalises(tmp_path: Path) -> None:
+    run = training.resolve_config({"seed": 1}, {}, {})
+    result = training.train(run, tmp_path / "copy", quiet=True)
+    assert result.solved
+    assert result.eval_bit_errors < 0.1
+    rows = {r["setting"]: r for r in evaluate_run(tmp_path / "copy", size=200)}
+    assert rows["length 30"]["bit_errors"] < 1.0

@@ -32,10 +32,19 @@ from ntm.config import NTMConfig
 class _Spec:
     config: NTMConfig
     read_head_size: int  # P of a read head: key, strength, gate, gamma, shift weights
+    broadcast: bool  # small batched products as multiply-and-sum (for compiled steps)
 
     @property
     def lstm(self) -> bool:
         return self.config.controller == "lstm"
+
+
+def _bmm(a: Tensor, b: Tensor, broadcast: bool) -> Tensor:
+    """Batched ``a @ b`` over tiny matrices. Compiled, a multiply-and-sum fuses into one loop,
+    where a library call per product costs more than the arithmetic."""
+    if broadcast:
+        return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+    return torch.matmul(a, b)
 
 
 def _softmax_backward(grad: Tensor, probs: Tensor) -> Tensor:
@@ -52,7 +61,7 @@ def _rolled(weights: Tensor, k: int, sign: int) -> Tensor:
 
 
 def _address_forward(
-    memory: Tensor, previous: Tensor, raw: Tensor, word_size: int, eps: float
+    memory: Tensor, previous: Tensor, raw: Tensor, word_size: int, eps: float, broadcast: bool
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """The addressing of ``ntm.addressing.address`` on raw head parameters (B, H, P)."""
     m = word_size
@@ -63,14 +72,14 @@ def _address_forward(
     shift_weights = torch.softmax(raw[..., m + 3 :], -1)  # (B, H, S)
     key_norm = torch.sqrt(key.pow(2).sum(-1) + eps)  # (B, H)
     row_norm = torch.sqrt(memory.pow(2).sum(-1) + eps)  # (B, N)
-    cosine = torch.matmul(key, memory.transpose(1, 2)) / (
+    cosine = _bmm(key, memory.transpose(1, 2), broadcast) / (
         key_norm.unsqueeze(-1) * row_norm.unsqueeze(1)
     )
     content = torch.softmax(strength.unsqueeze(-1) * cosine, -1)
     g = gate.unsqueeze(-1)
     gated = g * content + (1.0 - g) * previous
     k = shift_weights.shape[-1] // 2
-    shifted = torch.matmul(shift_weights.unsqueeze(-2), _rolled(gated, k, 1)).squeeze(-2)
+    shifted = _bmm(shift_weights.unsqueeze(-2), _rolled(gated, k, 1), broadcast).squeeze(-2)
     log_shifted = torch.log(shifted + eps)
     weights = torch.softmax(gamma.unsqueeze(-1) * log_shifted, -1)
     saved = (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
@@ -79,7 +88,7 @@ def _address_forward(
 
 
 def _address_backward(
-    grad: Tensor, memory: Tensor, saved: tuple[Tensor, ...], eps: float
+    grad: Tensor, memory: Tensor, saved: tuple[Tensor, ...], eps: float, broadcast: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of the addressing: (memory (B, N, M), previous (B, H, N), raw (B, H, P))."""
     (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
@@ -91,8 +100,8 @@ def _address_backward(
     d_gamma = (d_logits * log_shifted).sum(-1)
     d_shifted = d_logits * gamma.unsqueeze(-1) / (shifted + eps)
     # Shift: w~(i) = sum_j s_j w_g(i - (j - K)).
-    d_gated = torch.matmul(shift_weights.unsqueeze(-2), _rolled(d_shifted, k, -1)).squeeze(-2)
-    d_shift = torch.matmul(_rolled(gated, k, 1), d_shifted.unsqueeze(-1)).squeeze(-1)
+    d_gated = _bmm(shift_weights.unsqueeze(-2), _rolled(d_shifted, k, -1), broadcast).squeeze(-2)
+    d_shift = _bmm(_rolled(gated, k, 1), d_shifted.unsqueeze(-1), broadcast).squeeze(-1)
     # Interpolation.
     g = gate.unsqueeze(-1)
     d_content = g * d_gated
@@ -107,8 +116,8 @@ def _address_backward(
     d_cos_cos = d_cosine * cosine
     d_key_norm = -d_cos_cos.sum(-1) / key_norm  # (B, H)
     d_row_norm = -d_cos_cos.sum(1) / row_norm  # (B, N)
-    d_key = torch.matmul(d_dots, memory) + (d_key_norm / key_norm).unsqueeze(-1) * key
-    d_memory = torch.matmul(d_dots.transpose(1, 2), key)
+    d_key = _bmm(d_dots, memory, broadcast) + (d_key_norm / key_norm).unsqueeze(-1) * key
+    d_memory = _bmm(d_dots.transpose(1, 2), key, broadcast)
     d_memory = d_memory + (d_row_norm / row_norm).unsqueeze(-1) * memory
     # Activations of the raw parameters.
     d_raw = torch.empty_like(raw)
@@ -184,15 +193,17 @@ def _forward_step(
     read_raw = read_raw.reshape(batch, cfg.num_read_heads, pr)
     write_raw = write_raw.reshape(batch, cfg.num_write_heads, pr + 2 * m)
     write_weights, write_saved = _address_forward(
-        memory, write_weights, write_raw[..., :pr], m, eps
+        memory, write_weights, write_raw[..., :pr], m, eps, spec.broadcast
     )
     erase = torch.sigmoid(write_raw[..., pr : pr + m])
     add = torch.tanh(write_raw[..., pr + m :])
     keep = 1.0 - write_weights.unsqueeze(-1) * erase.unsqueeze(-2)  # (B, W, N, M)
     kept = keep[:, 0] if keep.shape[1] == 1 else keep.prod(1)
-    new_memory = memory * kept + torch.matmul(write_weights.transpose(1, 2), add)
-    read_weights, read_saved = _address_forward(new_memory, read_weights, read_raw, m, eps)
-    reads = torch.matmul(read_weights, new_memory)
+    new_memory = memory * kept + _bmm(write_weights.transpose(1, 2), add, spec.broadcast)
+    read_weights, read_saved = _address_forward(
+        new_memory, read_weights, read_raw, m, eps, spec.broadcast
+    )
+    reads = _bmm(read_weights, new_memory, spec.broadcast)
     saved = (prev_reads, tuple(layer_saved), head_mask, write_saved, read_saved, erase, add,
              write_weights, read_weights)  # fmt: skip
     state = (new_memory, reads, read_weights, write_weights, tuple(new_h), tuple(new_c))
@@ -225,9 +236,11 @@ def _backward_step(
      write_w, read_weights) = saved  # fmt: skip
     # Read: r = w_r M_t.
     d_reads = d_reads_out + d_reads_next
-    d_read_w = torch.matmul(d_reads, memory_new.transpose(1, 2)) + d_read_w_next
-    d_memory = d_memory + torch.matmul(read_weights.transpose(1, 2), d_reads)
-    d_mem_addr, d_read_w_prev, d_read_raw = _address_backward(d_read_w, memory_new, read_saved, eps)
+    d_read_w = _bmm(d_reads, memory_new.transpose(1, 2), spec.broadcast) + d_read_w_next
+    d_memory = d_memory + _bmm(read_weights.transpose(1, 2), d_reads, spec.broadcast)
+    d_mem_addr, d_read_w_prev, d_read_raw = _address_backward(
+        d_read_w, memory_new, read_saved, eps, spec.broadcast
+    )
     d_memory = d_memory + d_mem_addr
     # Write: M_t = M_{t-1} * prod(1 - w e) + sum w^T a.
     keep = 1.0 - write_w.unsqueeze(-1) * erase.unsqueeze(-2)  # (B, W, N, M)
@@ -237,13 +250,13 @@ def _backward_step(
     else:
         kept = keep.prod(1)
         d_keep = d_keep * _exclusive_products(keep)
-    d_write_w = torch.matmul(add, d_memory.transpose(1, 2))  # (B, W, N)
+    d_write_w = _bmm(add, d_memory.transpose(1, 2), spec.broadcast)  # (B, W, N)
     d_write_w = d_write_w - (d_keep * erase.unsqueeze(-2)).sum(-1) + d_write_w_next
     d_erase = -(d_keep * write_w.unsqueeze(-1)).sum(-2)  # (B, W, M)
-    d_add = torch.matmul(write_w, d_memory)  # (B, W, M)
+    d_add = _bmm(write_w, d_memory, spec.broadcast)  # (B, W, M)
     d_memory = d_memory * kept
     d_mem_addr, d_write_w_prev, d_write_addr = _address_backward(
-        d_write_w, memory_old, write_saved, eps
+        d_write_w, memory_old, write_saved, eps, spec.broadcast
     )
     d_memory = d_memory + d_mem_addr
     d_write_raw = torch.cat(
@@ -445,7 +458,9 @@ def fused_sequence(cell: Any, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
 
     Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
     """
-    spec = _Spec(cell.config, cell._read_head_size)
+    spec = _Spec(
+        cell.config, cell._read_head_size, broadcast=_STEPS["forward"] is not _forward_step
+    )
     params: list[Tensor] = []
     for layer in cell.controller:
         if spec.lstm:

@@ -315,6 +315,21 @@ CURRICULUM_KNOBS = {
 #: the next level starts.
 CURRICULUM_WINDOW = 20
 CURRICULUM_THRESHOLD = 0.5
+#: One sequence in this many of a curriculum batch comes from the full task.
+CURRICULUM_MIX = 4
+
+
+def concat_batches(first: Batch, second: Batch) -> Batch:
+    """Two batches side by side, the shorter padded at the end (and masked there)."""
+    steps = max(first.inputs.shape[0], second.inputs.shape[0])
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        extra = steps - x.shape[0]
+        if extra == 0:
+            return x
+        return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))])
+
+    return Batch(*(torch.cat([pad(a), pad(b)], 1) for a, b in zip(first, second, strict=True)))
 
 
 @dataclass
@@ -422,6 +437,18 @@ class Trainer:
             self.run.task, **{CURRICULUM_KNOBS[self.run.train.task][0]: level}
         )
 
+    def _training_batch(self, size: int) -> tuple[Batch, int]:
+        """The next training batch, and how many of its sequences come from the curriculum's
+        level. Below the top level a quarter of the batch comes from the full task, so the
+        network never settles on a solution for short sequences only (a mixed curriculum,
+        as Zaremba & Sutskever, 2014, used)."""
+        task = self._training_task()
+        full = size // CURRICULUM_MIX
+        if task is self.run.task or full == 0:
+            return task.sample(size, self.generator), size
+        level = task.sample(size - full, self.generator)
+        return concat_batches(level, self.run.task.sample(full, self.generator)), size - full
+
     def _advance_curriculum(self, errors: float, size: int) -> None:
         p = self.progress
         knob = CURRICULUM_KNOBS.get(self.run.train.task)
@@ -440,7 +467,8 @@ class Trainer:
             self.log(f"{p.sequences:>10,d} seq  curriculum: {knob[0]} up to {p.level}")
         p.level_errors, p.level_sequences, p.level_updates = 0.0, 0, 0
 
-    def _step(self, batch: Batch) -> float:
+    def _step(self, batch: Batch, level_part: int) -> float:
+        """One update. The first ``level_part`` sequences come from the curriculum's level."""
         train = self.run.train
         logits, _ = self.model(batch.inputs)
         loss = loss_bits(logits, batch.targets, batch.mask)
@@ -456,11 +484,12 @@ class Trainer:
         value = float(loss.detach())
         p = self.progress
         size = batch.inputs.shape[1]
-        errors = bit_errors(logits, batch.targets, batch.mask)
         p.window_cost += value * size
-        p.window_errors += errors * size
+        p.window_errors += bit_errors(logits, batch.targets, batch.mask) * size
         p.window_sequences += size
-        self._advance_curriculum(errors, size)
+        part = slice(0, level_part)
+        errors = bit_errors(logits[:, part], batch.targets[:, part], batch.mask[:, part])
+        self._advance_curriculum(errors, level_part)
         return value
 
     def _report(self) -> bool:
@@ -506,8 +535,8 @@ class Trainer:
                     interrupted = True
                     break
                 size = min(train.batch_size, train.max_sequences - p.sequences)
-                batch = self._training_task().sample(size, self.generator)
-                self.losses.append(self._step(batch))
+                batch, level_part = self._training_batch(size)
+                self.losses.append(self._step(batch, level_part))
                 p.sequences += size
                 p.updates += 1
                 p.seconds = time.perf_counter() - started

@@ -25,13 +25,14 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="keep the run folders here")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="extra flags for ntm train")
     args = parser.parse_args()
+    flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
     root = args.runs or Path(tempfile.mkdtemp(prefix="ntm-time-to-solve-"))
     print(f"{'seed':>4} {'solved':>6} {'sequences':>10} {'seconds':>8} {'minutes':>8}")
     minutes = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         run_dir = root / f"copy-seed{seed}"
         command = [sys.executable, "-m", "ntm", "train", "--task", "copy", "--seed", str(seed)]
-        command += ["--run-dir", str(run_dir), "--quiet", *args.flags]
+        command += ["--run-dir", str(run_dir), "--quiet", *flags]
         start = time.perf_counter()
         subprocess.run(command, check=True)
         seconds = time.perf_counter() - start

@@ -121,7 +121,7 @@ def test_crash_during_atomic_text_write_keeps_old_file(tmp_path: Path) -> None:
 
 def test_training_reduces_the_cost(run_dir: Path) -> None:
     run = training.resolve_config(
-        {**TINY_TRAIN, "max_sequences": 640, "eval_every": 64, "curriculum": False, "lr": 0.01},
+        {**TINY_TRAIN, "max_sequences": 640, "eval_every": 64, "lr": 0.01},
         {"bits": 4, "max_length": 2},
         dict(TINY_MODEL),
     )
@@ -138,15 +138,27 @@ def test_target_stops_training(run_dir: Path) -> None:
 
 
 def test_curriculum_starts_short_and_grows(run_dir: Path) -> None:
-    trainer = training.start(tiny_run(max_sequences=16), run_dir, quiet=True)
+    trainer = training.start(tiny_run(max_sequences=16, curriculum=True), run_dir, quiet=True)
     assert trainer.progress.level == 4
     assert trainer._training_task().max_length == 4
     trainer.progress.level_updates = training.CURRICULUM_WINDOW - 1
     trainer._advance_curriculum(errors=0.0, size=16)
     assert trainer.progress.level == 5
-    without = training.start(tiny_run(curriculum=False), run_dir.with_name("flat"), quiet=True)
+    without = training.start(tiny_run(), run_dir.with_name("flat"), quiet=True)
     assert without.progress.level == 0
     assert without._training_task().max_length == 5
+
+
+def test_curriculum_mixes_in_full_task_batches(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(max_sequences=16, curriculum=True), run_dir, quiet=True)
+    parts = []
+    for updates in range(8):
+        trainer.progress.updates = updates
+        batch, level_part = trainer._training_batch(16)
+        parts.append(level_part)
+        longest = int(batch.mask.sum(0).max())
+        assert longest <= (4 if level_part else 5)
+    assert parts == [0, 16, 16, 16, 0, 16, 16, 16]
 
 
 def test_paper_preset_uses_graves_rmsprop_and_batch_one() -> None:

@@ -86,7 +86,7 @@ class TrainConfig:
     )
     threads: int = field(default=1, metadata={"help": "PyTorch intra-op threads (0: PyTorch's)"})
     curriculum: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "start on short sequences (few items) and lengthen them as the training "
             "bit errors fall; evaluation always uses the full task"
@@ -145,7 +145,6 @@ def preset_train_settings(preset: str, task: str, model: str, controller: str) -
             "clip_mode": "value",
             "clip": 10.0,
             "eval_every": 10_000,
-            "curriculum": False,
         }
     return {}
 
@@ -315,21 +314,8 @@ CURRICULUM_KNOBS = {
 #: the next level starts.
 CURRICULUM_WINDOW = 20
 CURRICULUM_THRESHOLD = 0.5
-#: One sequence in this many of a curriculum batch comes from the full task.
+#: One batch in this many comes from the full task while the curriculum is below the top.
 CURRICULUM_MIX = 4
-
-
-def concat_batches(first: Batch, second: Batch) -> Batch:
-    """Two batches side by side, the shorter padded at the end (and masked there)."""
-    steps = max(first.inputs.shape[0], second.inputs.shape[0])
-
-    def pad(x: torch.Tensor) -> torch.Tensor:
-        extra = steps - x.shape[0]
-        if extra == 0:
-            return x
-        return torch.cat([x, x.new_zeros((extra, *x.shape[1:]))])
-
-    return Batch(*(torch.cat([pad(a), pad(b)], 1) for a, b in zip(first, second, strict=True)))
 
 
 @dataclass
@@ -439,15 +425,13 @@ class Trainer:
 
     def _training_batch(self, size: int) -> tuple[Batch, int]:
         """The next training batch, and how many of its sequences come from the curriculum's
-        level. Below the top level a quarter of the batch comes from the full task, so the
+        level. Below the top level every fourth batch comes from the full task, so the
         network never settles on a solution for short sequences only (a mixed curriculum,
-        as Zaremba & Sutskever, 2014, used)."""
+        as Zaremba & Sutskever, 2014, used); whole batches keep the short ones unpadded."""
         task = self._training_task()
-        full = size // CURRICULUM_MIX
-        if task is self.run.task or full == 0:
-            return task.sample(size, self.generator), size
-        level = task.sample(size - full, self.generator)
-        return concat_batches(level, self.run.task.sample(full, self.generator)), size - full
+        if task is not self.run.task and self.progress.updates % CURRICULUM_MIX == 0:
+            return self.run.task.sample(size, self.generator), 0
+        return task.sample(size, self.generator), size
 
     def _advance_curriculum(self, errors: float, size: int) -> None:
         p = self.progress
@@ -487,9 +471,10 @@ class Trainer:
         p.window_cost += value * size
         p.window_errors += bit_errors(logits, batch.targets, batch.mask) * size
         p.window_sequences += size
-        part = slice(0, level_part)
-        errors = bit_errors(logits[:, part], batch.targets[:, part], batch.mask[:, part])
-        self._advance_curriculum(errors, level_part)
+        if level_part:
+            part = slice(0, level_part)
+            errors = bit_errors(logits[:, part], batch.targets[:, part], batch.mask[:, part])
+            self._advance_curriculum(errors, level_part)
         return value
 
     def _report(self) -> bool:

@@ -81,10 +81,11 @@ def measure(step: Callable[[], None], seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only")
+    parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
     parser.add_argument("--engines", default="eager,fused,compiled")
     args = parser.parse_args()
-    batch_sizes = [32] if args.quick else [1, 8, 32, 128]
+    batch_sizes = [32] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
     engines = args.engines.split(",")
     task = ntm.make_task("copy")
     peaks = {threads: matmul_peak(threads) for threads in (1, 2)}

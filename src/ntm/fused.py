@@ -319,6 +319,8 @@ def use_compiled(enabled: bool = True) -> None:
     makes later processes start faster.
     """
     if enabled and not _COMPILED:
+        # Each model and batch size is a new graph; the default limit of 8 is soon reached.
+        torch._dynamo.config.recompile_limit = 64
         _COMPILED["forward"] = torch.compile(_forward_step, dynamic=False, fullgraph=True)
         _COMPILED["backward"] = torch.compile(_backward_step, dynamic=False, fullgraph=True)
     source = _COMPILED if enabled else {"forward": _forward_step, "backward": _backward_step}

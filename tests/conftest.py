@@ -16,6 +16,7 @@ TINY_TRAIN = {
     "eval_every": 64,
     "eval_size": 16,
     "seed": 3,
+    "engine": "fused",  # the compiled engine is tested on its own: compiling takes a while
 }
 
 

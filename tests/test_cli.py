@@ -13,7 +13,7 @@ from ntm.cli import main
 TINY = [
     "--max-sequences", "64", "--batch-size", "16", "--eval-every", "32", "--eval-size", "8",
     "--controller-size", "12", "--memory-size", "12", "--word-size", "5",
-    "--bits", "3", "--max-length", "4", "--quiet",
+    "--bits", "3", "--max-length", "4", "--quiet", "--engine", "fused",
 ]  # fmt: skip
 
 
@@ -56,6 +56,7 @@ def test_train_eval_viz(trained: Path, capsys: pytest.CaptureFixture[str], tmp_p
 def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
     args = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
     args += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
+    args += ["--engine", "fused"]
     assert run_cli("train", "--task", task, "--run-dir", str(tmp_path / task), *args) == 0
     assert run_cli("eval", str(tmp_path / task), "--size", "4") == 0
 

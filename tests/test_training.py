@@ -10,7 +10,7 @@ import torch
 import ntm
 from ntm import checkpoint as ckpt
 from ntm import training
-from ntm.fused import fused_sequence
+from ntm.fused import compiled_available, fused_sequence, use_compiled
 from ntm.optim import GravesRMSprop
 
 from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
@@ -214,6 +214,33 @@ def test_fused_path_matches_eager_in_float32(controller: str) -> None:
     torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads_fused, grads_eager, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_engine_matches_eager() -> None:
+    torch.manual_seed(0)
+    model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
+    x = torch.randn(6, 4, 5)
+    weights = torch.randn(6, 4, 3)
+    eager, _ = model(x)
+    grads_eager = torch.autograd.grad((eager * weights).sum(), list(model.parameters()))
+    if compiled_available() is not None:
+        pytest.skip(f"torch.compile does not work here: {compiled_available()}")
+    use_compiled(True)
+    try:
+        model.fused = True
+        compiled, _ = model(x)
+        grads = torch.autograd.grad((compiled * weights).sum(), list(model.parameters()))
+    finally:
+        use_compiled(False)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads, grads_eager, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_engine_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "compiled_available", lambda: "no C++ compiler")
+    assert training.usable_engine("compiled") == ("fused", "no C++ compiler")
+    assert training.usable_engine("eager") == ("eager", None)
 
 
 @pytest.mark.parametrize(

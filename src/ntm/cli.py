@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from ntm import training
 from ntm.checkpoint import RunError, read_config
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
-from ntm.evaluation import evaluate_run, format_table
+from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
 from ntm.tasks import TASKS
 from ntm.training import RunConfig, TrainConfig
 from ntm.viz import draw_run
@@ -236,6 +236,19 @@ def _viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
+    """The arguments ``eval`` and ``viz`` share: the run, task changes and a seed."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument(
+        "--task-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="use the run's task with this setting changed (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=seed_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ntm",
@@ -256,16 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cost in bits and bit errors per sequence on seeded held-out sets: the "
         "training distribution and the paper's generalisation settings, or --task-arg.",
     )
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    evaluate.add_argument(
-        "--task-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="evaluate on the run's task with this setting changed (repeatable)",
-    )
+    _add_run_arguments(evaluate, "seed of the held-out sets")
     evaluate.add_argument("--size", type=int, default=1000, help="sequences per setting")
-    evaluate.add_argument("--seed", type=int, default=2_000_003, help="seed of the held-out sets")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(func=_eval)
 
@@ -275,14 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write PNGs: one held-out sequence with inputs, targets, outputs and the "
         "heads' weightings over time; the memory at the end; the learning curves.",
     )
-    viz.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    _add_run_arguments(viz, "seed of the drawn sequence")
     viz.add_argument(
         "--out", type=Path, metavar="DIR", help="folder for the PNGs (default: RUN_DIR)"
     )
-    viz.add_argument(
-        "--task-arg", action="append", default=[], metavar="KEY=VALUE", help="as for eval"
-    )
-    viz.add_argument("--seed", type=int, default=2_000_003, help="seed of the drawn sequence")
     viz.set_defaults(func=_viz)
     return parser
 

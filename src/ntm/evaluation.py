@@ -11,6 +11,9 @@ import torch
 from ntm.tasks import NGramsTask
 from ntm.training import evaluate, load_run
 
+#: Default seed of held-out sets drawn by ``ntm eval`` and ``ntm viz`` (never a training seed).
+HELD_OUT_SEED = 2_000_003
+
 #: Per task, the paper's generalisation settings (§4): (label, task settings changed).
 GENERALISATION: dict[str, list[tuple[str, dict[str, int]]]] = {
     "copy": [
@@ -40,7 +43,7 @@ def evaluate_run(
     run_dir: Path,
     task_settings: dict[str, Any] | None = None,
     size: int = 1000,
-    seed: int = 2_000_003,
+    seed: int = HELD_OUT_SEED,
 ) -> list[dict[str, Any]]:
     """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder.
 

@@ -318,7 +318,7 @@ def use_compiled(enabled: bool = True) -> None:
     forward and one backward graph, whatever the sequence lengths; Inductor's cache on disk
     makes later processes start faster.
     """
-    if enabled and not _COMPILED:
+    if enabled and "forward" not in _COMPILED:
         # Each model and batch size is a new graph; the default limit of 8 is soon reached.
         torch._dynamo.config.recompile_limit = 64
         _COMPILED["forward"] = torch.compile(_forward_step, dynamic=False, fullgraph=True)
@@ -327,9 +327,22 @@ def use_compiled(enabled: bool = True) -> None:
     _STEPS.update(source)
 
 
+def compiled_available() -> str | None:
+    """None when ``torch.compile`` works here; otherwise why not (no C++ compiler, say)."""
+    if "available" not in _COMPILED:
+        try:
+            probe = torch.compile(lambda x: torch.tanh(x) * 2.0 + 1.0, fullgraph=True)
+            probe(torch.ones(3))
+            _COMPILED["available"] = None
+        except Exception as error:  # any failure of the compiler stack means: do without
+            _COMPILED["available"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    return _COMPILED["available"]  # type: ignore[no-any-return]
+
+
 def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
     per_layer = 4 if spec.lstm else 2
     layers = spec.config.controller_layers
+    params = tuple(p.detach() for p in params)  # plain tensors: the steps run without autograd
     ctrl = tuple(tuple(params[i * per_layer : (i + 1) * per_layer]) for i in range(layers))
     head_w, head_b, out_w, out_b = params[layers * per_layer :]
     first_w = ctrl[0][0]
@@ -357,8 +370,10 @@ class _FusedSequence(torch.autograd.Function):
         first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
         pre_input = torch.matmul(inputs, input_w.t()) + first_bias  # (T, B, 4C or C)
         forward_step = _STEPS["forward"]
-        state = (memory.contiguous(), reads, read_weights, write_weights,
-                 tuple(hidden.unbind(0)), tuple(cell.unbind(0)))  # fmt: skip
+        # Detached: plain tensors in, as the steps run without autograd.
+        state = (memory.detach().contiguous(), reads.detach(), read_weights.detach(),
+                 write_weights.detach(), tuple(hidden.detach().unbind(0)),
+                 tuple(cell.detach().unbind(0)))  # fmt: skip
         memories, reads_seq, tops, saved_steps = [state[0]], [], [], []
         for t in range(steps):
             state, top, saved = forward_step(
@@ -402,7 +417,7 @@ class _FusedSequence(torch.autograd.Function):
         d_out_in = torch.matmul(d_out_pre, out_w)  # (T, B, C + R*M)
         d_top_out = d_out_in[..., :size]
         d_reads_out = d_out_in[..., size:].reshape(steps, batch, num_read, cfg.word_size)
-        zeros = torch.zeros(batch, size, dtype=d_logits.dtype)
+        zeros = d_logits.new_zeros(batch, size)
         carries = (
             torch.zeros_like(memories[0]),
             torch.zeros_like(d_reads_out[0]),

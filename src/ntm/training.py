@@ -28,7 +28,7 @@ from ntm.config import (
     paper_ntm_config,
     require,
 )
-from ntm.fused import use_compiled
+from ntm.fused import compiled_available, use_compiled
 from ntm.model import NTM, LSTMBaseline
 from ntm.optim import GravesRMSprop
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, loss_bits, make_task
@@ -93,7 +93,7 @@ class TrainConfig:
         },
     )
     engine: str = field(
-        default="fused",
+        default="compiled",
         metadata={
             "help": "NTM execution: eager (autograd step by step), fused (hand-written "
             "backward), compiled (fused, steps compiled with torch.compile)"
@@ -261,6 +261,14 @@ def build_model(config: NTMConfig | LSTMConfig, engine: str = "fused") -> nn.Mod
     return NTM.from_config(config, fused=engine != "eager")
 
 
+def usable_engine(engine: str) -> tuple[str, str | None]:
+    """``engine``, or ``fused`` with the reason when ``compiled`` cannot work here."""
+    if engine != "compiled":
+        return engine, None
+    problem = compiled_available()
+    return ("fused", problem) if problem else (engine, None)
+
+
 def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if train.optimizer == "rmsprop":
         return GravesRMSprop(model.parameters(), lr=train.lr, momentum=train.momentum)
@@ -369,7 +377,8 @@ class Trainer:
         if train.threads > 0:
             torch.set_num_threads(train.threads)
         torch.manual_seed(train.seed)
-        self.model = build_model(run.model, train.engine)
+        self.engine, self.engine_problem = usable_engine(train.engine)
+        self.model = build_model(run.model, self.engine)
         self.optimizer = build_optimizer(train, self.model)
         self.generator = torch.Generator().manual_seed(train.seed)
         self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
@@ -514,6 +523,10 @@ class Trainer:
             desc=f"{train.task} {train.model}",
         )
         started = time.perf_counter() - p.seconds
+        if self.engine_problem:
+            self.log(f"torch.compile does not work here ({self.engine_problem}); engine fused")
+        elif self.engine == "compiled" and isinstance(self.model, NTM):
+            self.log("compiling the NTM step with torch.compile (a minute the first time)")
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not solved:
                 if interrupt.requested:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ntm import checkpoint as ckpt
+from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM, NTMState, NTMTrace
 from ntm.training import load_run
 
@@ -134,7 +135,7 @@ def draw_run(
     run_dir: Path,
     out: Path | None = None,
     task_settings: dict[str, Any] | None = None,
-    seed: int = 2_000_003,
+    seed: int = HELD_OUT_SEED,
 ) -> list[Path]:
     """Write ``sequence.png``, ``memory.png`` (NTM only) and ``learning_curves.png``."""
     run, model = load_run(run_dir)

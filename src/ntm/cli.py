@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -296,3 +297,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunError, ValueError) as error:
         sys.stderr.write(f"ntm {args.command}: error: {error}\n")
         return EXIT_USAGE
+    except BrokenPipeError:  # `ntm eval RUN | head`: the reader left, nothing to report
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - keeps the exit flush quiet
+        return 0

@@ -59,7 +59,7 @@ class NTMTrace(NamedTuple):
 
 
 def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
-    """Raise a ValueError unless ``value`` is a floating tensor of ``shape`` (None: any)."""
+    """Raise a ValueError unless ``value`` is a finite floating tensor of ``shape`` (None: any)."""
     if not isinstance(value, Tensor):
         raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(value).__name__}")
     expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
@@ -69,6 +69,8 @@ def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, 
         raise ValueError(f"{owner}: {name} has shape {tuple(value.shape)}, expected {expected}")
     if not value.is_floating_point():
         raise ValueError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{owner}: {name} contains NaN or infinite values")
 
 
 def _clip(x: Tensor, bound: float) -> Tensor:

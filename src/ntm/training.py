@@ -312,6 +312,9 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # per update, this process only
 
 
+#: Non-finite updates in a row that make the trainer roll back to its last checkpoint.
+MAX_BAD_UPDATES = 3
+
 #: Per task, the setting a curriculum raises and the setting it starts above.
 CURRICULUM_KNOBS = {
     "copy": ("max_length", "min_length"),
@@ -336,7 +339,8 @@ class _Progress:
     window_cost: float = 0.0  # sums since the last report
     window_errors: float = 0.0
     window_sequences: int = 0
-    skipped: int = 0
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient
+    bad_in_a_row: int = 0
     next_eval: int = 0
     next_checkpoint: int = 0
     level: int = 0  # curriculum cap of the task's knob; 0 when there is no curriculum
@@ -461,12 +465,30 @@ class Trainer:
         p.level_errors, p.level_sequences, p.level_updates = 0.0, 0, 0
 
     def _step(self, batch: Batch, level_part: int) -> float:
-        """One update. The first ``level_part`` sequences come from the curriculum's level."""
-        train = self.run.train
+        """One update. The first ``level_part`` sequences come from the curriculum's level.
+
+        A non-finite loss or gradient skips the update (counted in ``metrics.csv``); after
+        :data:`MAX_BAD_UPDATES` in a row the trainer rolls back to its last checkpoint with
+        half the learning rate.
+        """
+        train, p = self.run.train, self.progress
         logits, _ = self.model(batch.inputs)
         loss = loss_bits(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        value = float(loss.detach())
+        finite = math.isfinite(value)
+        if finite:
+            loss.backward()  # type: ignore[no-untyped-call]
+            grads = [q.grad for q in self.model.parameters() if q.grad is not None]
+            finite = bool(torch.stack([g.abs().max() for g in grads]).isfinite().all())
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            p.skipped += 1
+            p.bad_in_a_row += 1
+            if p.bad_in_a_row >= MAX_BAD_UPDATES:
+                self._roll_back()
+            return value
+        p.bad_in_a_row = 0
         if train.clip > 0:
             params = self.model.parameters()
             if train.clip_mode == "norm":
@@ -474,8 +496,6 @@ class Trainer:
             else:
                 torch.nn.utils.clip_grad_value_(params, train.clip)
         self.optimizer.step()
-        value = float(loss.detach())
-        p = self.progress
         size = batch.inputs.shape[1]
         p.window_cost += value * size
         p.window_errors += bit_errors(logits, batch.targets, batch.mask) * size
@@ -485,6 +505,25 @@ class Trainer:
             errors = bit_errors(logits[:, part], batch.targets[:, part], batch.mask[:, part])
             self._advance_curriculum(errors, level_part)
         return value
+
+    def _roll_back(self) -> None:
+        """Reload weights and optimiser from the last checkpoint and halve the learning rate.
+
+        Counters and the batch generator go on, so the run does not replay the batches that
+        failed."""
+        p = self.progress
+        lowered = [group["lr"] * 0.5 for group in self.optimizer.param_groups]
+        checkpoint = ckpt.load_checkpoint(self.run_dir)
+        ckpt.load_weights_strict(self.model, checkpoint.model, checkpoint.path / ckpt.MODEL_FILE)
+        self.optimizer.load_state_dict(checkpoint.trainer["optimizer"])
+        for group, lr in zip(self.optimizer.param_groups, lowered, strict=True):
+            group["lr"] = lr  # saved with the optimiser state, so a resumed run keeps it
+        p.bad_in_a_row = 0
+        self.log(
+            f"{p.sequences:>10,d} seq  {MAX_BAD_UPDATES} non-finite updates in a row: rolled "
+            f"back to {checkpoint.path.name}, learning rate now "
+            f"{self.optimizer.param_groups[0]['lr']:.3g}"
+        )
 
     def _report(self) -> bool:
         """Evaluate, append a metrics row, log it. Returns True when the target is met."""
@@ -597,7 +636,9 @@ def start(run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False) -
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.save_config(run_dir, run.to_dict())
     ckpt.write_metrics(run_dir, [])
-    return Trainer(run, run_dir, quiet=quiet)
+    trainer = Trainer(run, run_dir, quiet=quiet)
+    trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
+    return trainer
 
 
 #: Settings a resumed run may change; all others are fixed by the run's config.json.
@@ -631,6 +672,11 @@ def reopen(
         run = dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides))
         ckpt.save_config(run_dir, run.to_dict())
     trainer = Trainer(run, run_dir, quiet=quiet)
+    if not any((run_dir / ckpt.CHECKPOINTS).glob("step-*/" + ckpt.TRAINER_FILE)):
+        # Stopped between writing its config and its first checkpoint: nothing was trained.
+        ckpt.write_metrics(run_dir, [])
+        trainer.save()
+        return trainer
     trainer.load(ckpt.load_checkpoint(run_dir))
     # Rows written after the checkpoint will be written again.
     rows = [r for r in ckpt.read_metrics(run_dir) if r["sequences"] <= trainer.progress.sequences]

@@ -1,0 +1,352 @@
+"""Faults, injected on purpose: NaNs, kills, interrupts, poisoned files, malformed input."""
+
+import math
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ntm
+from ntm import checkpoint as ckpt
+from ntm import training
+from ntm.cli import main
+
+from .conftest import tiny_run
+
+
+def nan_on_updates(trainer: training.Trainer, bad: set[int]) -> None:
+    """Make the model's outputs NaN during the listed updates (1-based)."""
+    forward = trainer.model.forward
+    calls = {"n": 0}
+
+    def poisoned(inputs: torch.Tensor, state: object = None) -> tuple[torch.Tensor, object]:
+        logits, new_state = forward(inputs, state)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] in bad:
+                logits = logits * math.nan
+        return logits, new_state
+
+    trainer.model.forward = poisoned  # type: ignore[method-assign]
+
+
+def test_one_nan_loss_skips_one_update(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(max_sequences=64, eval_every=64), run_dir, quiet=True)
+    nan_on_updates(trainer, {2})
+    result = trainer.fit()
+    assert math.isnan(result.losses[1])
+    assert ckpt.read_metrics(run_dir)[-1]["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert "rolled back" not in (run_dir / "train.log").read_text()
+
+
+def test_nan_gradients_are_skipped_too(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(max_sequences=64, eval_every=64), run_dir, quiet=True)
+    calls = {"n": 0}
+
+    def poison(grad: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return grad * math.inf if calls["n"] == 1 else grad
+
+    weight = trainer.model.cell.output_layer.weight  # type: ignore[union-attr]
+    weight.register_hook(poison)
+    trainer.fit()
+    assert ckpt.read_metrics(run_dir)[-1]["skipped_steps"] == 1
+    assert torch.isfinite(weight).all()
+
+
+def test_nan_updates_in_a_row_roll_back_with_lower_lr(run_dir: Path) -> None:
+    trainer = training.start(
+        tiny_run(max_sequences=160, eval_every=64, checkpoint_every=64), run_dir, quiet=True
+    )
+    good = {}
+
+    def remember(t: training.Trainer) -> None:
+        if t.progress.sequences == 64:
+            good.update({k: v.clone() for k, v in t.model.state_dict().items()})
+
+    trainer.on_update = remember
+    nan_on_updates(trainer, {6, 7, 8})  # updates 6-8: sequences 81-128, after the 64 checkpoint
+    rolled = {}
+    roll_back = trainer._roll_back
+
+    def spy() -> None:
+        roll_back()
+        rolled.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    trainer._roll_back = spy  # type: ignore[method-assign]
+    result = trainer.fit()
+    assert rolled, "no rollback happened"
+    assert all(torch.equal(rolled[k], good[k]) for k in good)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1.5e-3)
+    log = (run_dir / "train.log").read_text()
+    assert "3 non-finite updates in a row: rolled back to step-000000000064" in log
+    assert ckpt.read_metrics(run_dir)[-1]["skipped_steps"] == 3
+    assert result.sequences == 160
+    # The lowered learning rate is part of the checkpoint, so a resumed run keeps it.
+    assert training.reopen(run_dir, quiet=True).optimizer.param_groups[0]["lr"] == 1.5e-3
+
+
+def test_a_thousand_steps_stay_finite() -> None:
+    torch.manual_seed(0)
+    model = ntm.NTM(9, 8, controller_size=32, memory_size=32, word_size=8, fused=True)
+    inputs = torch.randn(1000, 2, 9) * 3
+    outputs, state = model(inputs)
+    assert torch.isfinite(outputs).all()
+    assert all(torch.isfinite(t).all() for t in state)
+    outputs.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# --- Numerical safety of the pure functions, over extreme inputs -----------------------
+
+B, H, N, M = 2, 2, 6, 4
+
+
+@st.composite
+def extreme_inputs(draw: st.DrawFn) -> dict[str, torch.Tensor | torch.dtype]:
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    seed = draw(st.integers(0, 2**16))
+    generator = torch.Generator().manual_seed(seed)
+    row_scale = draw(st.sampled_from([0.0, 1e-6, 1.0, 1e6]))
+    memory = torch.randn(B, N, M, generator=generator, dtype=dtype) * row_scale
+    if draw(st.booleans()):
+        memory[:, : N // 2] = 0.0  # some all-zero rows
+    key_scale = draw(st.sampled_from([0.0, 1.0, 1e3]))
+    weighting = draw(st.sampled_from(["one_hot", "uniform", "zero", "random"]))
+    previous = {
+        "one_hot": torch.eye(N, dtype=dtype)[torch.randint(0, N, (B, H), generator=generator)],
+        "uniform": torch.full((B, H, N), 1.0 / N, dtype=dtype),
+        "zero": torch.zeros(B, H, N, dtype=dtype),
+        "random": torch.softmax(torch.randn(B, H, N, generator=generator, dtype=dtype), -1),
+    }[weighting]
+    return {
+        "memory": memory,
+        "previous": previous,
+        "key": torch.randn(B, H, M, generator=generator, dtype=dtype) * key_scale,
+        "strength": torch.full(
+            (B, H), draw(st.sampled_from([0.0, 1e-3, 1.0, 1e3, 1e6])), dtype=dtype
+        ),
+        "gate": torch.full((B, H), draw(st.sampled_from([0.0, 0.5, 1.0])), dtype=dtype),
+        "shift_weights": torch.softmax(
+            torch.randn(B, H, 3, generator=generator, dtype=dtype) * 5, -1
+        ),
+        "gamma": torch.full((B, H), draw(st.sampled_from([1.0, 2.0, 50.0, 1e3])), dtype=dtype),
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extreme_inputs())
+def test_addressing_stays_finite_and_normalised(x: dict[str, torch.Tensor]) -> None:
+    leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
+    weights = ntm.addressing.address(**leaves)
+    assert torch.isfinite(weights).all()
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, dtype=weights.dtype))
+    reads = ntm.memory.read(leaves["memory"], weights)
+    erase = torch.sigmoid(leaves["key"])
+    written = ntm.memory.write(leaves["memory"], weights, erase, torch.tanh(leaves["key"]))
+    probe = torch.randn(written.shape, generator=torch.Generator().manual_seed(0))
+    (
+        (weights * weights.detach()).sum() + reads.sum() + (written * probe.to(written.dtype)).sum()
+    ).backward()
+    for name, leaf in leaves.items():
+        assert leaf.grad is not None
+        assert torch.isfinite(leaf.grad).all(), name
+
+
+# --- Safe loading ---------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this runs code: it creates a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_planted_pickle_is_refused_and_never_runs(run_dir: Path, tmp_path: Path) -> None:
+    training.train(tiny_run(max_sequences=32, eval_every=32), run_dir, quiet=True)
+    marker = tmp_path / "pwned"
+    trainer_file = ckpt.latest_checkpoint(run_dir) / "trainer.pt"
+    with trainer_file.open("wb") as handle:
+        pickle.dump({"optimizer": _Payload(marker)}, handle)
+    with pytest.raises(ckpt.RunError, match="cannot be loaded safely"):
+        training.reopen(run_dir, quiet=True)
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert not marker.exists()
+
+
+def test_mismatched_checkpoint_names_tensor_and_shapes(run_dir: Path) -> None:
+    training.train(tiny_run(max_sequences=32, eval_every=32), run_dir, quiet=True)
+    config = (run_dir / "config.json").read_text()
+    (run_dir / "config.json").write_text(config.replace('"memory_size": 16', '"memory_size": 20'))
+    with pytest.raises(
+        ckpt.RunError,
+        match=r"cell.initial_memory has shape \(16, 6\), the config expects \(20, 6\)",
+    ):
+        ntm.load(run_dir)
+
+
+def test_config_schema_is_checked(run_dir: Path) -> None:
+    training.train(tiny_run(max_sequences=32, eval_every=32), run_dir, quiet=True)
+    config = (run_dir / "config.json").read_text()
+    (run_dir / "config.json").write_text(config.replace('"word_size": 6', '"word_size": "six"'))
+    with pytest.raises(ckpt.RunError, match="word_size: expected int, got 'six'"):
+        ntm.load(run_dir)
+
+
+# --- Bad input to the modules ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (torch.zeros(2, 3, 5), r"input has shape \(2, 3, 5\), expected \(\*, 5\)"),
+        (torch.zeros(2, 4), r"input has shape \(2, 4\), expected \(\*, 5\)"),
+        (
+            torch.zeros(2, 5, dtype=torch.int64),
+            "input must be a floating-point tensor, got torch.int64",
+        ),
+        (torch.tensor([[0.0, math.nan, 0.0, 0.0, 0.0]]), "input contains NaN or infinite values"),
+        (torch.tensor([[0.0, math.inf, 0.0, 0.0, 0.0]]), "input contains NaN or infinite values"),
+    ],
+)
+def test_cell_rejects_bad_input(value: torch.Tensor, message: str) -> None:
+    cell = ntm.NTMCell(5, 3, controller_size=8, memory_size=10, word_size=4)
+    with pytest.raises(ValueError, match=rf"NTMCell: {message}"):
+        cell(value)
+
+
+def test_sequence_models_reject_bad_input() -> None:
+    for model in (
+        ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4),
+        ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4, fused=True),
+        ntm.LSTMBaseline(5, 3, hidden_size=8, num_layers=1),
+    ):
+        name = type(model).__name__
+        with pytest.raises(
+            ValueError, match=rf"{name}: inputs has shape \(4, 5\), expected \(\*, \*, 5\)"
+        ):
+            model(torch.zeros(4, 5))
+        with pytest.raises(ValueError, match=f"{name}: inputs contains NaN"):
+            model(torch.full((3, 2, 5), math.nan))
+
+
+def test_bad_state_is_named() -> None:
+    cell = ntm.NTMCell(5, 3, controller_size=8, memory_size=10, word_size=4)
+    state = cell.initial_state(2)
+    with pytest.raises(
+        ValueError, match=r"state.memory has shape \(2, 9, 4\), expected \(2, 10, 4\)"
+    ):
+        cell(torch.zeros(2, 5), state._replace(memory=torch.zeros(2, 9, 4)))
+
+
+# --- The command line under random input --------------------------------------------------
+
+FLAGS = [
+    "train", "eval", "viz", "--task", "--preset", "--model", "--batch-size", "--lr", "--seed",
+    "--max-sequences", "--target-bit-errors", "--run-dir", "--resume", "--config", "--memory-size",
+    "--controller", "--min-length", "--max-length", "--num-read-heads", "--shift-range",
+    "--engine", "--task-arg", "--json", "--curriculum", "--no-curriculum", "--threads",
+    "--head-clip", "--memory-init", "--bits", "--min-items",
+]  # fmt: skip
+VALUES = ["copy", "paper", "lstm", "0", "-1", "1e9", "nan", "inf", "x", "", "3", "0.5", "=",
+          "max_length=3", "/nonexistent", "--", "-", "feedforward", "learned"]  # fmt: skip
+
+
+class _TrainingReachedError(Exception):
+    """Raised instead of training: the arguments were accepted."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FLAGS + VALUES), max_size=8))
+def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _TrainingReachedError
+
+    original = training.start, training.reopen
+    training.start, training.reopen = stop, stop  # type: ignore[assignment]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    except _TrainingReachedError:
+        code = 0
+    finally:
+        training.start, training.reopen = original
+    assert code in (0, 2)
+
+
+# --- Kills and interrupts, in real processes -----------------------------------------------
+
+KILL_RUN = [
+    "--max-sequences", "256", "--batch-size", "16", "--eval-every", "64", "--eval-size", "8",
+    "--checkpoint-every", "16", "--controller-size", "12", "--memory-size", "12",
+    "--word-size", "5", "--bits", "3", "--max-length", "4", "--seed", "5", "--quiet",
+    "--engine", "fused",
+]  # fmt: skip
+
+
+def ntm_process(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m ntm ARGS`` in a new process, its standard error appended to ``log``."""
+    with log.open("ab") as handle:
+        return subprocess.Popen([sys.executable, "-m", "ntm", *args], stderr=handle)
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    log = tmp_path / "stderr.txt"
+    reference = tmp_path / "reference"
+    assert ntm_process(log, "train", "--run-dir", str(reference), *KILL_RUN).wait() == 0
+    killed = tmp_path / "killed"
+    rng = random.Random(7)
+    kills = 0
+    process = ntm_process(log, "train", "--run-dir", str(killed), *KILL_RUN)
+    while True:
+        try:
+            process.wait(timeout=rng.uniform(2.5, 4.5))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+        else:
+            assert process.returncode == 0, log.read_text()
+            break
+        if not (killed / "config.json").exists():  # killed before the run folder existed
+            process = ntm_process(log, "train", "--run-dir", str(killed), *KILL_RUN)
+            continue
+        process = ntm_process(log, "train", "--resume", str(killed), "--quiet")
+    assert kills >= 2, "the runs finished before they could be killed"
+    final = ckpt.load_checkpoint(killed)
+    expected = ckpt.load_checkpoint(reference)
+    assert final.trainer["progress"]["sequences"] == 256
+    for name, tensor in expected.model.items():
+        assert torch.equal(final.model[name], tensor), name
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    log = tmp_path / "stderr.txt"
+    args = [*KILL_RUN[:1], "100000", *KILL_RUN[2:]]
+    process = ntm_process(log, "train", "--run-dir", str(run_dir), *args)
+    deadline = time.monotonic() + 60
+    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "Traceback" not in log.read_text()
+    state = ckpt.load_checkpoint(run_dir).trainer
+    assert state["progress"]["sequences"] >= 64
+    assert "interrupted at" in (run_dir / "train.log").read_text()

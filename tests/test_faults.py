@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import ntm
 from ntm import checkpoint as ckpt
 from ntm import training
-from ntm.cli import main
+from ntm.cli import build_parser, main
 
 from .conftest import tiny_run
 
@@ -256,13 +256,20 @@ def test_bad_state_is_named() -> None:
 
 # --- The command line under random input --------------------------------------------------
 
-FLAGS = [
-    "train", "eval", "viz", "--task", "--preset", "--model", "--batch-size", "--lr", "--seed",
-    "--max-sequences", "--target-bit-errors", "--run-dir", "--resume", "--config", "--memory-size",
-    "--controller", "--min-length", "--max-length", "--num-read-heads", "--shift-range",
-    "--engine", "--task-arg", "--json", "--curriculum", "--no-curriculum", "--threads",
-    "--head-clip", "--memory-init", "--bits", "--min-items",
-]  # fmt: skip
+
+def every_flag() -> list[str]:
+    """Every option string of every ``ntm`` subcommand, read from the parser itself."""
+    parser = build_parser()
+    flags = ["train", "eval", "viz"]
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        for sub in action.choices.values():  # type: ignore[union-attr]
+            flags += [
+                o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")
+            ]
+    return sorted(set(flags))
+
+
+FLAGS = every_flag()
 VALUES = ["copy", "paper", "lstm", "0", "-1", "1e9", "nan", "inf", "x", "", "3", "0.5", "=",
           "max_length=3", "/nonexistent", "--", "-", "feedforward", "learned"]  # fmt: skip
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ntm import training
-from ntm.checkpoint import RunError, read_config
+from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
 from ntm.tasks import TASKS
-from ntm.training import RunConfig, TrainConfig
+from ntm.training import TrainConfig
 from ntm.viz import draw_run
 
 EXIT_USAGE = 2
@@ -150,9 +150,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UsageError(f"--config: {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a JSON object")
-    for section in ("train", "task", "model"):
-        if not isinstance(data.get(section, {}), dict):
-            raise UsageError(f"--config: section {section!r} of {path} must be a JSON object")
+    try:
+        training.check_sections(data)
+    except ValueError as error:
+        raise UsageError(f"--config {path}: {error}") from None
     return data
 
 
@@ -226,7 +227,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:
     if not assignments:
         return None
-    run = RunConfig.from_dict(read_config(run_dir))
+    run = training.read_run_config(run_dir)
     return _task_args(run.task, assignments)
 
 

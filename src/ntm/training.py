@@ -169,6 +169,27 @@ def preset_model_config(
     )
 
 
+SECTIONS = ("train", "task", "model")
+
+
+def check_sections(data: dict[str, Any]) -> None:
+    """Raise a ValueError unless ``data`` has only the sections of a run config, each an object."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"config: unknown section(s) {', '.join(map(repr, unknown))}; "
+            f"expected {', '.join(SECTIONS)}"
+        )
+    for section in SECTIONS:
+        if not isinstance(data.get(section, {}), dict):
+            raise ValueError(f"config: section {section!r} must be a JSON object")
+
+
+def model_config(model: str, values: dict[str, Any]) -> NTMConfig | LSTMConfig:
+    """The configuration of model kind ``model`` (``ntm`` or ``lstm``) from ``values``."""
+    return LSTMConfig.from_dict(values) if model == "lstm" else NTMConfig.from_dict(values)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs: training settings, the task and the model."""
@@ -186,21 +207,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        unknown = sorted(set(data) - {"train", "task", "model"})
-        if unknown:
-            raise ValueError(
-                f"config: unknown section(s) {', '.join(map(repr, unknown))}; "
-                "expected train, task, model"
-            )
+        check_sections(data)
         train = from_dict(TrainConfig, data.get("train", {}))
         task = make_task(train.task, **data.get("task", {}))
-        model_data = data.get("model", {})
-        model: NTMConfig | LSTMConfig = (
-            LSTMConfig.from_dict(model_data)
-            if train.model == "lstm"
-            else NTMConfig.from_dict(model_data)
-        )
-        return cls(train, task, model).checked()
+        return cls(train, task, model_config(train.model, data.get("model", {}))).checked()
 
     def checked(self) -> RunConfig:
         """Raise a ValueError when the model's sizes do not fit the task."""
@@ -227,15 +237,7 @@ def resolve_config(
 ) -> RunConfig:
     """Combine, in increasing priority: defaults, the preset, ``base`` (a config file), flags."""
     base = base or {}
-    for section in ("train", "task", "model"):
-        if not isinstance(base.get(section, {}), dict):
-            raise ValueError(f"config: section {section!r} must be a JSON object")
-    unknown = sorted(set(base) - {"train", "task", "model"})
-    if unknown:
-        raise ValueError(
-            f"config: unknown section(s) {', '.join(map(repr, unknown))}; "
-            "expected train, task, model"
-        )
+    check_sections(base)
     chosen = {**base.get("train", {}), **train_settings}
     probe = from_dict(TrainConfig, chosen)  # validates names and values first
     preset = preset_train_settings(probe.preset, probe.task, probe.model, probe.controller)
@@ -245,12 +247,7 @@ def resolve_config(
         train.preset, train.task, train.model, train.controller, task.input_size, task.output_size
     )
     model_values = {**default_model.to_dict(), **base.get("model", {}), **model_settings}
-    model: NTMConfig | LSTMConfig = (
-        LSTMConfig.from_dict(model_values)
-        if train.model == "lstm"
-        else NTMConfig.from_dict(model_values)
-    )
-    return RunConfig(train, task, model).checked()
+    return RunConfig(train, task, model_config(train.model, model_values)).checked()
 
 
 def build_model(config: NTMConfig | LSTMConfig, engine: str = "fused") -> nn.Module:
@@ -663,11 +660,7 @@ def reopen(
             f"--resume: {', '.join(fixed)} cannot change in a resumed run; "
             f"only {', '.join(RESUMABLE)} can"
         )
-    data = ckpt.read_config(run_dir)
-    try:
-        run = RunConfig.from_dict(data)
-    except ValueError as error:
-        raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
+    run = read_run_config(run_dir)
     if overrides:
         run = dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides))
         ckpt.save_config(run_dir, run.to_dict())
@@ -696,21 +689,25 @@ def resume(
     return reopen(run_dir, overrides, quiet=quiet).fit()
 
 
-def load(run_dir: str | Path) -> nn.Module:
-    """The model of a run folder (latest checkpoint), in eval mode."""
-    run_dir = Path(run_dir)
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The configuration of the run in ``run_dir``; errors name the file."""
     data = ckpt.read_config(run_dir)
     try:
-        run = RunConfig.from_dict(data)
+        return RunConfig.from_dict(data)
     except ValueError as error:
         raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
-    model = build_model(run.model)
-    path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
-    ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
-    return model.eval()
 
 
 def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
-    """The run's configuration and its model."""
+    """The run's configuration and its model (latest checkpoint), in eval mode."""
     run_dir = Path(run_dir)
-    return RunConfig.from_dict(ckpt.read_config(run_dir)), load(run_dir)
+    run = read_run_config(run_dir)
+    model = build_model(run.model)
+    path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
+    ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
+    return run, model.eval()
+
+
+def load(run_dir: str | Path) -> nn.Module:
+    """The model of a run folder (latest checkpoint), in eval mode."""
+    return load_run(run_dir)[1]

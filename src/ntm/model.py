@@ -271,14 +271,17 @@ class NTMCell(nn.Module):
         return key, strength, gate, shift_weights, gamma
 
     def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        cfg = self.config
-        name = type(self).__name__
-        _check_input(name, "input", input, (None, cfg.input_size))
-        batch_size = input.shape[0]
+        _check_input(type(self).__name__, "input", input, (None, self.config.input_size))
         if state is None:
-            state = self.initial_state(batch_size)
+            state = self.initial_state(input.shape[0])
         else:
-            self._check_state(state, batch_size)
+            self._check_state(state, input.shape[0])
+        return self._step(input, state)
+
+    def _step(self, input: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
+        """:meth:`forward` on arguments already checked."""
+        cfg = self.config
+        batch_size = input.shape[0]
         previous_reads = state.reads.flatten(1)  # (B, R*M)
         h, hidden, cell = self._controller_step(torch.cat([input, previous_reads], -1), state)
         raw = _clip(self.head_layer(torch.cat([h, previous_reads], -1)), cfg.head_clip)
@@ -365,18 +368,26 @@ class NTM(nn.Module):
         _check_input(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         return inputs.transpose(0, 1) if self.batch_first else inputs
 
+    def _start(self, inputs: Tensor, state: NTMState | None) -> tuple[Tensor, NTMState]:
+        """Checked time-major inputs (T, B, I) and the state to start from."""
+        steps = self._time_major(inputs)
+        if steps.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        if state is None:
+            return steps, self.cell.initial_state(steps.shape[1])
+        self.cell._check_state(state, steps.shape[1])
+        return steps, state
+
     def _run(
         self, inputs: Tensor, state: NTMState | None, trace: bool
     ) -> tuple[Tensor, NTMState, list[NTMState]]:
-        steps = self._time_major(inputs)  # (T, B, I)
+        steps, state = self._start(inputs, state)
         outputs, states = [], []
-        for x in steps:
-            y, state = self.cell(x, state)
+        for x in steps:  # checked once above, not at every step
+            y, state = self.cell._step(x, state)
             outputs.append(y)
             if trace:
                 states.append(state)
-        if state is None:
-            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
         out = torch.stack(outputs)  # (T, B, O)
         return (out.transpose(0, 1) if self.batch_first else out), state, states
 
@@ -384,13 +395,7 @@ class NTM(nn.Module):
         if not self.fused:
             outputs, state, _ = self._run(inputs, state, trace=False)
             return outputs, state
-        steps = self._time_major(inputs)
-        if steps.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
-        if state is None:
-            state = self.cell.initial_state(steps.shape[1])
-        else:
-            self.cell._check_state(state, steps.shape[1])
+        steps, state = self._start(inputs, state)
         outputs, state = fused_sequence(self.cell, steps, state)
         return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 

@@ -9,7 +9,7 @@ import torch
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import training
+from ntm import fused, training
 from ntm.fused import compiled_available, fused_sequence, use_compiled
 from ntm.optim import GravesRMSprop
 
@@ -221,20 +221,30 @@ def test_compiled_engine_matches_eager() -> None:
     model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
     x = torch.randn(6, 4, 5)
     weights = torch.randn(6, 4, 3)
-    eager, _ = model(x)
+    eager, eager_state = model(x)
     grads_eager = torch.autograd.grad((eager * weights).sum(), list(model.parameters()))
     if compiled_available() is not None:
         pytest.skip(f"torch.compile does not work here: {compiled_available()}")
     use_compiled(True)
     try:
         model.fused = True
-        compiled, _ = model(x)
+        compiled, state = model(x)  # 6 steps: one chunk of 4, then two single steps
         grads = torch.autograd.grad((compiled * weights).sum(), list(model.parameters()))
     finally:
         use_compiled(False)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    for a, b in zip(state, eager_state, strict=True):
+        torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
     for a, b in zip(grads, grads_eager, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_chunks_cover_every_step_once_in_two_shapes() -> None:
+    for steps in range(0, 12):
+        chunks = fused._chunks(steps, 4)
+        covered = [t for start, stop in chunks for t in range(start, stop)]
+        assert covered == list(range(steps))
+        assert {stop - start for start, stop in chunks} <= {1, 4}
 
 
 def test_compiled_engine_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -154,11 +154,11 @@ def test_curriculum_mixes_in_full_task_batches(run_dir: Path) -> None:
     parts = []
     for updates in range(8):
         trainer.progress.updates = updates
-        batch, level_part = trainer._training_batch(16)
-        parts.append(level_part)
+        batch, from_level = trainer._training_batch(16)
+        parts.append(from_level)
         longest = int(batch.mask.sum(0).max())
-        assert longest <= (4 if level_part else 5)
-    assert parts == [0, 16, 16, 16, 0, 16, 16, 16]
+        assert longest <= (4 if from_level else 5)
+    assert parts == [False, True, True, True, False, True, True, True]
 
 
 def test_paper_preset_uses_graves_rmsprop_and_batch_one() -> None:

@@ -128,6 +128,10 @@ def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
         os.fsync(handle.fileno())
 
 
+#: Columns of ``metrics.csv`` that count things.
+COUNT_COLUMNS = ("sequences", "skipped_steps")
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     """Rows of ``metrics.csv`` as floats; an incomplete last line (a crash) is dropped."""
     path = run_dir / METRICS_FILE
@@ -137,9 +141,13 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             try:
-                rows.append({k: float(row[k]) for k in METRICS_COLUMNS})
+                values = {k: float(row[k]) for k in METRICS_COLUMNS}
             except (TypeError, ValueError, KeyError):
                 break
+            for k in COUNT_COLUMNS:  # counts stay integers when the file is written again
+                if values[k].is_integer():
+                    values[k] = int(values[k])
+            rows.append(values)
     return rows
 
 

@@ -11,13 +11,14 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ntm import training
+from ntm import distributed, training
 from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -104,6 +105,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel over N processes on this machine (torchrun's shortcut); the batch "
+        "is shared among them. Across machines: torchrun ... -m ntm train",
+    )
     train = parser.add_argument_group("training (defaults: the preset, then these)")
     for name, kind, default, help_text in _field_specs(TrainConfig):
         _add_field(train, f"train.{name}", name, kind, f"{help_text} (default: {default})")
@@ -157,30 +165,63 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _launch(nproc: int, argv: Sequence[str]) -> int:
+    """``ntm train --nproc N ...``: the same command under torchrun with N processes."""
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError("--nproc is for starting processes; under torchrun leave it out")
+    rest = list(argv)
+    for i, item in enumerate(rest):
+        if item == "--nproc":
+            del rest[i : i + 2]
+            break
+        if item.startswith("--nproc="):
+            del rest[i]
+            break
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={nproc}", "-m", "ntm", *rest]
+    # One thread per process unless --threads says otherwise (and torchrun stays quiet).
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.call(command, env=env)
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.nproc is not None and args.nproc != 1:
+        return _launch(args.nproc, args.argv)
+    world = distributed.join()
+    try:
+        return _train_in(args, world)
+    finally:
+        distributed.leave(world)
+
+
+def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
     sections = _sections(args)
+    quiet = args.quiet or not world.main
     if args.resume is not None:
         if args.config is not None or sections["model"] or sections["task"] or args.run_dir:
             raise UsageError(
                 "--resume continues a run as configured; only "
                 f"{', '.join(_flag(n) for n in training.RESUMABLE)} may be given with it"
             )
-        trainer = training.reopen(args.resume, sections["train"], quiet=args.quiet)
+        trainer = training.reopen(args.resume, sections["train"], quiet=quiet, world=world)
     else:
         base = _read_json(args.config) if args.config else {}
         chosen = {**base.get("train", {}), **sections["train"]}
         probe = from_dict(TrainConfig, chosen)
         _check_scopes(sections, probe.task, probe.model)
         run = training.resolve_config(sections["train"], sections["task"], sections["model"], base)
-        trainer = training.start(run, args.run_dir, quiet=args.quiet)
-        if not args.quiet:
+        trainer = training.start(run, args.run_dir, quiet=quiet, world=world)
+        if not quiet:
             count = sum(p.numel() for p in trainer.model.parameters())
+            processes = f", {world.size} processes" if world.parallel else ""
             trainer.log(
                 f"run folder {trainer.run_dir}: {run.train.task}, {run.train.model} "
-                f"({count:,d} parameters), preset {run.train.preset}"
+                f"({count:,d} parameters), preset {run.train.preset}{processes}"
             )
     result = trainer.fit()
-    if not args.quiet:
+    if not quiet:
         verdict = "solved" if result.solved else "stopped"
         print(
             f"{verdict} after {result.sequences:,d} sequences in {result.seconds / 60:.1f} min: "
@@ -292,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(arguments)
+    args.argv = arguments
     try:
         return int(args.func(args))
     except (UsageError, RunError, ValueError) as error:

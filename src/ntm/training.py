@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import signal
 import sys
@@ -16,9 +17,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
+from ntm import distributed
 from ntm.config import (
     PAPER_SETTINGS,
     LSTMConfig,
@@ -28,10 +31,11 @@ from ntm.config import (
     paper_ntm_config,
     require,
 )
+from ntm.distributed import SINGLE, World
 from ntm.fused import compiled_available, use_compiled
 from ntm.model import NTM, LSTMBaseline
 from ntm.optim import GravesRMSprop
-from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, loss_bits, make_task
+from ntm.tasks import TASKS, Batch, bit_errors, concat, cost_bits, loss_bits, make_task
 
 PRESETS = ("fast", "paper")
 MODELS = ("ntm", "lstm")
@@ -297,6 +301,23 @@ def held_out_batch(run: RunConfig) -> Batch:
     return batch
 
 
+def sequence_seed(seed: int, update: int, slot: int) -> int:
+    """The seed of one training sequence: slot ``slot`` of the batch of update ``update`` of
+    a run seeded ``seed``. Fixed by these three alone, the data do not depend on how many
+    processes draw them, and a resumed run draws what the uninterrupted one would have."""
+    digest = hashlib.blake2b(f"{seed}:{update}:{slot}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def draw_batch(task: Any, seed: int, update: int, slots: range) -> Batch:
+    """The sequences ``slots`` of update ``update``'s batch, each from its own seeded
+    generator, side by side (padded to the longest)."""
+    generator = torch.Generator()
+    return concat(
+        [task.sample(1, generator.manual_seed(sequence_seed(seed, update, s))) for s in slots]
+    )
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -370,24 +391,37 @@ class _Interrupt:
 class Trainer:
     """Trains one model in one run folder; see :func:`train` and :func:`resume`."""
 
-    def __init__(self, run: RunConfig, run_dir: Path, *, quiet: bool = False) -> None:
+    def __init__(
+        self, run: RunConfig, run_dir: Path, *, quiet: bool = False, world: World = SINGLE
+    ) -> None:
         self.run = run
         self.run_dir = run_dir
-        self.quiet = quiet
+        self.world = world
+        self.quiet = quiet or not world.main
         train = run.train
         if train.threads > 0:
             torch.set_num_threads(train.threads)
         torch.manual_seed(train.seed)
+        if train.batch_size < world.size:
+            raise ValueError(
+                f"--batch-size {train.batch_size} cannot be shared among {world.size} "
+                f"processes: use at least {world.size}"
+            )
         self.engine, self.engine_problem = usable_engine(train.engine)
         self.model = build_model(run.model, self.engine)
+        # The module that trains: the model itself, or a replica that averages gradients
+        # over the processes (and starts from rank 0's weights).
+        self.replica: nn.Module = (
+            DistributedDataParallel(self.model) if world.parallel else self.model
+        )
         self.optimizer = build_optimizer(train, self.model)
-        self.generator = torch.Generator().manual_seed(train.seed)
+        self.stop_agreed = False  # every process saw the stop request (parallel runs)
         self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
         knob = CURRICULUM_KNOBS.get(train.task) if train.curriculum else None
         if knob is not None:
             full, low = getattr(run.task, knob[0]), getattr(run.task, knob[1])
             self.progress.level = min(low + 3, full)
-        self.held_out = held_out_batch(run)
+        self.held_out = held_out_batch(run) if world.main else None
         self.losses: list[float] = []
         self.last_eval = (math.nan, math.nan)
         self.on_update: Callable[[Trainer], None] | None = None
@@ -398,28 +432,33 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
             "progress": dataclasses.asdict(self.progress),
             "last_eval": list(self.last_eval),
         }
 
     def load(self, checkpoint: ckpt.Checkpoint) -> None:
-        ckpt.load_weights_strict(self.model, checkpoint.model, checkpoint.path / ckpt.MODEL_FILE)
-        state = checkpoint.trainer
+        self.adopt(checkpoint.model, checkpoint.trainer, checkpoint.path)
+
+    def adopt(self, model: dict[str, torch.Tensor], state: dict[str, Any], source: Path) -> None:
+        """Take over weights and trainer state (from a checkpoint in ``source``, or from
+        rank 0)."""
+        ckpt.load_weights_strict(self.model, model, source / ckpt.MODEL_FILE)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-            self.generator.set_state(state["generator"])
             self.progress = _Progress(**state["progress"])
             self.last_eval = (float(state["last_eval"][0]), float(state["last_eval"][1]))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ckpt.RunError(
-                f"{checkpoint.path / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
+                f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
             ) from None
 
     def save(self) -> None:
-        ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
+        if self.world.main:
+            ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
 
     def log(self, line: str) -> None:
+        if not self.world.main:
+            return
         ckpt.append_log(self.run_dir, line)
         if not self.quiet:
             tqdm.write(line, file=sys.stderr)
@@ -433,15 +472,17 @@ class Trainer:
             self.run.task, **{CURRICULUM_KNOBS[self.run.train.task][0]: level}
         )
 
-    def _training_batch(self, size: int) -> tuple[Batch, int]:
-        """The next training batch, and how many of its sequences come from the curriculum's
-        level. Below the top level every fourth batch comes from the full task, so the
-        network never settles on a solution for short sequences only (a mixed curriculum,
-        as Zaremba & Sutskever, 2014, used); whole batches keep the short ones unpadded."""
-        task = self._training_task()
-        if task is not self.run.task and self.progress.updates % CURRICULUM_MIX == 0:
-            return self.run.task.sample(size, self.generator), 0
-        return task.sample(size, self.generator), size
+    def _training_batch(self, size: int) -> tuple[Batch, bool]:
+        """This process's share of the next batch of ``size`` sequences, and whether it
+        comes from the curriculum's level. Below the top level every fourth batch comes from
+        the full task, so the network never settles on a solution for short sequences only
+        (a mixed curriculum, as Zaremba & Sutskever, 2014, used); whole batches keep the
+        short ones unpadded."""
+        task, updates = self._training_task(), self.progress.updates
+        if task is not self.run.task and updates % CURRICULUM_MIX == 0:
+            task = self.run.task
+        slots = self.world.share(size)
+        return draw_batch(task, self.run.train.seed, updates, slots), task is not self.run.task
 
     def _advance_curriculum(self, errors: float, size: int) -> None:
         p = self.progress
@@ -461,21 +502,31 @@ class Trainer:
             self.log(f"{p.sequences:>10,d} seq  curriculum: {knob[0]} up to {p.level}")
         p.level_errors, p.level_sequences, p.level_updates = 0.0, 0, 0
 
-    def _step(self, batch: Batch, level_part: int) -> float:
-        """One update. The first ``level_part`` sequences come from the curriculum's level.
+    def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float:
+        """One update on a global batch of ``size`` sequences, of which ``batch`` is this
+        process's share; ``from_level``: the batch comes from the curriculum's level.
+        ``stop``: this process was asked to stop (the processes agree on it here).
 
         A non-finite loss or gradient skips the update (counted in ``metrics.csv``); after
         :data:`MAX_BAD_UPDATES` in a row the trainer rolls back to its last checkpoint with
-        half the learning rate.
+        half the learning rate. Returns the loss of the whole batch in bits per sequence.
         """
         train, p = self.run.train, self.progress
-        logits, _ = self.model(batch.inputs)
+        part = batch.inputs.shape[1]
+        logits, _ = self.replica(batch.inputs)
         loss = loss_bits(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
+        errors = bit_errors(logits, batch.targets, batch.mask)
+        # Sums over the whole batch, the same on every process, in one collective call.
+        cost_sum, errors_sum, stops = distributed.all_sum(
+            [float(loss.detach()) * part, errors * part, float(stop)], self.world
+        )
+        self.stop_agreed = stops > 0
+        value = cost_sum / size
         finite = math.isfinite(value)
         if finite:
-            loss.backward()  # type: ignore[no-untyped-call]
+            # Scaled so that the gradient, averaged over the processes, is the whole batch's.
+            (loss * (part * self.world.size / size)).backward()  # type: ignore[no-untyped-call]
             grads = [q.grad for q in self.model.parameters() if q.grad is not None]
             finite = bool(torch.stack([g.abs().max() for g in grads]).isfinite().all())
         if not finite:
@@ -493,14 +544,11 @@ class Trainer:
             else:
                 torch.nn.utils.clip_grad_value_(params, train.clip)
         self.optimizer.step()
-        size = batch.inputs.shape[1]
-        p.window_cost += value * size
-        p.window_errors += bit_errors(logits, batch.targets, batch.mask) * size
+        p.window_cost += cost_sum
+        p.window_errors += errors_sum
         p.window_sequences += size
-        if level_part:
-            part = slice(0, level_part)
-            errors = bit_errors(logits[:, part], batch.targets[:, part], batch.mask[:, part])
-            self._advance_curriculum(errors, level_part)
+        if from_level:
+            self._advance_curriculum(errors_sum / size, size)
         return value
 
     def _roll_back(self) -> None:
@@ -510,21 +558,35 @@ class Trainer:
         failed."""
         p = self.progress
         lowered = [group["lr"] * 0.5 for group in self.optimizer.param_groups]
-        checkpoint = ckpt.load_checkpoint(self.run_dir)
-        ckpt.load_weights_strict(self.model, checkpoint.model, checkpoint.path / ckpt.MODEL_FILE)
-        self.optimizer.load_state_dict(checkpoint.trainer["optimizer"])
+        found = None
+        if self.world.main:
+            checkpoint = ckpt.load_checkpoint(self.run_dir)
+            found = (checkpoint.model, checkpoint.trainer["optimizer"], checkpoint.path)
+        weights, optimizer_state, path = distributed.from_main(found, self.world)
+        ckpt.load_weights_strict(self.model, weights, path / ckpt.MODEL_FILE)
+        self.optimizer.load_state_dict(optimizer_state)
         for group, lr in zip(self.optimizer.param_groups, lowered, strict=True):
             group["lr"] = lr  # saved with the optimiser state, so a resumed run keeps it
         p.bad_in_a_row = 0
         self.log(
             f"{p.sequences:>10,d} seq  {MAX_BAD_UPDATES} non-finite updates in a row: rolled "
-            f"back to {checkpoint.path.name}, learning rate now "
+            f"back to {path.name}, learning rate now "
             f"{self.optimizer.param_groups[0]['lr']:.3g}"
         )
 
     def _report(self) -> bool:
-        """Evaluate, append a metrics row, log it. Returns True when the target is met."""
+        """Evaluate, append a metrics row, log it. Returns True when the target is met.
+        Rank 0 evaluates; every process learns the result."""
+        solved = self._evaluate_and_record() if self.world.main else False
+        solved, self.last_eval = distributed.from_main((solved, self.last_eval), self.world)
+        p = self.progress
+        p.window_cost = p.window_errors = 0.0
+        p.window_sequences = 0
+        return bool(solved)
+
+    def _evaluate_and_record(self) -> bool:
         p, train = self.progress, self.run.train
+        assert self.held_out is not None  # rank 0 holds it
         self.last_eval = evaluate(self.model, self.held_out)
         eval_cost, eval_errors = self.last_eval
         seen = max(p.window_sequences, 1)
@@ -538,8 +600,6 @@ class Trainer:
             "skipped_steps": p.skipped,
         }
         ckpt.append_metrics(self.run_dir, row)
-        p.window_cost = p.window_errors = 0.0
-        p.window_sequences = 0
         self.log(
             f"{p.sequences:>10,d} seq {p.seconds:8.1f} s  train cost {row['train_cost']:7.3f}  "
             f"held-out cost {eval_cost:7.3f} bits, {eval_errors:7.3f} bit errors per sequence"
@@ -565,12 +625,14 @@ class Trainer:
             self.log("compiling the NTM step with torch.compile (a minute the first time)")
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not solved:
-                if interrupt.requested:
+                if self.stop_agreed or (interrupt.requested and not self.world.parallel):
                     interrupted = True
                     break
                 size = min(train.batch_size, train.max_sequences - p.sequences)
-                batch, level_part = self._training_batch(size)
-                self.losses.append(self._step(batch, level_part))
+                if size < self.world.size:
+                    break  # too few sequences left to give every process one
+                batch, from_level = self._training_batch(size)
+                self.losses.append(self._step(batch, size, from_level, interrupt.requested))
                 p.sequences += size
                 p.updates += 1
                 p.seconds = time.perf_counter() - started
@@ -623,17 +685,43 @@ def default_run_dir(run: RunConfig) -> Path:
     return candidate
 
 
-def start(run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False) -> Trainer:
-    """A trainer for a new run, with its folder created and its config written."""
-    run_dir = run_dir or default_run_dir(run)
-    if (run_dir / ckpt.CONFIG_FILE).exists():
-        raise ckpt.RunError(
-            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save_config(run_dir, run.to_dict())
-    ckpt.write_metrics(run_dir, [])
-    trainer = Trainer(run, run_dir, quiet=quiet)
+def _on_main(world: World, work: Callable[[], Any]) -> Any:
+    """``work()`` on rank 0, its result on every process; an error raised there is raised on
+    every process, so none waits for a partner that has given up."""
+    outcome: tuple[str, Any] = ("ok", None)
+    if world.main:
+        try:
+            outcome = ("ok", work())
+        except (ckpt.RunError, ValueError) as error:
+            if not world.parallel:
+                raise
+            outcome = (type(error).__name__, str(error))
+    kind, value = distributed.from_main(outcome, world)
+    if kind == "RunError":
+        raise ckpt.RunError(value)
+    if kind == "ValueError":
+        raise ValueError(value)
+    return value
+
+
+def start(
+    run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False, world: World = SINGLE
+) -> Trainer:
+    """A trainer for a new run, with its folder created and its config written (by rank 0)."""
+
+    def prepare() -> Path:
+        folder = run_dir or default_run_dir(run)
+        if (folder / ckpt.CONFIG_FILE).exists():
+            raise ckpt.RunError(
+                f"{str(folder)!r} already holds a run; continue it with --resume {folder}"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        ckpt.save_config(folder, run.to_dict())
+        ckpt.write_metrics(folder, [])
+        return folder
+
+    folder = _on_main(world, prepare)
+    trainer = Trainer(run, folder, quiet=quiet, world=world)
     trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
     return trainer
 
@@ -650,9 +738,15 @@ RESUMABLE = (
 
 
 def reopen(
-    run_dir: Path, overrides: dict[str, Any] | None = None, *, quiet: bool = False
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    quiet: bool = False,
+    world: World = SINGLE,
 ) -> Trainer:
-    """A trainer that continues the run in ``run_dir`` from its latest checkpoint."""
+    """A trainer that continues the run in ``run_dir`` from its latest checkpoint. In a
+    parallel run rank 0 reads the folder and hands the state to the others, so any number
+    of processes can continue a run that any number began."""
     overrides = overrides or {}
     fixed = sorted(set(overrides) - set(RESUMABLE))
     if fixed:
@@ -660,33 +754,53 @@ def reopen(
             f"--resume: {', '.join(fixed)} cannot change in a resumed run; "
             f"only {', '.join(RESUMABLE)} can"
         )
-    run = read_run_config(run_dir)
-    if overrides:
-        run = dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides))
-        ckpt.save_config(run_dir, run.to_dict())
-    trainer = Trainer(run, run_dir, quiet=quiet)
-    if not any((run_dir / ckpt.CHECKPOINTS).glob("step-*/" + ckpt.TRAINER_FILE)):
-        # Stopped between writing its config and its first checkpoint: nothing was trained.
-        ckpt.write_metrics(run_dir, [])
-        trainer.save()
-        return trainer
-    trainer.load(ckpt.load_checkpoint(run_dir))
-    # Rows written after the checkpoint will be written again.
-    rows = [r for r in ckpt.read_metrics(run_dir) if r["sequences"] <= trainer.progress.sequences]
-    ckpt.write_metrics(run_dir, rows)
+
+    def read_config() -> dict[str, Any]:
+        run = read_run_config(run_dir)
+        if overrides:
+            run = dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides))
+            ckpt.save_config(run_dir, run.to_dict())
+        return run.to_dict()
+
+    run = RunConfig.from_dict(_on_main(world, read_config))
+    trainer = Trainer(run, run_dir, quiet=quiet, world=world)
+
+    def read_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        if not any((run_dir / ckpt.CHECKPOINTS).glob("step-*/" + ckpt.TRAINER_FILE)):
+            # Stopped between writing its config and its first checkpoint: nothing trained.
+            ckpt.write_metrics(run_dir, [])
+            trainer.save()
+            return None
+        trainer.load(ckpt.load_checkpoint(run_dir))
+        # Rows written after the checkpoint will be written again.
+        rows = ckpt.read_metrics(run_dir)
+        ckpt.write_metrics(
+            run_dir, [r for r in rows if r["sequences"] <= trainer.progress.sequences]
+        )
+        return trainer.model.state_dict(), trainer.state()
+
+    state = _on_main(world, read_state)
+    if state is not None and not world.main:
+        trainer.adopt(state[0], state[1], run_dir)
     return trainer
 
 
-def train(run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False) -> TrainResult:
+def train(
+    run: RunConfig, run_dir: Path | None = None, *, quiet: bool = False, world: World = SINGLE
+) -> TrainResult:
     """Train a new run to its target or budget; returns what happened."""
-    return start(run, run_dir, quiet=quiet).fit()
+    return start(run, run_dir, quiet=quiet, world=world).fit()
 
 
 def resume(
-    run_dir: Path, overrides: dict[str, Any] | None = None, *, quiet: bool = False
+    run_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    quiet: bool = False,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Continue the run in ``run_dir``; the losses are those the uninterrupted run would have."""
-    return reopen(run_dir, overrides, quiet=quiet).fit()
+    return reopen(run_dir, overrides, quiet=quiet, world=world).fit()
 
 
 def read_run_config(run_dir: Path) -> RunConfig:

@@ -1,0 +1,94 @@
+"""Data-parallel training across processes, with PyTorch's own ``torch.distributed``.
+
+``torchrun --nproc-per-node N -m ntm train ...`` (or ``ntm train --nproc N``) starts N
+processes; each reads its place from the environment torchrun sets (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), joins the process group
+(gloo on the CPU, nccl on CUDA) and trains one replica of the model under
+``DistributedDataParallel``. Every process draws its own share of each batch (see
+:func:`ntm.training.draw_batch`); only rank 0 reads and writes the run folder, and the
+others receive the run's state from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that reads and writes the run folder."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.size > 1
+
+    def share(self, total: int) -> range:
+        """The slots of a global batch of ``total`` sequences that this process draws and
+        trains on: a contiguous block, sizes differing by at most one."""
+        return range(self.rank * total // self.size, (self.rank + 1) * total // self.size)
+
+
+SINGLE = World()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def join(device: torch.device | None = None) -> World:
+    """This process's :class:`World` from torchrun's environment, joining the process group
+    when there is more than one process. Without torchrun: a single process."""
+    size = _env_int("WORLD_SIZE", 1)
+    if size <= 1:
+        return SINGLE
+    world = World(_env_int("RANK", 0), size, _env_int("LOCAL_RANK", 0))
+    if not dist.is_initialized():
+        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+    return world
+
+
+def leave(world: World) -> None:
+    """Leave the process group joined by :func:`join` (nothing for a single process)."""
+    if world.parallel and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(values: list[float], world: World) -> list[float]:
+    """Each value summed over all processes (float64, one collective call)."""
+    if not world.parallel:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return [float(v) for v in tensor.tolist()]
+
+
+def from_main(value: Any, world: World) -> Any:
+    """Rank 0's ``value`` on every process (any picklable object: configs, state dicts).
+
+    Objects travel between the processes of one training job, never from a file."""
+    if not world.parallel:
+        return value
+    box = [value if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

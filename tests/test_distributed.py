@@ -1,0 +1,94 @@
+"""Data-parallel training with torch.distributed (gloo, two processes on this machine)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ntm import checkpoint as ckpt
+from ntm import training
+from ntm.distributed import World
+from ntm.tasks import concat, make_task
+
+from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
+
+
+def _flags(**train: object) -> list[str]:
+    settings = {**TINY_TRAIN, "eval_every": 16, **train}
+    flags = []
+    for name, value in {**settings, **TINY_TASK, **TINY_MODEL}.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+def _ntm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ntm", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _columns(run_dir: Path) -> list[tuple[float, ...]]:
+    keys = ("sequences", "train_cost", "train_bit_errors", "eval_cost", "eval_bit_errors")
+    return [tuple(row[k] for k in keys) for row in ckpt.read_metrics(run_dir)]
+
+
+def _assert_same_curves(a: Path, b: Path) -> None:
+    rows_a, rows_b = _columns(a), _columns(b)
+    assert len(rows_a) == len(rows_b) > 0
+    for x, y in zip(rows_a, rows_b, strict=True):
+        assert x[0] == y[0]
+        torch.testing.assert_close(torch.tensor(x[1:]), torch.tensor(y[1:]), rtol=1e-5, atol=1e-5)
+
+
+def test_shares_cover_the_batch_once() -> None:
+    for size in (1, 2, 7, 16, 33):
+        for processes in range(1, size + 1):
+            shares = [World(r, processes).share(size) for r in range(processes)]
+            assert [s for share in shares for s in share] == list(range(size))
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_shares_drawn_apart_are_the_batch_drawn_whole() -> None:
+    task = make_task("copy", max_length=6)
+    whole = training.draw_batch(task, 5, 11, range(8))
+    parts = [training.draw_batch(task, 5, 11, World(r, 3).share(8)) for r in range(3)]
+    for a, b in zip(concat(parts), whole, strict=True):
+        assert torch.equal(a, b)
+    other = training.draw_batch(task, 5, 12, range(8))
+    assert other.inputs.shape != whole.inputs.shape or not torch.equal(other.inputs, whole.inputs)
+
+
+def test_two_processes_learn_what_one_does(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    training.train(tiny_run(max_sequences=96, eval_every=16), one, quiet=True)
+    result = _ntm("train", *_flags(max_sequences=96), "--run-dir", str(two), "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    _assert_same_curves(one, two)
+    # Rank 0 alone writes: every log line once, checkpoints as a single process writes them.
+    log = (two / ckpt.LOG_FILE).read_text().splitlines()
+    assert len(log) == len(set(log))
+    assert sorted(p.name for p in (two / ckpt.CHECKPOINTS).glob("step-*")) == sorted(
+        p.name for p in (one / ckpt.CHECKPOINTS).glob("step-*")
+    )
+
+
+def test_resume_with_another_number_of_processes(tmp_path: Path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    training.train(tiny_run(max_sequences=96, eval_every=16), whole, quiet=True)
+    # Two processes begin, one continues, two finish.
+    first = _ntm("train", *_flags(max_sequences=48), "--run-dir", str(split), "--nproc", "2")
+    assert first.returncode == 0, first.stderr
+    training.resume(split, {"max_sequences": 64}, quiet=True)
+    last = _ntm("train", "--resume", str(split), "--max-sequences", "96", "--nproc", "2")
+    assert last.returncode == 0, last.stderr
+    _assert_same_curves(whole, split)
+
+
+def test_bad_process_counts_are_named(tmp_path: Path) -> None:
+    result = _ntm("train", *_flags(), "--run-dir", str(tmp_path / "r"), "--nproc", "0")
+    assert result.returncode == 2
+    assert "--nproc must be at least 1, got 0" in result.stderr
+    with pytest.raises(ValueError, match="--batch-size 2 cannot be shared among 3 processes"):
+        training.Trainer(tiny_run(batch_size=2), tmp_path / "r", world=World(0, 3))

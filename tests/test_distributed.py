@@ -25,7 +25,11 @@ def _flags(**train: object) -> list[str]:
 
 def _ntm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ntm", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "ntm", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

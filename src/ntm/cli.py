@@ -1,4 +1,4 @@
-"""The ``ntm`` command line: ``train``, ``eval`` and ``viz``.
+"""The ``ntm`` command line: ``train``, ``sweep``, ``eval`` and ``viz``.
 
 The flags of ``ntm train`` are generated from the configuration dataclasses
 (:class:`ntm.training.TrainConfig`, :class:`ntm.NTMConfig`, :class:`ntm.LSTMConfig` and
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ntm import distributed, training
+from ntm import distributed, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -96,22 +96,26 @@ def _model_fields() -> dict[str, tuple[Any, list[str]]]:
     return fields
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = True) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE.json", help="settings file (a run's config.json)"
     )
-    parser.add_argument("--run-dir", type=Path, metavar="DIR", help="where the run is written")
-    parser.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
-    parser.add_argument(
-        "--nproc",
-        type=int,
-        metavar="N",
-        help="data-parallel over N processes on this machine (torchrun's shortcut); the batch "
-        "is shared among them. Across machines: torchrun ... -m ntm train",
-    )
+    if single_run:
+        parser.add_argument("--run-dir", type=Path, metavar="DIR", help="where the run is written")
+        parser.add_argument(
+            "--resume",
+            type=Path,
+            metavar="RUN_DIR",
+            help="continue a run from its last checkpoint",
+        )
+        parser.add_argument(
+            "--nproc",
+            type=int,
+            metavar="N",
+            help="data-parallel over N processes on this machine (torchrun's shortcut); the "
+            "batch is shared among them. Across machines: torchrun ... -m ntm train",
+        )
     train = parser.add_argument_group("training (defaults: the preset, then these)")
     for name, kind, default, help_text in _field_specs(TrainConfig):
         _add_field(train, f"train.{name}", name, kind, f"{help_text} (default: {default})")
@@ -232,6 +236,66 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
     return 130 if result.interrupted else 0
 
 
+#: Options of ``ntm sweep`` that are not ``ntm train``'s, and whether each takes a value.
+_SWEEP_ONLY = {"--seeds": True, "--set": True, "--jobs": True, "--out": True, "--quiet": False}
+
+
+def _shared_train_flags(argv: Sequence[str]) -> list[str]:
+    """The ``ntm train`` flags of an ``ntm sweep`` command line."""
+    rest = list(argv[argv.index("sweep") + 1 :]) if "sweep" in argv else list(argv)
+    shared, i = [], 0
+    while i < len(rest):
+        name = rest[i].split("=")[0]
+        if name in _SWEEP_ONLY:
+            i += 1 if "=" in rest[i] or not _SWEEP_ONLY[name] else 2
+            continue
+        shared.append(rest[i])
+        i += 1
+    return shared
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    seeds = sweep.parse_seeds(args.seeds)
+    axes = sweep.parse_set(args.set or [])
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    shared = _shared_train_flags(args.argv)
+    out = args.out
+    if out is None:
+        probe = sweep.plan(Path(), axes, seeds)[0]
+        task = _resolved_run(shared, probe.flags).train.task
+        out = sweep.default_out(task, shared, axes, seeds)
+    jobs = sweep.plan(out, axes, seeds)
+    targets = {_resolved_run(shared, job.flags).train.target_bit_errors for job in jobs}
+    if len(targets) != 1:
+        raise UsageError("--set target_bit_errors: a sweep compares runs against one target")
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.quiet:
+        print(f"sweep folder {out}: {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
+    code = sweep.run(jobs, shared, targets.pop(), args.jobs, quiet=args.quiet)
+    rows = sweep.summarize(jobs, out)
+    curves = sweep.plot_curves(jobs, out)
+    if not args.quiet:
+        print(sweep.format_summary(rows))
+        print(f"wrote {out / sweep.SUMMARY_FILE} and {curves}")
+        if code == 130:
+            print("interrupted: the same command resumes the sweep", file=sys.stderr)
+    return code
+
+
+def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> training.RunConfig:
+    """The run configuration that ``ntm train`` would build from these flags; a bad flag or
+    value is reported here, before any run starts."""
+    parser = _Parser(prog="ntm sweep")
+    _add_train_arguments(parser)
+    args = parser.parse_args([*shared, *flags])
+    sections = _sections(args)
+    base = _read_json(args.config) if args.config else {}
+    probe = from_dict(TrainConfig, {**base.get("train", {}), **sections["train"]})
+    _check_scopes(sections, probe.task, probe.model)
+    return training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+
+
 def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
     """Parse ``key=value`` strings into settings of ``task``'s dataclass."""
     hints = typing.get_type_hints(type(task))
@@ -305,6 +369,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_arguments(train)
     train.set_defaults(func=_train)
+
+    sweeper = commands.add_parser(
+        "sweep",
+        help="train many runs over seeds and settings, and summarise them",
+        description="Train one run per seed and per combination of --set values (every flag of "
+        "ntm train applies to all), each in its own folder; the same command resumes an "
+        "interrupted sweep. Writes summary.md, summary.json and curves.png.",
+    )
+    sweeper.add_argument("--seeds", default="1", help="seeds: 1-10, 1,4,7 or 1-3,8 (default: 1)")
+    sweeper.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a setting to vary, e.g. memory_init=constant,learned,random (repeatable: a grid)",
+    )
+    sweeper.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
+    sweeper.add_argument(
+        "--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-TASK-HASH)"
+    )
+    _add_train_arguments(sweeper, single_run=False)
+    sweeper.set_defaults(func=_sweep)
 
     evaluate = commands.add_parser(
         "eval",

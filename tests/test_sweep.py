@@ -1,0 +1,82 @@
+"""``ntm sweep``: a grid of runs over seeds and settings, resumable, summarised."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ntm import sweep
+
+from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN
+
+
+def _flags() -> list[str]:
+    settings = {**TINY_TRAIN, "max_sequences": 64, "eval_every": 16, "target_bit_errors": 7}
+    settings.pop("seed")
+    flags = []
+    for name, value in {**settings, **TINY_TASK, **TINY_MODEL}.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+def _sweep(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ntm", "sweep", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_seeds_and_settings_parse() -> None:
+    assert sweep.parse_seeds("1-3,8,2") == [1, 2, 3, 8]
+    with pytest.raises(ValueError, match="'x' is not a seed or a range"):
+        sweep.parse_seeds("1,x")
+    with pytest.raises(ValueError, match="the range '5-2' is empty"):
+        sweep.parse_seeds("5-2")
+    assert sweep.parse_set(["memory_init=constant,learned"]) == [
+        ("memory-init", ["constant", "learned"])
+    ]
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        sweep.parse_set(["lr"])
+    with pytest.raises(ValueError, match="seed is set by the sweep itself"):
+        sweep.parse_set(["seed=1,2"])
+
+
+def test_a_tiny_grid_runs_resumes_and_is_summarised(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    args = ["--seeds", "1-2", "--set", "memory_init=constant,random", "--jobs", "2"]
+    first = _sweep(*args, "--out", str(out), *_flags())
+    assert first.returncode == 0, first.stderr
+    rows = json.loads((out / "summary.json").read_text())
+    assert [r["setting"] for r in rows] == ["memory-init=constant", "memory-init=random"]
+    for row in rows:
+        assert row["runs"] == 2
+        assert row["solved"] == 2  # the target of 7 bit errors is met at the first evaluation
+        low, median, high = row["sequences_to_target"]
+        assert 16 <= low <= median <= high <= 64
+    configs = sorted(out.glob("*/seed-*/config.json"))
+    assert len(configs) == 4
+    assert {json.loads(p.read_text())["model"]["memory_init"] for p in configs} == {
+        "constant",
+        "random",
+    }
+    assert (out / "curves.png").stat().st_size > 0
+    assert "| memory-init=random | 2/2 |" in (out / "summary.md").read_text()
+    # The same command again: every run is finished, none is started.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/result.json")}
+    again = _sweep(*args, "--out", str(out), *_flags())
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/result.json")} == stamps
+
+
+def test_bad_sweep_flags_are_named(tmp_path: Path) -> None:
+    result = _sweep("--set", "no_such_setting=1,2", "--out", str(tmp_path / "s"), *_flags())
+    assert result.returncode == 2
+    assert "no-such-setting" in result.stderr
+    result = _sweep("--seeds", "3-1", "--out", str(tmp_path / "s"), *_flags())
+    assert result.returncode == 2
+    assert "--seeds '3-1': the range '3-1' is empty" in result.stderr

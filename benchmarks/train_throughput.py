@@ -6,19 +6,31 @@ Each row: training sequences per second (forward, backward, Adam step) on copy b
 lengths 1 to 20, the ratio to the plain eager path at the same batch size with one thread,
 measured in this run, and the achieved floating-point rate as a fraction of a
 matrix-multiply peak measured at the start with the same number of threads.
+
+Rows with ``procs`` 2 train data-parallel (``DistributedDataParallel`` over gloo, as
+``ntm train --nproc 2`` does): two single-threaded processes share each batch and average
+their gradients; the rate is the whole batch's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
 import ntm
 from ntm import fused
+from ntm.distributed import World
 
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
 
@@ -78,21 +90,82 @@ def measure(step: Callable[[], None], seconds: float) -> float:
     return statistics.median(times)
 
 
+def _process_worker(
+    rank: int, size: int, engine: str, batches: list[ntm.Batch], seconds: float, port: int
+) -> None:
+    """One data-parallel process: trains on its share of every batch; rank 0 reports the
+    median seconds per update through a file."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=size)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    task = ntm.make_task("copy")
+    model = ntm.NTM(task.input_size, task.output_size, fused=engine != "eager", **MODEL)
+    fused.use_compiled(engine == "compiled")
+    replica = DistributedDataParallel(model)
+    share = World(rank, size)
+    mine = []
+    for batch in batches:
+        part = share.share(batch.inputs.shape[1])
+        mine.append(ntm.Batch(*(x[:, part.start : part.stop] for x in batch)))
+    step = make_step(replica, mine)
+    if engine == "compiled":
+        for _ in range(len(mine)):
+            step()
+    # Every process runs the same number of updates: rank 0 decides how many fit.
+    count = torch.tensor([0])
+    if rank == 0:
+        start = time.perf_counter()
+        step()
+        count[0] = max(3, int(seconds / (time.perf_counter() - start)))
+    else:
+        step()
+    dist.broadcast(count, 0)
+    times = []
+    for _ in range(int(count[0])):
+        dist.barrier()
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        Path(os.environ["NTM_BENCH_OUT"]).write_text(str(statistics.median(times)))
+    dist.destroy_process_group()
+
+
+def measure_processes(engine: str, batches: list[ntm.Batch], seconds: float, size: int) -> float:
+    """Median seconds per update of ``size`` single-threaded data-parallel processes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "median"
+        os.environ["NTM_BENCH_OUT"] = str(out)
+        mp.spawn(_process_worker, args=(size, engine, batches, seconds, port), nprocs=size)
+        return float(out.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only")
     parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
     parser.add_argument("--engines", default="eager,fused,compiled")
+    parser.add_argument(
+        "--layouts",
+        default="1x1,1x2,2x1",
+        help="PROCESSESxTHREADS to measure: 1x1, 1x2 (one process, two threads), 2x1 (two "
+        "single-threaded data-parallel processes)",
+    )
     args = parser.parse_args()
+    layouts = [tuple(int(n) for n in item.split("x")) for item in args.layouts.split(",")]
     batch_sizes = [32] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
     engines = args.engines.split(",")
     task = ntm.make_task("copy")
     peaks = {threads: matmul_peak(threads) for threads in (1, 2)}
     print(f"matmul peak: {peaks[1]:.1f} GFLOP/s with 1 thread, {peaks[2]:.1f} with 2 threads")
     print(f"model: LSTM controller {MODEL['controller_size']}, 1 read + 1 write head, 128 x 20")
-    print(f"{'batch':>5} {'engine':>9} {'threads':>7} {'seq/s':>9} {'x eager':>8} {'GFLOP/s':>8} "
-          f"{'of peak':>8}")  # fmt: skip
+    print(f"{'batch':>5} {'engine':>9} {'procs':>5} {'threads':>7} {'seq/s':>9} {'x eager':>8} "
+          f"{'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     flops = flops_per_step(task)
     for batch_size in batch_sizes:
         generator = torch.Generator().manual_seed(0)
@@ -100,23 +173,32 @@ def main() -> None:
         mean_steps = statistics.mean(b.inputs.shape[0] for b in batches)
         baseline = None
         for engine in engines:
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                torch.manual_seed(0)
-                model = ntm.NTM(task.input_size, task.output_size, fused=engine != "eager", **MODEL)
-                fused.use_compiled(engine == "compiled")
-                step = make_step(model, batches)
-                if engine == "compiled":
-                    for _ in range(len(batches)):
-                        step()  # compile outside the timing; time_to_solve counts it
-                per_batch = measure(step, args.seconds)
+            for procs, threads in layouts:
+                if procs > 1:
+                    if batch_size < procs:
+                        continue
+                    per_batch = measure_processes(engine, batches, args.seconds, procs)
+                else:
+                    torch.set_num_threads(threads)
+                    torch.manual_seed(0)
+                    model = ntm.NTM(
+                        task.input_size, task.output_size, fused=engine != "eager", **MODEL
+                    )
+                    fused.use_compiled(engine == "compiled")
+                    step = make_step(model, batches)
+                    if engine == "compiled":
+                        for _ in range(len(batches)):
+                            step()  # compile outside the timing; time_to_solve counts it
+                    per_batch = measure(step, args.seconds)
                 rate = batch_size / per_batch
                 if baseline is None:
                     baseline = rate
                 gflops = flops * mean_steps * batch_size / per_batch / 1e9
                 ratio = rate / baseline
-                print(f"{batch_size:>5} {engine:>9} {threads:>7} {rate:>9.1f} {ratio:>7.2f}x "
-                      f"{gflops:>8.2f} {gflops / peaks[threads]:>7.1%}", flush=True)  # fmt: skip
+                cores = procs * threads
+                print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "
+                      f"{ratio:>7.2f}x {gflops:>8.2f} {gflops / peaks[cores]:>7.1%}",
+                      flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Data-parallel training with torch.distributed (gloo, two processes on this machine)."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,32 @@ def test_bad_process_counts_are_named(tmp_path: Path) -> None:
     assert "--nproc must be at least 1, got 0" in result.stderr
     with pytest.raises(ValueError, match="--batch-size 2 cannot be shared among 3 processes"):
         training.Trainer(tiny_run(batch_size=2), tmp_path / "r", world=World(0, 3))
+
+
+def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
+    run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
+    flags = [*_flags(max_sequences=10**6, target_bit_errors=0, eval_every=64), "--quiet"]
+    with log.open("ab") as handle:
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ntm",
+                "train",
+                *flags,
+                "--run-dir",
+                str(run_dir),
+                "--nproc",
+                "2",
+            ],
+            stderr=handle,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    deadline = time.monotonic() + 120
+    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C does: every process gets it
+    assert launcher.wait(timeout=120) == 130
+    assert "Traceback" not in log.read_text()
+    assert ckpt.load_checkpoint(run_dir).trainer["progress"]["sequences"] >= 64
+    assert "interrupted at" in (run_dir / ckpt.LOG_FILE).read_text()

@@ -11,8 +11,11 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,11 +173,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _launch(nproc: int, argv: Sequence[str]) -> int:
-    """``ntm train --nproc N ...``: the same command under torchrun with N processes."""
+    """``ntm train --nproc N ...``: the same command in N processes on this machine, with the
+    environment torchrun would give them. Ctrl-C reaches every process, and each saves and
+    exits; if one fails, the others are stopped."""
     if nproc < 1:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
-        raise UsageError("--nproc is for starting processes; under torchrun leave it out")
+        raise UsageError("--nproc starts processes itself; under torchrun leave it out")
     rest = list(argv)
     for i, item in enumerate(rest):
         if item == "--nproc":
@@ -183,11 +188,49 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
         if item.startswith("--nproc="):
             del rest[i]
             break
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc-per-node={nproc}", "-m", "ntm", *rest]
-    # One thread per process unless --threads says otherwise (and torchrun stays quiet).
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.call(command, env=env)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    command = [sys.executable, "-m", "ntm", *rest]
+    processes = [
+        subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+        for r in range(nproc)
+    ]
+
+    def forward(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    # Ctrl-C reaches the processes from the terminal; a SIGTERM sent here is passed on.
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+    }
+    try:
+        failed = 0
+        while any(process.poll() is None for process in processes):
+            for process in processes:
+                code = process.poll()
+                if code not in (None, 0, 130) and not failed:
+                    failed = code if code > 0 else 1
+                    forward(signal.SIGTERM, None)
+            time.sleep(0.2)
+        codes = [process.returncode for process in processes]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failed or any(code not in (0, 130) for code in codes):
+        return failed or next(code for code in codes if code not in (0, 130))
+    return 130 if 130 in codes else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -426,6 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RunError, ValueError) as error:
         sys.stderr.write(f"ntm {args.command}: error: {error}\n")
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before training began (training saves and exits 130)
+        sys.stderr.write(f"ntm {args.command}: interrupted\n")
+        return 130
     except BrokenPipeError:  # `ntm eval RUN | head`: the reader left, nothing to report
         sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - keeps the exit flush quiet
         return 0

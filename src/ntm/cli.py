@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ntm import distributed, sweep, training
+from ntm import distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -361,10 +361,16 @@ def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
+def _run_dir(args: argparse.Namespace) -> Path:
+    """The run folder that ``eval`` or ``viz`` reads: RUN_DIR, or a shipped model's."""
+    if (args.run_dir is None) == (args.pretrained is None):
+        raise UsageError("give a RUN_DIR or --pretrained TASK (one of them)")
+    return pretrained.path(args.pretrained) if args.pretrained else Path(args.run_dir)
+
+
 def _eval(args: argparse.Namespace) -> int:
-    rows = evaluate_run(
-        args.run_dir, _task_args_for(args.run_dir, args.task_arg), args.size, args.seed
-    )
+    run_dir = _run_dir(args)
+    rows = evaluate_run(run_dir, _task_args_for(run_dir, args.task_arg), args.size, args.seed)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -380,7 +386,11 @@ def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] 
 
 
 def _viz(args: argparse.Namespace) -> int:
-    paths = draw_run(args.run_dir, args.out, _task_args_for(args.run_dir, args.task_arg), args.seed)
+    run_dir = _run_dir(args)
+    out = args.out
+    if out is None and args.pretrained:
+        out = Path(f"pretrained-{args.pretrained}")  # never into the installed package
+    paths = draw_run(run_dir, out, _task_args_for(run_dir, args.task_arg), args.seed)
     for path in paths:
         print(path)
     return 0
@@ -388,7 +398,13 @@ def _viz(args: argparse.Namespace) -> int:
 
 def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
     """The arguments ``eval`` and ``viz`` share: the run, task changes and a seed."""
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?")
+    parser.add_argument(
+        "--pretrained",
+        metavar="TASK",
+        help="a model shipped with the package instead of a run folder "
+        f"({', '.join(pretrained.available()) or 'none shipped'})",
+    )
     parser.add_argument(
         "--task-arg",
         action="append",

@@ -817,7 +817,9 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
     model = build_model(run.model)
-    path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
+    path = run_dir / ckpt.MODEL_FILE  # a shipped model: weights beside the config
+    if not path.is_file():
+        path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
     return run, model.eval()
 

@@ -1,0 +1,27 @@
+"""The models shipped in the package load and still do what they did when shipped."""
+
+import json
+
+import pytest
+import torch
+
+from ntm import checkpoint as ckpt
+from ntm import pretrained
+from ntm.training import evaluate, load_run
+
+
+def test_unknown_names_are_refused_with_the_list() -> None:
+    with pytest.raises(ckpt.RunError, match="no pretrained model 'nope'; shipped: "):
+        pretrained.path("nope")
+
+
+@pytest.mark.parametrize("name", pretrained.available())
+def test_shipped_model_gives_its_recorded_result(name: str) -> None:
+    folder = pretrained.path(name)
+    expected = json.loads((folder / "check.json").read_text())
+    run, model = load_run(folder)
+    assert type(pretrained.load(name)) is type(model)
+    batch = run.task.sample(expected["size"], torch.Generator().manual_seed(expected["seed"]))
+    cost, errors = evaluate(model, batch)
+    assert cost == pytest.approx(expected["cost_bits"], rel=1e-4, abs=1e-4)
+    assert errors == pytest.approx(expected["bit_errors"], abs=1e-6)

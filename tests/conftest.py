@@ -1,11 +1,16 @@
 """Shared fixtures: tiny, fast training runs."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from ntm.training import RunConfig, resolve_config
+
+# `ntm train` run by the tests uses one process unless a test asks for more (--nproc): the
+# default depends on how busy the machine is, and the tests should not.
+os.environ["NTM_NPROC"] = "1"
 
 #: A copy model small enough to train a few hundred sequences in about a second.
 TINY_MODEL = {"controller_size": 16, "memory_size": 16, "word_size": 6}

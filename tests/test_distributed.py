@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm import training
+from ntm import cli, training
 from ntm.distributed import World
 from ntm.tasks import concat, make_task
 
@@ -128,3 +128,52 @@ def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
     assert "Traceback" not in log.read_text()
     assert ckpt.load_checkpoint(run_dir).trainer["progress"]["sequences"] >= 64
     assert "interrupted at" in (run_dir / ckpt.LOG_FILE).read_text()
+
+
+def test_killing_the_launcher_stops_its_processes(tmp_path: Path) -> None:
+    run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
+    flags = [*_flags(max_sequences=10**6, target_bit_errors=0, eval_every=64), "--quiet"]
+    with log.open("ab") as handle:
+        launcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ntm",
+                "train",
+                *flags,
+                "--run-dir",
+                str(run_dir),
+                "--nproc",
+                "2",
+            ],
+            stderr=handle,
+        )
+    deadline = time.monotonic() + 120
+    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    launcher.kill()  # SIGKILL: the launcher cannot pass anything on
+    launcher.wait(timeout=30)
+    # Its processes get SIGTERM from the kernel, save and stop instead of training on.
+    deadline = time.monotonic() + 60
+    log_file = run_dir / ckpt.LOG_FILE
+    while "interrupted at" not in log_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "interrupted at" in log_file.read_text()
+
+
+def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    train = tiny_run().train
+    monkeypatch.delenv("NTM_NPROC")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert cli._default_nproc(train) == 2  # two idle cores
+    assert cli._default_nproc(training.TrainConfig(batch_size=1)) == 1
+    assert cli._default_nproc(training.TrainConfig(threads=2)) == 1
+    assert cli._default_nproc(training.TrainConfig(model="lstm")) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert cli._default_nproc(train) == 1  # one core busy
+    monkeypatch.setenv("NTM_NPROC", "3")
+    assert cli._default_nproc(train) == 3
+    monkeypatch.setenv("NTM_NPROC", "two")
+    with pytest.raises(cli.UsageError, match="NTM_NPROC='two' is not a number of processes"):
+        cli._default_nproc(train)

@@ -8,6 +8,8 @@ the task dataclasses), so every setting has exactly one default, in the dataclas
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -116,8 +118,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
             "--nproc",
             type=int,
             metavar="N",
-            help="data-parallel over N processes on this machine (torchrun's shortcut); the "
-            "batch is shared among them. Across machines: torchrun ... -m ntm train",
+            help="data-parallel over N processes on this machine, sharing each batch (default: "
+            "2 for an NTM when two cores are free, the batch has 2 or more sequences and "
+            "--threads is 1, else 1; $NTM_NPROC overrides). Across machines: torchrun ... -m "
+            "ntm train",
         )
     train = parser.add_argument_group("training (defaults: the preset, then these)")
     for name, kind, default, help_text in _field_specs(TrainConfig):
@@ -172,6 +176,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _stop_with_parent() -> None:
+    """In a started process (Linux): get SIGTERM when the launcher dies, even by SIGKILL,
+    so no process trains on alone; SIGTERM makes it save a checkpoint and exit."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _launch(nproc: int, argv: Sequence[str]) -> int:
     """``ntm train --nproc N ...``: the same command in N processes on this machine, with the
     environment torchrun would give them. Ctrl-C reaches every process, and each saves and
@@ -201,7 +213,11 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
     }
     command = [sys.executable, "-m", "ntm", *rest]
     processes = [
-        subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+        subprocess.Popen(
+            command,
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one libc call, no locks taken
+        )
         for r in range(nproc)
     ]
 
@@ -233,9 +249,38 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
     return 130 if 130 in codes else 0
 
 
+def _planned(args: argparse.Namespace) -> TrainConfig:
+    """The training settings that ``ntm train`` with these arguments will use."""
+    sections = _sections(args)
+    if args.resume is not None:
+        train = training.read_run_config(args.resume).train
+        return dataclasses.replace(train, **sections["train"])
+    return _resolved_run(args.argv[args.argv.index("train") + 1 :], [], "ntm train").train
+
+
+def _default_nproc(train: TrainConfig) -> int:
+    """How many processes ``ntm train`` starts without ``--nproc``: two single-threaded
+    processes train an NTM 1.6x faster than one with two threads on a 2-core machine
+    (benchmarks/README.md), so 2 when two cores are free; else 1."""
+    chosen = os.environ.get("NTM_NPROC")
+    if chosen is not None:
+        try:
+            return int(chosen)
+        except ValueError:
+            raise UsageError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
+    if "WORLD_SIZE" in os.environ or train.model != "ntm":
+        return 1
+    if train.batch_size < 2 or train.threads != 1:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    free = (cores or 1) - os.getloadavg()[0]
+    return 2 if free >= 1.5 else 1
+
+
 def _train(args: argparse.Namespace) -> int:
-    if args.nproc is not None and args.nproc != 1:
-        return _launch(args.nproc, args.argv)
+    nproc = args.nproc if args.nproc is not None else _default_nproc(_planned(args))
+    if nproc != 1:
+        return _launch(nproc, args.argv)
     world = distributed.join()
     try:
         return _train_in(args, world)
@@ -326,10 +371,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return code
 
 
-def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> training.RunConfig:
+def _resolved_run(
+    shared: Sequence[str], flags: Sequence[str], prog: str = "ntm sweep"
+) -> training.RunConfig:
     """The run configuration that ``ntm train`` would build from these flags; a bad flag or
     value is reported here, before any run starts."""
-    parser = _Parser(prog="ntm sweep")
+    parser = _Parser(prog=prog)
     _add_train_arguments(parser)
     args = parser.parse_args([*shared, *flags])
     sections = _sections(args)

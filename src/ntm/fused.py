@@ -22,6 +22,8 @@ than along words of 20, which measured 1.5x faster compiled.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -384,6 +386,19 @@ def use_compiled(enabled: bool = True) -> None:
         _COMPILED["backward"] = torch.compile(_backward_steps, dynamic=False, fullgraph=True)
     source = _COMPILED if enabled else {"forward": _forward_steps, "backward": _backward_steps}
     _STEPS.update(source)
+
+
+@contextlib.contextmanager
+def plain_steps() -> Iterator[None]:
+    """Within: the uncompiled step functions, whatever :func:`use_compiled` chose. For work
+    that runs rarely at a new batch size (evaluation), where compiling would cost more than
+    it saves."""
+    saved = dict(_STEPS)
+    _STEPS.update(forward=_forward_steps, backward=_backward_steps)
+    try:
+        yield
+    finally:
+        _STEPS.update(saved)
 
 
 def compiled_available() -> str | None:

@@ -32,7 +32,7 @@ from ntm.config import (
     require,
 )
 from ntm.distributed import SINGLE, World
-from ntm.fused import compiled_available, use_compiled
+from ntm.fused import compiled_available, plain_steps, use_compiled
 from ntm.model import NTM, LSTMBaseline
 from ntm.optim import GravesRMSprop
 from ntm.tasks import TASKS, Batch, bit_errors, concat, cost_bits, loss_bits, make_task
@@ -283,13 +283,17 @@ def evaluate(model: nn.Module, batch: Batch, chunk: int = 256) -> tuple[float, f
     cost = errors = 0.0
     was_training = model.training
     model.eval()
-    for start in range(0, total, chunk):
-        part = slice(start, start + chunk)
-        inputs, targets, mask = batch.inputs[:, part], batch.targets[:, part], batch.mask[:, part]
-        logits, _ = model(inputs)
-        size = inputs.shape[1]
-        cost += cost_bits(logits, targets, mask) * size
-        errors += bit_errors(logits, targets, mask) * size
+    # Uncompiled: evaluation is rare and at its own batch sizes, which compiling would cost
+    # more (a graph per size, tens of seconds each) than it saves.
+    with plain_steps():
+        for start in range(0, total, chunk):
+            part = slice(start, start + chunk)
+            inputs, targets = batch.inputs[:, part], batch.targets[:, part]
+            mask = batch.mask[:, part]
+            logits, _ = model(inputs)
+            size = inputs.shape[1]
+            cost += cost_bits(logits, targets, mask) * size
+            errors += bit_errors(logits, targets, mask) * size
     model.train(was_training)
     return cost / total, errors / total
 

@@ -626,7 +626,9 @@ class Trainer:
         if self.engine_problem:
             self.log(f"torch.compile does not work here ({self.engine_problem}); engine fused")
         elif self.engine == "compiled" and isinstance(self.model, NTM):
-            self.log("compiling the NTM step with torch.compile (a minute the first time)")
+            self.log(
+                "compiling the NTM step with torch.compile (one to two minutes the first time)"
+            )
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not solved:
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):

@@ -164,6 +164,10 @@ def run(
     running: list[tuple[Job, subprocess.Popen[bytes], Any]] = []
     failed = interrupted = False
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if parallel > 1:
+        # Several runs at once share the cores already: one process each, unless the user
+        # said otherwise (ntm train would see idle cores at the start and take two each).
+        env.setdefault("NTM_NPROC", "1")
     try:
         with bar:
             while todo or running:

@@ -18,11 +18,15 @@ def blocks(language: str) -> list[str]:
 def ntm_commands() -> list[list[str]]:
     commands = []
     for block in blocks("bash"):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
             for part in line.split("&&"):
                 words = shlex.split(part.split("#")[0])
                 if words and words[0] == "ntm":
                     commands.append(words[1:])
+                elif words and words[0] == "torchrun":  # torchrun ... -m ntm ARGS
+                    start = words.index("-m")
+                    assert words[start + 1] == "ntm", line
+                    commands.append(words[start + 2 :])
     return commands
 
 
@@ -35,6 +39,7 @@ def test_readme_python_example_runs(index: int, capsys: pytest.CaptureFixture[st
 def test_readme_commands_parse() -> None:
     commands = ntm_commands()
     assert ["train", "--task", "copy"] in commands
+    assert sum(words[:1] == ["sweep"] for words in commands) >= 1
     parser = build_parser()
     for words in commands:
         parser.parse_args(words)  # a flag the README names that does not exist exits here

@@ -173,6 +173,9 @@ def main() -> None:
                 "",
             ]
             runs["NTM (not shipped)"] = attempt
+            attempt_rows = _read_eval(attempt)
+            if attempt_rows:
+                columns["NTM (not shipped)"] = attempt_rows
             times.append(f"NTM: {_training_time(attempt)}")
         baseline = BASELINES / f"{task}-lstm"
         if (baseline / ckpt.CONFIG_FILE).is_file():

@@ -29,6 +29,16 @@ def tiny_run(**train: object) -> RunConfig:
     return resolve_config({**TINY_TRAIN, **train}, dict(TINY_TASK), dict(TINY_MODEL))
 
 
+def tiny_flags(**train: object) -> list[str]:
+    """The ``ntm train`` flags of :func:`tiny_run` (a training setting given as None is
+    left out)."""
+    flags = []
+    for name, value in {**TINY_TRAIN, **train, **TINY_TASK, **TINY_MODEL}.items():
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)

@@ -15,15 +15,11 @@ from ntm import cli, training
 from ntm.distributed import World
 from ntm.tasks import concat, make_task
 
-from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
+from .conftest import tiny_flags, tiny_run
 
 
 def _flags(**train: object) -> list[str]:
-    settings = {**TINY_TRAIN, "eval_every": 16, **train}
-    flags = []
-    for name, value in {**settings, **TINY_TASK, **TINY_MODEL}.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags
+    return tiny_flags(**{"eval_every": 16, **train})
 
 
 def _ntm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,28 +97,24 @@ def test_bad_process_counts_are_named(tmp_path: Path) -> None:
         training.Trainer(tiny_run(batch_size=2), tmp_path / "r", world=World(0, 3))
 
 
-def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
-    run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
+def _endless_two_process_run(run_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``ntm train --nproc 2`` with no end in sight, in its own process group (as a
+    terminal's foreground job), returned once its first evaluation is written."""
     flags = [*_flags(max_sequences=10**6, target_bit_errors=0, eval_every=64), "--quiet"]
+    command = [sys.executable, "-m", "ntm", "train", *flags, "--run-dir", str(run_dir)]
     with log.open("ab") as handle:
         launcher = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ntm",
-                "train",
-                *flags,
-                "--run-dir",
-                str(run_dir),
-                "--nproc",
-                "2",
-            ],
-            stderr=handle,
-            start_new_session=True,  # its own process group, as a terminal's foreground job
+            [*command, "--nproc", "2"], stderr=handle, start_new_session=True
         )
     deadline = time.monotonic() + 120
     while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return launcher
+
+
+def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
+    run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
+    launcher = _endless_two_process_run(run_dir, log)
     os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C does: every process gets it
     assert launcher.wait(timeout=120) == 130
     assert "Traceback" not in log.read_text()
@@ -132,25 +124,7 @@ def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
 
 def test_killing_the_launcher_stops_its_processes(tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
-    flags = [*_flags(max_sequences=10**6, target_bit_errors=0, eval_every=64), "--quiet"]
-    with log.open("ab") as handle:
-        launcher = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ntm",
-                "train",
-                *flags,
-                "--run-dir",
-                str(run_dir),
-                "--nproc",
-                "2",
-            ],
-            stderr=handle,
-        )
-    deadline = time.monotonic() + 120
-    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    launcher = _endless_two_process_run(run_dir, log)
     launcher.kill()  # SIGKILL: the launcher cannot pass anything on
     launcher.wait(timeout=30)
     # Its processes get SIGTERM from the kernel, save and stop instead of training on.

@@ -9,16 +9,11 @@ import pytest
 
 from ntm import sweep
 
-from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN
+from .conftest import tiny_flags
 
 
 def _flags() -> list[str]:
-    settings = {**TINY_TRAIN, "max_sequences": 64, "eval_every": 16, "target_bit_errors": 7}
-    settings.pop("seed")
-    flags = []
-    for name, value in {**settings, **TINY_TASK, **TINY_MODEL}.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    return flags
+    return tiny_flags(max_sequences=64, eval_every=16, target_bit_errors=7, seed=None)
 
 
 def _sweep(*args: str) -> subprocess.CompletedProcess[str]:

@@ -192,14 +192,7 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc starts processes itself; under torchrun leave it out")
-    rest = list(argv)
-    for i, item in enumerate(rest):
-        if item == "--nproc":
-            del rest[i : i + 2]
-            break
-        if item.startswith("--nproc="):
-            del rest[i]
-            break
+    rest = _drop_options(argv, {"--nproc": True})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -249,13 +242,23 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
     return 130 if 130 in codes else 0
 
 
+def _new_run(args: argparse.Namespace) -> training.RunConfig:
+    """The configuration of the new run that these ``ntm train`` arguments describe: the
+    preset's, then ``--config``'s, then the flags' settings; a setting given to a task or
+    model that lacks it is named."""
+    sections = _sections(args)
+    base = _read_json(args.config) if args.config else {}
+    probe = from_dict(TrainConfig, {**base.get("train", {}), **sections["train"]})
+    _check_scopes(sections, probe.task, probe.model)
+    return training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+
+
 def _planned(args: argparse.Namespace) -> TrainConfig:
     """The training settings that ``ntm train`` with these arguments will use."""
-    sections = _sections(args)
     if args.resume is not None:
         train = training.read_run_config(args.resume).train
-        return dataclasses.replace(train, **sections["train"])
-    return _resolved_run(args.argv[args.argv.index("train") + 1 :], [], "ntm train").train
+        return dataclasses.replace(train, **_sections(args)["train"])
+    return _new_run(args).train
 
 
 def _default_nproc(train: TrainConfig) -> int:
@@ -299,11 +302,7 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
             )
         trainer = training.reopen(args.resume, sections["train"], quiet=quiet, world=world)
     else:
-        base = _read_json(args.config) if args.config else {}
-        chosen = {**base.get("train", {}), **sections["train"]}
-        probe = from_dict(TrainConfig, chosen)
-        _check_scopes(sections, probe.task, probe.model)
-        run = training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+        run = _new_run(args)
         trainer = training.start(run, args.run_dir, quiet=quiet, world=world)
         if not quiet:
             count = sum(p.numel() for p in trainer.model.parameters())
@@ -328,18 +327,24 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
 _SWEEP_ONLY = {"--seeds": True, "--set": True, "--jobs": True, "--out": True, "--quiet": False}
 
 
+def _drop_options(argv: Sequence[str], options: dict[str, bool]) -> list[str]:
+    """``argv`` without the given options (``--x V``, ``--x=V`` or a bare switch); the
+    values of ``options`` say whether each takes a value."""
+    kept, i = [], 0
+    while i < len(argv):
+        name = argv[i].split("=")[0]
+        if name in options:
+            i += 1 if "=" in argv[i] or not options[name] else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    return kept
+
+
 def _shared_train_flags(argv: Sequence[str]) -> list[str]:
     """The ``ntm train`` flags of an ``ntm sweep`` command line."""
-    rest = list(argv[argv.index("sweep") + 1 :]) if "sweep" in argv else list(argv)
-    shared, i = [], 0
-    while i < len(rest):
-        name = rest[i].split("=")[0]
-        if name in _SWEEP_ONLY:
-            i += 1 if "=" in rest[i] or not _SWEEP_ONLY[name] else 2
-            continue
-        shared.append(rest[i])
-        i += 1
-    return shared
+    rest = argv[argv.index("sweep") + 1 :] if "sweep" in argv else argv
+    return _drop_options(rest, _SWEEP_ONLY)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -371,19 +376,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return code
 
 
-def _resolved_run(
-    shared: Sequence[str], flags: Sequence[str], prog: str = "ntm sweep"
-) -> training.RunConfig:
-    """The run configuration that ``ntm train`` would build from these flags; a bad flag or
-    value is reported here, before any run starts."""
-    parser = _Parser(prog=prog)
+def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> training.RunConfig:
+    """The run configuration that a sweep's ``ntm train`` would build from these flags; a
+    bad flag or value is reported here, before any run starts."""
+    parser = _Parser(prog="ntm sweep")
     _add_train_arguments(parser)
-    args = parser.parse_args([*shared, *flags])
-    sections = _sections(args)
-    base = _read_json(args.config) if args.config else {}
-    probe = from_dict(TrainConfig, {**base.get("train", {}), **sections["train"]})
-    _check_scopes(sections, probe.task, probe.model)
-    return training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+    return _new_run(parser.parse_args([*shared, *flags]))
 
 
 def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:

@@ -558,8 +558,8 @@ class Trainer:
     def _roll_back(self) -> None:
         """Reload weights and optimiser from the last checkpoint and halve the learning rate.
 
-        Counters and the batch generator go on, so the run does not replay the batches that
-        failed."""
+        Counters go on, and the data follow the update counter, so the run does not replay
+        the batches that failed."""
         p = self.progress
         lowered = [group["lr"] * 0.5 for group in self.optimizer.param_groups]
         found = None

@@ -116,18 +116,23 @@ def _priority_figure(folder: Path) -> Path:
 def _eval_table(columns: dict[str, list[dict[str, Any]]]) -> list[str]:
     settings = [row["setting"] for row in next(iter(columns.values()))]
     optimal = any("optimal_cost_bits" in r for rows in columns.values() for r in rows)
-    header = "| setting | " + " | ".join(f"{name} cost | {name} bit errors" for name in columns)
+    marker = any("end_marker_right" in r for rows in columns.values() for r in rows)
+    fields = ["cost", "bit errors"] + (["end marker right"] if marker else [])
+    header = "| setting | " + " | ".join(f"{name} {f}" for name in columns for f in fields)
     header += " | Bayes-optimal cost |" if optimal else " |"
-    lines = [header, "|---" * (1 + 2 * len(columns) + optimal) + "|"]
+    lines = [header, "|---" * (1 + len(fields) * len(columns) + optimal) + "|"]
     for setting in settings:
         cells = [setting]
         best = None
         for rows in columns.values():
             row = next((r for r in rows if r["setting"] == setting), None)
             if row is None:
-                cells += ["-", "-"]
+                cells += ["-"] * len(fields)
                 continue
             cells += [f"{row['cost_bits']:.3f}", f"{row['bit_errors']:.3f}"]
+            if marker:
+                right = row.get("end_marker_right")
+                cells.append("-" if right is None else f"{100 * right:.1f}%")
             best = row.get("optimal_cost_bits", best)
         if optimal:
             cells.append(f"{best:.3f}" if best is not None else "-")

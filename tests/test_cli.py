@@ -61,6 +61,24 @@ def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
     assert run_cli("eval", str(tmp_path / task), "--size", "4") == 0
 
 
+def test_repeat_copy_eval_reports_the_end_marker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--max-sequences", "4", "--batch-size", "4", "--eval-every", "4", "--eval-size", "4"]
+    args += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
+    run_dir = tmp_path / "repeat"
+    assert run_cli("train", "--task", "repeat_copy", "--run-dir", str(run_dir), *args) == 0
+    capsys.readouterr()
+    assert run_cli("eval", str(run_dir), "--size", "6", "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["setting"] for r in rows] == ["training distribution", "L=10, R=20", "L=20, R=10"]
+    for row in rows:
+        assert 0 <= row["end_marker_errors"] <= row["bit_errors"]
+        assert 0 <= row["end_marker_right"] <= 1
+    assert run_cli("eval", str(run_dir), "--size", "6") == 0
+    assert "end marker right" in capsys.readouterr().out
+
+
 def test_lstm_baseline_from_the_command_line(tmp_path: Path) -> None:
     run_dir = tmp_path / "lstm"
     args = ["--model", "lstm", "--hidden-size", "8", "--num-layers", "1", "--max-sequences", "16"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import ntm
+from ntm.evaluation import EndMarker
 from ntm.tasks import (
     TASKS,
     AssociativeRecallTask,
@@ -198,3 +199,21 @@ def test_metrics_average_over_sequences() -> None:
     logits = torch.full((3, 4, 2), -1.0)
     mask = torch.ones(3, 4, dtype=torch.bool)
     assert bit_errors(logits, targets, mask) == 6.0
+
+
+def test_end_marker_tally() -> None:
+    task = RepeatCopyTask(min_length=2, max_length=3, min_repeats=1, max_repeats=3)
+    batch = task.sample(5, torch.Generator().manual_seed(0))
+    perfect = batch.targets * 20 - 10  # logits that threshold to the targets
+    tally = EndMarker(task.bits)
+    tally(perfect, batch)
+    assert (tally.wrong, tally.right) == (0, 5)
+    # The marker said one step early in sequence 2, and never in sequence 4.
+    early = perfect.clone()
+    last = [int(batch.mask[:, b].nonzero().max()) for b in range(5)]
+    early[last[2] - 1, 2, task.bits] = 10.0
+    early[last[4], 4, task.bits] = -10.0
+    early[last[0], 0, 0] *= -1  # a data bit wrong: not the marker's business
+    tally = EndMarker(task.bits)
+    tally(early, batch)
+    assert (tally.wrong, tally.right) == (2, 3)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ntm.tasks import NGramsTask
+from ntm.tasks import Batch, NGramsTask, RepeatCopyTask
 from ntm.training import evaluate, load_run
 
 #: Default seed of held-out sets drawn by ``ntm eval`` and ``ntm viz`` (never a training seed).
@@ -33,6 +33,24 @@ GENERALISATION: dict[str, list[tuple[str, dict[str, int]]]] = {
     "ngrams": [],
     "priority_sort": [],
 }
+
+
+class EndMarker:
+    """Repeat copy's end marker, tallied over evaluation chunks: the wrong bits of the marker
+    channel over the answering steps, and the sequences whose marker is right at every step
+    (off while the copies run, on at the last step only)."""
+
+    def __init__(self, channel: int) -> None:
+        self.channel = channel
+        self.wrong = 0
+        self.right = 0
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> None:
+        said = logits[..., self.channel] > 0
+        meant = batch.targets[..., self.channel] > 0.5
+        wrong = ((said != meant) & batch.mask).sum(0)  # (B,)
+        self.wrong += int(wrong.sum())
+        self.right += int((wrong == 0).sum())
 
 
 def _describe(task: Any) -> str:
@@ -64,7 +82,8 @@ def evaluate_run(
     for label, changes in settings:
         variant = dataclasses.replace(task, **changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
-        cost, errors = evaluate(model, batch)
+        marker = EndMarker(variant.bits) if isinstance(variant, RepeatCopyTask) else None
+        cost, errors = evaluate(model, batch, inspect=marker)
         row: dict[str, Any] = {
             "setting": label,
             "task": _describe(variant),
@@ -72,6 +91,9 @@ def evaluate_run(
             "cost_bits": cost,
             "bit_errors": errors,
         }
+        if marker is not None:
+            row["end_marker_errors"] = marker.wrong / size
+            row["end_marker_right"] = marker.right / size
         if isinstance(variant, NGramsTask):
             row["optimal_cost_bits"] = variant.optimal_cost(batch)
         rows.append(row)
@@ -81,9 +103,12 @@ def evaluate_run(
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`evaluate_run`'s rows."""
     optimal = any("optimal_cost_bits" in r for r in rows)
+    marker = any("end_marker_errors" in r for r in rows)
     header = ["setting", "sequences", "cost (bits/seq)", "bit errors/seq"]
     if optimal:
         header.append("Bayes-optimal cost")
+    if marker:
+        header += ["end-marker errors/seq", "end marker right"]
     lines = []
     for r in rows:
         cells = [
@@ -94,6 +119,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ]
         if optimal:
             cells.append(f"{r.get('optimal_cost_bits', float('nan')):.3f}")
+        if marker:
+            cells += [
+                f"{r.get('end_marker_errors', float('nan')):.3f}",
+                f"{100 * r.get('end_marker_right', float('nan')):.1f}%",
+            ]
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
     out = [

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -277,8 +277,16 @@ def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batch: Batch, chunk: int = 256) -> tuple[float, float]:
-    """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks."""
+def evaluate(
+    model: nn.Module,
+    batch: Batch,
+    chunk: int = 256,
+    inspect: Callable[[Tensor, Batch], None] | None = None,
+) -> tuple[float, float]:
+    """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks.
+
+    ``inspect``, if given, sees each chunk's logits with that chunk of the batch.
+    """
     total = batch.inputs.shape[1]
     cost = errors = 0.0
     was_training = model.training
@@ -294,6 +302,8 @@ def evaluate(model: nn.Module, batch: Batch, chunk: int = 256) -> tuple[float, f
             size = inputs.shape[1]
             cost += cost_bits(logits, targets, mask) * size
             errors += bit_errors(logits, targets, mask) * size
+            if inspect is not None:
+                inspect(logits, Batch(inputs, targets, mask))
     model.train(was_training)
     return cost / total, errors / total
 

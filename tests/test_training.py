@@ -65,6 +65,21 @@ def test_resume_gives_the_uninterrupted_losses(tmp_path: Path, engine: str) -> N
     assert all(resumed_rows[k] == whole_rows[k] for k in (64, 128, 192))
 
 
+def test_resume_at_another_learning_rate(tmp_path: Path) -> None:
+    training.train(tiny_run(engine="fused", max_sequences=96), tmp_path / "a", quiet=True)
+    training.train(tiny_run(engine="fused", max_sequences=96), tmp_path / "b", quiet=True)
+    same = training.resume(tmp_path / "a", {"max_sequences": 192}, quiet=True)
+    trainer = training.reopen(tmp_path / "b", {"max_sequences": 192, "lr": 1e-4}, quiet=True)
+    assert {g["lr"] for g in trainer.optimizer.param_groups} == {1e-4}
+    lower = trainer.fit()
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["train"]["lr"] == 1e-4
+    assert "learning rate 0.003 -> 0.0001" in (tmp_path / "b" / "train.log").read_text()
+    assert "learning rate" not in (tmp_path / "a" / "train.log").read_text()
+    # Same start, same data: the smaller steps give other, smaller weight changes.
+    assert same.losses[0] == lower.losses[0]
+    assert same.losses[1:] != lower.losses[1:]
+
+
 def test_resume_between_checkpoints_drops_rows_written_after_it(tmp_path: Path) -> None:
     run = tiny_run(checkpoint_every=128)
     trainer = training.start(run, tmp_path / "r", quiet=True)

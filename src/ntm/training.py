@@ -465,6 +465,14 @@ class Trainer:
             raise ckpt.RunError(
                 f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
             ) from None
+        # The checkpoint holds the rate it was trained at; a resumed run may set another.
+        lr = self.run.train.lr
+        before = {float(group["lr"]) for group in self.optimizer.param_groups}
+        if before != {lr}:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            was = ", ".join(f"{x:g}" for x in sorted(before))
+            self.log(f"{self.progress.sequences:>10,d} seq  learning rate {was} -> {lr:g}")
 
     def save(self) -> None:
         if self.world.main:
@@ -745,6 +753,7 @@ def start(
 #: Settings a resumed run may change; all others are fixed by the run's config.json.
 RESUMABLE = (
     "max_sequences",
+    "lr",
     "target_bit_errors",
     "eval_every",
     "checkpoint_every",

@@ -155,8 +155,8 @@ def test_bad_run_folders(tmp_path: Path, trained: Path, capsys: pytest.CaptureFi
     assert "not a readable safetensors file" in capsys.readouterr().err
     assert run_cli("eval", str(trained), "--task-arg", "colour=red") == 2
     assert "--task-arg 'colour=red'" in capsys.readouterr().err
-    assert run_cli("train", "--resume", str(trained), "--lr", "0.1") == 2
-    assert "lr cannot change in a resumed run" in capsys.readouterr().err
+    assert run_cli("train", "--resume", str(trained), "--batch-size", "3") == 2
+    assert "batch_size cannot change in a resumed run" in capsys.readouterr().err
     assert run_cli("train", "--run-dir", str(trained), *TINY) == 2
     assert "already holds a run" in capsys.readouterr().err
 

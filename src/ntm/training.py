@@ -465,14 +465,17 @@ class Trainer:
             raise ckpt.RunError(
                 f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
             ) from None
-        # The checkpoint holds the rate it was trained at; a resumed run may set another.
-        lr = self.run.train.lr
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Train on at ``lr`` from here (the checkpoint holds the rate it was trained at,
+        lowered by any rollbacks); train.log records the change."""
         before = {float(group["lr"]) for group in self.optimizer.param_groups}
-        if before != {lr}:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            was = ", ".join(f"{x:g}" for x in sorted(before))
-            self.log(f"{self.progress.sequences:>10,d} seq  learning rate {was} -> {lr:g}")
+        if before == {lr}:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        was = ", ".join(f"{x:g}" for x in sorted(before))
+        self.log(f"{self.progress.sequences:>10,d} seq  learning rate {was} -> {lr:g}")
 
     def save(self) -> None:
         if self.world.main:
@@ -807,6 +810,8 @@ def reopen(
     state = _on_main(world, read_state)
     if state is not None and not world.main:
         trainer.adopt(state[0], state[1], run_dir)
+    if "lr" in overrides:
+        trainer.set_learning_rate(run.train.lr)
     return trainer
 
 

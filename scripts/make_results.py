@@ -29,7 +29,7 @@ from ntm import checkpoint as ckpt
 from ntm import pretrained
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM
-from ntm.training import load_run
+from ntm.training import held_out_batch, load_run
 from ntm.viz import draw_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,12 +140,19 @@ def _training_time(folder: Path) -> str:
 
 def _curves(task: str, runs: dict[str, Path]) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4))
+    costs = []
     for label, folder in runs.items():
         rows = ckpt.read_metrics(folder)
+        costs += [r["eval_cost"] for r in rows]
         axis.plot([r["sequences"] for r in rows], [r["eval_cost"] for r in rows], label=label)
     axis.set_xlabel("training sequences")
     axis.set_ylabel("held-out cost (bits per sequence)")
-    axis.set_yscale("symlog", linthresh=1.0)
+    if task == "ngrams":  # the floor: the Bayes-optimal cost of the same check set
+        run, _ = load_run(next(iter(runs.values())))
+        optimal = run.task.optimal_cost(held_out_batch(run))
+        axis.axhline(optimal, color="black", linestyle="--", linewidth=1, label="Bayes-optimal")
+    if min(costs) < max(costs) / 10:  # spans decades (copy falls to ~0): log beyond 1 bit
+        axis.set_yscale("symlog", linthresh=1.0)
     axis.grid(alpha=0.3)
     axis.legend()
     axis.set_title(f"{task}: held-out cost during training")

@@ -29,7 +29,7 @@ from ntm import checkpoint as ckpt
 from ntm import pretrained
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM
-from ntm.training import held_out_batch, load_run
+from ntm.training import held_out_batch, load_run, read_run_config
 from ntm.viz import draw_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ def _curves(task: str, runs: dict[str, Path]) -> Path:
     axis.set_xlabel("training sequences")
     axis.set_ylabel("held-out cost (bits per sequence)")
     if task == "ngrams":  # the floor: the Bayes-optimal cost of the same check set
-        run, _ = load_run(next(iter(runs.values())))
+        run = read_run_config(next(iter(runs.values())))
         optimal = run.task.optimal_cost(held_out_batch(run))
         axis.axhline(optimal, color="black", linestyle="--", linewidth=1, label="Bayes-optimal")
     if min(costs) < max(costs) / 10:  # spans decades (copy falls to ~0): log beyond 1 bit
@@ -204,7 +204,7 @@ def _eval_table(columns: dict[str, list[dict[str, Any]]]) -> list[str]:
         cells = [setting]
         best = None
         for rows in columns.values():
-            row = next((r for r in rows if r["setting"] == setting), None)
+            row = _row(rows, setting)
             if row is None:
                 cells += ["-"] * len(fields)
                 continue
@@ -252,11 +252,10 @@ def main() -> None:
         if task not in shipped and (attempt / ckpt.CONFIG_FILE).is_file():
             rows_seen = ckpt.read_metrics(attempt)
             last = rows_seen[-1]
-            config = json.loads((attempt / ckpt.CONFIG_FILE).read_text())
+            tried = read_run_config(attempt)
             setting = (
-                f"{config['train']['preset']} preset, {config['train']['optimizer']} at "
-                f"{config['train']['lr']:g}, batch {config['train']['batch_size']}, "
-                f"{config['model']['memory_init']} initial memory"
+                f"{tried.train.preset} preset, {tried.train.optimizer} at {tried.train.lr:g}, "
+                f"batch {tried.train.batch_size}, {tried.model.memory_init} initial memory"
             )
             out += [
                 f"NTM trained for {int(last['sequences']):,d} sequences "

@@ -52,22 +52,23 @@ def test_train_eval_viz(trained: Path, capsys: pytest.CaptureFixture[str], tmp_p
         assert is_png(out / name), name
 
 
+#: A few updates of a small NTM, uncompiled: enough to train and evaluate any task.
+SMALL = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
+SMALL += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
+SMALL += ["--engine", "fused"]
+
+
 @pytest.mark.parametrize("task", ["repeat_copy", "associative_recall", "ngrams", "priority_sort"])
 def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
-    args = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
-    args += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
-    args += ["--engine", "fused"]
-    assert run_cli("train", "--task", task, "--run-dir", str(tmp_path / task), *args) == 0
+    assert run_cli("train", "--task", task, "--run-dir", str(tmp_path / task), *SMALL) == 0
     assert run_cli("eval", str(tmp_path / task), "--size", "4") == 0
 
 
 def test_repeat_copy_eval_reports_the_end_marker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--max-sequences", "4", "--batch-size", "4", "--eval-every", "4", "--eval-size", "4"]
-    args += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
     run_dir = tmp_path / "repeat"
-    assert run_cli("train", "--task", "repeat_copy", "--run-dir", str(run_dir), *args) == 0
+    assert run_cli("train", "--task", "repeat_copy", "--run-dir", str(run_dir), *SMALL) == 0
     capsys.readouterr()
     assert run_cli("eval", str(run_dir), "--size", "6", "--json") == 0
     rows = json.loads(capsys.readouterr().out)

@@ -162,6 +162,19 @@ def test_bad_run_folders(tmp_path: Path, trained: Path, capsys: pytest.CaptureFi
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_init_from_a_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Repeat copy from the shipped copy model (the paper's model sizes, a few updates)."""
+    flags = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
+    flags += ["--quiet", "--engine", "fused", "--task", "repeat_copy", "--init-from", "copy"]
+    assert run_cli("train", "--run-dir", str(tmp_path / "r"), *flags) == 0
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "(copy): input_size 9 -> 10, output_size 8 -> 9" in log
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train"]["init_from"] == "copy"
+    assert run_cli("train", "--run-dir", str(tmp_path / "s"), *flags, "--word-size", "8") == 2
+    assert "word_size is 20 there, 8 here" in capsys.readouterr().err
+
+
 def test_python_dash_m_and_console_script() -> None:
     for command in ([sys.executable, "-m", "ntm", "--help"], ["ntm", "train", "--help"]):
         result = subprocess.run(command, capture_output=True, text=True, check=False)

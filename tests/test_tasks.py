@@ -86,6 +86,16 @@ def test_repeat_copy_encoding_by_hand() -> None:
     assert m.tolist() == [False] * 3 + [True] * 7
 
 
+def test_repeat_copy_without_end_marker() -> None:
+    task = RepeatCopyTask(bits=2, min_length=2, max_length=2, min_repeats=3, max_repeats=3)
+    plain = RepeatCopyTask(**{**task.to_dict(), "end_marker": False})
+    assert (plain.input_size, plain.output_size) == (4, 2)
+    with_marker, without = task.sample(1, gen()), plain.sample(1, gen())
+    assert torch.equal(without.inputs, with_marker.inputs[:-1])  # same draw, one step fewer
+    assert torch.equal(without.targets[:, 0], with_marker.targets[:-1, 0, :2])
+    assert without.mask[:, 0].tolist() == [False] * 3 + [True] * 6
+
+
 def test_repeat_count_normalisation_stays_fixed_beyond_training_range() -> None:
     task = RepeatCopyTask(min_repeats=20, max_repeats=20, min_length=1, max_length=1)
     b = task.sample(1, gen())

@@ -296,3 +296,63 @@ def test_fused_path_matches_eager_in_float64(options: dict[str, object]) -> None
     torch.testing.assert_close(fused_state.memory, eager_state.memory)
     for a, b in zip(grads_fused, grads_eager, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_init_from_adds_channels_and_keeps_what_was_learned(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    training.train(tiny_run(max_sequences=64), copy, quiet=True)
+    # Repeat copy of the same vectors: one more input (the count) and one more output.
+    run = training.resolve_config(
+        {**TINY_TRAIN, "task": "repeat_copy", "init_from": str(copy)},
+        {**TINY_TASK, "max_repeats": 2},
+        dict(TINY_MODEL),
+    )
+    trainer = training.start(run, tmp_path / "repeat", quiet=True)
+    log = (tmp_path / "repeat" / "train.log").read_text()
+    assert "input_size 5 -> 6, output_size 4 -> 5" in log
+    source = training.load(copy)
+    grown = trainer.model.eval()
+    inputs = torch.rand(7, 3, 5)
+    silent_count = torch.cat([inputs, torch.zeros(7, 3, 1)], -1)
+    with torch.no_grad():
+        expected, _ = source(inputs)
+        got, _ = grown(silent_count)
+    assert torch.allclose(got[..., :4], expected, atol=1e-6)
+    count_weights = grown.state_dict()["cell.controller.0.weight_ih"][:, 5]
+    assert torch.equal(count_weights, torch.zeros_like(count_weights))
+    # A fresh model on the same seed does not compute the copy model's outputs.
+    fresh = training.start(
+        training.resolve_config(
+            {**TINY_TRAIN, "task": "repeat_copy"}, {**TINY_TASK, "max_repeats": 2}, TINY_MODEL
+        ),
+        tmp_path / "fresh",
+        quiet=True,
+    ).model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(fresh(silent_count)[0][..., :4], expected, atol=1e-3)
+    result = trainer.fit()
+    assert all(math.isfinite(x) for x in result.losses)
+    assert trainer.model.state_dict()["cell.controller.0.weight_ih"][:, 5].abs().sum() > 0
+
+
+def test_init_from_refuses_another_model(tmp_path: Path) -> None:
+    training.train(tiny_run(max_sequences=64), tmp_path / "copy", quiet=True)
+    wider = training.resolve_config(
+        {**TINY_TRAIN, "init_from": str(tmp_path / "copy")},
+        dict(TINY_TASK),
+        {**TINY_MODEL, "controller_size": 20},
+    )
+    with pytest.raises(ckpt.RunError, match="controller_size is 16 there, 20 here"):
+        training.start(wider, tmp_path / "wider", quiet=True)
+    fewer = training.resolve_config(
+        {**TINY_TRAIN, "init_from": str(tmp_path / "copy")},
+        {**TINY_TASK, "bits": 3},
+        dict(TINY_MODEL),
+    )
+    with pytest.raises(ckpt.RunError, match="can be added, not removed"):
+        training.start(fewer, tmp_path / "fewer", quiet=True)
+    nowhere = training.resolve_config(
+        {**TINY_TRAIN, "init_from": str(tmp_path / "absent")}, dict(TINY_TASK), dict(TINY_MODEL)
+    )
+    with pytest.raises(ckpt.RunError, match="neither a run folder nor a shipped model"):
+        training.start(nowhere, tmp_path / "nowhere", quiet=True)

@@ -155,7 +155,11 @@ class RepeatCopyTask(_TaskBase):
     step after the sequence carries the delimiter and the count, normalised with the
     training distribution's mean and standard deviation (``(R - 5.5) / sqrt(8.25)`` for the
     paper's 1..10), also for counts outside it. Targets: ``bits`` data channels and an end
-    marker channel (the last), scored for the ``R * L + 1`` answering steps.
+    marker channel (the last), scored for the ``R * L + 1`` answering steps. With
+    ``end_marker=False`` there is neither the marker channel nor its step (``R * L`` scored
+    steps): not the paper's task, but a first stage from which an NTM learns to use its
+    memory (an end marker to predict from the start keeps it from finding that; see
+    ``docs/results.md``), continued with ``--init-from``.
     """
 
     name: ClassVar[str] = "repeat_copy"
@@ -166,6 +170,7 @@ class RepeatCopyTask(_TaskBase):
     max_repeats: int = 10
     repeat_mean: float = 5.5  # mean of uniform 1..10, the paper's training distribution
     repeat_std: float = math.sqrt(8.25)  # its standard deviation
+    end_marker: bool = True  # False: no end-marker channel or step (a stage of training)
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -180,7 +185,7 @@ class RepeatCopyTask(_TaskBase):
 
     @property
     def output_size(self) -> int:
-        return self.bits + 1
+        return self.bits + int(self.end_marker)
 
     def normalise_repeats(self, repeats: Tensor) -> Tensor:
         return (repeats.float() - self.repeat_mean) / self.repeat_std
@@ -189,7 +194,7 @@ class RepeatCopyTask(_TaskBase):
         _check_batch_size(type(self).__name__, batch_size)
         lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
         repeats = _uniform_int(self.min_repeats, self.max_repeats, batch_size, generator)
-        totals = lengths + 1 + lengths * repeats + 1
+        totals = lengths + 1 + lengths * repeats + int(self.end_marker)
         steps = int(totals.max())
         data = _random_bits((int(lengths.max()), batch_size, self.bits), generator)
         counts = self.normalise_repeats(repeats)
@@ -204,8 +209,9 @@ class RepeatCopyTask(_TaskBase):
             start = length + 1
             answer = length * repeat
             targets[start : start + answer, b, : self.bits] = sequence.repeat(repeat, 1)
-            targets[start + answer, b, self.bits] = 1.0  # end marker
-            mask[start : start + answer + 1, b] = True
+            if self.end_marker:
+                targets[start + answer, b, self.bits] = 1.0  # end marker
+            mask[start : start + answer + int(self.end_marker), b] = True
         return Batch(inputs, targets, mask)
 
 

@@ -103,6 +103,14 @@ class TrainConfig:
             "backward), compiled (fused, steps compiled with torch.compile)"
         },
     )
+    init_from: str = field(
+        default="",
+        metadata={
+            "help": "start from the weights of this run folder (its latest checkpoint) or "
+            "shipped model, e.g. copy; it may have fewer input or output channels, which are "
+            "then added (new inputs with zero weights); the optimiser starts afresh"
+        },
+    )
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -749,6 +757,14 @@ def start(
 
     folder = _on_main(world, prepare)
     trainer = Trainer(run, folder, quiet=quiet, world=world)
+    if run.train.init_from:
+        # Rank 0 reads the source; every process takes the same weights.
+        weights, line = _on_main(
+            world,
+            lambda: warm_start(trainer.model, run.model, init_source(run.train.init_from)),
+        )
+        trainer.model.load_state_dict(weights)
+        trainer.log(line)
     trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
     return trainer
 
@@ -857,3 +873,82 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, nn.Module]:
 def load(run_dir: str | Path) -> nn.Module:
     """The model of a run folder (latest checkpoint), in eval mode."""
     return load_run(run_dir)[1]
+
+
+#: Tensors whose columns are the input channels (followed, in an NTM, by the previous reads),
+#: and tensors whose rows are the output channels.
+_INPUT_WEIGHTS = ("cell.controller.0.weight_ih", "cell.controller.0.weight", "lstm.weight_ih_l0")
+_OUTPUT_TENSORS = (
+    "cell.output_layer.weight",
+    "cell.output_layer.bias",
+    "output_layer.weight",
+    "output_layer.bias",
+)
+
+
+def init_source(name: str) -> Path:
+    """The folder that ``--init-from NAME`` means: a run folder, else a shipped model."""
+    folder = Path(name)
+    if folder.is_dir():
+        return folder
+    from ntm import pretrained  # noqa: PLC0415 - ntm.pretrained imports this module
+
+    if name in pretrained.available():
+        return pretrained.path(name)
+    raise ckpt.RunError(
+        f"--init-from {name!r} is neither a run folder nor a shipped model "
+        f"({', '.join(pretrained.available())})"
+    )
+
+
+def warm_start(
+    model: nn.Module, config: NTMConfig | LSTMConfig, source: Path
+) -> tuple[dict[str, Tensor], str]:
+    """``model``'s weights (it was built from ``config``) with those of the model in
+    ``source`` copied in, and a line for train.log saying what was taken.
+
+    The two models must agree in every setting but their channel counts, and ``config`` may
+    only add channels. Added input channels get zero weights, so while they are silent the
+    model computes what the source did; added output channels keep their fresh weights.
+    """
+    trained_run, trained = load_run(source)
+    old = trained_run.model
+    where = f"--init-from {source}"
+    if type(old) is not type(config):
+        raise ckpt.RunError(
+            f"{where}: it holds a {type(old).__name__}, this run a {type(config).__name__}"
+        )
+    channels = ("input_size", "output_size")
+    differ = [
+        f"{f.name} is {getattr(old, f.name)!r} there, {getattr(config, f.name)!r} here"
+        for f in dataclasses.fields(config)
+        if f.name not in channels and getattr(old, f.name) != getattr(config, f.name)
+    ]
+    for name in channels:
+        if getattr(config, name) < getattr(old, name):
+            differ.append(
+                f"{name} is {getattr(old, name)} there, {getattr(config, name)} here "
+                "(channels can be added, not removed)"
+            )
+    if differ:
+        raise ckpt.RunError(f"{where}: the models must match: {'; '.join(differ)}")
+    inputs, added = old.input_size, config.input_size - old.input_size
+    weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    for key, value in trained.state_dict().items():
+        slot = weights[key]
+        if key in _INPUT_WEIGHTS and added:
+            slot[:, :inputs] = value[:, :inputs]
+            slot[:, inputs : inputs + added] = 0.0
+            slot[:, inputs + added :] = value[:, inputs:]
+        elif key in _OUTPUT_TENSORS:
+            slot[: value.shape[0]] = value
+        else:
+            slot.copy_(value)
+    grown = [
+        f"{name} {getattr(old, name)} -> {getattr(config, name)}"
+        for name in channels
+        if getattr(old, name) != getattr(config, name)
+    ]
+    trained_task = trained_run.train.task
+    line = f"weights from {source} ({trained_task})" + (f": {', '.join(grown)}" if grown else "")
+    return weights, line

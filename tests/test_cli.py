@@ -78,6 +78,12 @@ def test_repeat_copy_eval_reports_the_end_marker(
         assert 0 <= row["end_marker_right"] <= 1
     assert run_cli("eval", str(run_dir), "--size", "6") == 0
     assert "end marker right" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    flags = ["--task", "repeat_copy", "--no-end-marker", "--run-dir", str(plain), *SMALL]
+    assert run_cli("train", *flags) == 0
+    capsys.readouterr()
+    assert run_cli("eval", str(plain), "--size", "6", "--json") == 0
+    assert all("end_marker_errors" not in r for r in json.loads(capsys.readouterr().out))
 
 
 def test_lstm_baseline_from_the_command_line(tmp_path: Path) -> None:

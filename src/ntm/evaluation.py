@@ -82,7 +82,8 @@ def evaluate_run(
     for label, changes in settings:
         variant = dataclasses.replace(task, **changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
-        marker = EndMarker(variant.bits) if isinstance(variant, RepeatCopyTask) else None
+        has_marker = isinstance(variant, RepeatCopyTask) and variant.end_marker
+        marker = EndMarker(variant.bits) if has_marker else None
         cost, errors = evaluate(model, batch, inspect=marker)
         row: dict[str, Any] = {
             "setting": label,

@@ -761,7 +761,7 @@ def start(
         # Rank 0 reads the source; every process takes the same weights.
         weights, line = _on_main(
             world,
-            lambda: warm_start(trainer.model, run.model, init_source(run.train.init_from)),
+            lambda: warm_start(trainer.model, run.model, *init_source(run.train.init_from)),
         )
         trainer.model.load_state_dict(weights)
         trainer.log(line)
@@ -886,15 +886,16 @@ _OUTPUT_TENSORS = (
 )
 
 
-def init_source(name: str) -> Path:
-    """The folder that ``--init-from NAME`` means: a run folder, else a shipped model."""
+def init_source(name: str) -> tuple[Path, str]:
+    """The folder that ``--init-from NAME`` means (a run folder, else a shipped model) and
+    how train.log names it."""
     folder = Path(name)
     if folder.is_dir():
-        return folder
+        return folder, str(folder)
     from ntm import pretrained  # noqa: PLC0415 - ntm.pretrained imports this module
 
     if name in pretrained.available():
-        return pretrained.path(name)
+        return pretrained.path(name), f"the shipped {name} model"
     raise ckpt.RunError(
         f"--init-from {name!r} is neither a run folder nor a shipped model "
         f"({', '.join(pretrained.available())})"
@@ -902,10 +903,10 @@ def init_source(name: str) -> Path:
 
 
 def warm_start(
-    model: nn.Module, config: NTMConfig | LSTMConfig, source: Path
+    model: nn.Module, config: NTMConfig | LSTMConfig, source: Path, label: str
 ) -> tuple[dict[str, Tensor], str]:
     """``model``'s weights (it was built from ``config``) with those of the model in
-    ``source`` copied in, and a line for train.log saying what was taken.
+    ``source`` (``label`` in train.log) copied in, and the line for train.log.
 
     The two models must agree in every setting but their channel counts, and ``config`` may
     only add channels. Added input channels get zero weights, so while they are silent the
@@ -949,6 +950,7 @@ def warm_start(
         for name in channels
         if getattr(old, name) != getattr(config, name)
     ]
-    trained_task = trained_run.train.task
-    line = f"weights from {source} ({trained_task})" + (f": {', '.join(grown)}" if grown else "")
+    line = f"weights from {label} ({trained_run.train.task})"
+    if grown:
+        line += f": {', '.join(grown)}"
     return weights, line

@@ -356,3 +356,16 @@ def test_init_from_refuses_another_model(tmp_path: Path) -> None:
     )
     with pytest.raises(ckpt.RunError, match="neither a run folder nor a shipped model"):
         training.start(nowhere, tmp_path / "nowhere", quiet=True)
+
+
+def test_loading_a_model_keeps_the_training_engine(tmp_path: Path) -> None:
+    """Loading a model (``--init-from``, ``ntm.pretrained.load``) beside a run that trains
+    with the compiled engine must not switch that run to the plain steps."""
+    training.train(tiny_run(max_sequences=64), tmp_path / "a", quiet=True)
+    use_compiled(True)
+    try:
+        training.load(tmp_path / "a")
+        assert fused._STEPS["forward"] is fused._COMPILED["forward"]
+    finally:
+        use_compiled(False)
+    assert fused._STEPS["forward"] is fused._forward_steps

@@ -262,11 +262,15 @@ def resolve_config(
     return RunConfig(train, task, model_config(train.model, model_values)).checked()
 
 
-def build_model(config: NTMConfig | LSTMConfig, engine: str = "fused") -> nn.Module:
-    """The model of ``config``; ``engine`` picks the NTM's execution path."""
+def build_model(config: NTMConfig | LSTMConfig, engine: str | None = None) -> nn.Module:
+    """The model of ``config``; ``engine`` picks the NTM's execution path. The fused path's
+    step functions are shared by the process, so only a training engine switches them
+    between compiled and plain; ``None`` (loading a model to look at) leaves them as they
+    are, and a run training in the same process keeps its engine."""
     if isinstance(config, LSTMConfig):
         return LSTMBaseline.from_config(config)
-    use_compiled(engine == "compiled")
+    if engine is not None:
+        use_compiled(engine == "compiled")
     return NTM.from_config(config, fused=engine != "eager")
 
 

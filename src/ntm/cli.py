@@ -63,7 +63,9 @@ def _field_specs(cls: type) -> list[tuple[str, Any, Any, str]]:
     return specs
 
 
-def _add_field(group: Any, dest: str, name: str, kind: Any, help_text: str) -> None:
+def _add_field(
+    group: Any, dest: str, name: str, kind: Any, help_text: str, metavar: str | None = None
+) -> None:
     if kind is bool:
         group.add_argument(
             _flag(name),
@@ -78,7 +80,7 @@ def _add_field(group: Any, dest: str, name: str, kind: Any, help_text: str) -> N
             dest=dest,
             type=kind,
             default=argparse.SUPPRESS,
-            metavar=kind.__name__.upper(),
+            metavar=metavar or kind.__name__.upper(),
             help=help_text,
         )
 
@@ -125,7 +127,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
         )
     train = parser.add_argument_group("training (defaults: the preset, then these)")
     for name, kind, default, help_text in _field_specs(TrainConfig):
-        _add_field(train, f"train.{name}", name, kind, f"{help_text} (default: {default})")
+        shown = "none" if default == "" else default
+        metavar = TrainConfig.__dataclass_fields__[name].metadata.get("metavar")
+        described = f"{help_text} (default: {shown})"
+        _add_field(train, f"train.{name}", name, kind, described, metavar)
     model = parser.add_argument_group("model (defaults: the preset's model for the task)")
     for name, (kind, owners) in _model_fields().items():
         scope = "" if len(owners) == 2 else f" [{owners[0]} model only]"

@@ -108,7 +108,8 @@ class TrainConfig:
         metadata={
             "help": "start from the weights of this run folder (its latest checkpoint) or "
             "shipped model, e.g. copy; it may have fewer input or output channels, which are "
-            "then added (new inputs with zero weights); the optimiser starts afresh"
+            "then added (new inputs with zero weights); the optimiser starts afresh",
+            "metavar": "RUN_DIR|MODEL",
         },
     )
 

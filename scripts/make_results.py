@@ -9,9 +9,9 @@ output of ``ntm eval RUN --json``; the baselines' weights are megabytes and are 
 and NTM runs that did not reach their target in ``docs/results/runs/TASK-ntm/`` (config,
 metrics and eval.json), whose pictures are drawn from their latest checkpoints kept in
 ``runs-kept/TASK-ntm/``. Also there, where they were run: NTMs with the feed-forward
-controller (``TASK-ntm-ff/``) and the first stage of a model trained in two
-(``TASK-ntm-stage1/``, named by the shipped config's ``init_from``). A task with none of
-these is listed as not yet trained.
+controller (``TASK-ntm-ff/``), and the first stage of a model trained in two from another
+run's weights (config ``init_from``): ``TASK-ntm-stage1/`` or ``TASK-ntm-ff-stage1/``. A task
+with none of these is listed as not yet trained.
 """
 
 from __future__ import annotations
@@ -170,19 +170,40 @@ def _read_eval(folder: Path) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
 
 
-def _first_stage(task: str, folder: Path) -> Path | None:
+def _first_stage(folder: Path, kept: Path) -> Path | None:
     """The run whose weights the model in ``folder`` started from (``--init-from``): a
-    shipped model, or the first stage kept in ``docs/results/runs/TASK-ntm-stage1/``."""
+    shipped model, or the first stage's config and metrics kept in ``kept``."""
     source = read_run_config(folder).train.init_from
     if not source:
         return None
     if source in pretrained.available():
         return pretrained.path(source)
-    stage = BASELINES / f"{task}-ntm-stage1"
-    if not (stage / ckpt.CONFIG_FILE).is_file():
+    if not (kept / ckpt.CONFIG_FILE).is_file():
         raise SystemExit(
-            f"{folder} started from {source!r}: put that run's config and metrics in {stage}"
+            f"{folder} started from {source!r}: put that run's config and metrics in {kept}"
         )
+    return kept
+
+
+def _add_stages(
+    label: str, folder: Path, kept: Path, runs: dict[str, Path], offsets: dict[str, int]
+) -> Path | None:
+    """Put the run in ``folder`` into ``runs`` under ``label``, after its first stage if it
+    had one (returned); the second stage's curve starts where the first ended."""
+    stage = _first_stage(folder, kept)
+    if stage is None:
+        runs[label] = folder
+        return None
+    final, first = read_run_config(folder).task, read_run_config(stage).task
+    changed = [
+        f"{key}={value}"
+        for key, value in first.to_dict().items()
+        if final.to_dict().get(key) != value
+    ]
+    note = f" ({first.name}{', ' if changed else ''}{', '.join(changed)})"
+    runs[f"{label}, first stage{note}"] = stage
+    runs[f"{label}, second stage"] = folder
+    offsets[f"{label}, second stage"] = int(ckpt.read_metrics(stage)[-1]["sequences"])
     return stage
 
 
@@ -314,20 +335,8 @@ def main() -> None:
             rows = _read_eval(folder)
             if rows:
                 columns["NTM"] = rows
-            stage = _first_stage(task, folder)
-            if stage is None:
-                runs["NTM"] = folder
-            else:
-                final, first = read_run_config(folder).task, read_run_config(stage).task
-                changed = [
-                    f"{key}={value}"
-                    for key, value in first.to_dict().items()
-                    if final.to_dict().get(key) != value
-                ]
-                note = f" ({first.name}{', ' if changed else ''}{', '.join(changed)})"
-                runs[f"NTM, first stage{note}"] = stage
-                runs["NTM, second stage"] = folder
-                offsets["NTM, second stage"] = int(ckpt.read_metrics(stage)[-1]["sequences"])
+            kept = BASELINES / f"{task}-ntm-stage1"
+            stage = _add_stages("NTM", folder, kept, runs, offsets)
             times.append(f"NTM: {_training_time(folder, stage)}")
         attempt = BASELINES / f"{task}-ntm"  # an NTM run that did not meet its target
         if (attempt / ckpt.CONFIG_FILE).is_file():
@@ -361,8 +370,10 @@ def main() -> None:
             rows = _read_eval(feedforward)
             if rows:
                 columns["NTM, feed-forward"] = rows
-            runs["NTM, feed-forward controller"] = feedforward
-            times.append(f"NTM, feed-forward: {_training_time(feedforward)}")
+            kept = BASELINES / f"{task}-ntm-ff-stage1"
+            label = "NTM, feed-forward controller"
+            stage = _add_stages(label, feedforward, kept, runs, offsets)
+            times.append(f"NTM, feed-forward: {_training_time(feedforward, stage)}")
         baseline = BASELINES / f"{task}-lstm"
         if (baseline / ckpt.CONFIG_FILE).is_file():
             rows = _read_eval(baseline)

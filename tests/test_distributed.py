@@ -89,6 +89,23 @@ def test_resume_with_another_number_of_processes(tmp_path: Path) -> None:
     _assert_same_curves(whole, split)
 
 
+def test_two_processes_start_from_the_same_weights(tmp_path: Path) -> None:
+    """``--init-from`` in two processes: rank 0 reads the source, both train from it, and
+    the curve is the one process's."""
+    source, one, two = tmp_path / "source", tmp_path / "one", tmp_path / "two"
+    training.train(tiny_run(max_sequences=64, seed=5), source, quiet=True)
+    training.train(
+        tiny_run(max_sequences=64, eval_every=16, init_from=str(source)), one, quiet=True
+    )
+    flags = _flags(max_sequences=64, init_from=str(source))
+    result = _ntm("train", *flags, "--run-dir", str(two), "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    _assert_same_curves(one, two)
+    fresh = tmp_path / "fresh"
+    training.train(tiny_run(max_sequences=64, eval_every=16), fresh, quiet=True)
+    assert _columns(fresh)[0] != _columns(one)[0]  # the source's weights made a difference
+
+
 def test_bad_process_counts_are_named(tmp_path: Path) -> None:
     result = _ntm("train", *_flags(), "--run-dir", str(tmp_path / "r"), "--nproc", "0")
     assert result.returncode == 2

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -344,6 +345,7 @@ def test_init_from_refuses_another_model(tmp_path: Path) -> None:
     )
     with pytest.raises(ckpt.RunError, match="controller_size is 16 there, 20 here"):
         training.start(wider, tmp_path / "wider", quiet=True)
+    assert not (tmp_path / "wider").exists()  # refused before the folder was made
     fewer = training.resolve_config(
         {**TINY_TRAIN, "init_from": str(tmp_path / "copy")},
         {**TINY_TASK, "bits": 3},
@@ -369,3 +371,16 @@ def test_loading_a_model_keeps_the_training_engine(tmp_path: Path) -> None:
     finally:
         use_compiled(False)
     assert fused._STEPS["forward"] is fused._forward_steps
+
+
+def test_resume_before_the_first_checkpoint_starts_from_the_source(tmp_path: Path) -> None:
+    """A run that stopped between writing its config and its first checkpoint begins again
+    from its --init-from weights, not from a fresh initialisation."""
+    training.train(tiny_run(max_sequences=64), tmp_path / "copy", quiet=True)
+    run = tiny_run(init_from=str(tmp_path / "copy"), seed=9)
+    training.start(run, tmp_path / "new", quiet=True)
+    shutil.rmtree(tmp_path / "new" / "checkpoints")
+    resumed = training.reopen(tmp_path / "new", quiet=True)
+    source = training.load(tmp_path / "copy").state_dict()
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, source[key]), key

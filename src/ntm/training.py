@@ -760,16 +760,12 @@ def start(
         ckpt.write_metrics(folder, [])
         return folder
 
+    # A bad --init-from is refused before the run folder exists.
+    source = _on_main(world, lambda: read_init_source(run)) if run.train.init_from else None
     folder = _on_main(world, prepare)
     trainer = Trainer(run, folder, quiet=quiet, world=world)
-    if run.train.init_from:
-        # Rank 0 reads the source; every process takes the same weights.
-        weights, line = _on_main(
-            world,
-            lambda: warm_start(trainer.model, run.model, *init_source(run.train.init_from)),
-        )
-        trainer.model.load_state_dict(weights)
-        trainer.log(line)
+    if source is not None:
+        take_init_source(trainer, source)
     trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
     return trainer
 
@@ -818,7 +814,6 @@ def reopen(
         if not any((run_dir / ckpt.CHECKPOINTS).glob("step-*/" + ckpt.TRAINER_FILE)):
             # Stopped between writing its config and its first checkpoint: nothing trained.
             ckpt.write_metrics(run_dir, [])
-            trainer.save()
             return None
         trainer.load(ckpt.load_checkpoint(run_dir))
         # Rows written after the checkpoint will be written again.
@@ -829,7 +824,11 @@ def reopen(
         return trainer.model.state_dict(), trainer.state()
 
     state = _on_main(world, read_state)
-    if state is not None and not world.main:
+    if state is None:  # begin as the new run would have
+        if run.train.init_from:
+            take_init_source(trainer, _on_main(world, lambda: read_init_source(run)))
+        trainer.save()
+    elif not world.main:
         trainer.adopt(state[0], state[1], run_dir)
     if "lr" in overrides:
         trainer.set_learning_rate(run.train.lr)
@@ -907,19 +906,22 @@ def init_source(name: str) -> tuple[Path, str]:
     )
 
 
-def warm_start(
-    model: nn.Module, config: NTMConfig | LSTMConfig, source: Path, label: str
-) -> tuple[dict[str, Tensor], str]:
-    """``model``'s weights (it was built from ``config``) with those of the model in
-    ``source`` (``label`` in train.log) copied in, and the line for train.log.
+@dataclass
+class InitSource:
+    """The weights a run starts from (``--init-from``), read and checked by rank 0."""
 
-    The two models must agree in every setting but their channel counts, and ``config`` may
-    only add channels. Added input channels get zero weights, so while they are silent the
-    model computes what the source did; added output channels keep their fresh weights.
-    """
+    weights: dict[str, Tensor]
+    input_size: int  # the source's input channels: this run's extra ones follow them
+    line: str  # for train.log
+
+
+def read_init_source(run: RunConfig) -> InitSource:
+    """The model that ``run.train.init_from`` names, checked against ``run.model``: the two
+    must agree in every setting but their channel counts, and ``run`` may only add channels."""
+    source, label = init_source(run.train.init_from)
     trained_run, trained = load_run(source)
-    old = trained_run.model
-    where = f"--init-from {source}"
+    old, config = trained_run.model, run.model
+    where = f"--init-from {run.train.init_from}"
     if type(old) is not type(config):
         raise ckpt.RunError(
             f"{where}: it holds a {type(old).__name__}, this run a {type(config).__name__}"
@@ -938,9 +940,25 @@ def warm_start(
             )
     if differ:
         raise ckpt.RunError(f"{where}: the models must match: {'; '.join(differ)}")
-    inputs, added = old.input_size, config.input_size - old.input_size
-    weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    for key, value in trained.state_dict().items():
+    grown = [
+        f"{name} {getattr(old, name)} -> {getattr(config, name)}"
+        for name in channels
+        if getattr(old, name) != getattr(config, name)
+    ]
+    line = f"weights from {label} ({trained_run.train.task})"
+    if grown:
+        line += f": {', '.join(grown)}"
+    return InitSource(trained.state_dict(), old.input_size, line)
+
+
+def take_init_source(trainer: Trainer, source: InitSource) -> None:
+    """Copy ``source``'s weights into every process's model. Added input channels get zero
+    weights, so while they are silent the model computes what the source did; added output
+    channels keep their fresh weights."""
+    weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    inputs = source.input_size
+    added = trainer.run.model.input_size - inputs
+    for key, value in source.weights.items():
         slot = weights[key]
         if key in _INPUT_WEIGHTS and added:
             slot[:, :inputs] = value[:, :inputs]
@@ -950,12 +968,5 @@ def warm_start(
             slot[: value.shape[0]] = value
         else:
             slot.copy_(value)
-    grown = [
-        f"{name} {getattr(old, name)} -> {getattr(config, name)}"
-        for name in channels
-        if getattr(old, name) != getattr(config, name)
-    ]
-    line = f"weights from {label} ({trained_run.train.task})"
-    if grown:
-        line += f": {', '.join(grown)}"
-    return weights, line
+    trainer.model.load_state_dict(weights)
+    trainer.log(source.line)

@@ -174,27 +174,27 @@ def _read_eval(folder: Path) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
 
 
-def _first_stage(folder: Path, kept: Path) -> Path | None:
+def _first_stage(folder: Path, record: Path) -> Path | None:
     """The run whose weights the model in ``folder`` started from (``--init-from``): a
-    shipped model, or the first stage's config and metrics kept in ``kept``."""
+    shipped model, or the first stage's config and metrics in ``record``."""
     source = read_run_config(folder).train.init_from
     if not source:
         return None
     if source in pretrained.available():
         return pretrained.path(source)
-    if not (kept / ckpt.CONFIG_FILE).is_file():
+    if not (record / ckpt.CONFIG_FILE).is_file():
         raise SystemExit(
-            f"{folder} started from {source!r}: put that run's config and metrics in {kept}"
+            f"{folder} started from {source!r}: put that run's config and metrics in {record}"
         )
-    return kept
+    return record
 
 
 def _add_stages(
-    label: str, folder: Path, kept: Path, runs: dict[str, Path], offsets: dict[str, int]
+    label: str, folder: Path, record: Path, runs: dict[str, Path], offsets: dict[str, int]
 ) -> Path | None:
     """Put the run in ``folder`` into ``runs`` under ``label``, after its first stage if it
     had one (returned); the second stage's curve starts where the first ended."""
-    stage = _first_stage(folder, kept)
+    stage = _first_stage(folder, record)
     if stage is None:
         runs[label] = folder
         return None
@@ -339,8 +339,8 @@ def main() -> None:
             rows = _read_eval(folder)
             if rows:
                 columns["NTM"] = rows
-            kept = BASELINES / f"{task}-ntm-stage1"
-            stage = _add_stages("NTM", folder, kept, runs, offsets)
+            record = BASELINES / f"{task}-ntm-stage1"
+            stage = _add_stages("NTM", folder, record, runs, offsets)
             times.append(f"NTM: {_training_time(folder, stage)}")
         attempt = BASELINES / f"{task}-ntm"  # an NTM run that did not meet its target
         if (attempt / ckpt.CONFIG_FILE).is_file():
@@ -374,9 +374,9 @@ def main() -> None:
             rows = _read_eval(feedforward)
             if rows:
                 columns["NTM, feed-forward"] = rows
-            kept = BASELINES / f"{task}-ntm-ff-stage1"
+            record = BASELINES / f"{task}-ntm-ff-stage1"
             label = "NTM, feed-forward controller"
-            stage = _add_stages(label, feedforward, kept, runs, offsets)
+            stage = _add_stages(label, feedforward, record, runs, offsets)
             times.append(f"NTM, feed-forward: {_training_time(feedforward, stage)}")
         baseline = BASELINES / f"{task}-lstm"
         if (baseline / ckpt.CONFIG_FILE).is_file():

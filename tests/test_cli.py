@@ -52,10 +52,11 @@ def test_train_eval_viz(trained: Path, capsys: pytest.CaptureFixture[str], tmp_p
         assert is_png(out / name), name
 
 
-#: A few updates of a small NTM, uncompiled: enough to train and evaluate any task.
-SMALL = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
-SMALL += ["--controller-size", "8", "--memory-size", "24", "--word-size", "4", "--quiet"]
-SMALL += ["--engine", "fused"]
+#: A few updates, uncompiled, of the model a run would have; SMALL: of a small NTM. Enough to
+#: train and evaluate any task.
+FEW = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
+FEW += ["--quiet", "--engine", "fused"]
+SMALL = [*FEW, "--controller-size", "8", "--memory-size", "24", "--word-size", "4"]
 
 
 @pytest.mark.parametrize("task", ["repeat_copy", "associative_recall", "ngrams", "priority_sort"])
@@ -170,8 +171,7 @@ def test_bad_run_folders(tmp_path: Path, trained: Path, capsys: pytest.CaptureFi
 
 def test_init_from_a_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Repeat copy from the shipped copy model (the paper's model sizes, a few updates)."""
-    flags = ["--max-sequences", "8", "--batch-size", "4", "--eval-every", "8", "--eval-size", "4"]
-    flags += ["--quiet", "--engine", "fused", "--task", "repeat_copy", "--init-from", "copy"]
+    flags = [*FEW, "--task", "repeat_copy", "--init-from", "copy"]
     assert run_cli("train", "--run-dir", str(tmp_path / "r"), *flags) == 0
     log = (tmp_path / "r" / "train.log").read_text()
     assert (

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,14 +53,11 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _field_specs(cls: type) -> list[tuple[str, Any, Any, str]]:
-    """(name, type, default, help) for each field of a config dataclass."""
+def _field_specs(cls: type) -> list[tuple[str, Any, Any, Mapping[str, Any]]]:
+    """(name, type, default, metadata: "help", perhaps "metavar") for each field of a config
+    dataclass."""
     hints = typing.get_type_hints(cls)
-    specs = []
-    for f in dataclasses.fields(cls):
-        help_text = f.metadata.get("help", "")
-        specs.append((f.name, hints[f.name], f.default, help_text))
-    return specs
+    return [(f.name, hints[f.name], f.default, f.metadata) for f in dataclasses.fields(cls)]
 
 
 def _add_field(
@@ -126,11 +123,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
             "ntm train",
         )
     train = parser.add_argument_group("training (defaults: the preset, then these)")
-    for name, kind, default, help_text in _field_specs(TrainConfig):
+    for name, kind, default, metadata in _field_specs(TrainConfig):
         shown = "none" if default == "" else default
-        metavar = TrainConfig.__dataclass_fields__[name].metadata.get("metavar")
-        described = f"{help_text} (default: {shown})"
-        _add_field(train, f"train.{name}", name, kind, described, metavar)
+        described = f"{metadata.get('help', '')} (default: {shown})"
+        _add_field(train, f"train.{name}", name, kind, described, metadata.get("metavar"))
     model = parser.add_argument_group("model (defaults: the preset's model for the task)")
     for name, (kind, owners) in _model_fields().items():
         scope = "" if len(owners) == 2 else f" [{owners[0]} model only]"

@@ -17,6 +17,7 @@ with none of these is listed as not yet trained.
 from __future__ import annotations
 
 import json
+import math
 from math import inf
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,76 @@ def _priority_figure(folder: Path) -> Path:
     return path
 
 
+def _windowed_optimal(bits: torch.Tensor, order: int, window: int) -> torch.Tensor:
+    """P(next bit = 1) of the Bayes-optimal estimator restricted to the last ``window``
+    transitions (context, next bit): what a model that keeps only its last ``window`` steps
+    (a tape of 128 memory slots) can do at best. bits: (T, B) -> (T, B)."""
+    steps, size = bits.shape
+    context = order - 1
+    ones = torch.zeros(size, 2**context, dtype=torch.float64)
+    total = torch.zeros(size, 2**context, dtype=torch.float64)
+    rows = torch.arange(size)
+    seen: list[torch.Tensor] = []  # the context of each transition so far, by the step it ended
+    index = torch.zeros(size, dtype=torch.long)
+    predictions = torch.full((steps, size), 0.5, dtype=torch.float64)
+    for t in range(steps):
+        if t >= context:
+            ones[rows, index] += bits[t]
+            total[rows, index] += 1
+            seen.append(index)
+            if len(seen) > window:  # forget the oldest transition
+                old = t - window
+                ones[rows, seen[-window - 1]] -= bits[old]
+                total[rows, seen[-window - 1]] -= 1
+        index = ((index << 1) | bits[t]) & (2**context - 1)
+        if t + 1 >= context:
+            predictions[t] = (ones[rows, index] + 0.5) / (total[rows, index] + 1)
+    return predictions
+
+
+def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
+    """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
+    held-out sequences ``ntm eval`` draws, for each model and for the optimal estimator that
+    keeps only the last 128 transitions; returns the figure and that estimator's excess."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    tape = 0.0
+    for number, (label, folder) in enumerate(models.items()):
+        run, model = load_run(folder)
+        task = run.task
+        batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
+        targets = batch.targets[..., 0].double()
+        optimal = bce(
+            torch.logit(task.optimal_predictions(batch.inputs)[..., 0].double()),
+            targets,
+            reduction="none",
+        )
+        curves = {}
+        if number == 0:
+            windowed = _windowed_optimal(batch.inputs[..., 0].long(), task.order, 128)
+            curves["Bayes-optimal on the last 128 steps only"] = torch.logit(windowed)
+        with torch.no_grad():
+            curves[label] = model(batch.inputs)[0][..., 0].double()
+        for name, logits in curves.items():
+            per_step = (bce(logits, targets, reduction="none") - optimal).mean(1) / math.log(2)
+            excess = float(per_step.sum())
+            if number == 0 and name != label:
+                tape = excess
+            axis.plot(range(1, len(per_step) + 1), per_step, label=f"{name}: {excess:.2f} bits")
+    axis.axvline(128, color="grey", linestyle=":", linewidth=1)
+    axis.axhline(0, color="black", linewidth=1)
+    axis.set_xlabel("step of the sequence (dotted: 128, the number of memory slots)")
+    axis.set_ylabel("bits above Bayes-optimal")
+    axis.set_title("ngrams: cost above the optimal estimator's, step by step")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    path = FIGURES / "ngrams-excess.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path, tape
+
+
 def _eval_table(columns: dict[str, list[dict[str, Any]]]) -> list[str]:
     settings = [row["setting"] for row in next(iter(columns.values()))]
     optimal = any("optimal_cost_bits" in r for rows in columns.values() for r in rows)
@@ -428,6 +499,9 @@ def main() -> None:
             if task == "priority_sort":
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
+            if task == "ngrams":
+                figure, _ = _ngrams_excess_figure({"NTM": model_folder})
+                out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]
     (DOCS / "results.md").write_text("\n".join(out))

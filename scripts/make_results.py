@@ -285,33 +285,6 @@ def _priority_figure(folder: Path) -> Path:
     return path
 
 
-def _windowed_optimal(bits: torch.Tensor, order: int, window: int) -> torch.Tensor:
-    """P(next bit = 1) of the Bayes-optimal estimator restricted to the last ``window``
-    transitions (context, next bit): what a model that keeps only its last ``window`` steps
-    (a tape of 128 memory slots) can do at best. bits: (T, B) -> (T, B)."""
-    steps, size = bits.shape
-    context = order - 1
-    ones = torch.zeros(size, 2**context, dtype=torch.float64)
-    total = torch.zeros(size, 2**context, dtype=torch.float64)
-    rows = torch.arange(size)
-    seen: list[torch.Tensor] = []  # the context of each transition so far, by the step it ended
-    index = torch.zeros(size, dtype=torch.long)
-    predictions = torch.full((steps, size), 0.5, dtype=torch.float64)
-    for t in range(steps):
-        if t >= context:
-            ones[rows, index] += bits[t]
-            total[rows, index] += 1
-            seen.append(index)
-            if len(seen) > window:  # forget the oldest transition
-                old = t - window
-                ones[rows, seen[-window - 1]] -= bits[old]
-                total[rows, seen[-window - 1]] -= 1
-        index = ((index << 1) | bits[t]) & (2**context - 1)
-        if t + 1 >= context:
-            predictions[t] = (ones[rows, index] + 0.5) / (total[rows, index] + 1)
-    return predictions
-
-
 def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
     """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
     held-out sequences ``ntm eval`` draws, for each model and for the optimal estimator that
@@ -331,7 +304,7 @@ def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
         )
         curves = {}
         if number == 0:
-            windowed = _windowed_optimal(batch.inputs[..., 0].long(), task.order, 128)
+            windowed = task.optimal_predictions(batch.inputs, window=128)[..., 0].double()
             curves["Bayes-optimal on the last 128 steps only"] = torch.logit(windowed)
         with torch.no_grad():
             curves[label] = model(batch.inputs)[0][..., 0].double()

@@ -143,6 +143,23 @@ def test_ngrams_optimal_predictor_by_hand() -> None:
     assert p.tolist() == pytest.approx([0.5, 0.75, 0.5, 0.5, 2.5 / 4, 3.5 / 5])
 
 
+def test_ngrams_optimal_predictor_with_a_window_forgets_old_transitions() -> None:
+    task = NGramsTask(length=8, order=2)
+    bits = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 1.0]).view(-1, 1, 1)
+    p = task.optimal_predictions(bits, window=2)[:, 0, 0]
+    # Transitions end at t=1..5: 1->1, 1->0, 0->1, 1->1, 1->1. Counted at step t: those that
+    # ended at t-1 and t. t=3: "0->1", "1->0" seen; context "1": N1=0, N0=1 -> .25.
+    # t=4: "0->1", "1->1"; context "1": N1=1 -> .75. t=5: "1->1" twice -> 2.5/3.
+    assert p.tolist() == pytest.approx([0.5, 0.75, 0.5, 0.25, 0.75, 2.5 / 3])
+    longer = NGramsTask(length=30)  # 25 transitions: t = 5 .. 29
+    episodes = longer.sample(4, gen(3)).inputs
+    full = longer.optimal_predictions(episodes)
+    assert torch.equal(longer.optimal_predictions(episodes, window=25), full)
+    assert not torch.equal(longer.optimal_predictions(episodes, window=10), full)
+    with pytest.raises(ValueError, match="window = 0: expected an integer >= 1"):
+        task.optimal_predictions(bits, window=0)
+
+
 def test_ngrams_optimal_cost_near_133_bits() -> None:
     task = NGramsTask()
     cost = task.optimal_cost(task.sample(1000, gen(7)))

@@ -338,14 +338,19 @@ class NGramsTask(_TaskBase):
         mask = torch.ones(self.length, batch_size, dtype=torch.bool)
         return Batch(inputs, targets, mask)
 
-    def optimal_predictions(self, inputs: Tensor) -> Tensor:
+    def optimal_predictions(self, inputs: Tensor, window: int | None = None) -> Tensor:
         """Bayes-optimal P(next bit = 1) at every step, given the bits seen so far.
 
         ``(N1 + 1/2) / (N1 + N0 + 1)`` with the counts of ones and zeros that followed the
         current context earlier in the same sequence; 1/2 before a full context is seen.
+        With ``window``, only the last ``window`` transitions (a context and the bit after
+        it) are counted: the Bayes-optimal prediction of a model that keeps no more than
+        those (an NTM writing one memory slot per step keeps as many as it has slots).
 
         Shape: inputs (T, B, 1) -> (T, B, 1)
         """
+        if window is not None:
+            require(window >= 1, type(self).__name__, "window", window, "an integer >= 1")
         bits = inputs[..., 0].long()  # (T, B)
         steps, batch_size = bits.shape
         context = self.order - 1
@@ -354,12 +359,19 @@ class NGramsTask(_TaskBase):
         rows = torch.arange(batch_size)
         predictions = torch.full((steps, batch_size), 0.5)
         index = torch.zeros(batch_size, dtype=torch.long)
+        seen: list[Tensor] = []  # the context of every transition counted, oldest first
         mask = 2**context - 1
         for t in range(steps):
             if t >= context:
                 # bits[t - context .. t - 1] form ``index``; bits[t] followed it.
                 ones[rows, index] += bits[t].float()
                 zeros[rows, index] += 1.0 - bits[t].float()
+                if window is not None:
+                    seen.append(index)
+                    if len(seen) > window:  # forget the transition that ended at t - window
+                        old = seen.pop(0)
+                        ones[rows, old] -= bits[t - window].float()
+                        zeros[rows, old] -= 1.0 - bits[t - window].float()
             index = ((index << 1) | bits[t]) & mask
             if t + 1 >= context:
                 n1, n0 = ones[rows, index], zeros[rows, index]

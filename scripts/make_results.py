@@ -106,29 +106,29 @@ NOTES = {
     "run had 5.24; stopped at 91,232 for want of time, resumable from "
     "`runs-kept/associative_recall-ntm-ff`.",
     "ngrams": "The NTM trained at Adam 3e-3 for 140,768 sequences (held-out cost flat at 135.2 "
-    "for the last 16,000), then at 3e-4 (`ntm train --resume RUN --lr 3e-4`) to 212,544 (133.9 "
-    "on the 512-sequence check, whose Bayes-optimal cost is 132.1; 1.78 bits above optimal on "
-    "the 1,000 held-out sequences), then at 1e-4 to 260,480 (133.7 on the check; 1.67 above "
-    "optimal held out): each tenth of the rate bought less. A run at 1e-3 from the "
-    "start was slower (178.0 against 166.2 after about 30,000 sequences). The LSTM ran at 3e-3 "
-    "throughout for 147,456 sequences, its curve still falling, without a low-rate phase: the "
-    "NTM's 0.6-bit lead over it is not a clean win. What stands in the way (fifth session): "
-    "the NTM keeps a tape. Its write head moves one slot per step (to the slot below in 98.5% "
-    "of the steps of 100 held-out sequences) and its read head finds, by content, the earlier "
-    "steps that had the same context (picture above). 128 slots hold 128 steps, so from step "
-    "129 on the tape overwrites the start of a 200-step sequence; the Bayes-optimal estimator "
-    "that counts only the last 128 transitions (`NGramsTask.optimal_predictions(inputs, "
-    "window=128)`) is itself 1.03 bits above the full one on the held-out set, so no tape of "
-    "128 slots can come within 1 bit. The NTM's excess after step 128 follows that "
-    "estimator's; the rest of its gap is spread over the first 128 steps (figure below). The "
-    "paper's NTM counts in place, one location per context. Two runs tried to lead it there, "
-    "both stopped early (one seed, Adam 3e-3): a fixed random memory (`--memory-init random`, "
-    "so that content addressing tells slots apart) learned much faster (134.8 bits on the "
-    "512-sequence check after 73,728 sequences, where the shipped run had 159.5) but learned "
-    "the same tape, moving one slot per step in every step; with no shifts at all "
-    "(`--shift-range 0 --memory-init random`, no tape possible) it was at 166.2 after 45,056 "
-    "sequences, writing diffusely (largest write weight 0.04 on average). Their configs and "
-    "curves: `docs/results/runs/ngrams-ntm-random-memory/` and `ngrams-ntm-no-shift/`.",
+    "for the last 16,000), then at 3e-4 (`ntm train --resume RUN --lr 3e-4`) to 212,544 (133.9 on "
+    "the 512-sequence check, whose Bayes-optimal cost is 132.1; 1.78 bits above optimal on the "
+    "1,000 held-out sequences), then at 1e-4 to 260,480 (133.7 on the check; 1.67 above optimal "
+    "held out): each tenth of the rate bought less. A run at 1e-3 from the start was slower "
+    "(178.0 against 166.2 after about 30,000 sequences). The LSTM ran at 3e-3 throughout for "
+    "147,456 sequences, its curve still falling, without a low-rate phase: the NTM's 0.6-bit lead "
+    "over it is not a clean win. What stands in the way (fifth session): the NTM keeps a tape. "
+    "Its write head moves one slot per step (to the slot below in 98.5% of the steps of 100 "
+    "held-out sequences) and its read head finds, by content, the earlier steps that had the same "
+    "context (the weightings below). 128 slots hold 128 steps, so from step 129 on the tape "
+    "overwrites the start of a 200-step sequence; the Bayes-optimal estimator that counts only "
+    "the last 128 transitions (`NGramsTask.optimal_predictions(inputs, window=128)`) is itself "
+    "1.03 bits above the full one on the held-out set, so no tape of 128 slots can come within 1 "
+    "bit. The NTM's excess after step 128 follows that estimator's; the rest of its gap is spread "
+    "over the first 128 steps (the last figure). The paper's NTM counts in place, one location "
+    "per context. Two runs tried to lead it there, both stopped early (one seed, Adam 3e-3): a "
+    "fixed random memory (`--memory-init random`, so that content addressing tells slots apart) "
+    "learned much faster (134.8 bits on the 512-sequence check after 73,728 sequences, where the "
+    "shipped run had 159.5) but learned the same tape, moving one slot per step in every step; "
+    "with no shifts at all (`--shift-range 0 --memory-init random`, no tape possible) it was at "
+    "166.2 after 45,056 sequences, writing diffusely (largest write weight 0.04 on average). "
+    "Their configs and curves: `docs/results/runs/ngrams-ntm-random-memory/` and "
+    "`ngrams-ntm-no-shift/`.",
     "priority_sort": "Both models are far from the paper's million-sequence results: the NTM "
     "(5 read and 5 write heads, 2x100 LSTM controller, a fixed random memory so that content "
     "addressing tells slots apart from the start) and the LSTM learn at about the same rate "
@@ -301,13 +301,12 @@ def _priority_figure(folder: Path) -> Path:
     return path
 
 
-def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
+def _ngrams_excess_figure(models: dict[str, Path]) -> Path:
     """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
     held-out sequences ``ntm eval`` draws, for each model and for the optimal estimator that
-    keeps only the last 128 transitions; returns the figure and that estimator's excess."""
+    keeps only the last 128 transitions (what a tape of 128 memory slots can hold)."""
     figure, axis = plt.subplots(figsize=(7, 3.5))
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    tape = 0.0
     for number, (label, folder) in enumerate(models.items()):
         run, model = load_run(folder)
         task = run.task
@@ -327,8 +326,6 @@ def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
         for name, logits in curves.items():
             per_step = (bce(logits, targets, reduction="none") - optimal).mean(1) / math.log(2)
             excess = float(per_step.sum())
-            if number == 0 and name != label:
-                tape = excess
             axis.plot(range(1, len(per_step) + 1), per_step, label=f"{name}: {excess:.2f} bits")
     axis.axvline(128, color="grey", linestyle=":", linewidth=1)
     axis.axhline(0, color="black", linewidth=1)
@@ -341,7 +338,7 @@ def _ngrams_excess_figure(models: dict[str, Path]) -> tuple[Path, float]:
     path = FIGURES / "ngrams-excess.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return path, tape
+    return path
 
 
 def _eval_table(columns: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -489,7 +486,7 @@ def main() -> None:
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
             if task == "ngrams":
-                figure, _ = _ngrams_excess_figure({"NTM": model_folder})
+                figure = _ngrams_excess_figure({"NTM": model_folder})
                 out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]

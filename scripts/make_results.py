@@ -276,14 +276,7 @@ def _curves(task: str, runs: dict[str, Path], offsets: dict[str, int]) -> Path:
         axis.axhline(optimal, color="black", linestyle="--", linewidth=1, label="Bayes-optimal")
     if min(costs) < max(costs) / 10:  # spans decades (copy falls to ~0): log beyond 1 bit
         axis.set_yscale("symlog", linthresh=1.0)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    axis.set_title(f"{task}: held-out cost during training")
-    figure.tight_layout()
-    path = FIGURES / f"{task}-curves.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, axis, f"{task}: held-out cost during training", f"{task}-curves.png")
 
 
 def _priority_figure(folder: Path) -> Path:
@@ -302,51 +295,49 @@ def _priority_figure(folder: Path) -> Path:
         axis.scatter(priorities, peaks[:, head], label=f"write head {head}", s=18)
     axis.set_xlabel("priority of the input vector")
     axis.set_ylabel("write location (slot of the largest weight)")
-    axis.set_title("priority sort: write location against priority")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
-    figure.tight_layout()
-    path = FIGURES / "priority_sort-write-vs-priority.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    title = "priority sort: write location against priority"
+    return _save(figure, axis, title, "priority_sort-write-vs-priority.png", "small")
 
 
-def _ngrams_excess_figure(models: dict[str, Path]) -> Path:
+def _ngrams_excess_figure(folder: Path) -> Path:
     """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
-    held-out sequences ``ntm eval`` draws, for each model and for the optimal estimator that
-    keeps only the last 128 transitions (what a tape of 128 memory slots can hold)."""
-    figure, axis = plt.subplots(figsize=(7, 3.5))
+    held-out sequences ``ntm eval`` draws, for the model in ``folder`` and for the optimal
+    estimator that keeps only the last 128 transitions (what a tape of 128 slots can hold)."""
+    run, model = load_run(folder)
+    task = run.task
+    batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
+    targets = batch.targets[..., 0].double()
+    with torch.no_grad():
+        outputs = model(batch.inputs)[0][..., 0].double()
+    curves = {
+        "Bayes-optimal on the last 128 steps only": torch.logit(
+            task.optimal_predictions(batch.inputs, window=128)[..., 0].double()
+        ),
+        "NTM": outputs,
+    }
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    for number, (label, folder) in enumerate(models.items()):
-        run, model = load_run(folder)
-        task = run.task
-        batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
-        targets = batch.targets[..., 0].double()
-        optimal = bce(
-            torch.logit(task.optimal_predictions(batch.inputs)[..., 0].double()),
-            targets,
-            reduction="none",
-        )
-        curves = {}
-        if number == 0:
-            windowed = task.optimal_predictions(batch.inputs, window=128)[..., 0].double()
-            curves["Bayes-optimal on the last 128 steps only"] = torch.logit(windowed)
-        with torch.no_grad():
-            curves[label] = model(batch.inputs)[0][..., 0].double()
-        for name, logits in curves.items():
-            per_step = (bce(logits, targets, reduction="none") - optimal).mean(1) / math.log(2)
-            excess = float(per_step.sum())
-            axis.plot(range(1, len(per_step) + 1), per_step, label=f"{name}: {excess:.2f} bits")
+    optimal_logits = torch.logit(task.optimal_predictions(batch.inputs)[..., 0].double())
+    optimal = bce(optimal_logits, targets, reduction="none")
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for name, logits in curves.items():
+        per_step = (bce(logits, targets, reduction="none") - optimal).mean(1) / math.log(2)
+        excess = float(per_step.sum())
+        axis.plot(range(1, len(per_step) + 1), per_step, label=f"{name}: {excess:.2f} bits")
     axis.axvline(128, color="grey", linestyle=":", linewidth=1)
     axis.axhline(0, color="black", linewidth=1)
     axis.set_xlabel("step of the sequence (dotted: 128, the number of memory slots)")
     axis.set_ylabel("bits above Bayes-optimal")
-    axis.set_title("ngrams: cost above the optimal estimator's, step by step")
+    title = "ngrams: cost above the optimal estimator's, step by step"
+    return _save(figure, axis, title, "ngrams-excess.png", "small")
+
+
+def _save(figure: Any, axis: Any, title: str, name: str, legend_size: str | None = None) -> Path:
+    """Finish a report figure (title, grid, legend) and write it as ``FIGURES/name``."""
+    axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
+    axis.legend(fontsize=legend_size)
     figure.tight_layout()
-    path = FIGURES / "ngrams-excess.png"
+    path = FIGURES / name
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
@@ -497,7 +488,7 @@ def main() -> None:
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
             if task == "ngrams":
-                figure = _ngrams_excess_figure({"NTM": model_folder})
+                figure = _ngrams_excess_figure(model_folder)
                 out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]

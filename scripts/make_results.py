@@ -147,6 +147,10 @@ NOTES = {
 }
 
 
+#: Unshipped n-gram runs kept in ``runs-kept/`` whose step-by-step excess over the optimal
+#: estimator the report draws beside the shipped model's (folder: label).
+NGRAMS_TRIES = {"ngrams-ntm-len400": "NTM trained further on 400-step sequences (not shipped)"}
+
 #: A picture beyond the training distribution, where it shows how the model fails.
 BEYOND = {
     "repeat_copy": (
@@ -299,22 +303,26 @@ def _priority_figure(folder: Path) -> Path:
     return _save(figure, axis, title, "priority_sort-write-vs-priority.png", "small")
 
 
-def _ngrams_excess_figure(folder: Path) -> Path:
+def _ngrams_excess_figure(folder: Path, others: dict[str, Path]) -> Path:
     """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
-    held-out sequences ``ntm eval`` draws, for the model in ``folder`` and for the optimal
-    estimator that keeps only the last 128 transitions (what a tape of 128 slots can hold)."""
+    held-out sequences ``ntm eval`` draws, for the model in ``folder``, for the runs in
+    ``others`` (label: run folder, evaluated on the same sequences whatever they trained on)
+    and for the optimal estimator that keeps only the last 128 transitions (what a tape of
+    128 slots can hold)."""
     run, model = load_run(folder)
     task = run.task
     batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
     targets = batch.targets[..., 0].double()
-    with torch.no_grad():
-        outputs = model(batch.inputs)[0][..., 0].double()
     curves = {
         "Bayes-optimal on the last 128 steps only": torch.logit(
             task.optimal_predictions(batch.inputs, window=128)[..., 0].double()
-        ),
-        "NTM": outputs,
+        )
     }
+    for name, source in {"NTM": folder, **others}.items():
+        if source != folder:
+            model = load_run(source)[1]
+        with torch.no_grad():
+            curves[name] = model(batch.inputs)[0][..., 0].double()
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     optimal_logits = torch.logit(task.optimal_predictions(batch.inputs)[..., 0].double())
     optimal = bce(optimal_logits, targets, reduction="none")
@@ -488,7 +496,9 @@ def main() -> None:
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
             if task == "ngrams":
-                figure = _ngrams_excess_figure(model_folder)
+                others = {label: KEPT / name for name, label in NGRAMS_TRIES.items()}
+                present = {k: v for k, v in others.items() if (v / ckpt.CONFIG_FILE).is_file()}
+                figure = _ngrams_excess_figure(model_folder, present)
                 out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]

@@ -320,8 +320,7 @@ def _ngrams_excess_figure(folder: Path, others: dict[str, Path]) -> Path:
     ``others`` (label: run folder, evaluated on the same sequences whatever they trained on)
     and for the optimal estimator that keeps only the last 128 transitions (what a tape of
     128 slots can hold)."""
-    run, model = load_run(folder)
-    task = run.task
+    task = read_run_config(folder).task
     batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
     targets = batch.targets[..., 0].double()
     curves = {
@@ -330,8 +329,7 @@ def _ngrams_excess_figure(folder: Path, others: dict[str, Path]) -> Path:
         )
     }
     for name, source in {"NTM": folder, **others}.items():
-        if source != folder:
-            model = load_run(source)[1]
+        model = load_run(source)[1]
         with torch.no_grad():
             curves[name] = model(batch.inputs)[0][..., 0].double()
     bce = torch.nn.functional.binary_cross_entropy_with_logits
@@ -507,9 +505,12 @@ def main() -> None:
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
             if task == "ngrams":
-                others = {label: KEPT / name for name, label in NGRAMS_TRIES.items()}
-                present = {k: v for k, v in others.items() if (v / ckpt.CONFIG_FILE).is_file()}
-                figure = _ngrams_excess_figure(model_folder, present)
+                kept_tries = {
+                    label: KEPT / name
+                    for name, label in NGRAMS_TRIES.items()
+                    if (KEPT / name / ckpt.CONFIG_FILE).is_file()
+                }
+                figure = _ngrams_excess_figure(model_folder, kept_tries)
                 out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]

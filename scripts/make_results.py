@@ -9,9 +9,10 @@ output of ``ntm eval RUN --json``; the baselines' weights are megabytes and are 
 and NTM runs that did not reach their target in ``docs/results/runs/TASK-ntm/`` (config,
 metrics and eval.json), whose pictures are drawn from their latest checkpoints kept in
 ``runs-kept/TASK-ntm/``. Also there, where they were run: NTMs with the feed-forward
-controller (``TASK-ntm-ff/``), and the first stage of a model trained in two from another
-run's weights (config ``init_from``): ``TASK-ntm-stage1/`` or ``TASK-ntm-ff-stage1/``. A task
-with none of these is listed as not yet trained.
+controller (``TASK-ntm-ff/``), and the earlier stages of a model trained in several from
+another run's weights (config ``init_from``), in training order: ``TASK-ntm-stage1/``,
+``TASK-ntm-stage2/``, ... (or ``TASK-ntm-ff-stage1/``, ...). A task with none of these is
+listed as not yet trained.
 """
 
 from __future__ import annotations
@@ -217,57 +218,84 @@ def _read_eval(folder: Path) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
 
 
-def _first_stage(folder: Path, record: Path) -> Path | None:
-    """The run whose weights the model in ``folder`` started from (``--init-from``): a
-    shipped model, or the first stage's config and metrics in ``record``."""
-    source = read_run_config(folder).train.init_from
-    if not source:
-        return None
-    if source in pretrained.available():
-        return pretrained.path(source)
-    if not (record / ckpt.CONFIG_FILE).is_file():
-        raise SystemExit(
-            f"{folder} started from {source!r}: put that run's config and metrics in {record}"
-        )
-    return record
+ORDINALS = ("first", "second", "third", "fourth", "fifth")
+NUMBERS = ("one", "two", "three", "four", "five")
+
+
+def _stages(folder: Path, prefix: str) -> list[Path]:
+    """The runs the model in ``folder`` was trained in, first to last: the runs its weights
+    came from (``--init-from``, followed back), then itself. An earlier stage is a model shipped
+    for another task, or a record (config and metrics) in ``BASELINES``: ``PREFIX-stage1``,
+    ``PREFIX-stage2``, ... in training order."""
+    records = []
+    while (BASELINES / f"{prefix}-stage{len(records) + 1}" / ckpt.CONFIG_FILE).is_file():
+        records.append(BASELINES / f"{prefix}-stage{len(records) + 1}")
+    chain = [folder]
+    while source := read_run_config(chain[0]).train.init_from:
+        if records:
+            chain.insert(0, records.pop())
+        elif source in pretrained.available() and pretrained.path(source) not in chain:
+            chain.insert(0, pretrained.path(source))
+        else:
+            raise SystemExit(
+                f"{chain[0]} started from {source!r}: put that run's config and metrics in "
+                f"{BASELINES / prefix}-stageN (N: its place in the training, from 1)"
+            )
+    if records:
+        raise SystemExit(f"{folder} did not start from the runs in {records}: remove them")
+    if len(chain) > len(ORDINALS):
+        raise SystemExit(f"{folder} has {len(chain)} stages; the report names at most five")
+    return chain
 
 
 def _add_stages(
-    label: str, folder: Path, record: Path, runs: dict[str, Path], offsets: dict[str, int]
-) -> Path | None:
-    """Put the run in ``folder`` into ``runs`` under ``label``, after its first stage if it
-    had one (returned); the second stage's curve starts where the first ended."""
-    stage = _first_stage(folder, record)
-    if stage is None:
+    label: str, folder: Path, prefix: str, runs: dict[str, Path], offsets: dict[str, int]
+) -> list[Path]:
+    """Put the model in ``folder`` into ``runs`` under ``label``, after the stages it was
+    trained in before (``_stages``, returned with it); each stage's curve starts where the
+    one before ended, and an earlier stage's label names its task settings that differ from
+    the final ones."""
+    stages = _stages(folder, prefix)
+    if len(stages) == 1:
         runs[label] = folder
-        return None
-    final, first = read_run_config(folder).task, read_run_config(stage).task
-    changed = [
-        f"{key}={value}"
-        for key, value in first.to_dict().items()
-        if final.to_dict().get(key) != value
-    ]
-    note = f" ({first.name}{', ' if changed else ''}{', '.join(changed)})"
-    runs[f"{label}, first stage{note}"] = stage
-    runs[f"{label}, second stage"] = folder
-    offsets[f"{label}, second stage"] = int(ckpt.read_metrics(stage)[-1]["sequences"])
-    return stage
+        return stages
+    final = read_run_config(folder).task
+    start = 0
+    for ordinal, stage in zip(ORDINALS, stages, strict=False):
+        task = read_run_config(stage).task
+        changed = [
+            f"{key}={value}"
+            for key, value in task.to_dict().items()
+            if final.to_dict().get(key) != value
+        ]
+        note = f" ({task.name}{', ' if changed else ''}{', '.join(changed)})"
+        name = f"{label}, {ordinal} stage{note if stage != folder else ''}"
+        runs[name] = stage
+        if start:
+            offsets[name] = start
+        start += int(ckpt.read_metrics(stage)[-1]["sequences"])
+    return stages
 
 
-def _training_time(folder: Path, before: Path | None = None) -> str:
-    rows = ckpt.read_metrics(folder)
-    if not rows:
+def _training_time(stages: list[Path]) -> str:
+    """Sequences and minutes of training, summed over the stages (first to last)."""
+    rows = [ckpt.read_metrics(stage) for stage in stages]
+    if not rows[-1]:
         return "-"
-    last = rows[-1]
+    last = rows[-1][-1]
     total = f"{int(last['sequences']):,d} sequences, {last['seconds'] / 60:.1f} min"
-    if before is None:
+    if len(stages) == 1:
         return total
-    first = ckpt.read_metrics(before)[-1]
-    sequences = int(first["sequences"] + last["sequences"])
-    minutes = (first["seconds"] + last["seconds"]) / 60
+    sequences = sum(int(r[-1]["sequences"]) for r in rows)
+    minutes = sum(r[-1]["seconds"] for r in rows) / 60
+    parts = [
+        f"{int(r[-1]['sequences']):,d} of the {ordinal}"
+        for ordinal, r in zip(ORDINALS, rows[:-1], strict=False)
+    ]
+    parts.append(f"{total} of the {ORDINALS[len(rows) - 1]}")
     return (
-        f"{sequences:,d} sequences, {minutes:.1f} min in two stages "
-        f"({int(first['sequences']):,d} of the first, {total} of the second)"
+        f"{sequences:,d} sequences, {minutes:.1f} min in {NUMBERS[len(rows) - 1]} stages "
+        f"({', '.join(parts)})"
     )
 
 
@@ -415,9 +443,8 @@ def main() -> None:
             rows = _read_eval(folder)
             if rows:
                 columns["NTM"] = rows
-            record = BASELINES / f"{task}-ntm-stage1"
-            stage = _add_stages("NTM", folder, record, runs, offsets)
-            times.append(f"NTM: {_training_time(folder, stage)}")
+            stages = _add_stages("NTM", folder, f"{task}-ntm", runs, offsets)
+            times.append(f"NTM: {_training_time(stages)}")
         attempt = BASELINES / f"{task}-ntm"  # an NTM run that did not meet its target
         if (attempt / ckpt.CONFIG_FILE).is_file():
             rows_seen = ckpt.read_metrics(attempt)
@@ -444,23 +471,22 @@ def main() -> None:
             attempt_rows = _read_eval(attempt)
             if attempt_rows:
                 columns["NTM (not shipped)"] = attempt_rows
-            times.append(f"NTM (not shipped): {_training_time(attempt)}")
+            times.append(f"NTM (not shipped): {_training_time([attempt])}")
         feedforward = BASELINES / f"{task}-ntm-ff"  # the paper's other NTM controller
         if (feedforward / ckpt.CONFIG_FILE).is_file():
             rows = _read_eval(feedforward)
             if rows:
                 columns["NTM, feed-forward"] = rows
-            record = BASELINES / f"{task}-ntm-ff-stage1"
             label = "NTM, feed-forward controller"
-            stage = _add_stages(label, feedforward, record, runs, offsets)
-            times.append(f"NTM, feed-forward: {_training_time(feedforward, stage)}")
+            stages = _add_stages(label, feedforward, f"{task}-ntm-ff", runs, offsets)
+            times.append(f"NTM, feed-forward: {_training_time(stages)}")
         baseline = BASELINES / f"{task}-lstm"
         if (baseline / ckpt.CONFIG_FILE).is_file():
             rows = _read_eval(baseline)
             if rows:
                 columns["LSTM"] = rows
             runs["LSTM"] = baseline
-            times.append(f"LSTM: {_training_time(baseline)}")
+            times.append(f"LSTM: {_training_time([baseline])}")
         if not runs:
             out += ["Not trained yet.", ""]
             summary.append(f"| {task} | {TARGETS[task]} | not trained | not met |")

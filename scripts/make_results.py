@@ -175,7 +175,7 @@ NOTES = {
 #: Other n-gram runs kept in ``runs-kept/`` (the shipped model's earlier stages) whose
 #: step-by-step excess over the optimal estimator the report draws beside the shipped
 #: model's (folder: label).
-NGRAMS_TRIES = {
+NGRAMS_EARLIER_STAGES = {
     "ngrams-ntm": "NTM after the first stage (200 steps)",
     "ngrams-ntm-len400": "NTM after the second stage (400 steps)",
 }
@@ -276,14 +276,12 @@ def _add_stages(
     if len(stages) == 1:
         runs[label] = folder
         return stages
-    final = read_run_config(folder).task
+    final = read_run_config(folder).task.to_dict()
     start = 0
     for ordinal, stage in zip(ORDINALS, stages, strict=False):
         task = read_run_config(stage).task
         changed = [
-            f"{key}={value}"
-            for key, value in task.to_dict().items()
-            if final.to_dict().get(key) != value
+            f"{key}={value}" for key, value in task.to_dict().items() if final.get(key) != value
         ]
         note = f" ({task.name}{', ' if changed else ''}{', '.join(changed)})"
         name = f"{label}, {ordinal} stage{note if stage != folder else ''}"
@@ -548,12 +546,12 @@ def main() -> None:
                 figure = _priority_figure(model_folder)
                 out += [f"![write vs priority]({figure.relative_to(DOCS)})", ""]
             if task == "ngrams":
-                kept_tries = {
+                earlier = {
                     label: KEPT / name
-                    for name, label in NGRAMS_TRIES.items()
+                    for name, label in NGRAMS_EARLIER_STAGES.items()
                     if (KEPT / name / ckpt.CONFIG_FILE).is_file()
                 }
-                figure = _ngrams_excess_figure(model_folder, kept_tries)
+                figure = _ngrams_excess_figure(model_folder, earlier)
                 out += [f"![excess over optimal]({figure.relative_to(DOCS)})", ""]
     top = out.index(f"## {TASKS[0]}")
     out[top:top] = ["## Summary", "", *summary, ""]

@@ -29,7 +29,6 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 import ntm
-from ntm import fused
 from ntm.distributed import World
 
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
@@ -100,8 +99,7 @@ def _process_worker(
     torch.set_num_threads(1)
     torch.manual_seed(0)
     task = ntm.make_task("copy")
-    model = ntm.NTM(task.input_size, task.output_size, fused=engine != "eager", **MODEL)
-    fused.use_compiled(engine == "compiled")
+    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
     replica = DistributedDataParallel(model)
     share = World(rank, size)
     mine = []
@@ -181,10 +179,7 @@ def main() -> None:
                 else:
                     torch.set_num_threads(threads)
                     torch.manual_seed(0)
-                    model = ntm.NTM(
-                        task.input_size, task.output_size, fused=engine != "eager", **MODEL
-                    )
-                    fused.use_compiled(engine == "compiled")
+                    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
                     step = make_step(model, batches)
                     if engine == "compiled":
                         for _ in range(len(batches)):

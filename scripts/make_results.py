@@ -32,9 +32,10 @@ import torch
 
 from ntm import checkpoint as ckpt
 from ntm import pretrained
+from ntm.data import held_out_batch
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM
-from ntm.training import held_out_batch, load_run, read_run_config
+from ntm.runs import load_run, read_run_config
 from ntm.viz import draw_run
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm.evaluation import HELD_OUT_SEED, evaluate_run
-from ntm.training import evaluate, load_run
+from ntm.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
+from ntm.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
 CHECK_SIZE = 64

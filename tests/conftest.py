@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntm.training import RunConfig, resolve_config
+from ntm.runconfig import RunConfig, resolve_config
 
 # `ntm train` run by the tests uses one process unless a test asks for more (--nproc): the
 # default depends on how busy the machine is, and the tests should not.

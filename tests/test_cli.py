@@ -1,6 +1,9 @@
 """The command line as a user meets it: train, eval, viz, and every kind of bad input."""
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from ntm import checkpoint as ckpt
+from ntm import cli, fused
 from ntm.cli import main
+from ntm.tasks import make_task
 
 TINY = [
     "--max-sequences", "64", "--batch-size", "16", "--eval-every", "32", "--eval-size", "8",
@@ -129,6 +134,11 @@ BAD_INPUTS = [
     (["train", "--config", "/nonexistent.json"], "does not exist"),
     (["eval", "/nonexistent-run"], "does not exist"),
     (["viz", "/nonexistent-run"], "does not exist"),
+    (
+        ["eval", "--pretrained", "repeat_copy", "--task-arg", "end_marker=maybe"],
+        "'maybe' is not a boolean",
+    ),
+    (["sweep", "--set", "curriculum=maybe"], "'maybe' is not a boolean"),
 ]
 
 
@@ -188,3 +198,88 @@ def test_python_dash_m_and_console_script() -> None:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
         assert "usage: ntm" in result.stdout
+
+
+def test_booleans_are_read_one_way() -> None:
+    task = make_task("repeat_copy")
+    for word, value in (("no", False), ("OFF", False), ("0", False), ("Yes", True), ("1", True)):
+        assert cli._task_args(task, [f"end_marker={word}"]) == {"end_marker": value}, word
+    with pytest.raises(cli.UsageError, match="'maybe' is not a boolean"):
+        cli._task_args(task, ["end_marker=maybe"])
+
+
+def test_a_run_folder_trains_in_one_process_at_a_time(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = ckpt.RunLock.acquire(trained, create=False)
+    try:
+        assert run_cli("train", "--resume", str(trained), "--max-sequences", "96") == 2
+        err = capsys.readouterr().err
+        assert f"is in use by process {os.getpid()} on " in err
+        assert len(err.strip().splitlines()) == 1
+        fresh = trained.with_name("fresh")
+        other = ckpt.RunLock.acquire(fresh, create=True)
+        assert run_cli("train", "--run-dir", str(fresh), *TINY) == 2
+        assert "is in use by process" in capsys.readouterr().err
+        other.release()
+    finally:
+        lock.release()
+    assert not (trained / ckpt.LOCK_FILE).exists()
+    assert run_cli("train", "--resume", str(trained), "--max-sequences", "96") == 0
+    assert not (trained / ckpt.LOCK_FILE).exists()  # let go when training ends
+
+
+def test_a_lock_left_by_a_killed_process_is_stale(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hold = (
+        "import sys, time; from pathlib import Path; from ntm.checkpoint import RunLock; "
+        "lock = RunLock.acquire(Path(sys.argv[1]), create=False); print('held', flush=True); "
+        "time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(trained)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        assert run_cli("train", "--resume", str(trained), "--max-sequences", "96") == 2
+        assert f"in use by process {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate()
+    assert (trained / ckpt.LOCK_FILE).exists()  # left behind by the killed holder
+    assert run_cli("train", "--resume", str(trained), "--max-sequences", "96") == 0
+    assert [r["sequences"] for r in ckpt.read_metrics(trained)] == [32, 64, 96]
+
+
+def test_progress_shows_the_target_not_an_invented_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that stops at its target has no total and no ETA; it shows the held-out bit
+    errors against the target. A run without a target shows its budget as the total."""
+    loud = [f for f in TINY if f != "--quiet"]
+    assert run_cli("train", "--task", "copy", "--run-dir", str(tmp_path / "a"), *loud) == 0
+    err = capsys.readouterr().err
+    assert "held-out bit errors" in err
+    assert "(target < 0.1)" in err
+    assert "%|" not in err
+    assert not re.search(r"\d\d:\d\d<", err)  # tqdm's "elapsed<remaining"
+    flags = [*loud, "--target-bit-errors", "0"]
+    assert run_cli("train", "--task", "copy", "--run-dir", str(tmp_path / "b"), *flags) == 0
+    err = capsys.readouterr().err
+    assert "100%|" in err
+    assert "target <" not in err
+
+
+def test_compiled_engine_falls_back_where_dynamo_lacks_its_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a torch whose Dynamo lacks the setting the compiled steps raise, training says so
+    in one line and runs fused."""
+    monkeypatch.setattr(fused, "RECOMPILE_LIMIT", "no_such_setting")
+    monkeypatch.setattr(fused, "_COMPILED", {})
+    flags = [*TINY[: TINY.index("--engine")], "--engine", "compiled"]
+    assert run_cli("train", "--task", "copy", "--run-dir", str(tmp_path / "r"), *flags) == 0
+    log = (tmp_path / "r" / "train.log").read_text()
+    assert "no torch._dynamo.config.no_such_setting); engine fused" in log

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from ntm import training
+from ntm import runconfig, training
 from ntm.evaluation import evaluate_run
 
 
 @pytest.mark.slow
 def test_fast_preset_solves_copy_and_generalises(tmp_path: Path) -> None:
-    run = training.resolve_config({"seed": 1}, {}, {})
+    run = runconfig.resolve_config({"seed": 1}, {}, {})
     result = training.train(run, tmp_path / "copy", quiet=True)
     assert result.solved
     assert result.eval_bit_errors < 0.1

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm import cli, training
+from ntm import cli, data, runconfig, training
 from ntm.distributed import World
 from ntm.tasks import concat, make_task
 
@@ -55,11 +55,11 @@ def test_shares_cover_the_batch_once() -> None:
 
 def test_shares_drawn_apart_are_the_batch_drawn_whole() -> None:
     task = make_task("copy", max_length=6)
-    whole = training.draw_batch(task, 5, 11, range(8))
-    parts = [training.draw_batch(task, 5, 11, World(r, 3).share(8)) for r in range(3)]
+    whole = data.draw_batch(task, 5, 11, range(8))
+    parts = [data.draw_batch(task, 5, 11, World(r, 3).share(8)) for r in range(3)]
     for a, b in zip(concat(parts), whole, strict=True):
         assert torch.equal(a, b)
-    other = training.draw_batch(task, 5, 12, range(8))
+    other = data.draw_batch(task, 5, 12, range(8))
     assert other.inputs.shape != whole.inputs.shape or not torch.equal(other.inputs, whole.inputs)
 
 
@@ -158,9 +158,9 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     assert cli._default_nproc(train) == 2  # two idle cores
-    assert cli._default_nproc(training.TrainConfig(batch_size=1)) == 1
-    assert cli._default_nproc(training.TrainConfig(threads=2)) == 1
-    assert cli._default_nproc(training.TrainConfig(model="lstm")) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(batch_size=1)) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(threads=2)) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(model="lstm")) == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     assert cli._default_nproc(train) == 1  # one core busy
     monkeypatch.setenv("NTM_NPROC", "3")

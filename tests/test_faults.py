@@ -98,7 +98,7 @@ def test_nan_updates_in_a_row_roll_back_with_lower_lr(run_dir: Path) -> None:
 
 def test_a_thousand_steps_stay_finite() -> None:
     torch.manual_seed(0)
-    model = ntm.NTM(9, 8, controller_size=32, memory_size=32, word_size=8, fused=True)
+    model = ntm.NTM(9, 8, controller_size=32, memory_size=32, word_size=8, engine="fused")
     inputs = torch.randn(1000, 2, 9) * 3
     outputs, state = model(inputs)
     assert torch.isfinite(outputs).all()
@@ -233,7 +233,7 @@ def test_cell_rejects_bad_input(value: torch.Tensor, message: str) -> None:
 def test_sequence_models_reject_bad_input() -> None:
     for model in (
         ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4),
-        ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4, fused=True),
+        ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4, engine="fused"),
         ntm.LSTMBaseline(5, 3, hidden_size=8, num_layers=1),
     ):
         name = type(model).__name__

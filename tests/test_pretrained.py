@@ -7,7 +7,8 @@ import torch
 
 from ntm import checkpoint as ckpt
 from ntm import pretrained
-from ntm.training import evaluate, load_run
+from ntm.evaluation import evaluate
+from ntm.runs import load_run
 
 
 def test_unknown_names_are_refused_with_the_list() -> None:

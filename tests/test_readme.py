@@ -1,7 +1,10 @@
 """The README's examples work as written."""
 
+import ast
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,33 @@ def ntm_commands() -> list[list[str]]:
 def test_readme_python_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(blocks("python")[index], f"README.md block {index}", "exec"), {})
     assert capsys.readouterr().out  # every example prints what it shows
+
+
+def inline_calls() -> list[str]:
+    """Inline code spans of the README (outside fenced blocks) that call into ``ntm``."""
+    prose = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
+    spans = re.findall(r"`([^`\n]+)`", prose)
+    return [s for s in spans if re.fullmatch(r"ntm(\.\w+)+\(.*\)", s)]
+
+
+def test_readme_inline_python_works_after_import_ntm() -> None:
+    """Every ``ntm.x.y(...)`` the README's prose names exists after a bare ``import ntm``
+    (in a fresh interpreter), and runs when its arguments are literals."""
+    calls = inline_calls()
+    assert 'ntm.pretrained.load("copy")' in calls
+    lines = ["import ntm"]
+    for call in calls:
+        function, _, arguments = call.partition("(")
+        lines.append(f"assert callable({function}), {call!r}")
+        try:
+            ast.literal_eval(f"({arguments[:-1]},)" if arguments[:-1] else "()")
+        except (ValueError, SyntaxError):
+            continue  # names a variable of the reader's: checked to exist, not run
+        lines.append(call)
+    result = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_readme_commands_parse() -> None:

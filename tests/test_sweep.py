@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ntm import sweep
+from ntm import cli, sweep
 
 from .conftest import tiny_flags
 
@@ -32,13 +32,18 @@ def test_seeds_and_settings_parse() -> None:
         sweep.parse_seeds("1,x")
     with pytest.raises(ValueError, match="the range '5-2' is empty"):
         sweep.parse_seeds("5-2")
-    assert sweep.parse_set(["memory_init=constant,learned"]) == [
+    assert cli.sweep_axes(["memory_init=constant,learned"]) == [
         ("memory-init", ["constant", "learned"])
     ]
-    with pytest.raises(ValueError, match="expected KEY=VALUE"):
-        sweep.parse_set(["lr"])
-    with pytest.raises(ValueError, match="seed is set by the sweep itself"):
-        sweep.parse_set(["seed=1,2"])
+    with pytest.raises(cli.UsageError, match="expected KEY=VALUE"):
+        cli.sweep_axes(["lr"])
+    with pytest.raises(cli.UsageError, match="seed is set by the sweep itself"):
+        cli.sweep_axes(["seed=1,2"])
+    assert cli.setting_flags("memory-init", "learned") == ["--memory-init", "learned"]
+    assert cli.setting_flags("curriculum", "False") == ["--no-curriculum"]
+    assert cli.setting_flags("curriculum", "yes") == ["--curriculum"]
+    with pytest.raises(ValueError, match="'maybe' is not a boolean"):
+        cli.setting_flags("curriculum", "maybe")
 
 
 def test_a_tiny_grid_runs_resumes_and_is_summarised(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import torch
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import fused, training
-from ntm.fused import compiled_available, fused_sequence, use_compiled
+from ntm import data, fused, runconfig, runs, training
+from ntm.fused import compiled_available, fused_sequence
 from ntm.optim import GravesRMSprop
 
 from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
@@ -136,7 +136,7 @@ def test_crash_during_atomic_text_write_keeps_old_file(tmp_path: Path) -> None:
 
 
 def test_training_reduces_the_cost(run_dir: Path) -> None:
-    run = training.resolve_config(
+    run = runconfig.resolve_config(
         {**TINY_TRAIN, "max_sequences": 640, "eval_every": 64, "lr": 0.01},
         {"bits": 4, "max_length": 2},
         dict(TINY_MODEL),
@@ -153,16 +153,33 @@ def test_target_stops_training(run_dir: Path) -> None:
     assert result.sequences == 64
 
 
-def test_curriculum_starts_short_and_grows(run_dir: Path) -> None:
+def test_curriculum_starts_short_and_grows() -> None:
+    task = ntm.make_task("copy", max_length=10)
+    curriculum = data.Curriculum(task, "copy", enabled=True)
+    assert curriculum.state.level == 4
+    assert curriculum.task_for(1) == (task.with_settings(max_length=4), True)
+    for _ in range(data.CURRICULUM_WINDOW - 1):
+        assert curriculum.observe(errors=0.0, size=16) is None
+    assert curriculum.observe(errors=0.0, size=16) == "curriculum: max_length up to 5"
+    assert curriculum.state.level == 5
+    for _ in range(data.CURRICULUM_WINDOW):  # too many errors: the level stays
+        curriculum.observe(errors=1.0, size=16)
+    assert curriculum.state.level == 5
+    without = data.Curriculum(task, "copy", enabled=False)
+    assert without.state.level == 0
+    assert without.task_for(1) == (task, False)
+    assert data.Curriculum(ntm.make_task("ngrams"), "ngrams", enabled=True).state.level == 0
+
+
+def test_curriculum_state_is_checkpointed(run_dir: Path) -> None:
     trainer = training.start(tiny_run(max_sequences=16, curriculum=True), run_dir, quiet=True)
-    assert trainer.progress.level == 4
-    assert trainer._training_task().max_length == 4
-    trainer.progress.level_updates = training.CURRICULUM_WINDOW - 1
-    trainer._advance_curriculum(errors=0.0, size=16)
-    assert trainer.progress.level == 5
-    without = training.start(tiny_run(), run_dir.with_name("flat"), quiet=True)
-    assert without.progress.level == 0
-    assert without._training_task().max_length == 5
+    trainer.curriculum.state.level = 5
+    trainer.curriculum.state.level_updates = 7
+    trainer.save()
+    trainer.close()
+    resumed = training.reopen(run_dir, quiet=True)
+    assert resumed.curriculum.state == data.CurriculumState(level=5, level_updates=7)
+    resumed.close()
 
 
 def test_curriculum_mixes_in_full_task_batches(run_dir: Path) -> None:
@@ -178,7 +195,7 @@ def test_curriculum_mixes_in_full_task_batches(run_dir: Path) -> None:
 
 
 def test_paper_preset_uses_graves_rmsprop_and_batch_one() -> None:
-    run = training.resolve_config({"preset": "paper"}, {}, {})
+    run = runconfig.resolve_config({"preset": "paper"}, {}, {})
     assert run.train.optimizer == "rmsprop"
     assert run.train.batch_size == 1
     assert run.train.lr == 1e-4
@@ -190,14 +207,14 @@ def test_paper_preset_uses_graves_rmsprop_and_batch_one() -> None:
 
 def test_flags_override_preset_and_file() -> None:
     base = {"train": {"lr": 0.5, "batch_size": 4}, "model": {"memory_size": 64}}
-    run = training.resolve_config({"lr": 0.25}, {}, {}, base)
+    run = runconfig.resolve_config({"lr": 0.25}, {}, {}, base)
     assert run.train.lr == 0.25
     assert run.train.batch_size == 4
     assert run.model.memory_size == 64  # type: ignore[union-attr]
 
 
 def test_lstm_baseline_trains(run_dir: Path) -> None:
-    run = training.resolve_config(
+    run = runconfig.resolve_config(
         {"model": "lstm", "max_sequences": 32, "batch_size": 16, "eval_every": 32, "eval_size": 8},
         dict(TINY_TASK),
         {"hidden_size": 8, "num_layers": 1},
@@ -241,13 +258,9 @@ def test_compiled_engine_matches_eager() -> None:
     grads_eager = torch.autograd.grad((eager * weights).sum(), list(model.parameters()))
     if compiled_available() is not None:
         pytest.skip(f"torch.compile does not work here: {compiled_available()}")
-    use_compiled(True)
-    try:
-        model.fused = True
-        compiled, state = model(x)  # 6 steps: one chunk of 4, then two single steps
-        grads = torch.autograd.grad((compiled * weights).sum(), list(model.parameters()))
-    finally:
-        use_compiled(False)
+    model.engine = "compiled"
+    compiled, state = model(x)  # 6 steps: one chunk of 4, then two single steps
+    grads = torch.autograd.grad((compiled * weights).sum(), list(model.parameters()))
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
     for a, b in zip(state, eager_state, strict=True):
         torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
@@ -290,7 +303,7 @@ def test_fused_path_matches_eager_in_float64(options: dict[str, object]) -> None
     weights = torch.randn(7, 3, 3, dtype=torch.float64)
     eager, eager_state = model(x)
     grads_eager = torch.autograd.grad((eager * weights).sum(), [x, *model.parameters()])
-    model.fused = True
+    model.engine = "fused"
     fused, fused_state = model(x)
     grads_fused = torch.autograd.grad((fused * weights).sum(), [x, *model.parameters()])
     torch.testing.assert_close(fused, eager)
@@ -303,7 +316,7 @@ def test_init_from_adds_channels_and_keeps_what_was_learned(tmp_path: Path) -> N
     copy = tmp_path / "copy"
     training.train(tiny_run(max_sequences=64), copy, quiet=True)
     # Repeat copy of the same vectors: one more input (the count) and one more output.
-    run = training.resolve_config(
+    run = runconfig.resolve_config(
         {**TINY_TRAIN, "task": "repeat_copy", "init_from": str(copy)},
         {**TINY_TASK, "max_repeats": 2},
         dict(TINY_MODEL),
@@ -311,7 +324,7 @@ def test_init_from_adds_channels_and_keeps_what_was_learned(tmp_path: Path) -> N
     trainer = training.start(run, tmp_path / "repeat", quiet=True)
     log = (tmp_path / "repeat" / "train.log").read_text()
     assert "input_size 5 -> 6, output_size 4 -> 5" in log
-    source = training.load(copy)
+    source = runs.load(copy)
     grown = trainer.model.eval()
     inputs = torch.rand(7, 3, 5)
     silent_count = torch.cat([inputs, torch.zeros(7, 3, 1)], -1)
@@ -323,7 +336,7 @@ def test_init_from_adds_channels_and_keeps_what_was_learned(tmp_path: Path) -> N
     assert torch.equal(count_weights, torch.zeros_like(count_weights))
     # A fresh model on the same seed does not compute the copy model's outputs.
     fresh = training.start(
-        training.resolve_config(
+        runconfig.resolve_config(
             {**TINY_TRAIN, "task": "repeat_copy"}, {**TINY_TASK, "max_repeats": 2}, TINY_MODEL
         ),
         tmp_path / "fresh",
@@ -338,7 +351,7 @@ def test_init_from_adds_channels_and_keeps_what_was_learned(tmp_path: Path) -> N
 
 def test_init_from_refuses_another_model(tmp_path: Path) -> None:
     training.train(tiny_run(max_sequences=64), tmp_path / "copy", quiet=True)
-    wider = training.resolve_config(
+    wider = runconfig.resolve_config(
         {**TINY_TRAIN, "init_from": str(tmp_path / "copy")},
         dict(TINY_TASK),
         {**TINY_MODEL, "controller_size": 20},
@@ -346,31 +359,41 @@ def test_init_from_refuses_another_model(tmp_path: Path) -> None:
     with pytest.raises(ckpt.RunError, match="controller_size is 16 there, 20 here"):
         training.start(wider, tmp_path / "wider", quiet=True)
     assert not (tmp_path / "wider").exists()  # refused before the folder was made
-    fewer = training.resolve_config(
+    fewer = runconfig.resolve_config(
         {**TINY_TRAIN, "init_from": str(tmp_path / "copy")},
         {**TINY_TASK, "bits": 3},
         dict(TINY_MODEL),
     )
     with pytest.raises(ckpt.RunError, match="can be added, not removed"):
         training.start(fewer, tmp_path / "fewer", quiet=True)
-    nowhere = training.resolve_config(
+    nowhere = runconfig.resolve_config(
         {**TINY_TRAIN, "init_from": str(tmp_path / "absent")}, dict(TINY_TASK), dict(TINY_MODEL)
     )
     with pytest.raises(ckpt.RunError, match="neither a run folder nor a shipped model"):
         training.start(nowhere, tmp_path / "nowhere", quiet=True)
 
 
-def test_loading_a_model_keeps_the_training_engine(tmp_path: Path) -> None:
-    """Loading a model (``--init-from``, ``ntm.pretrained.load``) beside a run that trains
-    with the compiled engine must not switch that run to the plain steps."""
-    training.train(tiny_run(max_sequences=64), tmp_path / "a", quiet=True)
-    use_compiled(True)
-    try:
-        training.load(tmp_path / "a")
-        assert fused._STEPS["forward"] is fused._COMPILED["forward"]
-    finally:
-        use_compiled(False)
-    assert fused._STEPS["forward"] is fused._forward_steps
+def test_the_engine_is_each_model_s_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A compiled model, and building or loading other models beside it, leave each model
+    on its own engine: the fused model never runs the compiled steps, the compiled one
+    always does."""
+
+    def compiled_step(*args: object) -> None:
+        raise AssertionError("compiled step")
+
+    monkeypatch.setattr(fused, "_COMPILED", {"forward": compiled_step, "backward": None})
+    training.train(tiny_run(max_sequences=32, engine="fused"), tmp_path / "a", quiet=True)
+    compiled_model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
+    compiled_model.engine = "compiled"
+    plain = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4, engine="fused")
+    loaded = runs.load(tmp_path / "a")
+    assert loaded.engine == "fused"
+    plain(torch.randn(3, 2, 5))
+    loaded(torch.zeros(3, 2, 5))
+    with pytest.raises(AssertionError, match="compiled step"):
+        compiled_model(torch.randn(3, 2, 5))
+    with pytest.raises(ValueError, match=r"NTM\.engine = 'turbo'"):
+        plain.engine = "turbo"
 
 
 def test_resume_before_the_first_checkpoint_starts_from_the_source(tmp_path: Path) -> None:
@@ -381,6 +404,6 @@ def test_resume_before_the_first_checkpoint_starts_from_the_source(tmp_path: Pat
     training.start(run, tmp_path / "new", quiet=True)
     shutil.rmtree(tmp_path / "new" / "checkpoints")
     resumed = training.reopen(tmp_path / "new", quiet=True)
-    source = training.load(tmp_path / "copy").state_dict()
+    source = runs.load(tmp_path / "copy").state_dict()
     for key, value in resumed.model.state_dict().items():
         assert torch.equal(value, source[key]), key

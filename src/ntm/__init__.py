@@ -1,10 +1,10 @@
 """ntm: Neural Turing Machines (Graves, Wayne & Danihelka, 2014) in PyTorch."""
 
-from ntm import addressing, memory, tasks
+from ntm import addressing, memory, pretrained, tasks
 from ntm.config import LSTMConfig, NTMConfig, paper_lstm_config, paper_ntm_config
 from ntm.model import NTM, LSTMBaseline, NTMCell, NTMState, NTMTrace
+from ntm.runs import load
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, make_task
-from ntm.training import load
 
 __version__ = "0.1.0"
 
@@ -27,5 +27,6 @@ __all__ = [
     "memory",
     "paper_lstm_config",
     "paper_ntm_config",
+    "pretrained",
     "tasks",
 ]

@@ -5,14 +5,20 @@ A run folder holds::
     config.json                   everything needed to rebuild model, task and optimiser
     metrics.csv                   one row per evaluation
     train.log                     the lines the trainer printed
-    checkpoints/step-000000123/   model.safetensors + trainer.pt (optimiser, counters, RNG)
+    checkpoints/step-000000123/   model.safetensors + trainer.pt (optimiser state, counters,
+                                  last held-out result)
     checkpoints/latest            name of the newest complete checkpoint
+    .lock                         while a process trains the run: which one
 
-Every file is written to a temporary name and renamed into place, and a checkpoint folder
-becomes ``latest`` only once it is complete, so a crash at any moment leaves the previous
-checkpoint readable. Loading never unpickles arbitrary objects: weights come through
-safetensors, the configuration through JSON, the trainer state through
-``torch.load(weights_only=True)``.
+``config.json`` and every checkpoint file are written to a temporary name and renamed into
+place, and a checkpoint folder becomes ``latest`` only once it is complete, so a crash at
+any moment leaves the previous checkpoint readable. ``metrics.csv`` and ``train.log`` grow
+by appended lines; a line cut short by a crash is dropped when the metrics are read, and a
+resumed run rewrites ``metrics.csv`` (atomically) up to its checkpoint. Loading never
+unpickles arbitrary objects: weights come through safetensors, the configuration through
+JSON, the trainer state through ``torch.load(weights_only=True)``. The training data need
+no saved random state: each sequence's generator is seeded by the run's seed and its place
+(:func:`ntm.data.sequence_seed`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import io
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +43,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+if sys.platform != "win32":
+    import fcntl
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
@@ -41,6 +53,7 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 MODEL_FILE = "model.safetensors"
 TRAINER_FILE = "trainer.pt"
+LOCK_FILE = ".lock"
 METRICS_COLUMNS = (
     "sequences",
     "seconds",
@@ -56,6 +69,61 @@ KEEP = 2
 
 class RunError(ValueError):
     """A run folder is missing, incomplete or does not match what was asked."""
+
+
+class RunLock:
+    """One process's hold on a run folder while it trains it: a second ``ntm train`` on the
+    folder is refused, with the holder named. The hold is an ``flock`` on ``.lock``, which
+    the system drops when the holder dies, so a lock file left by a killed process is stale
+    and taken over. (On Windows, which has no ``flock``, nothing is locked.)"""
+
+    def __init__(self, path: Path, handle: Any) -> None:
+        self.path = path
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, run_dir: Path, *, create: bool) -> RunLock:
+        """Hold ``run_dir`` (made first if ``create``), or raise a RunError naming the
+        process that holds it."""
+        if create:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / LOCK_FILE
+        while True:
+            handle = path.open("a+")
+            if sys.platform == "win32":  # pragma: no cover - no flock there
+                return cls(path, handle)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise RunError(
+                    f"run folder {str(run_dir)!r} is in use by {holder}; wait for it to "
+                    "finish or stop it"
+                ) from None
+            # The holder before us may have removed the file between our open and our
+            # lock: then we hold a file nobody else can see, so try again.
+            if path.exists() and os.fstat(handle.fileno()).st_ino == path.stat().st_ino:
+                break
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        handle.flush()
+        return cls(path, handle)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go (in that order, so no process can lock a file
+        that is about to disappear)."""
+        if self._handle.closed:
+            return
+        self.path.unlink(missing_ok=True)
+        self._handle.close()
+
+    def __del__(self) -> None:  # a holder dropped without release() lets go when collected
+        self.release()
 
 
 def _fsync_dir(path: Path) -> None:

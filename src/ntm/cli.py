@@ -1,8 +1,10 @@
 """The ``ntm`` command line: ``train``, ``sweep``, ``eval`` and ``viz``.
 
 The flags of ``ntm train`` are generated from the configuration dataclasses
-(:class:`ntm.training.TrainConfig`, :class:`ntm.NTMConfig`, :class:`ntm.LSTMConfig` and
-the task dataclasses), so every setting has exactly one default, in the dataclass.
+(:class:`ntm.runconfig.TrainConfig`, :class:`ntm.NTMConfig`, :class:`ntm.LSTMConfig` and
+the task dataclasses), so every setting has exactly one default, in the dataclass. Every
+reading of a command line's words (which flags take a value, which a resumed run or a
+sweep's runs are given, how a setting becomes a flag) is done here.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ import subprocess
 import sys
 import time
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ntm import distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
-from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict
+from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
+from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, check_sections, resolve_config
+from ntm.runs import read_run_config
 from ntm.tasks import TASKS
-from ntm.training import TrainConfig
 from ntm.viz import draw_run
 
 EXIT_USAGE = 2
@@ -51,6 +54,34 @@ class _Parser(argparse.ArgumentParser):
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _arity(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """Every option string of ``parser`` and whether it takes a value."""
+    return {
+        option: action.nargs != 0 for action in parser._actions for option in action.option_strings
+    }
+
+
+def _options(argv: Sequence[str], arity: Mapping[str, bool]) -> list[list[str]]:
+    """``argv`` cut into its options, each with its value (``--x V``, ``--x=V``, a bare
+    switch), and lone words; ``arity`` says which options take a value."""
+    groups, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        width = 2 if arity.get(word) and i + 1 < len(argv) else 1
+        groups.append(list(argv[i : i + width]))
+        i += width
+    return groups
+
+
+def _keep_options(
+    argv: Sequence[str], arity: Mapping[str, bool], keep: Callable[[str], bool]
+) -> list[str]:
+    """The options of ``argv`` (with their values) whose name ``keep`` accepts."""
+    return [
+        word for group in _options(argv, arity) if keep(group[0].split("=")[0]) for word in group
+    ]
 
 
 def _field_specs(cls: type) -> list[tuple[str, Any, Any, Mapping[str, Any]]]:
@@ -171,7 +202,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a JSON object")
     try:
-        training.check_sections(data)
+        check_sections(data)
     except ValueError as error:
         raise UsageError(f"--config {path}: {error}") from None
     return data
@@ -193,7 +224,7 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc starts processes itself; under torchrun leave it out")
-    rest = _drop_options(argv, {"--nproc": True})
+    rest = _keep_options(argv, _arity(_train_parser()), lambda name: name != "--nproc")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -243,7 +274,7 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
     return 130 if 130 in codes else 0
 
 
-def _new_run(args: argparse.Namespace) -> training.RunConfig:
+def _new_run(args: argparse.Namespace) -> RunConfig:
     """The configuration of the new run that these ``ntm train`` arguments describe: the
     preset's, then ``--config``'s, then the flags' settings; a setting given to a task or
     model that lacks it is named."""
@@ -251,13 +282,13 @@ def _new_run(args: argparse.Namespace) -> training.RunConfig:
     base = _read_json(args.config) if args.config else {}
     probe = from_dict(TrainConfig, {**base.get("train", {}), **sections["train"]})
     _check_scopes(sections, probe.task, probe.model)
-    return training.resolve_config(sections["train"], sections["task"], sections["model"], base)
+    return resolve_config(sections["train"], sections["task"], sections["model"], base)
 
 
 def _planned(args: argparse.Namespace) -> TrainConfig:
     """The training settings that ``ntm train`` with these arguments will use."""
     if args.resume is not None:
-        train = training.read_run_config(args.resume).train
+        train = read_run_config(args.resume).train
         return dataclasses.replace(train, **_sections(args)["train"])
     return _new_run(args).train
 
@@ -299,7 +330,7 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
         if args.config is not None or sections["model"] or sections["task"] or args.run_dir:
             raise UsageError(
                 "--resume continues a run as configured; only "
-                f"{', '.join(_flag(n) for n in training.RESUMABLE)} may be given with it"
+                f"{', '.join(_flag(n) for n in RESUMABLE)} may be given with it"
             )
         trainer = training.reopen(args.resume, sections["train"], quiet=quiet, world=world)
     else:
@@ -324,49 +355,75 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
     return 130 if result.interrupted else 0
 
 
-#: Options of ``ntm sweep`` that are not ``ntm train``'s, and whether each takes a value.
-_SWEEP_ONLY = {"--seeds": True, "--set": True, "--jobs": True, "--out": True, "--quiet": False}
+#: Options of ``ntm sweep`` that are not ``ntm train``'s (its own ``--quiet`` included: the
+#: runs are always quiet).
+_SWEEP_ONLY = ("--seeds", "--set", "--jobs", "--out", "--quiet")
+#: Settings a sweep sets itself, never by ``--set``.
+_SWEEP_OWN = ("seed", "run-dir", "resume")
 
 
-def _drop_options(argv: Sequence[str], options: dict[str, bool]) -> list[str]:
-    """``argv`` without the given options (``--x V``, ``--x=V`` or a bare switch); the
-    values of ``options`` say whether each takes a value."""
-    kept, i = [], 0
-    while i < len(argv):
-        name = argv[i].split("=")[0]
-        if name in options:
-            i += 1 if "=" in argv[i] or not options[name] else 2
-            continue
-        kept.append(argv[i])
-        i += 1
-    return kept
+def _train_parser(prog: str = "ntm train") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog)
+    _add_train_arguments(parser)
+    return parser
 
 
-def _shared_train_flags(argv: Sequence[str]) -> list[str]:
-    """The ``ntm train`` flags of an ``ntm sweep`` command line."""
-    rest = argv[argv.index("sweep") + 1 :] if "sweep" in argv else argv
-    return _drop_options(rest, _SWEEP_ONLY)
+def setting_flags(key: str, value: str) -> list[str]:
+    """The ``ntm train`` flags that set ``key`` to ``value``: ``--key value``, or for a
+    switch ``--key`` / ``--no-key`` (the value read as a boolean)."""
+    flag = _flag(key)
+    switches = {
+        option
+        for action in _train_parser()._actions
+        if isinstance(action, argparse.BooleanOptionalAction)
+        for option in action.option_strings
+    }
+    if flag in switches:
+        on = parse_bool(value, f"--set {key}")
+        return [flag if on else "--no-" + flag[2:]]
+    return [flag, value]
+
+
+def sweep_axes(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``--set KEY=V1,V2`` arguments: (setting name as its flag spells it, without the
+    dashes in front: ``memory-init``; values), in order."""
+    axes: list[tuple[str, list[str]]] = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().lstrip("-").replace("_", "-")
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not choices:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE[,VALUE...]")
+        if key in _SWEEP_OWN:
+            raise UsageError(f"--set {item!r}: {key} is set by the sweep itself")
+        if any(key == k for k, _ in axes):
+            raise UsageError(f"--set {key} is given twice")
+        axes.append((key, choices))
+    return axes
 
 
 def _sweep(args: argparse.Namespace) -> int:
     seeds = sweep.parse_seeds(args.seeds)
-    axes = sweep.parse_set(args.set or [])
+    axes = sweep_axes(args.set or [])
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    shared = _shared_train_flags(args.argv)
+    rest = args.argv[args.argv.index("sweep") + 1 :] if "sweep" in args.argv else args.argv
+    shared = _keep_options(rest, _arity(_sweep_parser()), lambda name: name not in _SWEEP_ONLY)
+    resumable = {_flag(name) for name in RESUMABLE}
+    resume_flags = _keep_options(shared, _arity(_train_parser()), resumable.__contains__)
     out = args.out
     if out is None:
-        probe = sweep.plan(Path(), axes, seeds)[0]
+        probe = sweep.plan(Path(), axes, seeds, setting_flags)[0]
         task = _resolved_run(shared, probe.flags).train.task
         out = sweep.default_out(task, shared, axes, seeds)
-    jobs = sweep.plan(out, axes, seeds)
+    jobs = sweep.plan(out, axes, seeds, setting_flags)
     targets = {_resolved_run(shared, job.flags).train.target_bit_errors for job in jobs}
     if len(targets) != 1:
         raise UsageError("--set target_bit_errors: a sweep compares runs against one target")
     out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         print(f"sweep folder {out}: {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
-    code = sweep.run(jobs, shared, targets.pop(), args.jobs, quiet=args.quiet)
+    code = sweep.run(jobs, shared, resume_flags, targets.pop(), args.jobs, quiet=args.quiet)
     rows = sweep.summarize(jobs, out)
     curves = sweep.plot_curves(jobs, out)
     if not args.quiet:
@@ -377,12 +434,10 @@ def _sweep(args: argparse.Namespace) -> int:
     return code
 
 
-def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> training.RunConfig:
+def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> RunConfig:
     """The run configuration that a sweep's ``ntm train`` would build from these flags; a
     bad flag or value is reported here, before any run starts."""
-    parser = _Parser(prog="ntm sweep")
-    _add_train_arguments(parser)
-    return _new_run(parser.parse_args([*shared, *flags]))
+    return _new_run(_train_parser("ntm sweep").parse_args([*shared, *flags]))
 
 
 def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
@@ -398,8 +453,10 @@ def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
             )
         kind = hints[key]
         try:
-            value: Any = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
-        except ValueError:
+            value: Any = parse_bool(raw, f"--task-arg {item!r}") if kind is bool else kind(raw)
+        except ValueError as error:
+            if kind is bool:
+                raise UsageError(str(error)) from None
             raise UsageError(
                 f"--task-arg {item!r}: {raw!r} is not a valid {kind.__name__}"
             ) from None
@@ -427,7 +484,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:
     if not assignments:
         return None
-    run = training.read_run_config(run_dir)
+    run = read_run_config(run_dir)
     return _task_args(run.task, assignments)
 
 
@@ -461,6 +518,34 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=seed_help)
 
 
+_SWEEP_DESCRIPTION = (
+    "Train one run per seed and per combination of --set values (every flag of ntm train "
+    "applies to all), each in its own folder; the same command resumes an interrupted sweep. "
+    "Writes summary.md, summary.json and curves.png."
+)
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", default="1", help="seeds: 1-10, 1,4,7 or 1-3,8 (default: 1)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a setting to vary, e.g. memory_init=constant,learned,random (repeatable: a grid)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-TASK-HASH)"
+    )
+    _add_train_arguments(parser, single_run=False)
+
+
+def _sweep_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ntm sweep")
+    _add_sweep_arguments(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ntm",
@@ -478,22 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweeper = commands.add_parser(
         "sweep",
         help="train many runs over seeds and settings, and summarise them",
-        description="Train one run per seed and per combination of --set values (every flag of "
-        "ntm train applies to all), each in its own folder; the same command resumes an "
-        "interrupted sweep. Writes summary.md, summary.json and curves.png.",
+        description=_SWEEP_DESCRIPTION,
     )
-    sweeper.add_argument("--seeds", default="1", help="seeds: 1-10, 1,4,7 or 1-3,8 (default: 1)")
-    sweeper.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=V1,V2",
-        help="a setting to vary, e.g. memory_init=constant,learned,random (repeatable: a grid)",
-    )
-    sweeper.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
-    sweeper.add_argument(
-        "--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-TASK-HASH)"
-    )
-    _add_train_arguments(sweeper, single_run=False)
+    _add_sweep_arguments(sweeper)
     sweeper.set_defaults(func=_sweep)
 
     evaluate = commands.add_parser(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C", bound="JSONConfig")
 
 CONTROLLERS = ("lstm", "feedforward")
 MEMORY_INITS = ("constant", "learned", "random")
@@ -56,14 +57,51 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
+#: How a boolean setting may be written on a command line or in ``KEY=VALUE``.
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def parse_bool(text: str, where: str) -> bool:
+    """``text`` as a boolean (true/yes/on/1 or false/no/off/0, any case); a ValueError that
+    names ``where`` and the value otherwise."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(
+        f"{where}: {text!r} is not a boolean; expected one of "
+        f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+    )
+
+
 def require(condition: bool, owner: str, name: str, value: Any, expected: str) -> None:
     """Raise a ValueError naming the setting, its value and what was expected."""
     if not condition:
         raise ValueError(f"{owner}.{name} = {value!r}: expected {expected}")
 
 
+class JSONConfig:
+    """Round trips of a configuration dataclass through a dict and JSON, strictly checked."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return from_dict(cls, json.loads(text))
+
+
 @dataclass(frozen=True)
-class NTMConfig:
+class NTMConfig(JSONConfig):
     """Everything needed to build an :class:`ntm.NTMCell` or :class:`ntm.NTM`.
 
     Defaults are the copy task's paper model with Collier & Beel's training-friendly
@@ -135,23 +173,9 @@ class NTMConfig:
             require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0 (0: off)")
         require(0 < self.eps < 1, name, "eps", self.eps, "a number in (0, 1)")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NTMConfig:
-        return from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> NTMConfig:
-        return cls.from_dict(json.loads(text))
-
 
 @dataclass(frozen=True)
-class LSTMConfig:
+class LSTMConfig(JSONConfig):
     """The paper's baseline: a stack of LSTM layers and a linear read-out."""
 
     input_size: int = 9
@@ -172,20 +196,6 @@ class LSTMConfig:
             self.output_clip,
             "a number >= 0 (0: off)",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LSTMConfig:
-        return from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> LSTMConfig:
-        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ processes; each reads its place from the environment torchrun sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), joins the process group
 (gloo on the CPU, nccl on CUDA) and trains one replica of the model under
 ``DistributedDataParallel``. Every process draws its own share of each batch (see
-:func:`ntm.training.draw_batch`); only rank 0 reads and writes the run folder, and the
+:func:`ntm.data.draw_batch`); only rank 0 reads and writes the run folder, and the
 others receive the run's state from it.
 """
 
@@ -25,7 +25,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -61,7 +60,7 @@ def join(device: torch.device | None = None) -> World:
     size = _env_int("WORLD_SIZE", 1)
     if size <= 1:
         return SINGLE
-    world = World(_env_int("RANK", 0), size, _env_int("LOCAL_RANK", 0))
+    world = World(_env_int("RANK", 0), size)
     if not dist.is_initialized():
         backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         dist.init_process_group(backend)

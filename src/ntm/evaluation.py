@@ -1,15 +1,19 @@
-"""``ntm eval``: a run's model on seeded held-out sets, by default the paper's settings."""
+"""Evaluation: a model's cost and bit errors on held-out sequences, and ``ntm eval``'s table
+of a run on seeded held-out sets, by default the paper's settings."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
-from ntm.tasks import Batch, NGramsTask, RepeatCopyTask
-from ntm.training import evaluate, load_run
+from ntm.model import NTM
+from ntm.runs import load_run
+from ntm.tasks import Batch, NGramsTask, RepeatCopyTask, bit_errors, cost_bits
 
 #: Default seed of held-out sets drawn by ``ntm eval`` and ``ntm viz`` (never a training seed).
 HELD_OUT_SEED = 2_000_003
@@ -33,6 +37,44 @@ GENERALISATION: dict[str, list[tuple[str, dict[str, int]]]] = {
     "ngrams": [],
     "priority_sort": [],
 }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batch: Batch,
+    chunk: int = 256,
+    inspect: Callable[[Tensor, Batch], None] | None = None,
+) -> tuple[float, float]:
+    """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks.
+
+    ``inspect``, if given, sees each chunk's logits with that chunk of the batch. A compiled
+    NTM is evaluated uncompiled: evaluation is rare and at its own batch sizes, which
+    compiling would cost more (a graph per size, tens of seconds each) than it saves.
+    """
+    total = batch.inputs.shape[1]
+    cost = errors = 0.0
+    was_training = model.training
+    engine = model.engine if isinstance(model, NTM) else None
+    model.eval()
+    if isinstance(model, NTM) and engine == "compiled":
+        model.engine = "fused"
+    try:
+        for start in range(0, total, chunk):
+            part = slice(start, start + chunk)
+            inputs, targets = batch.inputs[:, part], batch.targets[:, part]
+            mask = batch.mask[:, part]
+            logits, _ = model(inputs)
+            size = inputs.shape[1]
+            cost += cost_bits(logits, targets, mask) * size
+            errors += bit_errors(logits, targets, mask) * size
+            if inspect is not None:
+                inspect(logits, Batch(inputs, targets, mask))
+    finally:
+        model.train(was_training)
+        if isinstance(model, NTM) and engine is not None:
+            model.engine = engine
+    return cost / total, errors / total
 
 
 class EndMarker:
@@ -80,10 +122,11 @@ def evaluate_run(
         settings = [("custom", task_settings)]
     rows = []
     for label, changes in settings:
-        variant = dataclasses.replace(task, **changes)
+        variant = task.with_settings(**changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
-        has_marker = isinstance(variant, RepeatCopyTask) and variant.end_marker
-        marker = EndMarker(variant.bits) if has_marker else None
+        marker = None
+        if isinstance(variant, RepeatCopyTask) and variant.end_marker:
+            marker = EndMarker(variant.bits)
         cost, errors = evaluate(model, batch, inspect=marker)
         row: dict[str, Any] = {
             "setting": label,

@@ -22,22 +22,26 @@ than along words of 20, which measured 1.5x faster compiled.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ntm.config import NTMConfig
+from ntm.layout import (
+    CONTROLLER_LAYER_WEIGHTS,
+    HeadLayout,
+    HeadParameters,
+    WriteVectors,
+    cell_weight_names,
+)
 
 
 @dataclass(frozen=True)
 class _Spec:
     config: NTMConfig
-    read_head_size: int  # P of a read head: key, strength, gate, gamma, shift weights
+    layout: HeadLayout
     broadcast: bool  # small batched products as multiply-and-sum (for compiled steps)
 
     @property
@@ -67,15 +71,10 @@ def _rolled(weights: Tensor, k: int, sign: int) -> Tensor:
 
 
 def _address_forward(
-    memory: Tensor, previous: Tensor, raw: Tensor, word_size: int, eps: float, broadcast: bool
+    memory: Tensor, previous: Tensor, params: HeadParameters, eps: float, broadcast: bool
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """The addressing of ``ntm.addressing.address`` on raw head parameters (B, H, P)."""
-    m = word_size
-    key = raw[..., :m]
-    strength = F.softplus(raw[..., m])
-    gate = torch.sigmoid(raw[..., m + 1])
-    gamma = 1.0 + F.softplus(raw[..., m + 2])
-    shift_weights = torch.softmax(raw[..., m + 3 :], -1)  # (B, H, S)
+    """The addressing of ``ntm.addressing.address`` with a head's activated parameters."""
+    key, strength, gate, shift_weights, gamma = params
     key_norm = torch.sqrt(key.pow(2).sum(-1) + eps)  # (B, H)
     row_norm = torch.sqrt(memory.pow(2).sum(1) + eps)  # (B, N)
     cosine = _bmm(key, memory, broadcast) / (key_norm.unsqueeze(-1) * row_norm.unsqueeze(1))
@@ -86,18 +85,23 @@ def _address_forward(
     shifted = _bmm(shift_weights.unsqueeze(-2), _rolled(gated, k, 1), broadcast).squeeze(-2)
     log_shifted = torch.log(shifted + eps)
     weights = torch.softmax(gamma.unsqueeze(-1) * log_shifted, -1)
-    saved = (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
-             log_shifted, weights, strength, gate, gamma, shift_weights)  # fmt: skip
+    saved = (key_norm, row_norm, cosine, content, previous, gated, shifted, log_shifted, weights)
     return weights, saved
 
 
 def _address_backward(
-    grad: Tensor, memory: Tensor, saved: tuple[Tensor, ...], eps: float, broadcast: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of the addressing: (memory (B, M, N), previous (B, H, N), raw (B, H, P))."""
-    (raw, key, key_norm, row_norm, cosine, content, previous, gated, shifted,
-     log_shifted, weights, strength, gate, gamma, shift_weights) = saved  # fmt: skip
-    m = key.shape[-1]
+    grad: Tensor,
+    memory: Tensor,
+    params: HeadParameters,
+    saved: tuple[Tensor, ...],
+    eps: float,
+    broadcast: bool,
+) -> tuple[Tensor, Tensor, HeadParameters]:
+    """Gradients of the addressing: memory (B, M, N), previous weights (B, H, N), and the
+    head's addressing parameters."""
+    key, strength, gate, shift_weights, gamma = params
+    (key_norm, row_norm, cosine, content, previous, gated, shifted, log_shifted,
+     weights) = saved  # fmt: skip
     k = shift_weights.shape[-1] // 2
     # Sharpening: w = softmax(gamma * log(w~ + eps)).
     d_logits = _softmax_backward(grad, weights)
@@ -124,14 +128,7 @@ def _address_backward(
     d_key = d_key + (d_key_norm / key_norm).unsqueeze(-1) * key
     d_memory = _bmm(key.transpose(1, 2), d_dots, broadcast)  # (B, M, N)
     d_memory = d_memory + (d_row_norm / row_norm).unsqueeze(1) * memory
-    # Activations of the raw parameters.
-    d_raw = torch.empty_like(raw)
-    d_raw[..., :m] = d_key
-    d_raw[..., m] = d_strength * torch.sigmoid(raw[..., m])
-    d_raw[..., m + 1] = d_gate * gate * (1.0 - gate)
-    d_raw[..., m + 2] = d_gamma * torch.sigmoid(raw[..., m + 2])
-    d_raw[..., m + 3 :] = _softmax_backward(d_shift, shift_weights)
-    return d_memory, d_previous, d_raw
+    return d_memory, d_previous, HeadParameters(d_key, d_strength, d_gate, d_shift, d_gamma)
 
 
 def _exclusive_products(keep: Tensor) -> Tensor:
@@ -160,7 +157,7 @@ def _forward_step(
     what the backward step needs."""
     cfg = spec.config
     batch = memory.shape[0]
-    m, eps, pr = cfg.word_size, cfg.eps, spec.read_head_size
+    m, eps, pr = cfg.word_size, cfg.eps, spec.layout.read_size
     prev_reads = reads.reshape(batch, cfg.num_read_heads * m)
     layer_saved: list[tuple[Tensor, ...]] = []
     new_h, new_c = [], []
@@ -196,21 +193,22 @@ def _forward_step(
         raw, [cfg.num_read_heads * pr, raw.shape[1] - cfg.num_read_heads * pr], -1
     )
     read_raw = read_raw.reshape(batch, cfg.num_read_heads, pr)
-    write_raw = write_raw.reshape(batch, cfg.num_write_heads, pr + 2 * m)
+    write_raw = write_raw.reshape(batch, cfg.num_write_heads, spec.layout.write_size)
+    read_params, write_params = spec.layout.activate(read_raw), spec.layout.activate(write_raw)
     write_weights, write_saved = _address_forward(
-        memory, write_weights, write_raw[..., :pr], m, eps, spec.broadcast
+        memory, write_weights, write_params, eps, spec.broadcast
     )
-    erase = torch.sigmoid(write_raw[..., pr : pr + m])
-    add = torch.tanh(write_raw[..., pr + m :])
+    erase, add = spec.layout.write_vectors(write_raw)
     keep = 1.0 - write_weights.unsqueeze(-2) * erase.unsqueeze(-1)  # (B, W, M, N)
     kept = keep[:, 0] if keep.shape[1] == 1 else keep.prod(1)
     new_memory = memory * kept + _bmm(add.transpose(1, 2), write_weights, spec.broadcast)
     read_weights, read_saved = _address_forward(
-        new_memory, read_weights, read_raw, m, eps, spec.broadcast
+        new_memory, read_weights, read_params, eps, spec.broadcast
     )
     reads = _bmm(read_weights, new_memory.transpose(1, 2), spec.broadcast)
-    saved = (prev_reads, tuple(layer_saved), head_mask, write_saved, read_saved, erase, add,
-             write_weights, read_weights)  # fmt: skip
+    saved = (prev_reads, tuple(layer_saved), head_mask, read_raw, write_raw, read_params,
+             write_params, read_saved, write_saved, write_weights, read_weights, erase,
+             add)  # fmt: skip
     state = (new_memory, reads, read_weights, write_weights, tuple(new_h), tuple(new_c))
     return state, top, saved
 
@@ -237,15 +235,16 @@ def _backward_step(
     batch = memory_old.shape[0]
     m, eps = cfg.word_size, cfg.eps
     size = cfg.controller_size
-    (_, layer_saved, head_mask, write_saved, read_saved, erase, add,
-     write_w, read_weights) = saved  # fmt: skip
+    (_, layer_saved, head_mask, read_raw, write_raw, read_params, write_params, read_saved,
+     write_saved, write_w, read_weights, erase, add) = saved  # fmt: skip
     # Read: r = w_r M_t.
     d_reads = d_reads_out + d_reads_next
     d_read_w = _bmm(d_reads, memory_new, spec.broadcast) + d_read_w_next
     d_memory = d_memory + _bmm(d_reads.transpose(1, 2), read_weights, spec.broadcast)
-    d_mem_addr, d_read_w_prev, d_read_raw = _address_backward(
-        d_read_w, memory_new, read_saved, eps, spec.broadcast
+    d_mem_addr, d_read_w_prev, d_read_params = _address_backward(
+        d_read_w, memory_new, read_params, read_saved, eps, spec.broadcast
     )
+    d_read_raw = spec.layout.backward(read_raw, read_params, d_read_params)
     d_memory = d_memory + d_mem_addr
     # Write: M_t = M_{t-1} * prod(1 - w e) + sum w^T a.
     keep = 1.0 - write_w.unsqueeze(-2) * erase.unsqueeze(-1)  # (B, W, M, N)
@@ -260,12 +259,16 @@ def _backward_step(
     d_erase = -(d_keep * write_w.unsqueeze(-2)).sum(-1)  # (B, W, M)
     d_add = _bmm(write_w, d_memory.transpose(1, 2), spec.broadcast)  # (B, W, M)
     d_memory = d_memory * kept
-    d_mem_addr, d_write_w_prev, d_write_addr = _address_backward(
-        d_write_w, memory_old, write_saved, eps, spec.broadcast
+    d_mem_addr, d_write_w_prev, d_write_params = _address_backward(
+        d_write_w, memory_old, write_params, write_saved, eps, spec.broadcast
     )
     d_memory = d_memory + d_mem_addr
-    d_write_raw = torch.cat(
-        [d_write_addr, d_erase * erase * (1.0 - erase), d_add * (1.0 - add * add)], -1
+    d_write_raw = spec.layout.backward(
+        write_raw,
+        write_params,
+        d_write_params,
+        WriteVectors(erase, add),
+        WriteVectors(d_erase, d_add),
     )
     d_raw = torch.cat([d_read_raw.reshape(batch, -1), d_write_raw.reshape(batch, -1)], -1)
     if head_mask is not None:
@@ -359,9 +362,13 @@ def _backward_steps(
 #: chunks of this many steps and single steps for the rest.
 CHUNK = 4
 
-#: The step functions in use: plain, or compiled by :func:`use_compiled`.
-_STEPS: dict[str, Any] = {"forward": _forward_steps, "backward": _backward_steps}
+#: The step functions compiled with ``torch.compile``, made at first use and shared by
+#: every model that runs compiled (a cache: no model's choice affects another's).
 _COMPILED: dict[str, Any] = {}
+
+#: The Dynamo setting the compiled steps raise: each model and batch size is a new graph,
+#: and the default limit of 8 is soon reached.
+RECOMPILE_LIMIT = "recompile_limit"
 
 
 def _chunks(steps: int, chunk: int) -> list[tuple[int, int]]:
@@ -372,49 +379,44 @@ def _chunks(steps: int, chunk: int) -> list[tuple[int, int]]:
     return [(t, t + chunk) for t in range(0, full, chunk)] + singles
 
 
-def use_compiled(enabled: bool = True) -> None:
-    """Switch the fused path to step functions compiled with ``torch.compile`` (or back).
+def _step_functions(compiled: bool) -> tuple[Any, Any]:
+    """The forward and backward step functions: plain, or compiled with ``torch.compile``.
 
     The compiled steps see fixed shapes and no autograd, so each batch size compiles one
     forward and one backward graph, whatever the sequence lengths; Inductor's cache on disk
     makes later processes start faster.
     """
-    if enabled and "forward" not in _COMPILED:
-        # Each model and batch size is a new graph; the default limit of 8 is soon reached.
-        torch._dynamo.config.recompile_limit = 64
+    if not compiled:
+        return _forward_steps, _backward_steps
+    if "forward" not in _COMPILED:
+        setattr(torch._dynamo.config, RECOMPILE_LIMIT, 64)
         _COMPILED["forward"] = torch.compile(_forward_steps, dynamic=False, fullgraph=True)
         _COMPILED["backward"] = torch.compile(_backward_steps, dynamic=False, fullgraph=True)
-    source = _COMPILED if enabled else {"forward": _forward_steps, "backward": _backward_steps}
-    _STEPS.update(source)
-
-
-@contextlib.contextmanager
-def plain_steps() -> Iterator[None]:
-    """Within: the uncompiled step functions, whatever :func:`use_compiled` chose. For work
-    that runs rarely at a new batch size (evaluation), where compiling would cost more than
-    it saves."""
-    saved = dict(_STEPS)
-    _STEPS.update(forward=_forward_steps, backward=_backward_steps)
-    try:
-        yield
-    finally:
-        _STEPS.update(saved)
+    return _COMPILED["forward"], _COMPILED["backward"]
 
 
 def compiled_available() -> str | None:
-    """None when ``torch.compile`` works here; otherwise why not (no C++ compiler, say)."""
+    """None when the compiled steps work here; otherwise why not (no C++ compiler, or a
+    torch whose Dynamo lacks the setting they need)."""
     if "available" not in _COMPILED:
-        try:
-            probe = torch.compile(lambda x: torch.tanh(x) * 2.0 + 1.0, fullgraph=True)
-            probe(torch.ones(3))
-            _COMPILED["available"] = None
-        except Exception as error:  # any failure of the compiler stack means: do without
-            _COMPILED["available"] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        _COMPILED["available"] = _compile_problem()
     return _COMPILED["available"]  # type: ignore[no-any-return]
 
 
+def _compile_problem() -> str | None:
+    if not hasattr(torch._dynamo.config, RECOMPILE_LIMIT):
+        return f"torch {torch.__version__} has no torch._dynamo.config.{RECOMPILE_LIMIT}"
+    try:
+        probe = torch.compile(lambda x: torch.tanh(x) * 2.0 + 1.0, fullgraph=True)
+        probe(torch.ones(3))
+    except Exception as error:  # any failure of the compiler stack means: do without
+        return f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    return None
+
+
 def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
-    per_layer = 4 if spec.lstm else 2
+    """The weights in :func:`ntm.layout.cell_weight_names`'s order, grouped for the steps."""
+    per_layer = len(CONTROLLER_LAYER_WEIGHTS[spec.config.controller])
     layers = spec.config.controller_layers
     params = tuple(p.detach() for p in params)  # plain tensors: the steps run without autograd
     ctrl = tuple(tuple(params[i * per_layer : (i + 1) * per_layer]) for i in range(layers))
@@ -443,7 +445,7 @@ class _FusedSequence(torch.autograd.Function):
         ctrl, head_w, head_b, out_w, out_b, input_w, read_w = _split_params(spec, params)
         first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
         pre_input = torch.matmul(inputs, input_w.t()) + first_bias  # (T, B, 4C or C)
-        forward_steps = _STEPS["forward"]
+        forward_steps, _ = _step_functions(spec.broadcast)
         # Detached: plain tensors in, as the steps run without autograd.
         state = (memory.detach().transpose(1, 2).contiguous(), reads.detach(),
                  read_weights.detach(), write_weights.detach(),
@@ -497,12 +499,12 @@ class _FusedSequence(torch.autograd.Function):
         carries = (
             torch.zeros_like(memories[0]),
             torch.zeros_like(d_reads_out[0]),
-            torch.zeros_like(saved_steps[0][8]),
-            torch.zeros_like(saved_steps[0][7]),
+            torch.zeros_like(saved_steps[0][10]),
+            torch.zeros_like(saved_steps[0][9]),
             tuple(zeros for _ in ctrl) if spec.lstm else (),
             tuple(zeros for _ in ctrl) if spec.lstm else (),
         )
-        backward_steps = _STEPS["backward"]
+        _, backward_steps = _step_functions(spec.broadcast)
         d_raw_seq: list[Tensor] = []
         d_gates_seq: list[tuple[Tensor, ...]] = []
         for start, stop in reversed(_chunks(steps, CHUNK)):
@@ -549,21 +551,17 @@ class _FusedSequence(torch.autograd.Function):
         return (None, d_inputs, d_memory, d_reads, d_read_w, d_write_w, d_hidden, d_cell, *grads)
 
 
-def fused_sequence(cell: Any, inputs: Tensor, state: Any) -> tuple[Tensor, Any]:
-    """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) in one fused node.
+def fused_sequence(
+    cell: Any, inputs: Tensor, state: Any, compiled: bool = False
+) -> tuple[Tensor, Any]:
+    """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) in one fused node;
+    ``compiled``: with the step functions compiled by ``torch.compile``.
 
     Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
     """
-    spec = _Spec(
-        cell.config, cell._read_head_size, broadcast=_STEPS["forward"] is not _forward_steps
-    )
-    params: list[Tensor] = []
-    for layer in cell.controller:
-        if spec.lstm:
-            params += [layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh]
-        else:
-            params += [layer.weight, layer.bias]
-    params += [cell.head_layer.weight, cell.head_layer.bias]
-    params += [cell.output_layer.weight, cell.output_layer.bias]
+    cfg = cell.config
+    spec = _Spec(cfg, HeadLayout(cfg.word_size, cfg.shift_range), broadcast=compiled)
+    names = cell_weight_names(cfg.controller, cfg.controller_layers)
+    params = [cell.get_parameter(name) for name in names]
     outputs = _FusedSequence.apply(spec, inputs, *state, *params)  # type: ignore[no-untyped-call]
     return outputs[0], type(state)(*outputs[1:])

@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ntm.addressing import address
-from ntm.config import LSTMConfig, NTMConfig
+from ntm.config import LSTMConfig, NTMConfig, require
 from ntm.fused import fused_sequence
+from ntm.layout import HeadLayout
 from ntm.memory import read, write
+
+#: How an :class:`NTM` runs a sequence: ``eager`` (autograd through every step), ``fused``
+#: (one autograd node with a hand-written backward, :mod:`ntm.fused`) or ``compiled`` (the
+#: fused path with its steps compiled by ``torch.compile``).
+ENGINES = ("eager", "fused", "compiled")
 
 #: Value of every memory cell under the ``constant`` initialisation (Collier & Beel).
 CONSTANT_MEMORY_VALUE = 1e-6
@@ -59,7 +64,9 @@ class NTMTrace(NamedTuple):
 
 
 def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
-    """Raise a ValueError unless ``value`` is a finite floating tensor of ``shape`` (None: any)."""
+    """Raise a ValueError unless ``value`` is a floating tensor of ``shape`` (None: any) and,
+    on the CPU, finite. The values of a tensor on an accelerator are not read: that would
+    wait for the device at every call; a non-finite input there shows as a non-finite output."""
     if not isinstance(value, Tensor):
         raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(value).__name__}")
     expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
@@ -69,7 +76,7 @@ def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, 
         raise ValueError(f"{owner}: {name} has shape {tuple(value.shape)}, expected {expected}")
     if not value.is_floating_point():
         raise ValueError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
-    if not bool(torch.isfinite(value).all()):
+    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{owner}: {name} contains NaN or infinite values")
 
 
@@ -92,7 +99,10 @@ class NTMCell(nn.Module):
     Args:
         input_size: features per input step ``I``.
         output_size: output logits per step ``O``.
-        **options: any other field of :class:`ntm.NTMConfig`.
+        controller, controller_size, controller_layers, num_read_heads, num_write_heads,
+        memory_size, word_size, shift_range, memory_init, learn_initial_reads,
+        learn_initial_weights, head_clip, output_clip, eps: as the fields of
+            :class:`ntm.NTMConfig`, whose defaults they take.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: input, state
@@ -109,12 +119,42 @@ class NTMCell(nn.Module):
         input_size: int,
         output_size: int,
         *,
+        controller: str = NTMConfig.controller,
+        controller_size: int = NTMConfig.controller_size,
+        controller_layers: int = NTMConfig.controller_layers,
+        num_read_heads: int = NTMConfig.num_read_heads,
+        num_write_heads: int = NTMConfig.num_write_heads,
+        memory_size: int = NTMConfig.memory_size,
+        word_size: int = NTMConfig.word_size,
+        shift_range: int = NTMConfig.shift_range,
+        memory_init: str = NTMConfig.memory_init,
+        learn_initial_reads: bool = NTMConfig.learn_initial_reads,
+        learn_initial_weights: bool = NTMConfig.learn_initial_weights,
+        head_clip: float = NTMConfig.head_clip,
+        output_clip: float = NTMConfig.output_clip,
+        eps: float = NTMConfig.eps,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **options: Any,
     ) -> None:
         super().__init__()
-        self.config = NTMConfig(input_size=input_size, output_size=output_size, **options)
+        self.config = NTMConfig(
+            input_size=input_size,
+            output_size=output_size,
+            controller=controller,
+            controller_size=controller_size,
+            controller_layers=controller_layers,
+            num_read_heads=num_read_heads,
+            num_write_heads=num_write_heads,
+            memory_size=memory_size,
+            word_size=word_size,
+            shift_range=shift_range,
+            memory_init=memory_init,
+            learn_initial_reads=learn_initial_reads,
+            learn_initial_weights=learn_initial_weights,
+            head_clip=head_clip,
+            output_clip=output_clip,
+            eps=eps,
+        )
         cfg = self.config
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         read_size = cfg.num_read_heads * cfg.word_size
@@ -144,13 +184,11 @@ class NTMCell(nn.Module):
                 )
                 for i in range(cfg.controller_layers)
             )
-        num_offsets = 2 * cfg.shift_range + 1
-        # Per head: key (M), strength, gate, gamma, shift weights (S); writers also erase, add (2M).
-        self._read_head_size = cfg.word_size + 3 + num_offsets
-        self._write_head_size = self._read_head_size + 2 * cfg.word_size
+        self.layout = HeadLayout(cfg.word_size, cfg.shift_range)
         self.head_layer = nn.Linear(
             cfg.controller_size + read_size,
-            cfg.num_read_heads * self._read_head_size + cfg.num_write_heads * self._write_head_size,
+            cfg.num_read_heads * self.layout.read_size
+            + cfg.num_write_heads * self.layout.write_size,
             **factory,
         )
         self.output_layer = nn.Linear(cfg.controller_size + read_size, cfg.output_size, **factory)
@@ -260,15 +298,8 @@ class NTMCell(nn.Module):
             cells.append(c)
         return x, torch.stack(hiddens), torch.stack(cells)
 
-    def _head_parameters(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Activations of raw head parameters (B, H, P): key, strength, gate, shift, gamma."""
-        m = self.config.word_size
-        key = raw[..., :m]  # (B, H, M)
-        strength = F.softplus(raw[..., m])  # (B, H), > 0
-        gate = torch.sigmoid(raw[..., m + 1])  # (B, H), in (0, 1)
-        gamma = 1.0 + F.softplus(raw[..., m + 2])  # (B, H), >= 1
-        shift_weights = torch.softmax(raw[..., m + 3 : self._read_head_size], dim=-1)  # (B, H, S)
-        return key, strength, gate, shift_weights, gamma
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
 
     def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
         _check_input(type(self).__name__, "input", input, (None, self.config.input_size))
@@ -285,29 +316,20 @@ class NTMCell(nn.Module):
         previous_reads = state.reads.flatten(1)  # (B, R*M)
         h, hidden, cell = self._controller_step(torch.cat([input, previous_reads], -1), state)
         raw = _clip(self.head_layer(torch.cat([h, previous_reads], -1)), cfg.head_clip)
+        layout = self.layout
         read_raw, write_raw = torch.split(
             raw,
-            [
-                cfg.num_read_heads * self._read_head_size,
-                cfg.num_write_heads * self._write_head_size,
-            ],
+            [cfg.num_read_heads * layout.read_size, cfg.num_write_heads * layout.write_size],
             -1,
         )
-        read_raw = read_raw.view(batch_size, cfg.num_read_heads, self._read_head_size)
-        write_raw = write_raw.view(batch_size, cfg.num_write_heads, self._write_head_size)
+        readers = layout.activate(read_raw.view(batch_size, cfg.num_read_heads, layout.read_size))
+        write_raw = write_raw.view(batch_size, cfg.num_write_heads, layout.write_size)
+        writers = layout.activate(write_raw)
 
-        write_weights = address(
-            state.memory, state.write_weights, *self._head_parameters(write_raw), eps=cfg.eps
-        )
-        erase = torch.sigmoid(
-            write_raw[..., self._read_head_size : self._read_head_size + cfg.word_size]
-        )
-        add = torch.tanh(write_raw[..., self._read_head_size + cfg.word_size :])
-        memory = write(state.memory, write_weights, erase, add)
+        write_weights = address(state.memory, state.write_weights, *writers, eps=cfg.eps)
+        memory = write(state.memory, write_weights, *layout.write_vectors(write_raw))
 
-        read_weights = address(
-            memory, state.read_weights, *self._head_parameters(read_raw), eps=cfg.eps
-        )
+        read_weights = address(memory, state.read_weights, *readers, eps=cfg.eps)
         reads = read(memory, read_weights)  # (B, R, M)
         output = _clip(self.output_layer(torch.cat([h, reads.flatten(1)], -1)), cfg.output_clip)
         return output, NTMState(memory, reads, read_weights, write_weights, hidden, cell)
@@ -317,11 +339,14 @@ class NTM(nn.Module):
     """A Neural Turing Machine over whole sequences: :class:`NTMCell` applied step by step.
 
     Args:
-        input_size, output_size, **options: as for :class:`NTMCell`.
+        input_size, output_size, controller, ..., eps: as for :class:`NTMCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        fused: run the whole sequence as one autograd node with a hand-written backward
-            (:mod:`ntm.fused`): same outputs and gradients, several times faster on a CPU.
-            The final state then carries no gradient.
+        engine: how a sequence runs. ``eager``: the cell step by step under autograd.
+            ``fused``: the whole sequence as one autograd node with a hand-written backward
+            (:mod:`ntm.fused`): same outputs and gradients, several times faster on a CPU;
+            the final state then carries no gradient. ``compiled``: ``fused`` with its steps
+            compiled by ``torch.compile`` (a minute or two the first time). A choice of this
+            model alone, which may be changed between calls.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -338,21 +363,76 @@ class NTM(nn.Module):
         input_size: int,
         output_size: int,
         *,
+        controller: str = NTMConfig.controller,
+        controller_size: int = NTMConfig.controller_size,
+        controller_layers: int = NTMConfig.controller_layers,
+        num_read_heads: int = NTMConfig.num_read_heads,
+        num_write_heads: int = NTMConfig.num_write_heads,
+        memory_size: int = NTMConfig.memory_size,
+        word_size: int = NTMConfig.word_size,
+        shift_range: int = NTMConfig.shift_range,
+        memory_init: str = NTMConfig.memory_init,
+        learn_initial_reads: bool = NTMConfig.learn_initial_reads,
+        learn_initial_weights: bool = NTMConfig.learn_initial_weights,
+        head_clip: float = NTMConfig.head_clip,
+        output_clip: float = NTMConfig.output_clip,
+        eps: float = NTMConfig.eps,
         batch_first: bool = False,
-        fused: bool = False,
+        engine: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **options: Any,
     ) -> None:
         super().__init__()
-        self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **options)
+        self.cell = NTMCell(
+            input_size,
+            output_size,
+            controller=controller,
+            controller_size=controller_size,
+            controller_layers=controller_layers,
+            num_read_heads=num_read_heads,
+            num_write_heads=num_write_heads,
+            memory_size=memory_size,
+            word_size=word_size,
+            shift_range=shift_range,
+            memory_init=memory_init,
+            learn_initial_reads=learn_initial_reads,
+            learn_initial_weights=learn_initial_weights,
+            head_clip=head_clip,
+            output_clip=output_clip,
+            eps=eps,
+            device=device,
+            dtype=dtype,
+        )
         self.batch_first = batch_first
-        self.fused = fused
+        self.engine = engine
+
+    @property
+    def engine(self) -> str:
+        """How :meth:`forward` runs a sequence: eager, fused or compiled."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        require(engine in ENGINES, type(self).__name__, "engine", engine, f"one of {ENGINES}")
+        self._engine = engine
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}, engine={self.engine!r}"
 
     @classmethod
-    def from_config(cls, config: NTMConfig, **kwargs: Any) -> NTM:
-        """Build from a configuration (``kwargs``: batch_first, device, dtype)."""
-        return cls(**config.to_dict(), **kwargs)
+    def from_config(
+        cls,
+        config: NTMConfig,
+        *,
+        batch_first: bool = False,
+        engine: str = "eager",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> NTM:
+        """Build from a configuration."""
+        return cls(
+            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
+        )
 
     @property
     def config(self) -> NTMConfig:
@@ -392,11 +472,11 @@ class NTM(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), state, states
 
     def forward(self, inputs: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        if not self.fused:
+        if self.engine == "eager":
             outputs, state, _ = self._run(inputs, state, trace=False)
             return outputs, state
         steps, state = self._start(inputs, state)
-        outputs, state = fused_sequence(self.cell, steps, state)
+        outputs, state = fused_sequence(self.cell, steps, state, self.engine == "compiled")
         return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 
     def trace(
@@ -424,13 +504,21 @@ class LSTMBaseline(nn.Module):
         input_size: int,
         output_size: int,
         *,
+        hidden_size: int = LSTMConfig.hidden_size,
+        num_layers: int = LSTMConfig.num_layers,
+        output_clip: float = LSTMConfig.output_clip,
         batch_first: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **options: Any,
     ) -> None:
         super().__init__()
-        self.config = LSTMConfig(input_size=input_size, output_size=output_size, **options)
+        self.config = LSTMConfig(
+            input_size=input_size,
+            output_size=output_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            output_clip=output_clip,
+        )
         self.batch_first = batch_first
         cfg = self.config
         self.lstm = nn.LSTM(
@@ -444,8 +532,19 @@ class LSTMBaseline(nn.Module):
         self.output_layer = nn.Linear(cfg.hidden_size, cfg.output_size, device=device, dtype=dtype)
 
     @classmethod
-    def from_config(cls, config: LSTMConfig, **kwargs: Any) -> LSTMBaseline:
-        return cls(**config.to_dict(), **kwargs)
+    def from_config(
+        cls,
+        config: LSTMConfig,
+        *,
+        batch_first: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LSTMBaseline:
+        """Build from a configuration."""
+        return cls(**config.to_dict(), batch_first=batch_first, device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"output_clip={self.config.output_clip}"
 
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()

@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ import matplotlib.pyplot as plt
 from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
-from ntm.training import RESUMABLE
 
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.md"
@@ -57,29 +56,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_set(items: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """``key=v1,v2`` strings: (flag name with dashes, values), in the order given."""
-    axes: list[tuple[str, list[str]]] = []
-    for item in items:
-        key, sep, values = item.partition("=")
-        key = key.strip().lstrip("-").replace("_", "-")
-        choices = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key or not choices:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE[,VALUE...]")
-        if key in ("seed", "run-dir", "resume"):
-            raise ValueError(f"--set {item!r}: {key} is set by the sweep itself")
-        if any(key == k for k, _ in axes):
-            raise ValueError(f"--set {key} is given twice")
-        axes.append((key, choices))
-    return axes
-
-
-def _as_flags(key: str, value: str) -> list[str]:
-    if value.lower() in ("true", "false"):  # switches: --curriculum / --no-curriculum
-        return [f"--{key}" if value.lower() == "true" else f"--no-{key}"]
-    return [f"--{key}", value]
-
-
 @dataclass(frozen=True)
 class Job:
     setting: str  # "key=value key2=value2", or "default" without --set
@@ -88,15 +64,23 @@ class Job:
     run_dir: Path
 
 
-def plan(out: Path, axes: list[tuple[str, list[str]]], seeds: list[int]) -> list[Job]:
-    """One job per combination of the ``--set`` values and per seed."""
+#: The ``ntm train`` flags that set one setting to one value, e.g. ("lr", "1e-3") ->
+#: ["--lr", "1e-3"] (the command line knows its flags: :func:`ntm.cli.setting_flags`).
+SettingFlags = Callable[[str, str], list[str]]
+
+
+def plan(
+    out: Path, axes: list[tuple[str, list[str]]], seeds: list[int], flags_of: SettingFlags
+) -> list[Job]:
+    """One job per combination of the ``--set`` values (``axes``: setting, values) and per
+    seed."""
     jobs = []
     keys = [key for key, _ in axes]
     for values in itertools.product(*(choices for _, choices in axes)):
         pairs = list(zip(keys, values, strict=True))
         setting = " ".join(f"{k}={v}" for k, v in pairs) or "default"
         folder = "_".join(f"{k}={v}" for k, v in pairs) or "default"
-        flags = [flag for k, v in pairs for flag in _as_flags(k, v)]
+        flags = [flag for k, v in pairs for flag in flags_of(k, v)]
         for seed in seeds:
             run_dir = out / folder / f"seed-{seed}"
             jobs.append(Job(setting, seed, (*flags, "--seed", str(seed)), run_dir))
@@ -110,28 +94,13 @@ def default_out(task: str, shared: Sequence[str], axes: Any, seeds: list[int]) -
     return Path("runs") / f"sweep-{task}-{digest}"
 
 
-def _command(job: Job, shared: Sequence[str]) -> list[str]:
+def _command(job: Job, shared: Sequence[str], resume_flags: Sequence[str]) -> list[str]:
+    """The ``ntm train`` command of ``job``: a new run with the sweep's ``shared`` flags, or
+    a resumed one with those of them that a resumed run accepts (``resume_flags``)."""
     base = [sys.executable, "-m", "ntm", "train", "--quiet"]
     if (job.run_dir / ckpt.CONFIG_FILE).exists():
-        resumable = _resumable_flags(shared)
-        return [*base, "--resume", str(job.run_dir), *resumable]
+        return [*base, "--resume", str(job.run_dir), *resume_flags]
     return [*base, *shared, *job.flags, "--run-dir", str(job.run_dir)]
-
-
-def _resumable_flags(shared: Sequence[str]) -> list[str]:
-    """The shared flags that a resumed run accepts (budget, target, threads, engine...)."""
-    allowed = {"--" + name.replace("_", "-") for name in RESUMABLE}
-    kept: list[str] = []
-    i = 0
-    while i < len(shared):
-        flag = shared[i].split("=")[0]
-        takes_value = "=" not in shared[i] and i + 1 < len(shared)
-        takes_value = takes_value and not shared[i + 1].startswith("--")
-        step = 2 if takes_value else 1
-        if flag in allowed:
-            kept += shared[i : i + step]
-        i += step
-    return kept
 
 
 def outcome(run_dir: Path, target: float) -> dict[str, Any]:
@@ -152,11 +121,13 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
 def run(
     jobs: list[Job],
     shared: Sequence[str],
+    resume_flags: Sequence[str],
     target: float,
     parallel: int = 1,
     quiet: bool = False,
 ) -> int:
-    """Run the jobs not yet finished, ``parallel`` at a time. Returns 0, or 130 when
+    """Run the jobs not yet finished, ``parallel`` at a time (``shared``, ``resume_flags``:
+    see :func:`_command`). Returns 0, or 130 when
     interrupted (the runs save checkpoints; the same command resumes them), or 1 when a run
     failed (its output is in ``sweep.log``)."""
     todo = [job for job in jobs if not (job.run_dir / RESULT_FILE).exists()]
@@ -175,8 +146,9 @@ def run(
                     job = todo.pop(0)
                     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
                     log = (job.run_dir.parent / f"seed-{job.seed}.out").open("ab")
+                    command = _command(job, shared, resume_flags)
                     process = subprocess.Popen(
-                        _command(job, shared), stdout=log, stderr=subprocess.STDOUT, env=env
+                        command, stdout=log, stderr=subprocess.STDOUT, env=env
                     )
                     running.append((job, process, log))
                 if not running:

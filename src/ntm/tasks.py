@@ -71,6 +71,8 @@ class Task(Protocol):
 
     def to_dict(self) -> dict[str, Any]: ...
 
+    def with_settings(self, **changes: Any) -> Task: ...
+
 
 def _uniform_int(low: int, high: int, size: int, generator: torch.Generator | None) -> Tensor:
     """Integers uniform in [low, high], inclusive. Shape (size,)."""
@@ -95,6 +97,10 @@ class _TaskBase:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
         return from_dict(cls, data)
+
+    def with_settings(self, **changes: Any) -> Any:
+        """This task with ``changes`` to its settings (checked as a new task's are)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     def _require_range(self, low_name: str, high_name: str, minimum: int) -> None:
         owner = type(self).__name__

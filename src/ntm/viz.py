@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from ntm import checkpoint as ckpt
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM, NTMState, NTMTrace
-from ntm.training import load_run
+from ntm.runs import load_run
 
 #: Weight above which a memory slot counts as used, for cropping the attention plots.
 USED_WEIGHT = 0.01
@@ -141,7 +140,7 @@ def draw_run(
     run, model = load_run(run_dir)
     out = out or run_dir
     out.mkdir(parents=True, exist_ok=True)
-    task = dataclasses.replace(run.task, **(task_settings or {}))
+    task = run.task.with_settings(**(task_settings or {}))
     batch = task.sample(1, torch.Generator().manual_seed(seed))
     name = f"{run.train.task}, {run.train.model} ({run_dir.name})"
     paths = []

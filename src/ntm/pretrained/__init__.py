@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from ntm.checkpoint import CONFIG_FILE, RunError
-from ntm.training import load_run
+from ntm.runs import load_run
 
 _ROOT = Path(__file__).resolve().parent
 

@@ -1,0 +1,102 @@
+"""The package's shape: every module says its job first, and imports run one way."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "ntm"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def ntm_imports(tree: ast.Module) -> list[tuple[str, bool]]:
+    """(imported ntm module, whether the import is at module level) for every import."""
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
+        for name in names:
+            if name == "ntm" or name.startswith("ntm."):
+                found.append((name, id(node) in top))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        edges[name] = {target for target, _ in ntm_imports(tree) if target != name}
+    return edges
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_opens_with_its_job(name: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODULES[name].read_text()))
+    if name == "ntm.__main__":
+        return
+    assert doc, f"{name} has no docstring"
+    assert len(doc.splitlines()[0]) > 20, f"{name}: the first line should say what it is for"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_import_hides_in_a_function(name: str) -> None:
+    tree = ast.parse(MODULES[name].read_text())
+    inside = [target for target, at_top in ntm_imports(tree) if not at_top]
+    assert not inside, f"{name} imports {inside} inside a function: the split is wrong"
+
+
+def test_imports_run_one_way() -> None:
+    """No cycle among the package's modules (the package itself only gathers names)."""
+    edges = {k: v - {"ntm"} for k, v in graph().items() if k != "ntm"}
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycle = [*path[path.index(node) :], node]
+            pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+        if node in done:
+            return
+        for target in sorted(edges.get(node, ())):
+            visit(target, [*path, node])
+        done.add(node)
+
+    for node in sorted(edges):
+        visit(node, [])
+
+
+def reachable(start: str) -> set[str]:
+    edges, seen, todo = graph(), set(), [start]
+    while todo:
+        node = todo.pop()
+        for target in edges.get(node, ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_layers() -> None:
+    """The math knows nothing of modules, modules nothing of runs, runs nothing of training,
+    and only the command line knows the command line."""
+    for math_module in ("ntm.addressing", "ntm.memory", "ntm.layout", "ntm.config"):
+        assert reachable(math_module) <= {"ntm.config"}, math_module
+    assert "ntm.runs" not in reachable("ntm.model")
+    for runs_module in ("ntm.runs", "ntm.pretrained", "ntm.evaluation", "ntm.viz", "ntm.data"):
+        assert "ntm.training" not in reachable(runs_module), runs_module
+    assert all("ntm.cli" not in reachable(m) for m in MODULES if m not in ("ntm.__main__",))
+    # A sweep starts `ntm train` processes: it needs neither the trainer nor torch.distributed.
+    assert not reachable("ntm.sweep") & {"ntm.training", "ntm.distributed", "ntm.cli"}

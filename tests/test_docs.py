@@ -1,0 +1,108 @@
+"""The documents describe the project as it is and how to reproduce it, not the story of how
+it was built (which session a run came from, what changed since when): history lives in git."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What the documents are made of: the READMEs, docs/ and the scripts that write docs/ (the
+#: prose of docs/results.md is in scripts/make_results.py).
+DOCUMENTS = sorted(
+    {
+        ROOT / "README.md",
+        ROOT / "benchmarks" / "README.md",
+        ROOT / "runs-kept" / "README.md",
+        *ROOT.glob("docs/**/*.md"),
+        *ROOT.glob("scripts/*.py"),
+    }
+)
+
+#: Narrative phrases, matched case-insensitively; a space matches any run of spaces, line
+#: breaks and quotes, so a phrase is found across the lines of a paragraph and across the
+#: pieces of a Python string.
+NARRATION = (
+    r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|earlier|later"
+    r"|previous|this|that|last|next|same|other) (session|sitting)s?\b",
+    r"\b(over|across|in) (two|three|four|five|six|seven|eight|nine|ten|several|many|\d+) "
+    r"(sessions|sittings)\b",
+    r"\bof that moment\b",
+    r"\b(at|until|since) (the|that) time\b(?![-\s]*steps?\b)",
+    r"\bshipped until\b",
+    r"\b(earlier|previous|first|last) attempts?\b",
+    r"\b(earlier|previous) (\w+ )?(run|version)s?\b",
+    r"\bbefore the changes?\b",
+    r"\bwhat changed\b",
+    r"\bno longer\b(?! than)",
+    r"\bfor want of time\b",
+    r"\bwent from [\d.,]+ to [\d.,]+",
+    r"\(was \d",
+    r"\bwas [^.;:()]{1,60}, now\b",
+    r"\bchangelog\b",
+    r"\b(this|that) issue\b",
+    r"\bissue #?\d+\b",
+)
+PATTERNS = [re.compile(p.replace(" ", r"[\s\"]+"), re.IGNORECASE) for p in NARRATION]
+
+
+def narration(text: str) -> list[tuple[int, str]]:
+    """(line, phrase) of every narrative phrase in ``text``, in order."""
+    found = {
+        (match.start(), " ".join(match.group().replace('"', " ").split()))
+        for pattern in PATTERNS
+        for match in pattern.finditer(text)
+    }
+    return [(text.count("\n", 0, start) + 1, phrase) for start, phrase in sorted(found)]
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_documents_do_not_narrate(path: Path) -> None:
+    hits = narration(path.read_text())
+    where = path.relative_to(ROOT)
+    assert not hits, "narration, not a statement of fact:\n" + "\n".join(
+        f"{where}:{line}: {phrase}" for line, phrase in hits
+    )
+
+
+def test_documents_include_the_results() -> None:
+    names = {path.relative_to(ROOT).as_posix() for path in DOCUMENTS}
+    assert {"docs/results.md", "scripts/make_results.py", "benchmarks/README.md"} <= names
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "## Measured (2-core CPU, 2026-11-28, second session)",
+        "The machine ran about 1.6x slower in this\nsession than in the first one",
+        "one process, the default of that moment",
+        'the model shipped "\n    "until the seventh session',
+        "in six learning-rate phases over four sessions",
+        "the earlier LSTM run, at 3e-3 only, was at 136.14",
+        "### First session (2026-11-28, before the changes above)",
+        "an earlier attempt at 1e-3",
+        "6.5 bit errors per held-out sequence (was 39.9)",
+        "the compiled kernels of a step went from 281 to 201 us",
+        "stopped at 91,232 for want of time",
+        "Training runs of issue 7",
+    ],
+)
+def test_narration_is_found(text: str) -> None:
+    assert narration(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "measured on 2026-11-28",
+        "sequences no longer than 20",
+        "its read head finds the earlier steps that had the same context",
+        "the earlier stages of a model trained in several",
+        "the weightings at the time step t",
+        "a crash at any moment leaves the previous checkpoint",
+        "the first stage solved at 16,384 sequences",
+    ],
+)
+def test_facts_are_not_narration(text: str) -> None:
+    assert narration(text) == []

@@ -3,13 +3,19 @@
 Run: ``python benchmarks/train_throughput.py`` (add ``--quick`` for batch 32 only).
 
 Each row: training sequences per second (forward, backward, Adam step) on copy batches with
-lengths 1 to 20, the ratio to the plain eager path at the same batch size with one thread,
-measured in this run, and the achieved floating-point rate as a fraction of a
-matrix-multiply peak measured at the start with the same number of threads.
+lengths 1 to 20, the ratio to the eager engine with one process and one thread at the same
+batch size, measured in this run, and the achieved floating-point rate as a fraction of a
+matrix-multiply peak measured at the start with as many threads as the row uses cores.
+
+The eager 1x1 row is measured first at every batch size, also when ``--engines`` or
+``--layouts`` leave it out (it is then marked as a reference), so "x eager" always means
+the same thing. A layout needing more cores (processes x threads) than this process may run
+on is refused before anything is measured, with exit status 2: its numbers would measure
+the machine's sharing, not the layout.
 
 Rows with ``procs`` 2 train data-parallel (``DistributedDataParallel`` over gloo, as
-``ntm train --nproc 2`` does): two single-threaded processes share each batch and average
-their gradients; the rate is the whole batch's.
+``ntm train --nproc 2`` does): two processes of ``threads`` threads share each batch and
+average their gradients; the rate is the whole batch's.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +39,8 @@ import ntm
 from ntm.distributed import World
 
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
+#: The row that "x eager" divides by: (engine, processes, threads).
+REFERENCE = ("eager", 1, 1)
 
 
 def matmul_peak(threads: int, size: int = 512, seconds: float = 1.5) -> float:
@@ -90,13 +99,19 @@ def measure(step: Callable[[], None], seconds: float) -> float:
 
 
 def _process_worker(
-    rank: int, size: int, engine: str, batches: list[ntm.Batch], seconds: float, port: int
+    rank: int,
+    size: int,
+    threads: int,
+    engine: str,
+    batches: list[ntm.Batch],
+    seconds: float,
+    port: int,
 ) -> None:
     """One data-parallel process: trains on its share of every batch; rank 0 reports the
     median seconds per update through a file."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=size)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     task = ntm.make_task("copy")
     model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
@@ -130,19 +145,45 @@ def _process_worker(
     dist.destroy_process_group()
 
 
-def measure_processes(engine: str, batches: list[ntm.Batch], seconds: float, size: int) -> float:
-    """Median seconds per update of ``size`` single-threaded data-parallel processes."""
+def measure_processes(
+    engine: str, batches: list[ntm.Batch], seconds: float, size: int, threads: int
+) -> float:
+    """Median seconds per update of ``size`` data-parallel processes of ``threads`` threads."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "median"
         os.environ["NTM_BENCH_OUT"] = str(out)
-        mp.spawn(_process_worker, args=(size, engine, batches, seconds, port), nprocs=size)
+        mp.spawn(_process_worker, args=(size, threads, engine, batches, seconds, port), nprocs=size)
         return float(out.read_text())
 
 
-def main() -> None:
+def measure_layout(
+    engine: str, procs: int, threads: int, batches: list[ntm.Batch], seconds: float
+) -> float:
+    """Median seconds per training update of one engine in one layout."""
+    if procs > 1:
+        return measure_processes(engine, batches, seconds, procs, threads)
+    task = ntm.make_task("copy")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
+    step = make_step(model, batches)
+    if engine == "compiled":
+        for _ in range(len(batches)):
+            step()  # compile outside the timing; time_to_solve counts it
+    return measure(step, seconds)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only")
     parser.add_argument("--batch-sizes", default="1,8,32,128")
@@ -158,10 +199,25 @@ def main() -> None:
     layouts = [tuple(int(n) for n in item.split("x")) for item in args.layouts.split(",")]
     batch_sizes = [32] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
     engines = args.engines.split(",")
+    cores = available_cores()
+    too_big = [f"{p}x{t} needs {p * t}" for p, t in layouts if p * t > cores]
+    if too_big:
+        print(
+            f"{parser.prog}: too few cores for --layouts: {', '.join(too_big)} "
+            f"(processes x threads); {cores} available here",
+            file=sys.stderr,
+        )
+        return 2
+    asked = [(engine, procs, threads) for engine in engines for procs, threads in layouts]
     task = ntm.make_task("copy")
-    peaks = {threads: matmul_peak(threads) for threads in (1, 2)}
-    print(f"matmul peak: {peaks[1]:.1f} GFLOP/s with 1 thread, {peaks[2]:.1f} with 2 threads")
+    peaks = {n: matmul_peak(n) for n in sorted({1} | {p * t for p, t in layouts})}
+    measured = ", ".join(f"{peaks[n]:.1f} with {n} thread{'s' * (n > 1)}" for n in peaks)
+    print(f"matmul peak in GFLOP/s: {measured}")
     print(f"model: LSTM controller {MODEL['controller_size']}, 1 read + 1 write head, 128 x 20")
+    column = "x eager: against the eager engine, 1 process, 1 thread, at the same batch size"
+    if REFERENCE not in asked:
+        column += "; not asked for, so measured too (rows marked 'reference')"
+    print(column)
     print(f"{'batch':>5} {'engine':>9} {'procs':>5} {'threads':>7} {'seq/s':>9} {'x eager':>8} "
           f"{'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     flops = flops_per_step(task)
@@ -169,32 +225,21 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         batches = [task.sample(batch_size, generator) for _ in range(8)]
         mean_steps = statistics.mean(b.inputs.shape[0] for b in batches)
-        baseline = None
-        for engine in engines:
-            for procs, threads in layouts:
-                if procs > 1:
-                    if batch_size < procs:
-                        continue
-                    per_batch = measure_processes(engine, batches, args.seconds, procs)
-                else:
-                    torch.set_num_threads(threads)
-                    torch.manual_seed(0)
-                    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
-                    step = make_step(model, batches)
-                    if engine == "compiled":
-                        for _ in range(len(batches)):
-                            step()  # compile outside the timing; time_to_solve counts it
-                    per_batch = measure(step, args.seconds)
-                rate = batch_size / per_batch
-                if baseline is None:
-                    baseline = rate
-                gflops = flops * mean_steps * batch_size / per_batch / 1e9
-                ratio = rate / baseline
-                cores = procs * threads
-                print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "
-                      f"{ratio:>7.2f}x {gflops:>8.2f} {gflops / peaks[cores]:>7.1%}",
-                      flush=True)  # fmt: skip
+        rows = [REFERENCE, *(row for row in asked if row != REFERENCE)]
+        reference = 0.0
+        for engine, procs, threads in rows:
+            if batch_size < procs:
+                continue
+            per_batch = measure_layout(engine, procs, threads, batches, args.seconds)
+            rate = batch_size / per_batch
+            reference = reference or rate  # the reference row is measured first
+            gflops = flops * mean_steps * batch_size / per_batch / 1e9
+            note = "" if (engine, procs, threads) in asked else "  reference"
+            print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "
+                  f"{rate / reference:>7.2f}x {gflops:>8.2f} "
+                  f"{gflops / peaks[procs * threads]:>7.1%}{note}", flush=True)  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

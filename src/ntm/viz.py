@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,61 @@ from ntm.runs import load_run
 
 #: Weight above which a memory slot counts as used, for cropping the attention plots.
 USED_WEIGHT = 0.01
+#: Unused slots drawn on each side of the used band, so its edges are visible.
+SLOT_MARGIN = 2
 
 
-def _used_slots(*weights: np.ndarray) -> slice:
-    """The range of slots (with a margin) that any head attends to noticeably."""
-    used = np.zeros(weights[0].shape[-1], dtype=bool)
+def shown_slots(*weights: np.ndarray) -> np.ndarray:
+    """The slots to draw, in order: the shortest run of slots, read around the memory as a
+    circle (slot N - 1 next to slot 0), that holds every slot a head attends to noticeably,
+    with a margin of ``SLOT_MARGIN`` on each side.
+
+    Heads shift around the memory circularly, so a band of attention can run from slot N - 1
+    on to slot 0; it is then returned in that order (say 125, 126, 127, 0, 1). A band that does
+    not cross slot 0 is a plain range whose margin stops at the memory's ends.
+
+    Args:
+        weights: arrays (..., N) of attention weights over the same N slots.
+
+    Returns:
+        (K,) slot indices, K <= N; every slot 0 .. N - 1 when nothing (or nearly everything)
+        is attended.
+    """
+    count = weights[0].shape[-1]
+    used = np.zeros(count, dtype=bool)
     for w in weights:
         used |= (w > USED_WEIGHT).any(axis=tuple(range(w.ndim - 1)))
-    if not used.any():
-        return slice(0, weights[0].shape[-1])
     index = np.flatnonzero(used)
-    return slice(max(int(index[0]) - 2, 0), min(int(index[-1]) + 3, weights[0].shape[-1]))
+    if index.size == 0:
+        return np.arange(count)
+    # The band is the circle less its longest unused stretch. The stretch from the last used
+    # slot round to the first wins ties, so a band that fits without crossing slot 0 does so.
+    gaps = np.diff(index, append=index[0] + count)  # gaps[i]: from index[i] to the next used
+    if gaps[-1] == gaps.max():
+        start = max(int(index[0]) - SLOT_MARGIN, 0)
+        return np.arange(start, min(int(index[-1]) + SLOT_MARGIN + 1, count))
+    widest = int(np.argmax(gaps))
+    first, last = int(index[widest + 1]), int(index[widest])
+    length = (last - first) % count + 1 + 2 * SLOT_MARGIN
+    if length >= count:
+        return np.arange(count)
+    return np.mod(np.arange(first - SLOT_MARGIN, first - SLOT_MARGIN + length), count)
+
+
+def slot_ticks(slots: np.ndarray, most: int = 8) -> tuple[np.ndarray, list[str]]:
+    """Tick rows and labels for a panel whose rows are ``slots``: the rows whose slot index is
+    a multiple of a round step (1, 2, 5, 10, 20, 50, ...), at most ``most`` of them, labelled
+    with their true slot index.
+
+    Args:
+        slots: (K,) slot index of each row, as ``shown_slots`` returns.
+
+    Returns:
+        (rows, labels): the row positions (L,) and their labels, L <= ``most``.
+    """
+    steps = (base * 10**power for power in itertools.count() for base in (1, 2, 5))
+    rows = next(r for r in (np.flatnonzero(slots % s == 0) for s in steps) if len(r) <= most)
+    return rows, [str(int(slots[r])) for r in rows]
 
 
 def _panel(ax: Any, data: np.ndarray, title: str, ylabel: str, cmap: str = "gray_r") -> None:
@@ -39,10 +84,24 @@ def _panel(ax: Any, data: np.ndarray, title: str, ylabel: str, cmap: str = "gray
     ax.set_ylabel(ylabel, fontsize=9)
 
 
-def draw_sequence(
-    path: Path, batch: Any, probabilities: np.ndarray, trace: Any | None, title: str
-) -> None:
-    """Inputs, targets and outputs of one sequence; then each head's weighting over time."""
+def _height(rows: int) -> int:
+    """A panel's height in rows' worth: at most 32, so a spread-out weighting stays readable."""
+    return min(max(rows, 4), 32)
+
+
+def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, title: str) -> Any:
+    """Inputs, targets and outputs of one sequence; then each head's weighting over time, on
+    the slots ``shown_slots`` picks, labelled with their true indices.
+
+    Args:
+        batch: a ``Batch`` whose sequence 0 is drawn.
+        probabilities: (T, O) the model's P(bit = 1) for that sequence.
+        trace: an ``NTMTrace`` of the run, or None for a model without memory.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure; the caller saves and closes it.
+    """
     inputs = batch.inputs[:, 0].numpy().T  # (I, T)
     targets = (batch.targets[:, 0] * batch.mask[:, 0, None]).numpy().T  # (O, T)
     outputs = (probabilities * batch.mask[:, 0, None].numpy()).T  # (O, T)
@@ -51,18 +110,16 @@ def draw_sequence(
         (targets, "targets (scored steps)", "channel"),
         (outputs, "outputs: P(bit = 1) on scored steps", "channel"),
     ]
-    offset = 0
+    slots = np.arange(0)
     if trace is not None:
         writes = trace.write_weights[:, 0].numpy()  # (T, W, N)
         reads = trace.read_weights[:, 0].numpy()  # (T, R, N)
-        slots = _used_slots(writes, reads)
-        offset = slots.start
+        slots = shown_slots(writes, reads)  # (K,)
         for h in range(min(writes.shape[1], 4)):
             panels.append((writes[:, h, slots].T, f"write weighting, head {h}", "slot"))
         for h in range(min(reads.shape[1], 4)):
             panels.append((reads[:, h, slots].T, f"read weighting, head {h}", "slot"))
-    # Slot panels get at most 32 rows' worth of height, so a spread-out weighting stays readable.
-    heights = [min(max(p[0].shape[0], 4), 32) for p in panels]
+    heights = [_height(p[0].shape[0]) for p in panels]
     fig, axes = plt.subplots(
         len(panels),
         1,
@@ -74,16 +131,24 @@ def draw_sequence(
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
+    # A label per 2.5 rows of height at most, so the labels of a short band do not crowd.
+    rows, labels = slot_ticks(slots, most=max(2, _height(len(slots)) * 2 // 5))
     for ax, (data, name, ylabel) in zip(axes[:, 0], panels, strict=True):
         cmap = "viridis" if ylabel == "slot" else "gray_r"
         _panel(ax, data, name, ylabel, cmap)
-        if ylabel == "slot" and offset:
-            ticks = ax.get_yticks()
-            ax.set_yticks(ticks[(ticks >= 0) & (ticks < data.shape[0])])
-            ax.set_yticklabels([str(int(t) + offset) for t in ax.get_yticks()])
+        if ylabel == "slot":
+            ax.set_yticks(rows, labels)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def draw_sequence(
+    path: Path, batch: Any, probabilities: np.ndarray, trace: Any | None, title: str
+) -> None:
+    """Save ``sequence_figure`` to ``path``."""
+    fig = sequence_figure(batch, probabilities, trace, title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

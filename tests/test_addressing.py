@@ -1,5 +1,7 @@
 """Invariants, gradients and numerical safety of the addressing functions."""
 
+import math
+
 import pytest
 import torch
 from torch.autograd import gradcheck
@@ -28,6 +30,52 @@ def test_content_weights_are_a_distribution(gen: torch.Generator) -> None:
     assert w.shape == (B, H, N)
     assert (w >= 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(B, H))
+
+
+def content_weights_by_loop(
+    memory: torch.Tensor, key: torch.Tensor, strength: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """The paper's content addressing slot by slot in Python floats, with the eps convention
+    that ``content_weights`` documents: inside each square root of the cosine's norms."""
+    batch, heads, _ = key.shape
+    slots = memory.shape[1]
+    out = torch.empty(batch, heads, slots, dtype=torch.float64)
+    for b in range(batch):
+        for h in range(heads):
+            k = key[b, h].tolist()
+            key_norm = math.sqrt(sum(x * x for x in k) + eps)
+            scores = []
+            for i in range(slots):
+                row = memory[b, i].tolist()
+                dot = sum(x * y for x, y in zip(k, row, strict=True))
+                row_norm = math.sqrt(sum(y * y for y in row) + eps)
+                scores.append(float(strength[b, h]) * dot / (key_norm * row_norm))
+            top = max(scores)  # subtracted before exp: the softmax is unchanged, exp can't overflow
+            exps = [math.exp(score - top) for score in scores]
+            for i in range(slots):
+                out[b, h, i] = exps[i] / sum(exps)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "eps"),
+    [((1, 1, 4, 3), 1e-8), ((3, 2, 7, 5), 1e-8), ((2, 4, 6, 1), 1e-8), ((2, 3, 5, 4), 0.5)],
+)
+def test_content_weights_match_a_loop_over_slots(
+    gen: torch.Generator, shape: tuple[int, int, int, int], eps: float
+) -> None:
+    batch, heads, slots, width = shape
+    memory = torch.randn(batch, slots, width, generator=gen, dtype=torch.float64)
+    memory[0, slots // 2] = 0.0  # an all-zero row: 0/0 without the eps
+    memory[-1, 0] *= 1e-3  # a short row, where the eps goes matters most
+    key = torch.randn(batch, heads, width, generator=gen, dtype=torch.float64)
+    # From nearly uniform to nearly one-hot.
+    strength = torch.rand(batch, heads, generator=gen, dtype=torch.float64) * 20
+    strength[0, 0] = 0.01
+    strength[-1, -1] = 60.0
+    got = addressing.content_weights(memory, key, strength, eps=eps)
+    expected = content_weights_by_loop(memory, key, strength, eps)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
 def test_content_weights_pick_the_matching_row(gen: torch.Generator) -> None:

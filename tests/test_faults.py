@@ -1,5 +1,7 @@
 """Faults, injected on purpose: NaNs, kills, interrupts, poisoned files, malformed input."""
 
+import argparse
+import contextlib
 import math
 import os
 import pickle
@@ -7,17 +9,20 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import training
+from ntm import cli, sweep, training, viz
 from ntm.cli import build_parser, main
 
 from .conftest import tiny_run
@@ -257,44 +262,121 @@ def test_bad_state_is_named() -> None:
 # --- The command line under random input --------------------------------------------------
 
 
-def every_flag() -> list[str]:
-    """Every option string of every ``ntm`` subcommand, read from the parser itself."""
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    """The ``ntm`` subcommands and their parsers, read from the parser itself."""
     parser = build_parser()
-    flags = ["train", "eval", "viz"]
-    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
-        for sub in action.choices.values():  # type: ignore[union-attr]
-            flags += [
-                o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")
-            ]
-    return sorted(set(flags))
+    return {
+        name: sub
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name, sub in action.choices.items()  # type: ignore[union-attr]
+    }
 
 
+def every_flag() -> list[str]:
+    """Every subcommand and every option string of every subcommand."""
+    flags = set(subcommands())
+    for sub in subcommands().values():
+        flags |= {o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")}
+    return sorted(flags)
+
+
+COMMANDS = sorted(subcommands())
 FLAGS = every_flag()
+# Paths are relative and absent: whatever the command line makes of them lands in the
+# example's own empty folder, where the test sees it.
 VALUES = ["copy", "paper", "lstm", "0", "-1", "1e9", "nan", "inf", "x", "", "3", "0.5", "=",
-          "max_length=3", "/nonexistent", "--", "-", "feedforward", "learned"]  # fmt: skip
+          "max_length=3", "no/such/run", "--", "-", "feedforward", "learned", "1-3", "5-2",
+          "memory_init=constant,learned", "seed=1", "lr=0.1,0.2"]  # fmt: skip
+TOKENS = st.sampled_from(FLAGS + VALUES)
 
 
-class _TrainingReachedError(Exception):
-    """Raised instead of training: the arguments were accepted."""
+def test_the_fuzzed_command_line_covers_every_subcommand() -> None:
+    assert {"train", "sweep", "eval", "viz"} <= set(FLAGS)
+    assert {"--seeds", "--set", "--jobs", "--out", "--nproc", "--pretrained"} <= set(FLAGS)
+
+
+class _ArgumentsAcceptedError(Exception):
+    """Raised where the command would start work (training, processes, a sweep's runs,
+    drawing): the arguments were accepted."""
+
+
+@contextlib.contextmanager
+def _inside(folder: str) -> Iterator[None]:
+    """Run in ``folder`` as the working directory (``contextlib.chdir`` from Python 3.11)."""
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _made_by_the_sweep(folder: Path, jobs: list[Any]) -> set[Path]:
+    """The folders ``ntm sweep`` makes before it hands its runs to ``sweep.run``: its output
+    folder (the grandparent of every run folder) and the folders above it, up to ``folder``."""
+    made: set[Path] = set()
+    for job in jobs:
+        out = (folder / job.run_dir).resolve().parent.parent
+        made |= {p for p in (out, *out.parents) if p.is_relative_to(folder) and p != folder}
+    return made
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(FLAGS + VALUES), max_size=8))
+@given(
+    st.one_of(
+        st.lists(TOKENS, max_size=8),
+        # A subcommand first: many more command lines get past the parser to the code.
+        st.builds(
+            lambda command, rest: [command, *rest],
+            st.sampled_from(COMMANDS),
+            st.lists(TOKENS, max_size=7),
+        ),
+    )
+)
+@example(["train", "--nproc", "3"])
+@example(["sweep", "--seeds", "1-3", "--set", "memory_init=constant,learned", "--jobs", "2"])
+@example(["sweep", "--out", "no/such/run", "--set", "seed=1"])
+@example(["sweep", "--out", "no/such/run"])
+@example(["viz", "--pretrained", "copy"])
+@example(["eval", "--pretrained", "copy", "--size", "3"])
 def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
-    def stop(*args: object, **kwargs: object) -> None:
-        raise _TrainingReachedError
+    """Any command line ends in exit code 0 or 2, never a traceback; it starts no training,
+    no process and no sweep, and writes nothing."""
+    reached: dict[str, Any] = {}
 
-    original = training.start, training.reopen
-    training.start, training.reopen = stop, stop  # type: ignore[assignment]
-    try:
-        code = main(argv)
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    except _TrainingReachedError:
-        code = 0
-    finally:
-        training.start, training.reopen = original
-    assert code in (0, 2)
+    def stop(where: str) -> Any:
+        def stub(*args: object, **kwargs: object) -> None:
+            reached[where] = args
+            raise _ArgumentsAcceptedError(where)
+
+        return stub
+
+    with tempfile.TemporaryDirectory() as name, pytest.MonkeyPatch.context() as patch:
+        for owner, attribute in [
+            (training, "start"),
+            (training, "reopen"),
+            (cli, "_launch"),  # ntm train --nproc N: starts N processes
+            (sweep, "run"),  # starts one ntm train process per run
+            (viz, "draw_run"),  # writes PNGs
+            (cli, "draw_run"),  # the same, imported by name
+        ]:
+            patch.setattr(owner, attribute, stop(f"{owner.__name__}.{attribute}"))
+        # evaluate_run is left as it is: it reads a run and writes nothing.
+        folder = Path(name).resolve()
+        with _inside(name):
+            try:
+                code = main(argv)
+            except SystemExit as exit_info:
+                code = int(exit_info.code or 0)
+            except _ArgumentsAcceptedError:
+                code = 0
+        assert code in (0, 2)
+        # Nothing written, but the empty output folder of a sweep that reached its runs.
+        jobs = reached["ntm.sweep.run"][0] if "ntm.sweep.run" in reached else []
+        left = set(folder.rglob("*"))
+        assert left == _made_by_the_sweep(folder, jobs), sorted(
+            str(p.relative_to(folder)) for p in left
+        )
 
 
 # --- Kills and interrupts, in real processes -----------------------------------------------

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 import ntm
@@ -106,13 +107,146 @@ def test_state_carries_across_calls() -> None:
 def test_trace_records_every_step() -> None:
     model = ntm.NTM(5, 3, num_read_heads=2, **SMALL)
     outputs, _, trace = model.trace(torch.randn(4, 2, 5))
+    assert outputs.shape == (4, 2, 3)
     assert trace.read_weights.shape == (4, 2, 2, 10)
     assert trace.write_weights.shape == (4, 2, 1, 10)
     assert trace.reads.shape == (4, 2, 2, 4)
-    inputs = torch.randn(4, 2, 5)
-    outputs, _, trace = model.trace(inputs)
-    torch.testing.assert_close(outputs, model(inputs)[0])
     torch.testing.assert_close(trace.read_weights.sum(-1), torch.ones(4, 2, 2))
+
+
+#: Settings under which an independent path is compared with the module's step.
+VARIANTS = [
+    {"controller": "lstm"},
+    {"controller": "feedforward"},
+    {"num_read_heads": 2, "num_write_heads": 3, "controller_layers": 2, "shift_range": 2},
+    {"controller": "feedforward", "controller_layers": 2, "head_clip": 0.5, "output_clip": 0.3},
+]
+
+
+def same(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-12) -> None:
+    """``actual`` equals ``expected`` to ``atol`` (no relative slack), naming ``what``."""
+    torch.testing.assert_close(
+        actual, expected, rtol=0.0, atol=atol, msg=lambda message: f"{what}: {message}"
+    )
+
+
+def random_state(cell: ntm.NTMCell, batch: int, generator: torch.Generator) -> ntm.NTMState:
+    """A state unlike the initial one (no weight piled on slot 0, no constant memory), so
+    that every addressing step has something to do from the first step on."""
+    cfg = cell.config
+    layers = cfg.controller_layers if cfg.controller == "lstm" else 0
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    return ntm.NTMState(
+        memory=normal(batch, cfg.memory_size, cfg.word_size),
+        reads=torch.tanh(normal(batch, cfg.num_read_heads, cfg.word_size)),
+        read_weights=torch.softmax(normal(batch, cfg.num_read_heads, cfg.memory_size), -1),
+        write_weights=torch.softmax(normal(batch, cfg.num_write_heads, cfg.memory_size), -1),
+        controller_hidden=normal(layers, batch, cfg.controller_size),
+        controller_cell=normal(layers, batch, cfg.controller_size),
+    )
+
+
+@pytest.mark.parametrize("options", VARIANTS)
+def test_eager_and_fused_forward_agree_in_float64(options: dict[str, object]) -> None:
+    """The fused engine is a second, hand-written implementation of the step: the two must
+    compute the same outputs and the same final state, to rounding."""
+    torch.manual_seed(0)
+    settings = {**SMALL, **options, "dtype": torch.float64}
+    eager = ntm.NTM(5, 3, **settings)
+    fused = ntm.NTM(5, 3, fused=True, **settings)
+    fused.load_state_dict(eager.state_dict())
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randn(9, 3, 5, generator=generator, dtype=torch.float64)
+    for start in (None, random_state(eager.cell, 3, generator)):
+        with torch.no_grad():
+            eager_out, eager_state = eager(inputs, start)
+            fused_out, fused_state = fused(inputs, start)
+        same(fused_out, eager_out, "outputs", atol=1e-10)
+        for name, a, b in zip(eager_state._fields, fused_state, eager_state, strict=True):
+            same(a, b, f"final {name}", atol=1e-10)
+
+
+def reference_step(
+    cell: ntm.NTMCell, x: torch.Tensor, state: ntm.NTMState
+) -> tuple[torch.Tensor, ntm.NTMState]:
+    """One NTM step from the paper's equations, written apart from ``NTMCell``: only the
+    cell's layers and the pure functions of ``ntm.addressing`` and ``ntm.memory``."""
+    cfg = cell.config
+    batch, word, offsets = x.shape[0], cfg.word_size, 2 * cfg.shift_range + 1
+    previous_reads = state.reads.reshape(batch, cfg.num_read_heads * word)
+    # Controller on the input and the last reads.
+    h = torch.cat([x, previous_reads], 1)
+    hidden, cells = [], []
+    for i, layer in enumerate(cell.controller):
+        if cfg.controller == "lstm":
+            h, c = layer(h, (state.controller_hidden[i], state.controller_cell[i]))
+            hidden.append(h)
+            cells.append(c)
+        else:
+            h = torch.tanh(layer(h))
+    if cfg.controller == "lstm":
+        controller_hidden, controller_cell = torch.stack(hidden), torch.stack(cells)
+    else:
+        controller_hidden, controller_cell = state.controller_hidden, state.controller_cell
+    raw = cell.head_layer(torch.cat([h, previous_reads], 1))
+    if cfg.head_clip > 0:
+        raw = raw.clamp(-cfg.head_clip, cfg.head_clip)
+
+    # Every read head's raw parameters, then every write head's; within a head: key (M),
+    # strength, gate, gamma, shift weights (S), and for a write head erase (M), add (M).
+    read_part = (word + 3 + offsets) * cfg.num_read_heads
+    read_raw = raw[:, :read_part].reshape(batch, cfg.num_read_heads, -1)
+    write_raw = raw[:, read_part:].reshape(batch, cfg.num_write_heads, -1)
+
+    def addressed(memory: torch.Tensor, previous: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return ntm.addressing.address(
+            memory,
+            previous,
+            p[..., :word],  # key
+            F.softplus(p[..., word]),  # strength > 0
+            torch.sigmoid(p[..., word + 1]),  # gate in (0, 1)
+            torch.softmax(p[..., word + 3 : word + 3 + offsets], -1),  # shift weights
+            1 + F.softplus(p[..., word + 2]),  # gamma >= 1
+            eps=cfg.eps,
+        )
+
+    # Write first (erase, then add), then read the written memory.
+    write_weights = addressed(state.memory, state.write_weights, write_raw)
+    erase = torch.sigmoid(write_raw[..., word + 3 + offsets : 2 * word + 3 + offsets])
+    add = torch.tanh(write_raw[..., 2 * word + 3 + offsets :])
+    memory = ntm.memory.write(state.memory, write_weights, erase, add)
+    read_weights = addressed(memory, state.read_weights, read_raw)
+    reads = ntm.memory.read(memory, read_weights)
+    output = cell.output_layer(torch.cat([h, reads.reshape(batch, -1)], 1))
+    if cfg.output_clip > 0:
+        output = output.clamp(-cfg.output_clip, cfg.output_clip)
+    new = ntm.NTMState(
+        memory, reads, read_weights, write_weights, controller_hidden, controller_cell
+    )
+    return output, new
+
+
+@pytest.mark.parametrize("options", VARIANTS)
+def test_trace_matches_a_reference_step_from_the_paper(options: dict[str, object]) -> None:
+    torch.manual_seed(0)
+    model = ntm.NTM(5, 3, **SMALL, **options, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(8, 3, 5, generator=generator, dtype=torch.float64)
+    start = random_state(model.cell, 3, generator)
+    with torch.no_grad():
+        outputs, final, trace = model.trace(inputs, start)
+        state = start
+        for t in range(inputs.shape[0]):
+            output, state = reference_step(model.cell, inputs[t], state)
+            same(trace.write_weights[t], state.write_weights, f"step {t} write weights")
+            same(trace.read_weights[t], state.read_weights, f"step {t} read weights")
+            same(trace.reads[t], state.reads, f"step {t} reads")
+            same(outputs[t], output, f"step {t} outputs")
+    for name, a, b in zip(state._fields, final, state, strict=True):
+        same(a, b, f"final {name}")
 
 
 @pytest.mark.parametrize("controller", ["lstm", "feedforward"])

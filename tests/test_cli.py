@@ -132,6 +132,7 @@ BAD_INPUTS = [
     (["train", "--min-items", "3"], "--min-items is not a setting of task copy"),
     (["train", "--hidden-size", "3"], "--hidden-size does not apply to --model ntm"),
     (["train", "--config", "/nonexistent.json"], "does not exist"),
+    (["train", "--config", "."], "--config: cannot read '.': Is a directory"),
     (["eval", "/nonexistent-run"], "does not exist"),
     (["viz", "/nonexistent-run"], "does not exist"),
     (

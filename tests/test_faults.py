@@ -339,6 +339,7 @@ def _made_by_the_sweep(folder: Path, jobs: list[Any]) -> set[Path]:
 @example(["sweep", "--out", "no/such/run"])
 @example(["viz", "--pretrained", "copy"])
 @example(["eval", "--pretrained", "copy", "--size", "3"])
+@example(["train", "--config", ""])
 def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
     """Any command line ends in exit code 0 or 2, never a traceback; it starts no training,
     no process and no sweep, and writes nothing."""

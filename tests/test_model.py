@@ -156,7 +156,7 @@ def test_eager_and_fused_forward_agree_in_float64(options: dict[str, object]) ->
     torch.manual_seed(0)
     settings = {**SMALL, **options, "dtype": torch.float64}
     eager = ntm.NTM(5, 3, **settings)
-    fused = ntm.NTM(5, 3, fused=True, **settings)
+    fused = ntm.NTM(5, 3, engine="fused", **settings)
     fused.load_state_dict(eager.state_dict())
     generator = torch.Generator().manual_seed(1)
     inputs = torch.randn(9, 3, 5, generator=generator, dtype=torch.float64)

@@ -197,6 +197,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"--config: file {str(path)!r} does not exist") from None
+    except OSError as error:  # a folder, no permission
+        raise UsageError(f"--config: cannot read {str(path)!r}: {error.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"--config: {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):

@@ -1,12 +1,21 @@
 """The NTM modules: shapes, agreement of step and sequence APIs, gradients, configs."""
 
+import dataclasses
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 import ntm
-from ntm.config import PAPER_SETTINGS, NTMConfig, paper_lstm_config, paper_ntm_config
+from ntm.config import (
+    PAPER_SETTINGS,
+    LSTMConfig,
+    NTMConfig,
+    paper_lstm_config,
+    paper_ntm_config,
+)
 
 SMALL = {"controller_size": 16, "memory_size": 10, "word_size": 4}
 
@@ -293,6 +302,24 @@ def test_config_round_trips_through_json() -> None:
     assert NTMConfig.from_json(cfg.to_json()) == cfg
     model = ntm.NTM.from_config(cfg)
     assert model.config == cfg
+    lstm = LSTMConfig(input_size=4, hidden_size=12, num_layers=2, output_clip=0.0)
+    assert LSTMConfig.from_json(lstm.to_json()) == lstm
+    assert ntm.LSTMBaseline.from_config(lstm).config == lstm
+    with pytest.raises(ValueError, match="LSTMConfig: unknown key"):
+        LSTMConfig.from_json('{"hidden": 3}')
+
+
+def test_constructors_spell_out_their_settings() -> None:
+    """Every NTMConfig field but the sizes is a keyword of NTMCell and NTM, with the
+    config's default; printing a model shows them."""
+    for cls in (ntm.NTMCell, ntm.NTM):
+        parameters = inspect.signature(cls).parameters
+        for field in dataclasses.fields(NTMConfig):
+            assert parameters[field.name].default in (field.default, inspect.Parameter.empty)
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), cls
+    text = repr(ntm.NTM(5, 3, memory_size=12, engine="fused"))
+    assert "memory_size=12" in text
+    assert "engine='fused'" in text
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The package's shape: every module says its job first, and imports run one way."""
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ def ntm_imports(tree: ast.Module) -> list[tuple[str, bool]]:
     return found
 
 
+@functools.cache
 def graph() -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
     for name, path in MODULES.items():

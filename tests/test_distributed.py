@@ -168,3 +168,18 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NTM_NPROC", "two")
     with pytest.raises(cli.UsageError, match="NTM_NPROC='two' is not a number of processes"):
         cli._default_nproc(train)
+
+
+def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:
+    """The plateau schedule's decisions (made by rank 0) reach every process: two processes
+    lower the rate where one does and learn what it learns."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    schedule = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5}
+    training.train(tiny_run(max_sequences=96, eval_every=16, **schedule), one, quiet=True)
+    flags = _flags(max_sequences=96, **schedule)
+    result = _ntm("train", *flags, "--run-dir", str(two), "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    _assert_same_curves(one, two)
+    rates = [row["lr"] for row in ckpt.read_metrics(one)]
+    assert len(set(rates)) > 1  # the schedule acted
+    assert [row["lr"] for row in ckpt.read_metrics(two)] == rates

@@ -39,27 +39,39 @@ def test_readme_python_example_runs(index: int, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out  # every example prints what it shows
 
 
-def inline_calls() -> list[str]:
-    """Inline code spans of the README (outside fenced blocks) that call into ``ntm``."""
+def inline_python() -> list[str]:
+    """Inline code spans of the README (outside fenced blocks) that name something of
+    ``ntm``: ``ntm.x``, ``ntm.x.y(...)``."""
     prose = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
     spans = re.findall(r"`([^`\n]+)`", prose)
-    return [s for s in spans if re.fullmatch(r"ntm(\.\w+)+\(.*\)", s)]
+    return [s for s in spans if re.fullmatch(r"ntm(\.\w+)+(\(.*\))?", s)]
+
+
+def _literal_call(span: str) -> bool:
+    """Whether ``span`` is a call whose arguments are all literals (so it can be run)."""
+    call = ast.parse(span, mode="eval").body
+    if not isinstance(call, ast.Call):
+        return False
+    try:
+        for value in [*call.args, *(k.value for k in call.keywords)]:
+            ast.literal_eval(value)
+    except ValueError:
+        return False
+    return True
 
 
 def test_readme_inline_python_works_after_import_ntm() -> None:
-    """Every ``ntm.x.y(...)`` the README's prose names exists after a bare ``import ntm``
-    (in a fresh interpreter), and runs when its arguments are literals."""
-    calls = inline_calls()
-    assert 'ntm.pretrained.load("copy")' in calls
+    """Everything ``ntm.…`` the README's prose names exists after a bare ``import ntm`` (in a
+    fresh interpreter), and every call with literal arguments runs."""
+    spans = inline_python()
+    assert 'ntm.pretrained.load("copy")' in spans
+    assert "ntm.NTM(9, 8, memory_size=64, num_read_heads=2)" in spans
     lines = ["import ntm"]
-    for call in calls:
-        function, _, arguments = call.partition("(")
-        lines.append(f"assert callable({function}), {call!r}")
-        try:
-            ast.literal_eval(f"({arguments[:-1]},)" if arguments[:-1] else "()")
-        except (ValueError, SyntaxError):
-            continue  # names a variable of the reader's: checked to exist, not run
-        lines.append(call)
+    for span in spans:
+        name = span.partition("(")[0]
+        lines.append(f"assert {name} is not None, {span!r}")
+        if _literal_call(span):
+            lines.append(span)
     result = subprocess.run(
         [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, check=False
     )

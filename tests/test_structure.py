@@ -51,7 +51,9 @@ def test_every_module_opens_with_its_job(name: str) -> None:
     if name == "ntm.__main__":
         return
     assert doc, f"{name} has no docstring"
-    assert len(doc.splitlines()[0]) > 20, f"{name}: the first line should say what it is for"
+    first = doc.splitlines()[0]
+    assert len(first) > 20, f"{name}: the first line should say what it is for"
+    assert first.endswith("."), f"{name}: the first line should be a whole sentence: {first!r}"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -83,6 +83,7 @@ def test_checkpoint_holds_the_trained_weights_and_optimiser(run_dir: Path) -> No
     # A resumed run continues from that same optimiser state.
     resumed = training.reopen(run_dir, quiet=True)
     assert_same_values(resumed.optimizer.state_dict(), optimiser, "reopened optimizer")
+    resumed.close()
 
     batch = ntm.make_task("copy", **TINY_TASK).sample(8, torch.Generator().manual_seed(0))
     live = trainer.model.eval()

@@ -8,6 +8,8 @@ A run folder holds::
     checkpoints/step-000000123/   model.safetensors + trainer.pt (optimiser state, counters,
                                   last held-out result)
     checkpoints/latest            name of the newest complete checkpoint
+    checkpoints/best/             model.safetensors + best.json: the model at its lowest
+                                  held-out cost so far
     .lock                         while a process trains the run: which one
 
 ``config.json`` and every checkpoint file are written to a temporary name and renamed into
@@ -26,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -62,7 +65,14 @@ METRICS_COLUMNS = (
     "eval_cost",
     "eval_bit_errors",
     "skipped_steps",
+    "lr",
+    "stage",
+    "target_met",
 )
+#: Columns that runs written before they existed lack; read as NaN there.
+OPTIONAL_COLUMNS = ("lr", "stage", "target_met")
+BEST = "best"
+BEST_FILE = "best.json"
 #: How many complete checkpoints to keep.
 KEEP = 2
 
@@ -119,6 +129,8 @@ class RunLock:
         that is about to disappear)."""
         if self._handle.closed:
             return
+        if sys.platform == "win32":  # pragma: no cover - an open file cannot be removed there
+            self._handle.close()
         self.path.unlink(missing_ok=True)
         self._handle.close()
 
@@ -197,7 +209,7 @@ def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
 
 
 #: Columns of ``metrics.csv`` that count things.
-COUNT_COLUMNS = ("sequences", "skipped_steps")
+COUNT_COLUMNS = ("sequences", "skipped_steps", "stage", "target_met")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -209,7 +221,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             try:
-                values = {k: float(row[k]) for k in METRICS_COLUMNS}
+                values = {
+                    k: float(row[k]) if row.get(k) not in (None, "") or k not in OPTIONAL_COLUMNS
+                    else math.nan
+                    for k in METRICS_COLUMNS
+                }  # fmt: skip
             except (TypeError, ValueError, KeyError):
                 break
             for k in COUNT_COLUMNS:  # counts stay integers when the file is written again
@@ -262,6 +278,50 @@ def save_checkpoint(
     for old in complete[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_best(run_dir: Path, model: nn.Module, info: dict[str, Any]) -> Path:
+    """Write ``checkpoints/best/`` (the model and ``best.json``: ``info``, its sequences and
+    held-out result), replacing the one before only once the new one is complete."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / BEST
+    staging = Path(tempfile.mkdtemp(prefix=f".{BEST}.", dir=root))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(staging / MODEL_FILE))
+        (staging / BEST_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        for file in staging.iterdir():
+            with file.open("rb") as handle:
+                os.fsync(handle.fileno())
+        old = root / f".{BEST}.old"
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return final
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The folder of the run's best model so far, or None when it has none."""
+    folder = run_dir / CHECKPOINTS / BEST
+    return folder if (folder / MODEL_FILE).is_file() else None
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """What ``best.json`` says of the best model (sequences, held-out result), or None."""
+    folder = best_checkpoint(run_dir)
+    if folder is None or not (folder / BEST_FILE).is_file():
+        return None
+    try:
+        data = json.loads((folder / BEST_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{folder / BEST_FILE} is not valid JSON: {error}") from None
+    return data if isinstance(data, dict) else None
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -25,12 +25,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ntm import checkpoint as ckpt
 from ntm import distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
-from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, check_sections, resolve_config
-from ntm.runs import read_run_config
+from ntm.runconfig import (
+    RESUMABLE,
+    RunConfig,
+    TrainConfig,
+    check_sections,
+    describe_recipes,
+    resolve_config,
+)
+from ntm.runs import CHECKPOINTS, read_run_config, weights_file
 from ntm.tasks import TASKS
 from ntm.viz import draw_run
 
@@ -45,7 +53,13 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit code 2, never a traceback."""
+    """An ArgumentParser whose errors are one line and exit code 2, never a traceback. It
+    takes options only as spelled in full: ``ntm train`` hands its options on to other
+    processes (``--nproc``, sweeps), which must read them as it did."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -338,16 +352,20 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
     else:
         run = _new_run(args)
         trainer = training.start(run, args.run_dir, quiet=quiet, world=world)
-        if not quiet:
-            count = sum(p.numel() for p in trainer.model.parameters())
-            processes = f", {world.size} processes" if world.parallel else ""
-            trainer.log(
-                f"run folder {trainer.run_dir}: {run.train.task}, {run.train.model} "
-                f"({count:,d} parameters), preset {run.train.preset}{processes}"
-            )
+        count = sum(p.numel() for p in trainer.model.parameters())
+        processes = f", {world.size} processes" if world.parallel else ""
+        trainer.log(
+            f"run folder {trainer.run_dir}: {run.train.task}, {run.train.model} "
+            f"({count:,d} parameters), preset {run.train.preset}{processes}"
+        )
     result = trainer.fit()
     if not quiet:
-        verdict = "solved" if result.solved else "stopped"
+        verdict = {
+            "target": "solved",
+            "floor": "stopped at the floor learning rate without progress",
+            "budget": "stopped at --max-sequences",
+            "interrupted": "interrupted",
+        }[result.reason]
         print(
             f"{verdict} after {result.sequences:,d} sequences in {result.seconds / 60:.1f} min: "
             f"held-out cost {result.eval_cost:.3f} bits, "
@@ -411,8 +429,16 @@ def _sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     rest = args.argv[args.argv.index("sweep") + 1 :] if "sweep" in args.argv else args.argv
     shared = _keep_options(rest, _arity(_sweep_parser()), lambda name: name not in _SWEEP_ONLY)
-    resumable = {_flag(name) for name in RESUMABLE}
+    # A resumed run keeps its own swept settings; the shared ones it may change, it is given.
+    resumable = {_flag(name) for name in RESUMABLE} - {_flag(key) for key, _ in axes}
     resume_flags = _keep_options(shared, _arity(_train_parser()), resumable.__contains__)
+
+    def command(job: sweep.Job) -> list[str]:
+        base = [sys.executable, "-m", "ntm", "train", "--quiet"]
+        if (job.run_dir / ckpt.CONFIG_FILE).exists():
+            return [*base, "--resume", str(job.run_dir), *resume_flags]
+        return [*base, *shared, *job.flags, "--run-dir", str(job.run_dir)]
+
     out = args.out
     if out is None:
         probe = sweep.plan(Path(), axes, seeds, setting_flags)[0]
@@ -425,7 +451,7 @@ def _sweep(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         print(f"sweep folder {out}: {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
-    code = sweep.run(jobs, shared, resume_flags, targets.pop(), args.jobs, quiet=args.quiet)
+    code = sweep.run(jobs, command, targets.pop(), args.jobs, quiet=args.quiet)
     rows = sweep.summarize(jobs, out)
     curves = sweep.plot_curves(jobs, out)
     if not args.quiet:
@@ -475,12 +501,31 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def _eval(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
-    rows = evaluate_run(run_dir, _task_args_for(run_dir, args.task_arg), args.size, args.seed)
+    _say_which_model(run_dir, args.checkpoint)
+    settings = _task_args_for(run_dir, args.task_arg)
+    rows = evaluate_run(run_dir, settings, args.size, args.seed, args.checkpoint)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(format_table(rows))
     return 0
+
+
+def _say_which_model(run_dir: Path, checkpoint: str) -> None:
+    """One line on standard error: which of the run's models ``eval`` or ``viz`` reads."""
+    read_run_config(run_dir)  # a missing or broken run folder is named first
+    path = weights_file(run_dir, checkpoint)
+    if path.parent == run_dir:
+        return  # a shipped model has one
+    best = ckpt.read_best(run_dir) if path.parent.name == ckpt.BEST else None
+    if best is not None:
+        line = (
+            f"the best model: {best['sequences']:,d} sequences, held-out cost "
+            f"{best['eval_cost']:.3f} (--checkpoint latest for the newest)"
+        )
+    else:
+        line = f"the latest model: {path.parent.name}"
+    print(f"{run_dir}: {line}", file=sys.stderr)
 
 
 def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:
@@ -495,7 +540,9 @@ def _viz(args: argparse.Namespace) -> int:
     out = args.out
     if out is None and args.pretrained:
         out = Path(f"pretrained-{args.pretrained}")  # never into the installed package
-    paths = draw_run(run_dir, out, _task_args_for(run_dir, args.task_arg), args.seed)
+    _say_which_model(run_dir, args.checkpoint)
+    settings = _task_args_for(run_dir, args.task_arg)
+    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint)
     for path in paths:
         print(path)
     return 0
@@ -518,6 +565,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
         help="use the run's task with this setting changed (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=seed_help)
+    parser.add_argument(
+        "--checkpoint",
+        choices=CHECKPOINTS,
+        default="best",
+        help="the run's model with the lowest held-out cost (best; the latest where the run "
+        "has none) or its newest (latest); default: best",
+    )
 
 
 _SWEEP_DESCRIPTION = (
@@ -558,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model on a task",
         description="Train an NTM (or the LSTM baseline) on one of the paper's tasks.",
+        epilog=describe_recipes(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_train_arguments(train)
     train.set_defaults(func=_train)
@@ -603,7 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UsageError, RunError, ValueError) as error:
-        sys.stderr.write(f"ntm {args.command}: error: {error}\n")
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per training process
+            sys.stderr.write(f"ntm {args.command}: error: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C before training began (training saves and exits 130)
         sys.stderr.write(f"ntm {args.command}: interrupted\n")

@@ -1,5 +1,8 @@
-"""Training data: seeded batches that do not depend on the number of processes, the held-out
-set, and the curriculum that lengthens sequences as the network learns."""
+"""Training data: seeded batches, the held-out set, and the curriculum.
+
+The batches do not depend on the number of processes that draw them; the curriculum
+lengthens the sequences as the network learns.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,16 @@ def draw_batch(task: Task, seed: int, update: int, slots: range) -> Batch:
     return concat(
         [task.sample(1, generator.manual_seed(sequence_seed(seed, update, s))) for s in slots]
     )
+
+
+def with_outputs(batch: Batch, output_size: int) -> Batch:
+    """``batch`` with target channels added up to ``output_size``, each a target of 0 (repeat
+    copy without its end marker, for a model that has the marker's output)."""
+    missing = output_size - batch.targets.shape[-1]
+    if missing <= 0:
+        return batch
+    zeros = batch.targets.new_zeros((*batch.targets.shape[:-1], missing))
+    return batch._replace(targets=torch.cat([batch.targets, zeros], -1))
 
 
 #: Per task, the setting a curriculum raises and the setting it starts above.

@@ -1,5 +1,7 @@
-"""Evaluation: a model's cost and bit errors on held-out sequences, and ``ntm eval``'s table
-of a run on seeded held-out sets, by default the paper's settings."""
+"""Evaluation: a model's cost and bit errors on held-out sequences, and ``ntm eval``.
+
+``ntm eval`` tabulates a run on seeded held-out sets, by default the paper's settings.
+"""
 
 from __future__ import annotations
 
@@ -104,8 +106,10 @@ def evaluate_run(
     task_settings: dict[str, Any] | None = None,
     size: int = 1000,
     seed: int = HELD_OUT_SEED,
+    checkpoint: str = "best",
 ) -> list[dict[str, Any]]:
-    """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder.
+    """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder's
+    model (``checkpoint``: see :func:`ntm.runs.weights_file`).
 
     Without ``task_settings``: the training distribution and the paper's generalisation
     settings for the task; with them, one row for the run's task so changed. Every row
@@ -113,7 +117,7 @@ def evaluate_run(
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
-    run, model = load_run(run_dir)
+    run, model = load_run(run_dir, checkpoint=checkpoint)
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     if task_settings is None:

@@ -35,6 +35,7 @@ from ntm.layout import (
     HeadParameters,
     WriteVectors,
     cell_weight_names,
+    softmax_backward,
 )
 
 
@@ -55,10 +56,6 @@ def _bmm(a: Tensor, b: Tensor, broadcast: bool) -> Tensor:
     if broadcast:
         return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
     return torch.matmul(a, b)
-
-
-def _softmax_backward(grad: Tensor, probs: Tensor) -> Tensor:
-    return probs * (grad - (grad * probs).sum(-1, keepdim=True))
 
 
 def _clip_mask(x: Tensor, bound: float) -> Tensor | None:
@@ -104,7 +101,7 @@ def _address_backward(
      weights) = saved  # fmt: skip
     k = shift_weights.shape[-1] // 2
     # Sharpening: w = softmax(gamma * log(w~ + eps)).
-    d_logits = _softmax_backward(grad, weights)
+    d_logits = softmax_backward(grad, weights)
     d_gamma = (d_logits * log_shifted).sum(-1)
     d_shifted = d_logits * gamma.unsqueeze(-1) / (shifted + eps)
     # Shift: w~(i) = sum_j s_j w_g(i - (j - K)).
@@ -116,7 +113,7 @@ def _address_backward(
     d_previous = (1.0 - g) * d_gated
     d_gate = (d_gated * (content - previous)).sum(-1)
     # Content: softmax(strength * cosine).
-    d_scores = _softmax_backward(d_content, content)
+    d_scores = softmax_backward(d_content, content)
     d_strength = (d_scores * cosine).sum(-1)
     d_cosine = d_scores * strength.unsqueeze(-1)
     denominator = key_norm.unsqueeze(-1) * row_norm.unsqueeze(1)  # (B, H, N)

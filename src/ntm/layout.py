@@ -1,5 +1,7 @@
-"""Where each number lives: a head's raw parameters and their activations, and the order of
-an NTM's weights, shared by every execution path (eager, fused, compiled).
+"""Where each number lives: head parameters, their activations, and the weights' order.
+
+Every execution path (eager, fused, compiled) reads a head's raw parameters and an NTM's
+weights through this module.
 
 A head's raw parameters, the slice of the head layer's output that belongs to it, are laid
 out as (``M`` word size, ``S = 2K + 1`` shift offsets)::
@@ -36,6 +38,11 @@ OUTPUT_WEIGHTS = (
     "output_layer.weight",
     "output_layer.bias",
 )
+
+
+def softmax_backward(grad: Tensor, probs: Tensor) -> Tensor:
+    """The gradient of a softmax's input from ``grad`` of its output ``probs`` (last dim)."""
+    return probs * (grad - (grad * probs).sum(-1, keepdim=True))
 
 
 def cell_weight_names(controller: str, layers: int) -> list[str]:
@@ -126,8 +133,7 @@ class HeadLayout:
         d_raw[..., m] = grads.strength * torch.sigmoid(raw[..., m])
         d_raw[..., m + 1] = grads.gate * params.gate * (1.0 - params.gate)
         d_raw[..., m + 2] = grads.gamma * torch.sigmoid(raw[..., m + 2])
-        shift, d_shift = params.shift_weights, grads.shift_weights
-        d_raw[..., m + 3 : p] = shift * (d_shift - (d_shift * shift).sum(-1, keepdim=True))
+        d_raw[..., m + 3 : p] = softmax_backward(grads.shift_weights, params.shift_weights)
         if raw.shape[-1] == self.write_size:
             if vectors is None or d_vectors is None:
                 raise ValueError("HeadLayout.backward: a write head needs its erase and add")

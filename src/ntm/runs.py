@@ -35,22 +35,39 @@ def read_run_config(run_dir: Path) -> RunConfig:
         raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
 
 
-def load_run(run_dir: str | Path, engine: str = "fused") -> tuple[RunConfig, nn.Module]:
-    """The run's configuration and its model (latest checkpoint), in eval mode; an NTM runs
-    on ``engine``."""
+#: Which of a run's models to load: the one with the lowest held-out cost, or the newest.
+CHECKPOINTS = ("best", "latest")
+
+
+def weights_file(run_dir: Path, checkpoint: str = "best") -> Path:
+    """The weights a run folder's model is loaded from: a shipped model's own, else the
+    ``best`` checkpoint (the latest when the run has none yet) or the ``latest``."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint = {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
+    path = run_dir / ckpt.MODEL_FILE  # a shipped model: weights beside the config
+    if path.is_file():
+        return path
+    best = ckpt.best_checkpoint(run_dir) if checkpoint == "best" else None
+    return (best or ckpt.latest_checkpoint(run_dir)) / ckpt.MODEL_FILE
+
+
+def load_run(
+    run_dir: str | Path, engine: str = "fused", checkpoint: str = "best"
+) -> tuple[RunConfig, nn.Module]:
+    """The run's configuration and its model (see :func:`weights_file`), in eval mode; an
+    NTM runs on ``engine``."""
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
     model = build_model(run.model, engine)
-    path = run_dir / ckpt.MODEL_FILE  # a shipped model: weights beside the config
-    if not path.is_file():
-        path = ckpt.latest_checkpoint(run_dir) / ckpt.MODEL_FILE
+    path = weights_file(run_dir, checkpoint)
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
     return run, model.eval()
 
 
-def load(run_dir: str | Path) -> nn.Module:
-    """The model of a run folder (latest checkpoint), in eval mode."""
-    return load_run(run_dir)[1]
+def load(run_dir: str | Path, checkpoint: str = "best") -> nn.Module:
+    """The model of a run folder, in eval mode: its ``best`` checkpoint (lowest held-out
+    cost; the latest when it has none) or its ``latest``."""
+    return load_run(run_dir, checkpoint=checkpoint)[1]
 
 
 def default_run_dir(run: RunConfig) -> Path:

@@ -83,7 +83,7 @@ def plan(
         flags = [flag for k, v in pairs for flag in flags_of(k, v)]
         for seed in seeds:
             run_dir = out / folder / f"seed-{seed}"
-            jobs.append(Job(setting, seed, (*flags, "--seed", str(seed)), run_dir))
+            jobs.append(Job(setting, seed, (*flags, *flags_of("seed", str(seed))), run_dir))
     return jobs
 
 
@@ -94,19 +94,17 @@ def default_out(task: str, shared: Sequence[str], axes: Any, seeds: list[int]) -
     return Path("runs") / f"sweep-{task}-{digest}"
 
 
-def _command(job: Job, shared: Sequence[str], resume_flags: Sequence[str]) -> list[str]:
-    """The ``ntm train`` command of ``job``: a new run with the sweep's ``shared`` flags, or
-    a resumed one with those of them that a resumed run accepts (``resume_flags``)."""
-    base = [sys.executable, "-m", "ntm", "train", "--quiet"]
-    if (job.run_dir / ckpt.CONFIG_FILE).exists():
-        return [*base, "--resume", str(job.run_dir), *resume_flags]
-    return [*base, *shared, *job.flags, "--run-dir", str(job.run_dir)]
-
-
 def outcome(run_dir: Path, target: float) -> dict[str, Any]:
-    """What a finished run reached, from its ``metrics.csv``."""
+    """What a finished run reached, from its ``metrics.csv`` (``target``: the bit errors
+    that count as solved in rows written before the trainer recorded ``target_met``)."""
     rows = ckpt.read_metrics(run_dir)
-    solved_at = next((r for r in rows if r["eval_bit_errors"] < target), None) if target else None
+
+    def met(row: dict[str, float]) -> bool:
+        if math.isfinite(row["target_met"]):  # recorded by the trainer, whatever the target
+            return bool(row["target_met"])
+        return bool(target) and row["eval_bit_errors"] < target
+
+    solved_at = next((r for r in rows if met(r)), None)
     last = rows[-1] if rows else None
     return {
         "solved": solved_at is not None,
@@ -120,14 +118,13 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
 
 def run(
     jobs: list[Job],
-    shared: Sequence[str],
-    resume_flags: Sequence[str],
+    command: Callable[[Job], list[str]],
     target: float,
     parallel: int = 1,
     quiet: bool = False,
 ) -> int:
-    """Run the jobs not yet finished, ``parallel`` at a time (``shared``, ``resume_flags``:
-    see :func:`_command`). Returns 0, or 130 when
+    """Run the jobs not yet finished, ``parallel`` at a time, each as ``command(job)`` (the
+    ``ntm train`` command that starts or resumes its run). Returns 0, or 130 when
     interrupted (the runs save checkpoints; the same command resumes them), or 1 when a run
     failed (its output is in ``sweep.log``)."""
     todo = [job for job in jobs if not (job.run_dir / RESULT_FILE).exists()]
@@ -146,9 +143,8 @@ def run(
                     job = todo.pop(0)
                     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
                     log = (job.run_dir.parent / f"seed-{job.seed}.out").open("ab")
-                    command = _command(job, shared, resume_flags)
                     process = subprocess.Popen(
-                        command, stdout=log, stderr=subprocess.STDOUT, env=env
+                        command(job), stdout=log, stderr=subprocess.STDOUT, env=env
                     )
                     running.append((job, process, log))
                 if not running:

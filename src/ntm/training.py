@@ -1,5 +1,8 @@
-"""The trainer: the training loop over seeded batches, evaluation at intervals, checkpoints,
-resuming, rollback after non-finite updates, and data-parallel processes."""
+"""The trainer: the training loop, its schedule, checkpoints, resuming and rollback.
+
+It evaluates at intervals, keeps the best model, lowers the learning rate on plateaus, stops
+at the task's target, rolls back after non-finite updates, and runs data-parallel.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +25,15 @@ from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
 from ntm import distributed
-from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
+from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch, with_outputs
 from ntm.distributed import SINGLE, World
-from ntm.evaluation import evaluate
+from ntm.evaluation import EndMarker, evaluate
 from ntm.fused import compiled_available
 from ntm.model import NTM
 from ntm.optim import GravesRMSprop
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig
 from ntm.runs import build_model, default_run_dir, read_run_config
-from ntm.tasks import Batch, bit_errors, loss_bits
+from ntm.tasks import Batch, NGramsTask, bit_errors, loss_bits
 from ntm.transfer import InitSource, read_init_source, transferred
 
 #: The counters of a checkpoint's progress that are the curriculum's.
@@ -61,10 +64,16 @@ class TrainResult:
     eval_cost: float
     eval_bit_errors: float
     losses: list[float] = field(default_factory=list)  # per update, this process only
+    reason: str = "budget"  # why it ended: target, floor, budget or interrupted
 
 
 #: Non-finite updates in a row that make the trainer roll back to its last checkpoint.
 MAX_BAD_UPDATES = 3
+#: A held-out cost counts as a new best when it is below the best by this fraction.
+IMPROVEMENT = 1e-3
+#: The held-out bit errors outside the end marker below which a run that withholds the
+#: marker introduces it, when the run has no bit-error target of its own.
+COPIES_RIGHT = 0.1
 
 
 @dataclass
@@ -81,6 +90,9 @@ class _Progress:
     bad_in_a_row: int = 0
     next_eval: int = 0
     next_checkpoint: int = 0
+    best_cost: float = math.inf  # lowest held-out cost of the current stage
+    stale_evals: int = 0  # evaluations since the best
+    stage: int = 1  # repeat copy with the end marker withheld: 0 until the copies are right
 
 
 class _Interrupt:
@@ -139,9 +151,17 @@ class Trainer:
         )
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
-        self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
+        self.progress = _Progress(
+            next_eval=train.eval_every,
+            next_checkpoint=self._ckpt_every(),
+            stage=0 if train.withhold_end_marker else 1,
+        )
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.held_out = held_out_batch(run) if world.main else None
+        # n-grams: the Bayes-optimal cost of the held-out sequences, the target's reference.
+        self.optimal: float | None = None
+        if self.held_out is not None and isinstance(run.task, NGramsTask):
+            self.optimal = run.task.optimal_cost(self.held_out)
         self.losses: list[float] = []
         self.last_eval = (math.nan, math.nan)
         self.on_update: Callable[[Trainer], None] | None = None
@@ -177,16 +197,16 @@ class Trainer:
                 f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
             ) from None
 
-    def set_learning_rate(self, lr: float) -> None:
+    def set_learning_rate(self, lr: float, why: str = "") -> None:
         """Train on at ``lr`` from here (the checkpoint holds the rate it was trained at,
-        lowered by any rollbacks); train.log records the change."""
+        lowered by any rollbacks and the schedule); train.log records the change."""
         before = {float(group["lr"]) for group in self.optimizer.param_groups}
         if before == {lr}:
             return
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         was = ", ".join(f"{x:g}" for x in sorted(before))
-        self.log(f"{self.progress.sequences:>10,d} seq  learning rate {was} -> {lr:g}")
+        self.log(f"{self.progress.sequences:>10,d} seq  {why}learning rate {was} -> {lr:g}")
 
     def save(self) -> None:
         if self.world.main:
@@ -201,11 +221,17 @@ class Trainer:
 
     def _training_batch(self, size: int) -> tuple[Batch, bool]:
         """This process's share of the next batch of ``size`` sequences, and whether it
-        comes from the curriculum's level."""
+        comes from the curriculum's level. While repeat copy's end marker is withheld, the
+        sequences come without it, their marker channel a target of 0."""
         updates = self.progress.updates
         task, from_level = self.curriculum.task_for(updates)
-        slots = self.world.share(size)
-        return draw_batch(task, self.run.train.seed, updates, slots), from_level
+        withheld = self.progress.stage == 0
+        if withheld:
+            task = task.with_settings(end_marker=False)
+        batch = draw_batch(task, self.run.train.seed, updates, self.world.share(size))
+        if withheld:
+            batch = with_outputs(batch, self.run.task.output_size)
+        return batch, from_level
 
     def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float:
         """One update on a global batch of ``size`` sequences, of which ``batch`` is this
@@ -281,21 +307,44 @@ class Trainer:
             f"{self.optimizer.param_groups[0]['lr']:.3g}"
         )
 
-    def _report(self) -> bool:
-        """Evaluate, append a metrics row, log it. Returns True when the target is met.
-        Rank 0 evaluates; every process learns the result."""
-        solved = self._evaluate_and_record() if self.world.main else False
-        solved, self.last_eval = distributed.from_main((solved, self.last_eval), self.world)
+    def _report(self) -> tuple[bool, bool]:
+        """Evaluate, append a metrics row, log it, and follow the schedule. Returns whether
+        the target is met and whether the schedule ends the run. Rank 0 evaluates; every
+        process learns the result and the schedule's state."""
         p = self.progress
+        decision = self._evaluate_and_decide() if self.world.main else (False, False)
+        lr = self.optimizer.param_groups[0]["lr"]
+        shared = (decision, self.last_eval, lr, p.stage, p.best_cost, p.stale_evals)
+        shared = distributed.from_main(shared, self.world)
+        decision, self.last_eval, lr, p.stage, p.best_cost, p.stale_evals = shared
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         p.window_cost = p.window_errors = 0.0
         p.window_sequences = 0
-        return bool(solved)
+        return bool(decision[0]), bool(decision[1])
 
-    def _evaluate_and_record(self) -> bool:
+    def _target_met(self, cost: float, errors: float) -> bool:
+        """All the run's targets met by a held-out result (none set: never)."""
+        train = self.run.train
+        checks = []
+        if train.target_bit_errors > 0:
+            checks.append(errors < train.target_bit_errors)
+        if train.target_cost > 0:
+            checks.append(cost < train.target_cost)
+        if train.target_excess > 0:
+            assert self.optimal is not None
+            checks.append(cost - self.optimal < train.target_excess)
+        return bool(checks) and all(checks) and self.progress.stage == 1
+
+    def _evaluate_and_decide(self) -> tuple[bool, bool]:
         p, train = self.progress, self.run.train
         assert self.held_out is not None  # rank 0 holds it
-        self.last_eval = evaluate(self.model, self.held_out)
+        # While withheld, the marker's channel (the last) is scored apart from the copies.
+        marker = EndMarker(self.run.task.output_size - 1) if p.stage == 0 else None
+        self.last_eval = evaluate(self.model, self.held_out, inspect=marker)
         eval_cost, eval_errors = self.last_eval
+        met = self._target_met(eval_cost, eval_errors)
+        lr = float(self.optimizer.param_groups[0]["lr"])
         seen = max(p.window_sequences, 1)
         row = {
             "sequences": p.sequences,
@@ -305,13 +354,53 @@ class Trainer:
             "eval_cost": eval_cost,
             "eval_bit_errors": eval_errors,
             "skipped_steps": p.skipped,
+            "lr": lr,
+            "stage": p.stage,
+            "target_met": int(met),
         }
         ckpt.append_metrics(self.run_dir, row)
+        excess = "" if self.optimal is None else f" ({eval_cost - self.optimal:+.3f} optimal)"
         self.log(
             f"{p.sequences:>10,d} seq {p.seconds:8.1f} s  train cost {row['train_cost']:7.3f}  "
-            f"held-out cost {eval_cost:7.3f} bits, {eval_errors:7.3f} bit errors per sequence"
+            f"held-out cost {eval_cost:7.3f} bits{excess}, {eval_errors:7.3f} bit errors "
+            "per sequence"
         )
-        return train.target_bit_errors > 0 and eval_errors < train.target_bit_errors
+        if marker is not None:
+            copies = eval_errors - marker.wrong / self.held_out.inputs.shape[1]
+            if copies < (train.target_bit_errors or COPIES_RIGHT):
+                p.stage, p.best_cost, p.stale_evals = 1, math.inf, 0
+                self.log(
+                    f"{p.sequences:>10,d} seq  copies right ({copies:.3f} bit errors outside "
+                    "the end marker): the end marker from here on"
+                )
+                self.set_learning_rate(train.lr)
+                return False, False
+        return met, self._follow_schedule(eval_cost)
+
+    def _follow_schedule(self, cost: float) -> bool:
+        """Keep the best model of the stage, and on a plateau lower the learning rate.
+        Returns True when the rate is at its floor and the plateau goes on: the run ends."""
+        p, train = self.progress, self.run.train
+        if cost < p.best_cost * (1 - IMPROVEMENT):
+            p.best_cost, p.stale_evals = cost, 0
+            if p.stage == 1:
+                info = {"sequences": p.sequences, "eval_cost": cost,
+                        "eval_bit_errors": self.last_eval[1]}  # fmt: skip
+                ckpt.save_best(self.run_dir, self.model, info)
+            return False
+        p.stale_evals += 1
+        if train.schedule != "plateau" or p.stale_evals < train.lr_patience:
+            return False
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        if lr <= train.lr_floor * (1 + 1e-6):
+            self.log(
+                f"{p.sequences:>10,d} seq  no new best held-out cost in {p.stale_evals} "
+                f"evaluations at the floor learning rate {train.lr_floor:g}: stopping"
+            )
+            return True
+        p.stale_evals = 0
+        self.set_learning_rate(max(lr * train.lr_decay, train.lr_floor), "plateau: ")
+        return False
 
     def close(self) -> None:
         """Let go of the run folder (another process may then train it)."""
@@ -321,10 +410,12 @@ class Trainer:
 
     def _progress_bar(self) -> tqdm:
         """Sequences trained; a total (and so an ETA) only where the run will go that far:
-        a run that stops at its target shows its held-out result against the target."""
+        no target and a constant learning rate. A run that may stop early shows its held-out
+        result against its target instead."""
         train = self.run.train
+        to_the_end = not train.targets() and train.schedule == "constant"
         return tqdm(
-            total=None if train.target_bit_errors > 0 else train.max_sequences,
+            total=train.max_sequences if to_the_end else None,
             initial=self.progress.sequences,
             unit="seq",
             unit_scale=True,
@@ -333,9 +424,20 @@ class Trainer:
             desc=f"{train.task} {train.model}",
         )
 
+    def _held_out_note(self) -> str:
+        """The last held-out result in the terms of the run's target, for the progress bar."""
+        train, (cost, errors) = self.run.train, self.last_eval
+        if train.target_excess > 0 and self.optimal is not None:
+            excess = cost - self.optimal
+            return f"held-out cost {excess:+.3f} optimal (target < +{train.target_excess:g})"
+        if train.target_cost > 0:
+            return f"held-out cost {cost:.3f} (target < {train.target_cost:g})"
+        target = f" (target < {train.target_bit_errors:g})" if train.target_bit_errors else ""
+        return f"held-out bit errors {errors:.3f}{target}"
+
     def fit(self) -> TrainResult:
-        """Train to the target or the budget, or until interrupted; then save, and let go of
-        the run folder."""
+        """Train to the target or the budget, or until interrupted or the schedule ends the
+        run; then save, and let go of the run folder."""
         try:
             return self._fit()
         finally:
@@ -343,10 +445,19 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         train, p = self.run.train, self.progress
-        solved = interrupted = False
+        solved = interrupted = floor = False
         bar = self._progress_bar()
-        target = f" (target < {train.target_bit_errors:g})" if train.target_bit_errors > 0 else ""
         started = time.perf_counter() - p.seconds
+        goal = " and ".join(train.targets()) or "none"
+        schedule = train.schedule
+        if schedule == "plateau":
+            schedule += (
+                f" (x{train.lr_decay:g} after {train.lr_patience} evaluations without a new "
+                f"best, down to {train.lr_floor:g})"
+            )
+        self.log(f"target: {goal}; lr {train.lr:g}, schedule {schedule}")
+        if p.stage == 0:
+            self.log("end marker withheld until the copies are right")
         if self.engine_problem:
             self.log(f"torch.compile does not work here ({self.engine_problem}); engine fused")
         elif self.engine == "compiled" and isinstance(self.model, NTM):
@@ -354,7 +465,7 @@ class Trainer:
                 "compiling the NTM step with torch.compile (one to two minutes the first time)"
             )
         with _Interrupt() as interrupt, bar:
-            while p.sequences < train.max_sequences and not solved:
+            while p.sequences < train.max_sequences and not (solved or floor):
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):
                     interrupted = True
                     break
@@ -370,27 +481,30 @@ class Trainer:
                 if self.on_update is not None:
                     self.on_update(self)
                 if p.sequences >= p.next_eval:
-                    solved = self._report()
+                    solved, floor = self._report()
                     p.next_eval += train.eval_every
-                    bar.set_postfix_str(
-                        f"held-out bit errors {self.last_eval[1]:.3f}{target}", refresh=False
-                    )
+                    bar.set_postfix_str(self._held_out_note(), refresh=False)
                 if p.sequences >= p.next_checkpoint:
                     p.next_checkpoint += self._ckpt_every()
                     self.save()
-            if not solved and not interrupted and p.window_sequences:
-                solved = self._report()
+            if not (solved or floor or interrupted) and p.window_sequences:
+                solved, floor = self._report()
         self.save()
+        reason = "budget"
         if interrupted:
+            reason = "interrupted"
             self.log(
                 f"interrupted at {p.sequences:,d} sequences; checkpoint saved, resume with "
                 f"`ntm train --resume {self.run_dir}`"
             )
         elif solved:
+            reason = "target"
             self.log(
-                f"solved: held-out bit errors {self.last_eval[1]:.3f} < {train.target_bit_errors} "
-                f"after {p.sequences:,d} sequences, {p.seconds / 60:.1f} minutes"
+                f"solved: {goal} ({self._held_out_note()}) after {p.sequences:,d} sequences, "
+                f"{p.seconds / 60:.1f} minutes"
             )
+        elif floor:
+            reason = "floor"
         return TrainResult(
             run_dir=self.run_dir,
             sequences=p.sequences,
@@ -400,6 +514,7 @@ class Trainer:
             eval_cost=self.last_eval[0],
             eval_bit_errors=self.last_eval[1],
             losses=self.losses,
+            reason=reason,
         )
 
 
@@ -454,9 +569,13 @@ def start(
         for lock in held:
             lock.release()
         raise
-    if source is not None:
-        _take(trainer, source)
-    trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
+    try:
+        if source is not None:
+            _take(trainer, source)
+        trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
+    except BaseException:
+        trainer.close()
+        raise
     return trainer
 
 
@@ -522,11 +641,11 @@ def reopen(
             trainer.save()
         elif not world.main:
             trainer.adopt(state[0], state[1], run_dir)
+        if "lr" in overrides:
+            trainer.set_learning_rate(run.train.lr)
     except BaseException:
         trainer.close()
         raise
-    if "lr" in overrides:
-        trainer.set_learning_rate(run.train.lr)
     return trainer
 
 

@@ -1,5 +1,7 @@
-"""Weight transfer for ``ntm train --init-from``: a new run starts from another model's
-weights, which may have fewer input or output channels."""
+"""Weight transfer for ``ntm train --init-from``: a new run from another model's weights.
+
+The other model may have fewer input or output channels.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def read_init_source(run: RunConfig) -> InitSource:
     """The model that ``run.train.init_from`` names, checked against ``run.model``: the two
     must agree in every setting but their channel counts, and ``run`` may only add channels."""
     source, label = init_source(run.train.init_from)
-    trained_run, trained = load_run(source)
+    trained_run, trained = load_run(source, checkpoint="latest")
     old, config = trained_run.model, run.model
     where = f"--init-from {run.train.init_from}"
     if type(old) is not type(config):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from ntm import checkpoint as ckpt
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM, NTMState, NTMTrace
+from ntm.runconfig import TrainConfig
 from ntm.runs import load_run
 
 #: Weight above which a memory slot counts as used, for cropping the attention plots.
@@ -169,10 +171,23 @@ def draw_memory(path: Path, memory: np.ndarray, title: str) -> None:
     plt.close(fig)
 
 
+def changes(rows: list[dict[str, float]], column: str) -> list[tuple[float, float, float]]:
+    """(sequences, before, after) wherever ``column`` of ``metrics.csv`` changes from one
+    evaluation to the next (a row holds the value in force up to it; NaN: not recorded)."""
+    found = []
+    for before, after in itertools.pairwise(rows):
+        old, new = before.get(column, math.nan), after.get(column, math.nan)
+        if math.isfinite(old) and math.isfinite(new) and old != new:
+            found.append((before["sequences"], old, new))
+    return found
+
+
 def draw_learning_curves(
-    path: Path, rows: list[dict[str, float]], target: float, title: str
+    path: Path, rows: list[dict[str, float]], train: TrainConfig, title: str
 ) -> None:
-    """Cost and bit errors per sequence against training sequences, from metrics.csv."""
+    """Cost and bit errors per sequence against training sequences, from metrics.csv, with
+    the run's targets, a dotted line where the learning rate changed and a dashed one where
+    the end marker came in."""
     fig, (cost_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4))
     if rows:
         seen = [r["sequences"] for r in rows]
@@ -180,15 +195,27 @@ def draw_learning_curves(
         cost_ax.plot(seen, [r["eval_cost"] for r in rows], label="held-out set")
         error_ax.plot(seen, [r["train_bit_errors"] for r in rows], label="training batches")
         error_ax.plot(seen, [r["eval_bit_errors"] for r in rows], label="held-out set")
-    if target > 0:
-        error_ax.axhline(target, color="gray", linestyle="--", label=f"target {target}")
+    if train.target_bit_errors > 0:
+        target = train.target_bit_errors
+        error_ax.axhline(target, color="gray", linestyle="--", label=f"target {target:g}")
+    if train.target_cost > 0:
+        target = train.target_cost
+        cost_ax.axhline(target, color="gray", linestyle="--", label=f"target {target:g}")
+    for ax in (cost_ax, error_ax):
+        for k, (at, old, new) in enumerate(changes(rows, "lr")):
+            label = "learning rate lowered" if new < old else "learning rate raised"
+            ax.axvline(at, color="tab:red", linestyle=":", linewidth=1,
+                       label=label if k == 0 else None)  # fmt: skip
+        for at, _, _ in changes(rows, "stage"):
+            ax.axvline(at, color="tab:green", linestyle="--", linewidth=1,
+                       label="end marker from here")  # fmt: skip
     for ax, name in ((cost_ax, "cost (bits per sequence)"), (error_ax, "bit errors per sequence")):
         ax.set_xlabel("training sequences")
         ax.set_ylabel(name)
         ax.set_yscale("symlog", linthresh=0.1)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -200,9 +227,11 @@ def draw_run(
     out: Path | None = None,
     task_settings: dict[str, Any] | None = None,
     seed: int = HELD_OUT_SEED,
+    checkpoint: str = "best",
 ) -> list[Path]:
-    """Write ``sequence.png``, ``memory.png`` (NTM only) and ``learning_curves.png``."""
-    run, model = load_run(run_dir)
+    """Write ``sequence.png``, ``memory.png`` (NTM only) of the run's model (``checkpoint``:
+    see :func:`ntm.runs.weights_file`) and ``learning_curves.png``."""
+    run, model = load_run(run_dir, checkpoint=checkpoint)
     out = out or run_dir
     out.mkdir(parents=True, exist_ok=True)
     task = run.task.with_settings(**(task_settings or {}))
@@ -225,8 +254,6 @@ def draw_run(
         draw_memory(memory, state.memory[0].numpy(), f"{name}: memory after the sequence")
         paths.append(memory)
     curves = out / "learning_curves.png"
-    draw_learning_curves(
-        curves, ckpt.read_metrics(run_dir), run.train.target_bit_errors, f"{name}: learning curves"
-    )
+    draw_learning_curves(curves, ckpt.read_metrics(run_dir), run.train, f"{name}: learning curves")
     paths.append(curves)
     return paths

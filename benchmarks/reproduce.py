@@ -1,0 +1,115 @@
+"""The bare commands, task by seed: solved or not, sequences and minutes to the target.
+
+Run: ``python benchmarks/reproduce.py`` (copy, repeat copy and associative recall, seeds 1,
+2 and 3); ``--tasks ngrams --seeds 1`` to choose; extra flags after ``--`` go to every
+``ntm train``.
+
+For each task and seed it runs ``python -m ntm train --task T --seed S`` in a fresh
+process, with nothing else but the run folder (``--runs DIR/T-seed-S``, by default under
+``runs/reproduce``), and times it from start to exit, so start-up and compilation count.
+A run folder that exists but did not finish is continued with a bare ``ntm train --resume``
+(its minutes then add up over the processes); a finished one is read, not run again. The
+target is each task's own (``ntm train --help``); solved means the trainer recorded it met.
+Prints a markdown table, and writes it to ``DIR/reproduce.md`` and ``DIR/reproduce.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ntm import checkpoint as ckpt
+
+TABLE_HEADER = [
+    "| task | seed | solved | sequences | minutes to target (training) | "
+    "minutes (process start to exit) | final held-out cost | ended by |",
+    "|---|---:|:---:|---:|---:|---:|---:|---|",
+]
+
+
+def run_one(task: str, seed: int, root: Path, flags: list[str]) -> dict[str, Any]:
+    """Train (or continue) one run to its end; what it reached."""
+    run_dir = root / f"{task}-seed-{seed}"
+    result_file = run_dir / "reproduce.json"
+    if result_file.is_file():
+        result: dict[str, Any] = json.loads(result_file.read_text())
+        return result
+    earlier = json.loads(result_file.with_suffix(".partial").read_text()) if (
+        result_file.with_suffix(".partial").is_file()
+    ) else 0.0  # fmt: skip
+    base = [sys.executable, "-m", "ntm", "train", "--quiet", *flags]
+    if (run_dir / ckpt.CONFIG_FILE).is_file():
+        command = [*base, "--resume", str(run_dir)]
+    else:
+        command = [*base, "--task", task, "--seed", str(seed), "--run-dir", str(run_dir)]
+    start = time.perf_counter()
+    code = subprocess.run(command, check=False).returncode
+    wall = earlier + time.perf_counter() - start
+    if code != 0:  # interrupted or failed: keep the time spent, continue next time
+        result_file.with_suffix(".partial").write_text(json.dumps(wall))
+        raise SystemExit(f"{' '.join(command)} exited with {code}; run the same command again")
+    rows = ckpt.read_metrics(run_dir)
+    met = next((r for r in rows if r["target_met"] == 1), None)
+    log = (run_dir / ckpt.LOG_FILE).read_text()
+    ended = "target" if met else "floor" if "at the floor learning rate" in log else "budget"
+    result = {
+        "task": task,
+        "seed": seed,
+        "solved": met is not None,
+        "sequences": int((met or rows[-1])["sequences"]),
+        "training_minutes": (met or rows[-1])["seconds"] / 60,
+        "wall_minutes": wall / 60,
+        "final_eval_cost": rows[-1]["eval_cost"],
+        "ended_by": ended,
+    }
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = list(TABLE_HEADER)
+    for r in results:
+        lines.append(
+            f"| {r['task']} | {r['seed']} | {'yes' if r['solved'] else 'no'} | "
+            f"{r['sequences']:,d} | {r['training_minutes']:.1f} | {r['wall_minutes']:.1f} | "
+            f"{r['final_eval_cost']:.3f} | {r['ended_by']} |"
+        )
+    for task in dict.fromkeys(r["task"] for r in results):
+        mine = [r for r in results if r["task"] == task]
+        wall = statistics.median(r["wall_minutes"] for r in mine)
+        sequences = statistics.median(r["sequences"] for r in mine)
+        solved = sum(r["solved"] for r in mine)
+        lines.append(
+            f"| {task} | median | {solved}/{len(mine)} | {sequences:,.0f} | | {wall:.1f} | | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="copy,repeat_copy,associative_recall")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="extra flags for ntm train")
+    args = parser.parse_args()
+    flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
+    args.runs.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task in args.tasks.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            results.append(run_one(task, seed, args.runs, flags))
+            print(table(results[-1:]).splitlines()[len(TABLE_HEADER)], flush=True)
+    text = table(results)
+    print(text)
+    (args.runs / "reproduce.md").write_text(text)
+    (args.runs / "reproduce.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

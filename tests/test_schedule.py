@@ -1,0 +1,192 @@
+"""The learning-rate schedule, the best checkpoint, each task's target, and repeat copy's
+end marker withheld until the copies are right."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ntm import checkpoint as ckpt
+from ntm import data, runconfig, runs, training
+from ntm.cli import main
+from ntm.evaluation import evaluate
+from ntm.viz import changes
+
+from .conftest import TINY_MODEL, TINY_TRAIN, tiny_run
+
+
+def lr_of(trainer: training.Trainer) -> float:
+    return float(trainer.optimizer.param_groups[0]["lr"])
+
+
+def test_a_plateau_lowers_the_rate_and_the_floor_ends_the_run(run_dir: Path) -> None:
+    run = tiny_run(schedule="plateau", lr=0.004, lr_patience=2, lr_decay=0.5, lr_floor=0.0015)
+    trainer = training.start(run, run_dir, quiet=True)
+    follow = trainer._follow_schedule
+    assert not follow(10.0)  # the first result is the best so far
+    assert (trainer.progress.best_cost, lr_of(trainer)) == (10.0, 0.004)
+    assert not follow(10.0)
+    assert not follow(9.995)  # better by less than IMPROVEMENT: no new best
+    assert lr_of(trainer) == 0.002  # two evaluations without a new best
+    assert trainer.progress.stale_evals == 0
+    assert not follow(10.5)
+    assert not follow(9.0)  # a new best resets the patience
+    assert trainer.progress.stale_evals == 0
+    assert not follow(9.5)
+    assert not follow(9.5)
+    assert lr_of(trainer) == 0.0015  # 0.001 would be below the floor
+    assert not follow(9.5)
+    assert follow(9.5)  # at the floor, a plateau ends the run
+    log = (run_dir / ckpt.LOG_FILE).read_text()
+    assert "plateau: learning rate 0.004 -> 0.002" in log
+    assert "plateau: learning rate 0.002 -> 0.0015" in log
+    assert "at the floor learning rate 0.0015: stopping" in log
+    trainer.close()
+
+
+def test_a_constant_schedule_never_changes_the_rate(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(schedule="constant", lr_patience=1), run_dir, quiet=True)
+    for cost in (5.0, 6.0, 7.0, 8.0):
+        assert not trainer._follow_schedule(cost)
+    assert lr_of(trainer) == TINY_TRAIN.get("lr", 3e-3)
+    trainer.close()
+
+
+def test_the_run_ends_at_the_floor(run_dir: Path) -> None:
+    run = tiny_run(schedule="plateau", lr_patience=1, lr_decay=0.1, lr_floor=1e-9, lr=1e-9)
+    result = training.train(run, run_dir, quiet=True)  # 1e-9: nothing improves
+    assert result.reason == "floor"
+    assert not result.solved
+    assert result.sequences < 192
+
+
+def test_the_best_checkpoint_is_the_best_one(run_dir: Path) -> None:
+    result = training.train(tiny_run(eval_every=16, lr=0.03, seed=3), run_dir, quiet=True)
+    rows = ckpt.read_metrics(run_dir)
+    lowest = min(rows, key=lambda r: r["eval_cost"])
+    best = ckpt.read_best(run_dir)
+    assert best is not None
+    assert best["sequences"] == lowest["sequences"]
+    assert best["eval_cost"] == lowest["eval_cost"]
+    assert best["sequences"] < result.sequences  # else this test shows nothing
+    run = runs.read_run_config(run_dir)
+    held_out = data.held_out_batch(run)
+    cost, _ = evaluate(runs.load(run_dir), held_out)
+    assert cost == lowest["eval_cost"]
+    latest, _ = evaluate(runs.load(run_dir, checkpoint="latest"), held_out)
+    assert latest == rows[-1]["eval_cost"] != cost
+    with pytest.raises(ValueError, match="checkpoint = 'first'"):
+        runs.load(run_dir, checkpoint="first")
+
+
+def test_ntm_eval_reads_the_best_model(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    training.train(tiny_run(eval_every=16, lr=0.03, seed=3), run_dir, quiet=True)
+    best = ckpt.read_best(run_dir)
+    assert best is not None
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--size", "8", "--json"]) == 0
+    out = capsys.readouterr()
+    assert f"the best model: {best['sequences']:,d} sequences" in out.err
+    assert main(["eval", str(run_dir), "--size", "8", "--json", "--checkpoint", "latest"]) == 0
+    assert "the latest model: step-000000000192" in capsys.readouterr().err
+
+
+def test_resume_mid_plateau_continues_exactly(tmp_path: Path) -> None:
+    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16}
+    whole = training.train(tiny_run(**run), tmp_path / "whole", quiet=True)
+    part = training.train(tiny_run(**run, max_sequences=96), tmp_path / "part", quiet=True)
+    rest = training.resume(tmp_path / "part", {"max_sequences": 192}, quiet=True)
+    assert part.losses + rest.losses == whole.losses
+    rates = [r["lr"] for r in ckpt.read_metrics(tmp_path / "whole")]
+    assert len(set(rates)) > 1  # the schedule lowered the rate: this test tests it
+    assert [r["lr"] for r in ckpt.read_metrics(tmp_path / "part")] == rates
+    assert ckpt.read_best(tmp_path / "part") == ckpt.read_best(tmp_path / "whole")
+
+
+def test_each_task_has_its_target() -> None:
+    for task, words in {
+        "copy": ["held-out bit errors < 0.1"],
+        "associative_recall": ["held-out bit errors < 0.1"],
+        "ngrams": ["held-out cost < Bayes-optimal + 1 bits"],
+        "priority_sort": ["held-out cost < 20 bits"],
+    }.items():
+        for model in ("ntm", "lstm"):
+            run = runconfig.resolve_config({"task": task, "model": model}, {}, {})
+            assert run.train.targets() == words, (task, model)
+            assert run.train.schedule == "plateau"
+    with pytest.raises(ValueError, match="only ngrams has one"):
+        runconfig.TrainConfig(task="copy", target_excess=1.0)
+    with pytest.raises(ValueError, match="only repeat_copy has one"):
+        runconfig.TrainConfig(task="copy", withhold_end_marker=True)
+
+
+def test_ngrams_stops_within_its_excess_over_the_optimum(run_dir: Path) -> None:
+    run = runconfig.resolve_config(
+        {**TINY_TRAIN, "task": "ngrams", "target_excess": 1000.0, "max_sequences": 64},
+        {"length": 12},
+        dict(TINY_MODEL),
+    )
+    result = training.train(run, run_dir, quiet=True)
+    assert result.solved
+    assert result.sequences == 64
+    log = (run_dir / ckpt.LOG_FILE).read_text()
+    assert "target: held-out cost < Bayes-optimal + 1000 bits" in log
+    assert "optimal)" in log  # each evaluation shows the cost above the optimum
+
+
+REPEAT = {"bits": 3, "max_length": 3, "max_repeats": 2}
+
+
+def repeat_run(**train: object) -> runconfig.RunConfig:
+    settings = {**TINY_TRAIN, "task": "repeat_copy", "eval_every": 32, **train}
+    return runconfig.resolve_config(settings, dict(REPEAT), dict(TINY_MODEL))
+
+
+def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Path) -> None:
+    # A generous target: the copies count as right at the first evaluation, and the run is
+    # solved at the second, the first with the marker.
+    run = repeat_run(target_bit_errors=100.0, max_sequences=128)
+    assert run.train.withhold_end_marker  # the fast preset's recipe
+    trainer = training.start(run, run_dir, quiet=True)
+    assert trainer.progress.stage == 0
+    batch, _ = trainer._training_batch(8)
+    assert batch.targets.shape[-1] == run.task.output_size
+    assert float(batch.targets[..., -1].abs().sum()) == 0  # no marker to learn yet
+    assert trainer.fit().solved
+    assert [(r["sequences"], r["stage"]) for r in ckpt.read_metrics(run_dir)] == [(32, 0), (64, 1)]
+    assert ckpt.load_checkpoint(run_dir).trainer["progress"]["stage"] == 1
+    log = (run_dir / ckpt.LOG_FILE).read_text()
+    assert "end marker withheld until the copies are right" in log
+    assert "the end marker from here on" in log
+    resumed = training.reopen(run_dir, quiet=True)
+    batch, _ = resumed._training_batch(8)
+    resumed.close()
+    assert float(batch.targets[..., -1].sum()) > 0  # the marker is a target now
+
+
+def test_resume_across_the_marker_stage_is_exact(tmp_path: Path) -> None:
+    run = {"target_bit_errors": 0.0, "max_sequences": 128}
+    whole = repeat_run(**run)
+    # The copies never count as right with a target of 0 unless COPIES_RIGHT says so.
+    assert training.COPIES_RIGHT > 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "COPIES_RIGHT", math.inf)  # right at the first evaluation
+        one = training.train(whole, tmp_path / "whole", quiet=True)
+        part = training.train(repeat_run(**{**run, "max_sequences": 48}), tmp_path / "part",
+                              quiet=True)  # fmt: skip
+        rest = training.resume(tmp_path / "part", {"max_sequences": 128}, quiet=True)
+    assert part.losses + rest.losses == one.losses
+    stages = {r["sequences"]: r["stage"] for r in ckpt.read_metrics(tmp_path / "whole")}
+    assert stages == {32: 0, 64: 1, 96: 1, 128: 1}
+    resumed = {r["sequences"]: r["stage"] for r in ckpt.read_metrics(tmp_path / "part")}
+    assert resumed == {**stages, 48: 1}  # 48: the report when the first part stopped
+
+
+def test_learning_curves_mark_the_changes(run_dir: Path) -> None:
+    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16}
+    training.train(tiny_run(**run), run_dir, quiet=True)
+    rows = ckpt.read_metrics(run_dir)
+    marks = changes(rows, "lr")
+    assert marks
+    assert all(new == max(old / 2, 3e-5) for _, old, new in marks)  # 3e-5: the floor
+    assert changes([{"sequences": 1, "lr": math.nan}, {"sequences": 2, "lr": 1.0}], "lr") == []

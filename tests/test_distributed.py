@@ -174,7 +174,7 @@ def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:
     """The plateau schedule's decisions (made by rank 0) reach every process: two processes
     lower the rate where one does and learn what it learns."""
     one, two = tmp_path / "one", tmp_path / "two"
-    schedule = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5}
+    schedule = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "plateau_after": 1.0}
     training.train(tiny_run(max_sequences=96, eval_every=16, **schedule), one, quiet=True)
     flags = _flags(max_sequences=96, **schedule)
     result = _ntm("train", *flags, "--run-dir", str(two), "--nproc", "2")

@@ -20,7 +20,10 @@ def lr_of(trainer: training.Trainer) -> float:
 
 
 def test_a_plateau_lowers_the_rate_and_the_floor_ends_the_run(run_dir: Path) -> None:
-    run = tiny_run(schedule="plateau", lr=0.004, lr_patience=2, lr_decay=0.5, lr_floor=0.0015)
+    run = tiny_run(
+        schedule="plateau", lr=0.004, lr_patience=2, lr_decay=0.5, lr_floor=0.0015,
+        plateau_after=1.0,
+    )  # fmt: skip
     trainer = training.start(run, run_dir, quiet=True)
     follow = trainer._follow_schedule
     assert not follow(10.0)  # the first result is the best so far
@@ -44,6 +47,20 @@ def test_a_plateau_lowers_the_rate_and_the_floor_ends_the_run(run_dir: Path) -> 
     trainer.close()
 
 
+def test_a_flat_start_is_no_plateau(run_dir: Path) -> None:
+    """Before the held-out cost has fallen below ``plateau_after`` of its first value the
+    network has not found its memory yet: the rate stays, however long that takes."""
+    run = tiny_run(schedule="plateau", lr_patience=1, plateau_after=0.5)
+    trainer = training.start(run, run_dir, quiet=True)
+    for cost in (10.0, 9.0, 9.0, 9.0, 8.0, 8.0, 8.0, 6.0, 6.0):
+        assert not trainer._follow_schedule(cost)
+    assert lr_of(trainer) == 3e-3
+    assert not trainer._follow_schedule(4.0)  # halved: learned; a new best
+    assert not trainer._follow_schedule(4.0)  # the first evaluation without one
+    assert lr_of(trainer) == 3e-3 * 0.3
+    trainer.close()
+
+
 def test_a_constant_schedule_never_changes_the_rate(run_dir: Path) -> None:
     trainer = training.start(tiny_run(schedule="constant", lr_patience=1), run_dir, quiet=True)
     for cost in (5.0, 6.0, 7.0, 8.0):
@@ -53,7 +70,9 @@ def test_a_constant_schedule_never_changes_the_rate(run_dir: Path) -> None:
 
 
 def test_the_run_ends_at_the_floor(run_dir: Path) -> None:
-    run = tiny_run(schedule="plateau", lr_patience=1, lr_decay=0.1, lr_floor=1e-9, lr=1e-9)
+    run = tiny_run(
+        schedule="plateau", lr_patience=1, lr_decay=0.1, lr_floor=1e-9, lr=1e-9, plateau_after=1.0
+    )
     result = training.train(run, run_dir, quiet=True)  # 1e-9: nothing improves
     assert result.reason == "floor"
     assert not result.solved
@@ -92,7 +111,8 @@ def test_ntm_eval_reads_the_best_model(run_dir: Path, capsys: pytest.CaptureFixt
 
 
 def test_resume_mid_plateau_continues_exactly(tmp_path: Path) -> None:
-    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16}
+    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16,
+           "plateau_after": 1.0}  # fmt: skip
     whole = training.train(tiny_run(**run), tmp_path / "whole", quiet=True)
     part = training.train(tiny_run(**run, max_sequences=96), tmp_path / "part", quiet=True)
     rest = training.resume(tmp_path / "part", {"max_sequences": 192}, quiet=True)
@@ -183,7 +203,8 @@ def test_resume_across_the_marker_stage_is_exact(tmp_path: Path) -> None:
 
 
 def test_learning_curves_mark_the_changes(run_dir: Path) -> None:
-    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16}
+    run = {"schedule": "plateau", "lr_patience": 1, "lr_decay": 0.5, "eval_every": 16,
+           "plateau_after": 1.0}  # fmt: skip
     training.train(tiny_run(**run), run_dir, quiet=True)
     rows = ckpt.read_metrics(run_dir)
     marks = changes(rows, "lr")

@@ -89,6 +89,12 @@ class TrainConfig:
         default=8, metadata={"help": "plateau: evaluations without a new best before lowering"}
     )
     lr_floor: float = field(default=3e-5, metadata={"help": "plateau: the lowest rate"})
+    plateau_after: float = field(
+        default=0.5,
+        metadata={"help": "plateau: act only once the held-out cost (ngrams: above the optimum) "
+                  "is below this fraction of its first value, so that a flat start, before "
+                  "the network finds its memory, is not taken for the end (1: at once)"},
+    )  # fmt: skip
     withhold_end_marker: bool = field(
         default=False,
         metadata={"help": "repeat_copy: train without the end marker until the held-out copies "
@@ -166,6 +172,13 @@ class TrainConfig:
         )
         require(0 < self.lr_decay < 1, name, "lr_decay", self.lr_decay, "a number in (0, 1)")
         require(self.lr_patience >= 1, name, "lr_patience", self.lr_patience, "an integer >= 1")
+        require(
+            0 < self.plateau_after <= 1,
+            name,
+            "plateau_after",
+            self.plateau_after,
+            "a number in (0, 1]",
+        )
         require(
             math.isfinite(self.lr_floor) and self.lr_floor > 0,
             name,
@@ -393,6 +406,7 @@ RESUMABLE = (
     "lr_decay",
     "lr_patience",
     "lr_floor",
+    "plateau_after",
     "eval_every",
     "checkpoint_every",
     "threads",

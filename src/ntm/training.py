@@ -91,7 +91,8 @@ class _Progress:
     next_eval: int = 0
     next_checkpoint: int = 0
     best_cost: float = math.inf  # lowest held-out cost of the current stage
-    stale_evals: int = 0  # evaluations since the best
+    first_cost: float = math.nan  # its first held-out cost (ngrams: above the optimum)
+    stale_evals: int = 0  # evaluations since the best, once the schedule acts
     stage: int = 1  # repeat copy with the end marker withheld: 0 until the copies are right
 
 
@@ -314,9 +315,10 @@ class Trainer:
         p = self.progress
         decision = self._evaluate_and_decide() if self.world.main else (False, False)
         lr = self.optimizer.param_groups[0]["lr"]
-        shared = (decision, self.last_eval, lr, p.stage, p.best_cost, p.stale_evals)
-        shared = distributed.from_main(shared, self.world)
-        decision, self.last_eval, lr, p.stage, p.best_cost, p.stale_evals = shared
+        schedule = (p.stage, p.best_cost, p.first_cost, p.stale_evals)
+        shared = distributed.from_main((decision, self.last_eval, lr, schedule), self.world)
+        decision, self.last_eval, lr, schedule = shared
+        p.stage, p.best_cost, p.first_cost, p.stale_evals = schedule
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         p.window_cost = p.window_errors = 0.0
@@ -368,7 +370,7 @@ class Trainer:
         if marker is not None:
             copies = eval_errors - marker.wrong / self.held_out.inputs.shape[1]
             if copies < (train.target_bit_errors or COPIES_RIGHT):
-                p.stage, p.best_cost, p.stale_evals = 1, math.inf, 0
+                p.stage, p.best_cost, p.first_cost, p.stale_evals = 1, math.inf, math.nan, 0
                 self.log(
                     f"{p.sequences:>10,d} seq  copies right ({copies:.3f} bit errors outside "
                     "the end marker): the end marker from here on"
@@ -378,9 +380,13 @@ class Trainer:
         return met, self._follow_schedule(eval_cost)
 
     def _follow_schedule(self, cost: float) -> bool:
-        """Keep the best model of the stage, and on a plateau lower the learning rate.
-        Returns True when the rate is at its floor and the plateau goes on: the run ends."""
+        """Keep the best model of the stage, and on a plateau lower the learning rate (once
+        the network has learned: see ``plateau_after``). Returns True when the rate is at
+        its floor and the plateau goes on: the run ends."""
         p, train = self.progress, self.run.train
+        reference = self.optimal or 0.0  # what no model can beat: 0, or the Bayes optimum
+        if math.isnan(p.first_cost):
+            p.first_cost = cost - reference
         if cost < p.best_cost * (1 - IMPROVEMENT):
             p.best_cost, p.stale_evals = cost, 0
             if p.stage == 1:
@@ -388,6 +394,8 @@ class Trainer:
                         "eval_bit_errors": self.last_eval[1]}  # fmt: skip
                 ckpt.save_best(self.run_dir, self.model, info)
             return False
+        if p.best_cost - reference > train.plateau_after * p.first_cost:
+            return False  # not learned yet: a flat start is no plateau
         p.stale_evals += 1
         if train.schedule != "plateau" or p.stale_evals < train.lr_patience:
             return False
@@ -453,7 +461,8 @@ class Trainer:
         if schedule == "plateau":
             schedule += (
                 f" (x{train.lr_decay:g} after {train.lr_patience} evaluations without a new "
-                f"best, down to {train.lr_floor:g})"
+                f"best, once the held-out cost is below {train.plateau_after:g} of its first; "
+                f"down to {train.lr_floor:g})"
             )
         self.log(f"target: {goal}; lr {train.lr:g}, schedule {schedule}")
         if p.stage == 0:

@@ -441,7 +441,7 @@ class Trainer:
         if train.target_cost > 0:
             return f"held-out cost {cost:.3f} (target < {train.target_cost:g})"
         target = f" (target < {train.target_bit_errors:g})" if train.target_bit_errors else ""
-        return f"held-out bit errors {errors:.3f}{target}"
+        return f"held-out bit errors {errors:.4f}{target}"
 
     def fit(self) -> TrainResult:
         """Train to the target or the budget, or until interrupted or the schedule ends the
@@ -508,9 +508,10 @@ class Trainer:
             )
         elif solved:
             reason = "target"
+            cost, errors = self.last_eval
             self.log(
-                f"solved: {goal} ({self._held_out_note()}) after {p.sequences:,d} sequences, "
-                f"{p.seconds / 60:.1f} minutes"
+                f"solved ({goal}): held-out cost {cost:.3f} bits, {errors:.4f} bit errors per "
+                f"sequence after {p.sequences:,d} sequences, {p.seconds / 60:.1f} minutes"
             )
         elif floor:
             reason = "floor"

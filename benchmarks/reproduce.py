@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -27,9 +28,9 @@ from typing import Any
 from ntm import checkpoint as ckpt
 
 TABLE_HEADER = [
-    "| task | seed | solved | sequences | minutes to target (training) | "
+    "| task | seed | processes | solved | sequences | minutes to target (training) | "
     "minutes (process start to exit) | final held-out cost | ended by |",
-    "|---|---:|:---:|---:|---:|---:|---:|---|",
+    "|---|---:|---:|:---:|---:|---:|---:|---:|---|",
 ]
 
 
@@ -58,9 +59,12 @@ def run_one(task: str, seed: int, root: Path, flags: list[str]) -> dict[str, Any
     met = next((r for r in rows if r["target_met"] == 1), None)
     log = (run_dir / ckpt.LOG_FILE).read_text()
     ended = "target" if met else "floor" if "at the floor learning rate" in log else "budget"
+    # ntm train chooses its processes by the cores free at its start (train.log says).
+    processes = re.search(r"preset \w+, (\d+) processes", log)
     result = {
         "task": task,
         "seed": seed,
+        "processes": int(processes.group(1)) if processes else 1,
         "solved": met is not None,
         "sequences": int((met or rows[-1])["sequences"]),
         "training_minutes": (met or rows[-1])["seconds"] / 60,
@@ -76,7 +80,8 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = list(TABLE_HEADER)
     for r in results:
         lines.append(
-            f"| {r['task']} | {r['seed']} | {'yes' if r['solved'] else 'no'} | "
+            f"| {r['task']} | {r['seed']} | {r.get('processes', '?')} | "
+            f"{'yes' if r['solved'] else 'no'} | "
             f"{r['sequences']:,d} | {r['training_minutes']:.1f} | {r['wall_minutes']:.1f} | "
             f"{r['final_eval_cost']:.3f} | {r['ended_by']} |"
         )
@@ -86,7 +91,7 @@ def table(results: list[dict[str, Any]]) -> str:
         sequences = statistics.median(r["sequences"] for r in mine)
         solved = sum(r["solved"] for r in mine)
         lines.append(
-            f"| {task} | median | {solved}/{len(mine)} | {sequences:,.0f} | | {wall:.1f} | | |"
+            f"| {task} | median | | {solved}/{len(mine)} | {sequences:,.0f} | | {wall:.1f} | | |"
         )
     return "\n".join(lines) + "\n"
 

@@ -178,6 +178,13 @@ def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Pa
     log = (run_dir / ckpt.LOG_FILE).read_text()
     assert "end marker withheld until the copies are right" in log
     assert "the end marker from here on" in log
+    plain = runconfig.resolve_config(
+        {**TINY_TRAIN, "task": "repeat_copy"}, {**REPEAT, "end_marker": False}, dict(TINY_MODEL)
+    )
+    assert plain.train.withhold_end_marker
+    without = training.start(plain, run_dir.with_name("plain"), quiet=True)
+    assert without.progress.stage == 1  # no marker to withhold
+    without.close()
     resumed = training.reopen(run_dir, quiet=True)
     batch, _ = resumed._training_batch(8)
     resumed.close()

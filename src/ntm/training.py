@@ -155,7 +155,8 @@ class Trainer:
         self.progress = _Progress(
             next_eval=train.eval_every,
             next_checkpoint=self._ckpt_every(),
-            stage=0 if train.withhold_end_marker else 1,
+            # Only a task with an end marker can have it withheld (--no-end-marker: none).
+            stage=0 if train.withhold_end_marker and getattr(run.task, "end_marker", False) else 1,
         )
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.held_out = held_out_batch(run) if world.main else None

@@ -41,16 +41,6 @@ def draw_batch(task: Task, seed: int, update: int, slots: range) -> Batch:
     )
 
 
-def with_outputs(batch: Batch, output_size: int) -> Batch:
-    """``batch`` with target channels added up to ``output_size``, each a target of 0 (repeat
-    copy without its end marker, for a model that has the marker's output)."""
-    missing = output_size - batch.targets.shape[-1]
-    if missing <= 0:
-        return batch
-    zeros = batch.targets.new_zeros((*batch.targets.shape[:-1], missing))
-    return batch._replace(targets=torch.cat([batch.targets, zeros], -1))
-
-
 #: Per task, the setting a curriculum raises and the setting it starts above.
 CURRICULUM_KNOBS = {
     "copy": ("max_length", "min_length"),

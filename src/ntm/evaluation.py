@@ -57,10 +57,10 @@ def evaluate(
     total = batch.inputs.shape[1]
     cost = errors = 0.0
     was_training = model.training
-    engine = model.engine if isinstance(model, NTM) else None
+    compiled = model if isinstance(model, NTM) and model.engine == "compiled" else None
     model.eval()
-    if isinstance(model, NTM) and engine == "compiled":
-        model.engine = "fused"
+    if compiled is not None:
+        compiled.engine = "fused"
     try:
         for start in range(0, total, chunk):
             part = slice(start, start + chunk)
@@ -74,8 +74,8 @@ def evaluate(
                 inspect(logits, Batch(inputs, targets, mask))
     finally:
         model.train(was_training)
-        if isinstance(model, NTM) and engine is not None:
-            model.engine = engine
+        if compiled is not None:
+            compiled.engine = "compiled"
     return cost / total, errors / total
 
 

@@ -172,6 +172,9 @@ def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Pa
     batch, _ = trainer._training_batch(8)
     assert batch.targets.shape[-1] == run.task.output_size - 1  # no marker to learn yet
     assert trainer.fit().solved
+    # Stage 0 was judged on held-out sequences without the marker, as it trained.
+    assert trainer.withheld_held_out is not None
+    assert trainer.withheld_held_out.targets.shape[-1] == run.task.output_size - 1
     assert [(r["sequences"], r["stage"]) for r in ckpt.read_metrics(run_dir)] == [(32, 0), (64, 1)]
     assert ckpt.load_checkpoint(run_dir).trainer["progress"]["stage"] == 1
     log = (run_dir / ckpt.LOG_FILE).read_text()

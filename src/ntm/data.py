@@ -17,10 +17,11 @@ from ntm.runconfig import RunConfig
 from ntm.tasks import Batch, Task, concat
 
 
-def held_out_batch(run: RunConfig) -> Batch:
-    """The run's fixed held-out set, from its own seeded generator."""
+def held_out_batch(run: RunConfig, task: Task | None = None) -> Batch:
+    """The run's fixed held-out set, from its own seeded generator (of ``task`` if given: a
+    variant of the run's task, such as repeat copy without its end marker)."""
     generator = torch.Generator().manual_seed(run.train.eval_seed)
-    batch: Batch = run.task.sample(run.train.eval_size, generator)
+    batch: Batch = (task or run.task).sample(run.train.eval_size, generator)
     return batch
 
 

@@ -50,7 +50,9 @@ def evaluate(
 ) -> tuple[float, float]:
     """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks.
 
-    ``inspect``, if given, sees each chunk's logits with that chunk of the batch. A compiled
+    Only the outputs that ``batch`` has targets for are scored (repeat copy without its end
+    marker: the copy channels of a model that has one). ``inspect``, if given, sees each
+    chunk's logits with that chunk of the batch. A compiled
     NTM is evaluated uncompiled: evaluation is rare and at its own batch sizes, which
     compiling would cost more (a graph per size, tens of seconds each) than it saves.
     """
@@ -67,6 +69,7 @@ def evaluate(
             inputs, targets = batch.inputs[:, part], batch.targets[:, part]
             mask = batch.mask[:, part]
             logits, _ = model(inputs)
+            logits = logits[..., : targets.shape[-1]]
             size = inputs.shape[1]
             cost += cost_bits(logits, targets, mask) * size
             errors += bit_errors(logits, targets, mask) * size

@@ -27,7 +27,7 @@ from ntm import checkpoint as ckpt
 from ntm import distributed
 from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
 from ntm.distributed import SINGLE, World
-from ntm.evaluation import EndMarker, evaluate
+from ntm.evaluation import evaluate
 from ntm.fused import compiled_available
 from ntm.model import NTM
 from ntm.optim import GravesRMSprop
@@ -71,8 +71,8 @@ class TrainResult:
 MAX_BAD_UPDATES = 3
 #: A held-out cost counts as a new best when it is below the best by this fraction.
 IMPROVEMENT = 1e-3
-#: The held-out bit errors outside the end marker below which a run that withholds the
-#: marker introduces it, when the run has no bit-error target of its own.
+#: The held-out bit errors, on sequences without the end marker, below which a run that
+#: withholds the marker introduces it, when the run has no bit-error target of its own.
 COPIES_RIGHT = 0.1
 
 
@@ -160,6 +160,9 @@ class Trainer:
         )
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.held_out = held_out_batch(run) if world.main else None
+        # While the end marker is withheld, the held-out sequences come without it too, so
+        # the schedule and the switch judge what the run trains (drawn when first needed).
+        self.withheld_held_out: Batch | None = None
         # n-grams: the Bayes-optimal cost of the held-out sequences, the target's reference.
         self.optimal: float | None = None
         if self.held_out is not None and isinstance(run.task, NGramsTask):
@@ -344,9 +347,13 @@ class Trainer:
     def _evaluate_and_decide(self) -> tuple[bool, bool]:
         p, train = self.progress, self.run.train
         assert self.held_out is not None  # rank 0 holds it
-        # While withheld, the marker's channel (the last) is scored apart from the copies.
-        marker = EndMarker(self.run.task.output_size - 1) if p.stage == 0 else None
-        self.last_eval = evaluate(self.model, self.held_out, inspect=marker)
+        held_out = self.held_out
+        if p.stage == 0:
+            if self.withheld_held_out is None:
+                variant = self.run.task.with_settings(end_marker=False)
+                self.withheld_held_out = held_out_batch(self.run, variant)
+            held_out = self.withheld_held_out
+        self.last_eval = evaluate(self.model, held_out)
         eval_cost, eval_errors = self.last_eval
         met = self._target_met(eval_cost, eval_errors)
         lr = float(self.optimizer.param_groups[0]["lr"])
@@ -370,16 +377,14 @@ class Trainer:
             f"held-out cost {eval_cost:7.3f} bits{excess}, {eval_errors:7.3f} bit errors "
             "per sequence"
         )
-        if marker is not None:
-            copies = eval_errors - marker.wrong / self.held_out.inputs.shape[1]
-            if copies < (train.target_bit_errors or COPIES_RIGHT):
-                p.stage, p.best_cost, p.first_cost, p.stale_evals = 1, math.inf, math.nan, 0
-                self.log(
-                    f"{p.sequences:>10,d} seq  copies right ({copies:.3f} bit errors outside "
-                    "the end marker): the end marker from here on"
-                )
-                self.set_learning_rate(train.lr)
-                return False, False
+        if p.stage == 0 and eval_errors < (train.target_bit_errors or COPIES_RIGHT):
+            p.stage, p.best_cost, p.first_cost, p.stale_evals = 1, math.inf, math.nan, 0
+            self.log(
+                f"{p.sequences:>10,d} seq  copies right ({eval_errors:.3f} bit errors on "
+                "held-out sequences without the end marker): the end marker from here on"
+            )
+            self.set_learning_rate(train.lr)
+            return False, False
         return met, self._follow_schedule(eval_cost)
 
     def _follow_schedule(self, cost: float) -> bool:

@@ -53,6 +53,7 @@ def run_one(task: str, seed: int, root: Path, flags: list[str]) -> dict[str, Any
     code = subprocess.run(command, check=False).returncode
     wall = earlier + time.perf_counter() - start
     if code != 0:  # interrupted or failed: keep the time spent, continue next time
+        run_dir.mkdir(parents=True, exist_ok=True)
         result_file.with_suffix(".partial").write_text(json.dumps(wall))
         raise SystemExit(f"{' '.join(command)} exited with {code}; run the same command again")
     rows = ckpt.read_metrics(run_dir)
@@ -103,7 +104,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="extra flags for ntm train")
     args = parser.parse_args()
-    flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
+    if args.flags[:1] not in ([], ["--"]):
+        parser.error(f"unexpected {' '.join(args.flags)!r}: flags for ntm train go after --")
+    flags = args.flags[1:]
     args.runs.mkdir(parents=True, exist_ok=True)
     results = []
     for task in args.tasks.split(","):

@@ -220,3 +220,30 @@ def test_learning_curves_mark_the_changes(run_dir: Path) -> None:
     assert marks
     assert all(new == max(old / 2, 3e-5) for _, old, new in marks)  # 3e-5: the floor
     assert changes([{"sequences": 1, "lr": math.nan}, {"sequences": 2, "lr": 1.0}], "lr") == []
+
+
+def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def model(task: str, preset: str = "fast", kind: str = "ntm") -> dict[str, object]:
+        run = runconfig.resolve_config({"task": task, "preset": preset, "model": kind}, {}, {})
+        return dict(vars(run.model))
+
+    assert model("ngrams")["memory_size"] == 256
+    assert model("ngrams")["memory_init"] == "random"
+    assert model("priority_sort")["memory_init"] == "random"
+    assert model("ngrams", preset="paper")["memory_size"] == 128  # the paper's, untouched
+    assert model("copy")["memory_size"] == 128
+    assert "memory_size" not in model("ngrams", kind="lstm")
+    # A flag still wins over the recipe.
+    flagged = runconfig.resolve_config({"task": "ngrams"}, {}, {"memory_size": 64})
+    assert flagged.model.memory_size == 64  # type: ignore[union-attr]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    tables = [runconfig.TASK_TARGETS, runconfig.FAST_NTM, runconfig.FAST_NTM_MODEL]
+    for table in tables:
+        for task, recipe in table.items():
+            for key in recipe.settings:
+                assert f"--{key.replace('_', '-')}" in text.split(f"{task}:", 1)[1]
+            assert " ".join(recipe.why.split()) in text

@@ -1,9 +1,11 @@
 """Copy a trained run into the package as a shipped model: ``ntm.pretrained.load(NAME)``.
 
-Run: ``python scripts/ship_model.py RUN_DIR NAME`` (NAME is the task name, e.g. ``copy``).
+Run: ``python scripts/ship_model.py RUN_DIR NAME [--checkpoint latest]`` (NAME is the task
+name, e.g. ``copy``).
 
 Writes ``src/ntm/pretrained/NAME/``: the run's ``config.json`` and ``metrics.csv``, the
-weights of its latest checkpoint as ``model.safetensors``, ``eval.json`` (what ``ntm eval
+weights of its best checkpoint (lowest held-out cost; ``--checkpoint latest``: the newest)
+as ``model.safetensors``, ``eval.json`` (what ``ntm eval
 --pretrained NAME`` prints, as JSON, for the report) and ``check.json`` (the cost and bit
 errors on a small held-out batch, which a fast test compares with the shipped weights).
 """
@@ -19,7 +21,7 @@ import torch
 
 from ntm import checkpoint as ckpt
 from ntm.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
-from ntm.runs import load_run
+from ntm.runs import CHECKPOINTS, load_run, weights_file
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
 CHECK_SIZE = 64
@@ -37,18 +39,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args()
     folder = ROOT / args.name
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run_dir / ckpt.CONFIG_FILE, folder / ckpt.CONFIG_FILE)
     shutil.copyfile(args.run_dir / ckpt.METRICS_FILE, folder / ckpt.METRICS_FILE)
-    latest = ckpt.latest_checkpoint(args.run_dir)
-    shutil.copyfile(latest / ckpt.MODEL_FILE, folder / ckpt.MODEL_FILE)
+    weights = weights_file(args.run_dir, args.checkpoint)
+    shutil.copyfile(weights, folder / ckpt.MODEL_FILE)
     (folder / "check.json").write_text(json.dumps(check_values(folder), indent=2) + "\n")
     rows = evaluate_run(folder)
     (folder / "eval.json").write_text(json.dumps(rows, indent=2) + "\n")
     size = (folder / ckpt.MODEL_FILE).stat().st_size
-    print(f"shipped {args.run_dir} ({latest.name}) as {folder} ({size / 1024:.0f} KB)")
+    print(f"shipped {args.run_dir} ({weights.parent.name}) as {folder} ({size / 1024:.0f} KB)")
 
 
 if __name__ == "__main__":

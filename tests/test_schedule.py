@@ -1,6 +1,7 @@
 """The learning-rate schedule, the best checkpoint, each task's target, and repeat copy's
 end marker withheld until the copies are right."""
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -108,6 +109,24 @@ def test_ntm_eval_reads_the_best_model(run_dir: Path, capsys: pytest.CaptureFixt
     assert f"the best model: {best['sequences']:,d} sequences" in out.err
     assert main(["eval", str(run_dir), "--size", "8", "--json", "--checkpoint", "latest"]) == 0
     assert "the latest model: step-000000000192" in capsys.readouterr().err
+
+
+def test_shipping_takes_the_best_model(run_dir: Path, tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "ship_model.py"
+    spec = importlib.util.spec_from_file_location("ship_model", path)
+    assert spec is not None and spec.loader is not None
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    training.train(tiny_run(eval_every=16, lr=0.03, seed=3), run_dir, quiet=True)
+    best = runs.weights_file(run_dir)
+    assert best != runs.weights_file(run_dir, "latest")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ship, "ROOT", tmp_path / "pretrained")
+        patch.setattr(ship, "evaluate_run", lambda folder: [])  # the paper's settings: slow
+        patch.setattr("sys.argv", ["ship_model.py", str(run_dir), "copy"])
+        ship.main()
+    shipped = tmp_path / "pretrained" / "copy" / ckpt.MODEL_FILE
+    assert shipped.read_bytes() == best.read_bytes()
 
 
 def test_resume_mid_plateau_continues_exactly(tmp_path: Path) -> None:

@@ -212,6 +212,28 @@ def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Pa
     assert float(batch.targets[..., -1].sum()) > 0  # the marker is a target now
 
 
+def test_the_optimiser_starts_afresh_with_the_marker(tmp_path: Path) -> None:
+    def last_state(copies_right: float, name: str) -> training.Trainer:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(training, "COPIES_RIGHT", copies_right)
+            run = repeat_run(target_bit_errors=0.0, max_sequences=32, lr=0.01)
+            trainer = training.start(run, tmp_path / name, quiet=True)
+            trainer.set_learning_rate(0.005)  # as a plateau would have lowered it
+            trainer.fit()
+        return trainer
+
+    kept = last_state(0.0, "kept")  # the copies never right: no switch
+    assert kept.progress.stage == 0 and kept.optimizer.state
+    fresh = last_state(math.inf, "fresh")  # right at the evaluation after the last update
+    assert fresh.progress.stage == 1
+    assert not fresh.optimizer.state  # no moments from the copies' stage
+    assert lr_of(fresh) == 0.01  # the run's own rate
+    assert (
+        "the optimiser afresh at learning rate 0.01"
+        in (tmp_path / "fresh" / ckpt.LOG_FILE).read_text()
+    )
+
+
 def test_resume_across_the_marker_stage_is_exact(tmp_path: Path) -> None:
     run = {"target_bit_errors": 0.0, "max_sequences": 128}
     whole = repeat_run(**run)
@@ -248,15 +270,14 @@ def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
         run = runconfig.resolve_config({"task": task, "preset": preset, "model": kind}, {}, {})
         return dict(vars(run.model))
 
-    assert model("ngrams")["memory_size"] == 256
     assert model("ngrams")["memory_init"] == "random"
     assert model("priority_sort")["memory_init"] == "random"
-    assert model("ngrams", preset="paper")["memory_size"] == 128  # the paper's, untouched
-    assert model("copy")["memory_size"] == 128
-    assert "memory_size" not in model("ngrams", kind="lstm")
+    assert model("ngrams", preset="paper")["memory_init"] == "learned"  # the paper's
+    assert model("copy")["memory_init"] == "constant"
+    assert "memory_init" not in model("ngrams", kind="lstm")
     # A flag still wins over the recipe.
-    flagged = runconfig.resolve_config({"task": "ngrams"}, {}, {"memory_size": 64})
-    assert flagged.model.memory_size == 64  # type: ignore[union-attr]
+    flagged = runconfig.resolve_config({"task": "ngrams"}, {}, {"memory_init": "constant"})
+    assert flagged.model.memory_init == "constant"  # type: ignore[union-attr]
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -243,9 +243,10 @@ FAST_NTM: dict[str, Recipe] = {
 #: The fast preset's NTM model per task, where it differs from the paper's (docs/results.md).
 FAST_NTM_MODEL: dict[str, Recipe] = {
     "ngrams": Recipe(
-        {"memory_size": 256, "memory_init": "random"},
-        "the NTM learns a tape, one slot per step, and 128 slots cannot hold the 200 steps; a "
-        "fixed random memory lets content addressing tell the slots apart, and learned faster",
+        {"memory_init": "random"},
+        "a fixed random memory lets content addressing tell the slots apart: 134.8 bits on the "
+        "check after 73,728 sequences, where a constant memory had 159.5 (with 256 slots, "
+        "one run diverged at 45,000 sequences)",
     ),
     "priority_sort": Recipe(
         {"memory_init": "random"},

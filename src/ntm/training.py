@@ -319,6 +319,7 @@ class Trainer:
         the target is met and whether the schedule ends the run. Rank 0 evaluates; every
         process learns the result and the schedule's state."""
         p = self.progress
+        stage = p.stage
         decision = self._evaluate_and_decide() if self.world.main else (False, False)
         lr = self.optimizer.param_groups[0]["lr"]
         schedule = (p.stage, p.best_cost, p.first_cost, p.stale_evals)
@@ -327,6 +328,11 @@ class Trainer:
         p.stage, p.best_cost, p.first_cost, p.stale_evals = schedule
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if stage == 0 and p.stage == 1:
+            # The marker's new gradients, divided by second moments that settled while the
+            # copies were learned, would take steps of several times the rate (seed 3 lost
+            # its copies so): the optimiser starts afresh, as a run from these weights would.
+            self.optimizer = build_optimizer(self.run.train, self.model)
         p.window_cost = p.window_errors = 0.0
         p.window_sequences = 0
         return bool(decision[0]), bool(decision[1])
@@ -381,9 +387,9 @@ class Trainer:
             p.stage, p.best_cost, p.first_cost, p.stale_evals = 1, math.inf, math.nan, 0
             self.log(
                 f"{p.sequences:>10,d} seq  copies right ({eval_errors:.3f} bit errors on "
-                "held-out sequences without the end marker): the end marker from here on"
+                "held-out sequences without the end marker): the end marker from here on, "
+                f"the optimiser afresh at learning rate {train.lr:g}"
             )
-            self.set_learning_rate(train.lr)
             return False, False
         return met, self._follow_schedule(eval_cost)
 

@@ -11,6 +11,8 @@ A run folder that exists but did not finish is continued with a bare ``ntm train
 (its minutes then add up over the processes); a finished one is read, not run again. The
 target is each task's own (``ntm train --help``); solved means the trainer recorded it met.
 Prints a markdown table, and writes it to ``DIR/reproduce.md`` and ``DIR/reproduce.json``.
+``--read-only`` trains nothing and tabulates the runs as they stand, a run not yet finished
+as "unfinished" (its latest evaluation; medians leave it out).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def run_one(task: str, seed: int, root: Path, flags: list[str]) -> dict[str, Any
         run_dir.mkdir(parents=True, exist_ok=True)
         result_file.with_suffix(".partial").write_text(json.dumps(wall))
         raise SystemExit(f"{' '.join(command)} exited with {code}; run the same command again")
+    return record(task, seed, run_dir, wall, finished=True)
+
+
+def record(task: str, seed: int, run_dir: Path, wall: float, finished: bool) -> dict[str, Any]:
+    """What a run reached, from its folder; a finished one's is written to its
+    ``reproduce.json`` (one not finished: ``ended_by`` "unfinished", its latest evaluation)."""
     rows = ckpt.read_metrics(run_dir)
     met = next((r for r in rows if r["target_met"] == 1), None)
     log = (run_dir / ckpt.LOG_FILE).read_text()
@@ -71,10 +79,25 @@ def run_one(task: str, seed: int, root: Path, flags: list[str]) -> dict[str, Any
         "training_minutes": (met or rows[-1])["seconds"] / 60,
         "wall_minutes": wall / 60,
         "final_eval_cost": rows[-1]["eval_cost"],
-        "ended_by": ended,
+        "ended_by": ended if finished else "unfinished",
     }
-    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    if finished:
+        (run_dir / "reproduce.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def recorded(task: str, seed: int, root: Path) -> dict[str, Any] | None:
+    """A run's result as it stands, without training (None: no evaluation yet)."""
+    run_dir = root / f"{task}-seed-{seed}"
+    result_file = run_dir / "reproduce.json"
+    if result_file.is_file():
+        result: dict[str, Any] = json.loads(result_file.read_text())
+        return result
+    if not (run_dir / ckpt.METRICS_FILE).is_file() or not ckpt.read_metrics(run_dir):
+        return None
+    partial = run_dir / "reproduce.partial"  # minutes of the processes that were stopped
+    wall = json.loads(partial.read_text()) if partial.is_file() else 0.0
+    return record(task, seed, run_dir, wall, finished=False)
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -88,12 +111,14 @@ def table(results: list[dict[str, Any]]) -> str:
         )
     for task in dict.fromkeys(r["task"] for r in results):
         mine = [r for r in results if r["task"] == task]
-        wall = statistics.median(r["wall_minutes"] for r in mine)
-        sequences = statistics.median(r["sequences"] for r in mine)
-        solved = sum(r["solved"] for r in mine)
-        lines.append(
-            f"| {task} | median | | {solved}/{len(mine)} | {sequences:,.0f} | | {wall:.1f} | | |"
-        )
+        ended = [r for r in mine if r["ended_by"] != "unfinished"]  # the medians' runs
+        solved = f"{sum(r['solved'] for r in mine)}/{len(mine)}"
+        if not ended:
+            lines.append(f"| {task} | median | | {solved} | | | | | |")
+            continue
+        wall = statistics.median(r["wall_minutes"] for r in ended)
+        sequences = statistics.median(r["sequences"] for r in ended)
+        lines.append(f"| {task} | median | | {solved} | {sequences:,.0f} | | {wall:.1f} | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -102,6 +127,11 @@ def main() -> None:
     parser.add_argument("--tasks", default="copy,repeat_copy,associative_recall")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="train nothing: the table of the runs as they stand (unfinished ones included)",
+    )
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="extra flags for ntm train")
     args = parser.parse_args()
     if args.flags[:1] not in ([], ["--"]):
@@ -111,6 +141,10 @@ def main() -> None:
     results = []
     for task in args.tasks.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
+            if args.read_only:
+                found = recorded(task, seed, args.runs)
+                results += [found] if found is not None else []
+                continue
             results.append(run_one(task, seed, args.runs, flags))
             print(table(results[-1:]).splitlines()[len(TABLE_HEADER)], flush=True)
     text = table(results)

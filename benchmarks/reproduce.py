@@ -68,12 +68,10 @@ def record(task: str, seed: int, run_dir: Path, wall: float, finished: bool) -> 
     met = next((r for r in rows if r["target_met"] == 1), None)
     log = (run_dir / ckpt.LOG_FILE).read_text()
     ended = "target" if met else "floor" if "at the floor learning rate" in log else "budget"
-    # ntm train chooses its processes by the cores free at its start (train.log says).
-    processes = re.search(r"preset \w+, (\d+) processes", log)
     result = {
         "task": task,
         "seed": seed,
-        "processes": int(processes.group(1)) if processes else 1,
+        "processes": processes(log),
         "solved": met is not None,
         "sequences": int((met or rows[-1])["sequences"]),
         "training_minutes": (met or rows[-1])["seconds"] / 60,
@@ -86,12 +84,20 @@ def record(task: str, seed: int, run_dir: Path, wall: float, finished: bool) -> 
     return result
 
 
+def processes(log: str) -> int:
+    """How many processes a run trained in: ``ntm train`` chooses by the cores free at its
+    start, and ``train.log`` says."""
+    found = re.search(r"preset \w+, (\d+) processes", log)
+    return int(found.group(1)) if found else 1
+
+
 def recorded(task: str, seed: int, root: Path) -> dict[str, Any] | None:
     """A run's result as it stands, without training (None: no evaluation yet)."""
     run_dir = root / f"{task}-seed-{seed}"
     result_file = run_dir / "reproduce.json"
     if result_file.is_file():
         result: dict[str, Any] = json.loads(result_file.read_text())
+        result.setdefault("processes", processes((run_dir / ckpt.LOG_FILE).read_text()))
         return result
     if not (run_dir / ckpt.METRICS_FILE).is_file() or not ckpt.read_metrics(run_dir):
         return None

@@ -123,8 +123,10 @@ def _endless_two_process_run(run_dir: Path, log: Path) -> subprocess.Popen[bytes
         launcher = subprocess.Popen(
             [*command, "--nproc", "2"], stderr=handle, start_new_session=True
         )
-    deadline = time.monotonic() + 120
-    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 600  # a loaded machine may take minutes to start it
+    while not ckpt.read_metrics(run_dir):
+        assert launcher.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no evaluation within 10 minutes"
         time.sleep(0.2)
     return launcher
 

@@ -108,8 +108,10 @@ SHIPPED = {
         "sequences, both heads on slot 0; without the marker all three solve it by 32,768. So "
         "the bare command withholds the marker until the copies are right, then starts its "
         "optimiser afresh (with Adam's moments kept, seed 3 lost its copies when the marker "
-        "came). Past about 11 "
-        "repeats the model ends early, like the paper's (last picture).",
+        "came). It stops at its target, 0.1 bit errors on its check: seeds 1, 2 and 3 then "
+        "make 0.169, 0.100 and 0.113 held out, the marker right in 96.7 to 98.1% of the "
+        "sequences (`ntm eval RUN`); the shipped model, trained on at 3e-4, makes none. Past "
+        "about 11 repeats the model ends early, like the paper's (last picture).",
         unshipped=(
             Unshipped(
                 "from scratch, end marker on",

@@ -250,7 +250,7 @@ class Trainer:
         logits, _ = self.replica(batch.inputs)
         # The outputs the batch has targets for: while the end marker is withheld its output
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
-        # steps instead, the NTM was far slower to find its memory: benchmarks/README.md).
+        # steps instead, seeds 1 and 2 had not found their memory after 15 minutes).
         logits = logits[..., : batch.targets.shape[-1]]
         loss = loss_bits(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)

@@ -13,6 +13,11 @@ the same thing. A layout needing more cores (processes x threads) than this proc
 on is refused before anything is measured, with exit status 2: its numbers would measure
 the machine's sharing, not the layout.
 
+The row ``naive`` is the plain eager batched NTM that the speed targets are set against
+(``--baseline``, by default ``../shared/baselines/naive_ntm.py`` beside this repository:
+the same model and task, one process and one thread, timed by its own ``train``), and the
+column "x naive" divides by it.
+
 Rows with ``procs`` 2 train data-parallel (``DistributedDataParallel`` over gloo, as
 ``ntm train --nproc 2`` does): two processes of ``threads`` threads share each batch and
 average their gradients; the rate is the whole batch's.
@@ -21,6 +26,7 @@ average their gradients; the rate is the whole batch's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import statistics
@@ -176,6 +182,25 @@ def measure_layout(
     return measure(step, seconds)
 
 
+def default_baseline() -> str:
+    path = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "naive_ntm.py"
+    return str(path) if path.exists() else "none"
+
+
+def measure_baseline(path: str, batch_size: int, seconds: float) -> float:
+    """Seconds per training update of the plain NTM at ``path`` (its ``train(sequences,
+    batch)`` returns the seconds it took), with one thread."""
+    spec = importlib.util.spec_from_file_location("naive_ntm", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    warm = 2
+    first = module.train(warm * batch_size, batch_size, threads=1)
+    updates = max(warm, round(seconds / (first / warm)))
+    return float(module.train(updates * batch_size, batch_size, threads=1)) / updates
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -188,7 +213,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="batch 32 only")
     parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
-    parser.add_argument("--engines", default="eager,fused,compiled")
+    parser.add_argument("--engines", default="eager,fused,compiled,native")
+    parser.add_argument(
+        "--baseline",
+        default=default_baseline(),
+        help="the plain NTM to compare with (a naive_ntm.py), or none",
+    )
     parser.add_argument(
         "--layouts",
         default="1x1,1x2,2x1",
@@ -218,25 +248,37 @@ def main() -> int:
     if REFERENCE not in asked:
         column += "; not asked for, so measured too (rows marked 'reference')"
     print(column)
+    baseline = None if args.baseline == "none" else args.baseline
+    if baseline:
+        print(f"naive: {baseline}; x naive: against it at the same batch size")
     print(f"{'batch':>5} {'engine':>9} {'procs':>5} {'threads':>7} {'seq/s':>9} {'x eager':>8} "
-          f"{'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
+          f"{'x naive':>8} {'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     flops = flops_per_step(task)
     for batch_size in batch_sizes:
         generator = torch.Generator().manual_seed(0)
         batches = [task.sample(batch_size, generator) for _ in range(8)]
         mean_steps = statistics.mean(b.inputs.shape[0] for b in batches)
         rows = [REFERENCE, *(row for row in asked if row != REFERENCE)]
-        reference = 0.0
+        if baseline:
+            rows.insert(1, ("naive", 1, 1))
+        reference = naive = 0.0
         for engine, procs, threads in rows:
             if batch_size < procs:
                 continue
-            per_batch = measure_layout(engine, procs, threads, batches, args.seconds)
+            if engine == "naive":
+                assert baseline is not None
+                per_batch = measure_baseline(baseline, batch_size, args.seconds)
+            else:
+                per_batch = measure_layout(engine, procs, threads, batches, args.seconds)
             rate = batch_size / per_batch
             reference = reference or rate  # the reference row is measured first
+            if engine == "naive":
+                naive = rate
             gflops = flops * mean_steps * batch_size / per_batch / 1e9
-            note = "" if (engine, procs, threads) in asked else "  reference"
+            note = "" if (engine, procs, threads) in asked or engine == "naive" else "  reference"
+            against = f"{rate / naive:>7.2f}x" if naive else f"{'':>8}"
             print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "
-                  f"{rate / reference:>7.2f}x {gflops:>8.2f} "
+                  f"{rate / reference:>7.2f}x {against} {gflops:>8.2f} "
                   f"{gflops / peaks[procs * threads]:>7.1%}{note}", flush=True)  # fmt: skip
     return 0
 

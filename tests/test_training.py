@@ -95,7 +95,7 @@ def test_checkpoint_holds_the_trained_weights_and_optimiser(run_dir: Path) -> No
         assert torch.equal(a, b), name
 
 
-@pytest.mark.parametrize("engine", ["eager", "fused"])
+@pytest.mark.parametrize("engine", ["eager", "fused", "native"])
 def test_resume_gives_the_uninterrupted_losses(tmp_path: Path, engine: str) -> None:
     whole = training.train(tiny_run(engine=engine), tmp_path / "whole", quiet=True)
     part = training.train(tiny_run(engine=engine, max_sequences=96), tmp_path / "part", quiet=True)
@@ -319,7 +319,7 @@ def test_chunks_cover_every_step_once_in_two_shapes() -> None:
 
 def test_compiled_engine_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(training, "compiled_available", lambda: "no C++ compiler")
-    assert training.usable_engine("compiled") == ("fused", "no C++ compiler")
+    assert training.usable_engine("compiled") == ("fused", "torch.compile: no C++ compiler")
     assert training.usable_engine("eager") == ("eager", None)
 
 
@@ -428,7 +428,7 @@ def test_the_engine_is_each_model_s_own(monkeypatch: pytest.MonkeyPatch, tmp_pat
     compiled_model.engine = "compiled"
     plain = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4, engine="fused")
     loaded = runs.load(tmp_path / "a")
-    assert loaded.engine == "fused"
+    assert loaded.engine == "native"
     plain(torch.randn(3, 2, 5))
     loaded(torch.zeros(3, 2, 5))
     with pytest.raises(AssertionError, match="compiled step"):

@@ -423,6 +423,73 @@ def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
     return ctrl, head_w, head_b, out_w, out_b, input_w, read_w
 
 
+def output_layer(
+    cfg: NTMConfig, top_seq: Tensor, reads_all: Tensor, out_w: Tensor, out_b: Tensor
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The output layer over all steps at once: logits (T, B, O), its input (T, B, C + R*M)
+    and the mask of logits inside the output clip (None without one)."""
+    out_in = torch.cat([top_seq, reads_all], -1)
+    logits = torch.matmul(out_in, out_w.t()) + out_b
+    out_mask = _clip_mask(logits, cfg.output_clip)
+    if cfg.output_clip > 0:
+        logits = logits.clamp(-cfg.output_clip, cfg.output_clip)
+    return logits, out_in, out_mask
+
+
+def output_backward(
+    cfg: NTMConfig, d_logits: Tensor, out_mask: Tensor | None, out_w: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The output layer's backward: the gradient of its pre-clip logits (T, B, O), and those
+    of the controller outputs (T, B, C) and the reads (T, B, R*M) that fed it."""
+    d_out_pre = d_logits if out_mask is None else d_logits * out_mask
+    d_out_in = torch.matmul(d_out_pre, out_w)  # (T, B, C + R*M)
+    size = cfg.controller_size
+    return d_out_pre, d_out_in[..., :size], d_out_in[..., size:]
+
+
+def weight_gradients(
+    spec: _Spec,
+    input_w: Tensor,
+    inputs: Tensor,
+    prev_reads: Tensor,
+    layer_inputs: list[Tensor],
+    hidden_prev: list[Tensor],
+    d_gates: list[Tensor],
+    d_raw: Tensor,
+    top_seq: Tensor,
+    d_out_pre: Tensor,
+    out_in: Tensor,
+) -> tuple[list[Tensor | None], Tensor]:
+    """Every weight's gradient, one matrix product over all time steps per matrix, in
+    :func:`ntm.layout.cell_weight_names`'s order, and the inputs' gradient (T, B, I).
+
+    Per step (all (T, B, ...)): ``prev_reads`` the reads each step started from, the inputs
+    of controller layers 1.. (``layer_inputs``), each LSTM layer's previous hidden state
+    (``hidden_prev``, empty for a feedforward controller), the gradients of each layer's
+    gate inputs (``d_gates``) and of the head parameters (``d_raw``), the controller's
+    output, and the output layer's pre-clip gradient and input."""
+
+    def flat(x: Tensor) -> Tensor:
+        return x.reshape(-1, x.shape[-1])
+
+    grads: list[Tensor | None] = []
+    d_inputs = torch.matmul(d_gates[0], input_w)
+    for i, d_gates_i in enumerate(d_gates):
+        d_gates_all = flat(d_gates_i)  # (T*B, 4C or C)
+        layer_in = torch.cat([inputs, prev_reads], -1) if i == 0 else layer_inputs[i - 1]
+        d_weight = d_gates_all.t() @ flat(layer_in)
+        d_bias = d_gates_all.sum(0)
+        if spec.lstm:
+            grads += [d_weight, d_gates_all.t() @ flat(hidden_prev[i]), d_bias, d_bias.clone()]
+        else:
+            grads += [d_weight, d_bias]
+    d_raw_all = flat(d_raw)  # (T*B, P)
+    head_in = torch.cat([top_seq, prev_reads], -1)
+    grads += [d_raw_all.t() @ flat(head_in), d_raw_all.sum(0)]
+    grads += [flat(d_out_pre).t() @ flat(out_in), flat(d_out_pre).sum(0)]
+    return grads, d_inputs
+
+
 class _FusedSequence(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -458,12 +525,8 @@ class _FusedSequence(torch.autograd.Function):
                 tops.append(top)
                 saved_steps.append(saved)
         top_seq = torch.stack(tops)  # (T, B, C)
-        reads_all = torch.stack(reads_seq)  # (T, B, R, M)
-        out_in = torch.cat([top_seq, reads_all.reshape(steps, batch, -1)], -1)
-        logits = torch.matmul(out_in, out_w.t()) + out_b  # (T, B, O)
-        out_mask = _clip_mask(logits, cfg.output_clip)
-        if cfg.output_clip > 0:
-            logits = logits.clamp(-cfg.output_clip, cfg.output_clip)
+        reads_all = torch.stack(reads_seq).reshape(steps, batch, -1)  # (T, B, R*M)
+        logits, out_in, out_mask = output_layer(cfg, top_seq, reads_all, out_w, out_b)
 
         ctx.spec = spec
         ctx.params = params
@@ -488,10 +551,8 @@ class _FusedSequence(torch.autograd.Function):
         size = cfg.controller_size
         num_read = cfg.num_read_heads
 
-        d_out_pre = d_logits if out_mask is None else d_logits * out_mask
-        d_out_in = torch.matmul(d_out_pre, out_w)  # (T, B, C + R*M)
-        d_top_out = d_out_in[..., :size]
-        d_reads_out = d_out_in[..., size:].reshape(steps, batch, num_read, cfg.word_size)
+        d_out_pre, d_top_out, d_reads_out = output_backward(cfg, d_logits, out_mask, out_w)
+        d_reads_out = d_reads_out.reshape(steps, batch, num_read, cfg.word_size)
         zeros = d_logits.new_zeros(batch, size)
         carries = (
             torch.zeros_like(memories[0]),
@@ -516,36 +577,32 @@ class _FusedSequence(torch.autograd.Function):
         d_raw_seq.reverse()
         d_gates_seq.reverse()
 
-        # Weight gradients: one product over all time steps per matrix.
-        def flat(x: Tensor) -> Tensor:
-            return x.reshape(-1, x.shape[-1])
-
         prev_reads = torch.stack([saved[0] for saved in saved_steps])  # (T, B, R*M)
-        grads: list[Tensor | None] = []
-        d_inputs = None
-        for i in range(len(ctrl)):
-            d_gates_all = flat(torch.stack([g[i] for g in d_gates_seq]))  # (T*B, 4C or C)
-            if i == 0:
-                layer_in = torch.cat([inputs, prev_reads], -1)
-                d_inputs = torch.matmul(d_gates_all, input_w).view(steps, batch, -1)
-            else:
-                layer_in = torch.stack([saved[1][i][0] for saved in saved_steps])
-            d_weight = d_gates_all.t() @ flat(layer_in)
-            d_bias = d_gates_all.sum(0)
-            if spec.lstm:
-                hidden_prev = torch.stack([saved[1][i][1] for saved in saved_steps])
-                grads += [d_weight, d_gates_all.t() @ flat(hidden_prev), d_bias, d_bias.clone()]
-            else:
-                grads += [d_weight, d_bias]
-        d_raw_all = flat(torch.stack(d_raw_seq))  # (T*B, P)
-        head_in = torch.cat([top_seq, prev_reads], -1)
-        grads += [d_raw_all.t() @ flat(head_in), d_raw_all.sum(0)]
-        grads += [flat(d_out_pre).t() @ flat(out_in), flat(d_out_pre).sum(0)]
+        layer_inputs = [torch.stack([saved[1][i][0] for saved in saved_steps])
+                        for i in range(1, len(ctrl))]  # fmt: skip
+        hidden_prev = (
+            [torch.stack([saved[1][i][1] for saved in saved_steps]) for i in range(len(ctrl))]
+            if spec.lstm
+            else []
+        )
+        d_gates = [torch.stack([g[i] for g in d_gates_seq]) for i in range(len(ctrl))]
+        grads, d_inputs = weight_gradients(
+            spec, input_w, inputs, prev_reads, layer_inputs, hidden_prev, d_gates,
+            torch.stack(d_raw_seq), top_seq, d_out_pre, out_in,
+        )  # fmt: skip
         d_memory, d_reads, d_read_w, d_write_w, d_h, d_c = carries
         d_hidden = torch.stack(d_h) if spec.lstm else None
         d_cell = torch.stack(d_c) if spec.lstm else None
         d_memory = d_memory.transpose(1, 2)
         return (None, d_inputs, d_memory, d_reads, d_read_w, d_write_w, d_hidden, d_cell, *grads)
+
+
+def cell_spec(cell: Any, compiled: bool) -> tuple[_Spec, list[Tensor]]:
+    """The spec of ``cell`` (an :class:`ntm.NTMCell`) and its weights in the fused order."""
+    cfg = cell.config
+    spec = _Spec(cfg, HeadLayout(cfg.word_size, cfg.shift_range), broadcast=compiled)
+    names = cell_weight_names(cfg.controller, cfg.controller_layers)
+    return spec, [cell.get_parameter(name) for name in names]
 
 
 def fused_sequence(
@@ -556,9 +613,6 @@ def fused_sequence(
 
     Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
     """
-    cfg = cell.config
-    spec = _Spec(cfg, HeadLayout(cfg.word_size, cfg.shift_range), broadcast=compiled)
-    names = cell_weight_names(cfg.controller, cfg.controller_layers)
-    params = [cell.get_parameter(name) for name in names]
+    spec, params = cell_spec(cell, compiled)
     outputs = _FusedSequence.apply(spec, inputs, *state, *params)  # type: ignore[no-untyped-call]
     return outputs[0], type(state)(*outputs[1:])

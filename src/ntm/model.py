@@ -17,11 +17,13 @@ from ntm.config import LSTMConfig, NTMConfig, require
 from ntm.fused import fused_sequence
 from ntm.layout import HeadLayout
 from ntm.memory import read, write
+from ntm.native import native_sequence
 
 #: How an :class:`NTM` runs a sequence: ``eager`` (autograd through every step), ``fused``
-#: (one autograd node with a hand-written backward, :mod:`ntm.fused`) or ``compiled`` (the
-#: fused path with its steps compiled by ``torch.compile``).
-ENGINES = ("eager", "fused", "compiled")
+#: (one autograd node with a hand-written backward, :mod:`ntm.fused`), ``compiled`` (the
+#: fused path with its steps compiled by ``torch.compile``) or ``native`` (the fused path's
+#: recurrence in C, :mod:`ntm.native`).
+ENGINES = ("eager", "fused", "compiled", "native")
 
 #: Value of every memory cell under the ``constant`` initialisation (Collier & Beel).
 CONSTANT_MEMORY_VALUE = 1e-6
@@ -345,8 +347,10 @@ class NTM(nn.Module):
             ``fused``: the whole sequence as one autograd node with a hand-written backward
             (:mod:`ntm.fused`): same outputs and gradients, several times faster on a CPU;
             the final state then carries no gradient. ``compiled``: ``fused`` with its steps
-            compiled by ``torch.compile`` (a minute or two the first time). A choice of this
-            model alone, which may be changed between calls.
+            compiled by ``torch.compile`` (a minute or two the first time). ``native``:
+            ``fused`` with the recurrence in C (:mod:`ntm.native`, built in seconds the first
+            time), for float32 on the CPU; elsewhere, or without a C compiler, it runs as
+            ``fused``. A choice of this model alone, which may be changed between calls.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -408,7 +412,7 @@ class NTM(nn.Module):
 
     @property
     def engine(self) -> str:
-        """How :meth:`forward` runs a sequence: eager, fused or compiled."""
+        """How :meth:`forward` runs a sequence: eager, fused, compiled or native."""
         return self._engine
 
     @engine.setter
@@ -476,7 +480,11 @@ class NTM(nn.Module):
             outputs, state, _ = self._run(inputs, state, trace=False)
             return outputs, state
         steps, state = self._start(inputs, state)
-        outputs, state = fused_sequence(self.cell, steps, state, self.engine == "compiled")
+        native = native_sequence(self.cell, steps, state) if self.engine == "native" else None
+        if native is None:
+            outputs, state = fused_sequence(self.cell, steps, state, self.engine == "compiled")
+        else:
+            outputs, state = native
         return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 
     def trace(

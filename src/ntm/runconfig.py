@@ -119,10 +119,12 @@ class TrainConfig:
         },
     )
     engine: str = field(
-        default="compiled",
+        default="native",
         metadata={
             "help": "NTM execution: eager (autograd step by step), fused (hand-written "
-            "backward), compiled (fused, steps compiled with torch.compile)"
+            "backward), compiled (fused, steps compiled with torch.compile), native (fused, "
+            "the recurrence in C, built in seconds with the system's C compiler; where that "
+            "cannot build, compiled)"
         },
     )
     init_from: str = field(

@@ -52,7 +52,7 @@ def weights_file(run_dir: Path, checkpoint: str = "best") -> Path:
 
 
 def load_run(
-    run_dir: str | Path, engine: str = "fused", checkpoint: str = "best"
+    run_dir: str | Path, engine: str = "native", checkpoint: str = "best"
 ) -> tuple[RunConfig, nn.Module]:
     """The run's configuration and its model (see :func:`weights_file`), in eval mode; an
     NTM runs on ``engine``."""

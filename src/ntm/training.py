@@ -30,6 +30,7 @@ from ntm.distributed import SINGLE, World
 from ntm.evaluation import evaluate
 from ntm.fused import compiled_available
 from ntm.model import NTM
+from ntm.native import native_available
 from ntm.optim import GravesRMSprop
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig
 from ntm.runs import build_model, default_run_dir, read_run_config
@@ -41,11 +42,22 @@ CURRICULUM_FIELDS = tuple(f.name for f in dataclasses.fields(CurriculumState))
 
 
 def usable_engine(engine: str) -> tuple[str, str | None]:
-    """``engine``, or ``fused`` with the reason when ``compiled`` cannot work here."""
-    if engine != "compiled":
-        return engine, None
-    problem = compiled_available()
-    return ("fused", problem) if problem else (engine, None)
+    """``engine``, or the next one that works here with the reason: ``native`` falls back
+    to ``compiled`` without a C compiler, ``compiled`` to ``fused`` without torch.compile."""
+    problems = []
+    if engine == "native":
+        problem = native_available()
+        if problem is None:
+            return engine, None
+        problems.append(f"native engine: {problem}")
+        engine = "compiled"
+    if engine == "compiled":
+        problem = compiled_available()
+        if problem is None:
+            return engine, "; ".join(problems) or None
+        problems.append(f"torch.compile: {problem}")
+        engine = "fused"
+    return engine, "; ".join(problems) or None
 
 
 def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -482,8 +494,8 @@ class Trainer:
         if p.stage == 0:
             self.log("end marker withheld until the copies are right")
         if self.engine_problem:
-            self.log(f"torch.compile does not work here ({self.engine_problem}); engine fused")
-        elif self.engine == "compiled" and isinstance(self.model, NTM):
+            self.log(f"engine {self.engine}: {self.engine_problem}")
+        if self.engine == "compiled" and isinstance(self.model, NTM):
             self.log(
                 "compiling the NTM step with torch.compile (one to two minutes the first time)"
             )

@@ -42,36 +42,31 @@ static inline float tanh_f(float x) { return 2.0f / (1.0f + expf(-2.0f * x)) - 1
 /* torch.nn.functional.softplus with its default threshold of 20. */
 static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-/* y (B x O, row stride ys) = or += x (B x K, row stride xs) @ w (K x O, row stride ws).
- * With AVX2, blocks of 4 rows and 16 columns stay in eight registers for the whole k loop;
- * the rest (and everything without AVX2) runs row by row, k outer, columns inner. */
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-static void block_4x16(int K, const float *restrict x, idx xs, const float *restrict w, idx ws,
-                       float *restrict y, idx ys, int accumulate) {
-    __m256 c[8];
-    for (int i = 0; i < 4; i++) {
-        c[2 * i] = accumulate ? _mm256_loadu_ps(y + i * ys) : _mm256_setzero_ps();
-        c[2 * i + 1] = accumulate ? _mm256_loadu_ps(y + i * ys + 8) : _mm256_setzero_ps();
-    }
+/* Rows b..b+3, columns o..o+8*NV-1: 4 x NV accumulators (12 at most) in registers. */
+static inline __attribute__((always_inline)) void block(int NV, int K, const float *restrict x,
+                                                        idx xs, const float *restrict w, idx ws,
+                                                        float *restrict y, idx ys,
+                                                        int accumulate) {
+    __m256 c[4][3];
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < NV; v++)
+            c[i][v] = accumulate ? _mm256_loadu_ps(y + i * ys + 8 * v) : _mm256_setzero_ps();
     for (int k = 0; k < K; k++) {
-        __m256 w0 = _mm256_loadu_ps(w + k * ws), w1 = _mm256_loadu_ps(w + k * ws + 8);
+        __m256 wv[3];
+        for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(w + k * ws + 8 * v);
         for (int i = 0; i < 4; i++) {
             __m256 a = _mm256_broadcast_ss(x + i * xs + k);
-            c[2 * i] = _mm256_fmadd_ps(a, w0, c[2 * i]);
-            c[2 * i + 1] = _mm256_fmadd_ps(a, w1, c[2 * i + 1]);
+            for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, wv[v], c[i][v]);
         }
     }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(y + i * ys, c[2 * i]);
-        _mm256_storeu_ps(y + i * ys + 8, c[2 * i + 1]);
-    }
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(y + i * ys + 8 * v, c[i][v]);
 }
-#define BLOCKED_ROWS 4
-#define BLOCKED_COLUMNS 16
+#define BLOCKED 1
 #else
-#define BLOCKED_ROWS 0
-#define BLOCKED_COLUMNS 0
+#define BLOCKED 0
 #endif
 
 /* Columns from..O of rows from..B, row by row. */
@@ -91,15 +86,29 @@ static void gemm_rest(int B, int K, int O, int row_from, int column_from, const 
     }
 }
 
+/* y (B x O, row stride ys) = or += x (B x K, row stride xs) @ w (K x O, row stride ws).
+ * With AVX2, blocks of 4 rows by 24, 16 or 8 columns stay in registers for the whole k
+ * loop; the rest (and everything without AVX2) runs row by row, k outer, columns inner. */
 static void gemm(int B, int K, int O, const float *restrict x, idx xs, const float *restrict w,
                  idx ws, float *restrict y, idx ys, int accumulate) {
     int rows = 0, columns = 0;
-#if BLOCKED_ROWS
-    rows = B - B % BLOCKED_ROWS;
-    columns = O - O % BLOCKED_COLUMNS;
-    for (int b = 0; b < rows; b += BLOCKED_ROWS)
-        for (int o = 0; o < columns; o += BLOCKED_COLUMNS)
-            block_4x16(K, x + b * xs, xs, w + o, ws, y + b * ys + o, ys, accumulate);
+#if BLOCKED
+    rows = B - B % 4;
+    for (int b = 0; b < rows; b += 4) {
+        const float *xb = x + b * xs;
+        float *yb = y + b * ys;
+        int o = 0;
+        for (; o + 24 <= O; o += 24) block(3, K, xb, xs, w + o, ws, yb + o, ys, accumulate);
+        if (o + 16 <= O) {
+            block(2, K, xb, xs, w + o, ws, yb + o, ys, accumulate);
+            o += 16;
+        }
+        if (o + 8 <= O) {
+            block(1, K, xb, xs, w + o, ws, yb + o, ys, accumulate);
+            o += 8;
+        }
+        columns = o;
+    }
 #endif
     if (rows == 0) columns = 0; /* nothing blocked: every row from column 0 */
     gemm_rest(B, K, O, rows, columns, x, xs, w, ws, y, ys, accumulate);
@@ -177,19 +186,20 @@ static void address(const Dims *d, const float *restrict mem, const float *restr
 }
 
 /* The backward pass of address(): from d_w, the gradient of the weights, accumulate the
- * memory's gradient into d_mem (M, N) (but for the row norms' part, which is added to
- * d_norm) and return the previous weights' gradient and the head's parameter gradients
- * (d_key (M), then strength, gate, gamma, shift (S)) in d_head. */
+ * memory's gradient into d_mem (M, N) and return the previous weights' gradient and the
+ * head's parameter gradients (d_key (M), then strength, gate, gamma, shift (S)) in d_head.
+ * scratch holds 4N floats. */
 static void address_backward(const Dims *d, const float *restrict mem, const float *restrict norm,
                              const Head *h, const float *restrict prev,
                              const float *restrict cosine, const float *restrict content,
                              const float *restrict gated, const float *restrict shifted,
                              const float *restrict weights, const float *restrict d_w,
-                             float *restrict d_mem, float *restrict d_norm,
-                             float *restrict d_prev, float *restrict d_head,
+                             float *restrict d_mem, float *restrict d_prev,
+                             float *restrict d_head,
                              float *restrict scratch) {
     int n_ = d->N, k = d->K, m_ = d->M, s = 2 * k + 1;
-    float *d_shifted = scratch, *d_gated = scratch + n_, *d_dots = scratch + 2 * n_;
+    float *d_shifted = scratch, *d_gated = scratch + n_, *d_dots = scratch + 2 * n_,
+          *d_rows = scratch + 3 * n_; /* through the row norms, per unit of memory */
     /* Sharpening: w = softmax(gamma * log(shifted + eps)). */
     float dot = 0.0f;
     for (int n = 0; n < n_; n++) dot += d_w[n] * weights[n];
@@ -234,7 +244,7 @@ static void address_backward(const Dims *d, const float *restrict mem, const flo
         d_dots[n] = d_cos / (kn * norm[n]);
         float d_cc = d_cos * cosine[n];
         d_kn -= d_cc;
-        d_norm[n] -= d_cc / norm[n];
+        d_rows[n] = -d_cc / (norm[n] * norm[n]);
     }
     d_kn /= kn;
     for (int m = 0; m < m_; m++) {
@@ -243,7 +253,7 @@ static void address_backward(const Dims *d, const float *restrict mem, const flo
         float km = h->key[m], acc = 0.0f;
         for (int n = 0; n < n_; n++) {
             acc += d_dots[n] * row[n];
-            d_row[n] += km * d_dots[n];
+            d_row[n] += km * d_dots[n] + d_rows[n] * row[n];
         }
         d_head[m] = acc + d_kn / kn * km;
     }
@@ -367,27 +377,44 @@ int ntm_forward(const Dims *d, float **p) {
                         p[F_W_CONTENT] + at, p[F_W_GATED] + at, p[F_W_SHIFTED] + at,
                         p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N);
             }
-            memcpy(mem_new, mem, sizeof(float) * MN);
-            for (int w = 0; w < W; w++) {
-                const float *hr = rb + R * PR + w * PW;
-                const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
-                for (int m = 0; m < M; m++) {
-                    float e = sigmoidf(hr[PR + m]);
-                    float *row = mem_new + (idx)m * N;
-                    for (int n = 0; n < N; n++) row[n] *= 1.0f - ww[n] * e;
-                }
-            }
-            for (int w = 0; w < W; w++) {
-                const float *hr = rb + R * PR + w * PW;
-                const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
-                for (int m = 0; m < M; m++) {
-                    float a = tanh_f(hr[PR + M + m]);
-                    float *row = mem_new + (idx)m * N;
-                    for (int n = 0; n < N; n++) row[n] += a * ww[n];
-                }
-            }
             float *norm_new = p[F_NORMS] + ((idx)(t + 1) * B + b) * N;
-            row_norms(d, mem_new, norm_new);
+            if (W == 1) { /* erase, add and the new row norms in one pass */
+                const float *hr = rb + R * PR;
+                const float *ww = p[F_WW] + ((idx)(t + 1) * B + b) * N;
+                for (int n = 0; n < N; n++) norm_new[n] = 0.0f;
+                for (int m = 0; m < M; m++) {
+                    float e = sigmoidf(hr[PR + m]), a = tanh_f(hr[PR + M + m]);
+                    const float *row = mem + (idx)m * N;
+                    float *row_new = mem_new + (idx)m * N;
+                    for (int n = 0; n < N; n++) {
+                        float v = row[n] * (1.0f - ww[n] * e) + a * ww[n];
+                        row_new[n] = v;
+                        norm_new[n] += v * v;
+                    }
+                }
+                for (int n = 0; n < N; n++) norm_new[n] = sqrtf(norm_new[n] + d->eps);
+            } else {
+                memcpy(mem_new, mem, sizeof(float) * MN);
+                for (int w = 0; w < W; w++) {
+                    const float *hr = rb + R * PR + w * PW;
+                    const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
+                    for (int m = 0; m < M; m++) {
+                        float e = sigmoidf(hr[PR + m]);
+                        float *row = mem_new + (idx)m * N;
+                        for (int n = 0; n < N; n++) row[n] *= 1.0f - ww[n] * e;
+                    }
+                }
+                for (int w = 0; w < W; w++) {
+                    const float *hr = rb + R * PR + w * PW;
+                    const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
+                    for (int m = 0; m < M; m++) {
+                        float a = tanh_f(hr[PR + M + m]);
+                        float *row = mem_new + (idx)m * N;
+                        for (int n = 0; n < N; n++) row[n] += a * ww[n];
+                    }
+                }
+                row_norms(d, mem_new, norm_new);
+            }
             /* Read heads address the new memory and read it. */
             float *reads_new = p[F_READS] + ((idx)(t + 1) * B + b) * RM;
             for (int r = 0; r < R; r++) {
@@ -431,16 +458,15 @@ int ntm_backward(const Dims *d, float **p) {
                           + (size_t)B * (C + RM) /* d_head_in */
                           + (size_t)B * C        /* d_x */
                           + (size_t)H * N        /* d_w of every head */
-                          + (size_t)N            /* d_norm */
-                          + 3 * (size_t)N        /* address_backward's */
+                          + 4 * (size_t)N        /* address_backward's */
                           + (size_t)W * MN       /* keep of every write head */
                           + (size_t)MN           /* d_keep */
                           + (size_t)B * C;       /* d_x of the layer below */
     float *scratch = malloc(sizeof(float) * scratch_size);
     if (!scratch) return 2;
     float *raw_c = scratch, *d_head_in = raw_c + (size_t)B * P, *d_x = d_head_in + (size_t)B * (C + RM),
-          *d_w = d_x + (size_t)B * C, *d_norm = d_w + (size_t)H * N, *addr = d_norm + N,
-          *keep = addr + 3 * (size_t)N, *d_keep = keep + (size_t)W * MN, *d_x2 = d_keep + MN;
+          *d_w = d_x + (size_t)B * C, *addr = d_w + (size_t)H * N,
+          *keep = addr + 4 * (size_t)N, *d_keep = keep + (size_t)W * MN, *d_x2 = d_keep + MN;
     Head head;
     float *d_reads_next = p[K_D_READS];
     for (int t = T - 1; t >= 0; t--) {
@@ -459,7 +485,6 @@ int ntm_backward(const Dims *d, float **p) {
             const float *d_reads_out = p[K_D_READS_OUT] + ((idx)t * B + b) * RM;
             for (int j = 0; j < RM; j++) d_reads[j] += d_reads_out[j];
             /* Read: r = w_r M_t. */
-            for (int n = 0; n < N; n++) d_norm[n] = 0.0f;
             for (int r = 0; r < R; r++) {
                 const float *rw = p[F_RW] + (((idx)(t + 1) * B + b) * R + r) * N;
                 float *dw = d_w + (idx)r * N;
@@ -482,48 +507,68 @@ int ntm_backward(const Dims *d, float **p) {
                                  p[F_RW] + (((idx)t * B + b) * R + r) * N, p[F_R_COS] + at,
                                  p[F_R_CONTENT] + at, p[F_R_GATED] + at, p[F_R_SHIFTED] + at,
                                  p[F_RW] + (((idx)(t + 1) * B + b) * R + r) * N, d_w + (idx)r * N,
-                                 d_mem, d_norm, p[K_D_RW] + ((idx)b * R + r) * N,
+                                 d_mem, p[K_D_RW] + ((idx)b * R + r) * N,
                                  d_rb + r * PR, addr);
                 activation_backward(d, rb + r * PR, &head, d_rb + r * PR, 0);
             }
-            for (int m = 0; m < M; m++)
-                for (int n = 0; n < N; n++) d_mem[m * N + n] += d_norm[n] / norm_new[n] * mem_new[m * N + n];
-            /* Write: M_t = M_{t-1} * prod_w (1 - w e) + sum_w w^T a. */
-            for (int w = 0; w < W; w++) {
-                const float *hr = rb + R * PR + w * PW;
-                const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
-                for (int m = 0; m < M; m++) {
-                    float e = sigmoidf(hr[PR + m]);
-                    for (int n = 0; n < N; n++) keep[(idx)w * MN + m * N + n] = 1.0f - ww[n] * e;
-                }
-            }
-            for (int w = 0; w < W; w++) {
-                const float *hr = rb + R * PR + w * PW;
-                const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
-                float *dw = d_w + (idx)w * N;
-                float *d_hw = d_rb + R * PR + w * PW;
-                const float *d_ww_next = p[K_D_WW] + ((idx)b * W + w) * N;
-                for (int i = 0; i < MN; i++) d_keep[i] = d_mem[i] * mem_old[i];
-                for (int v = 0; v < W; v++)
-                    if (v != w)
-                        for (int i = 0; i < MN; i++) d_keep[i] *= keep[(idx)v * MN + i];
-                for (int n = 0; n < N; n++) dw[n] = d_ww_next[n];
+            if (W == 1) { /* erase and add in one pass */
+                const float *hr = rb + R * PR;
+                const float *ww = p[F_WW] + ((idx)(t + 1) * B + b) * N;
+                const float *d_ww_next = p[K_D_WW] + (idx)b * N;
+                float *d_hw = d_rb + R * PR;
+                for (int n = 0; n < N; n++) d_w[n] = d_ww_next[n];
                 for (int m = 0; m < M; m++) {
                     float e = sigmoidf(hr[PR + m]), a = tanh_f(hr[PR + M + m]);
-                    const float *d_row = d_mem + (idx)m * N, *dk = d_keep + (idx)m * N;
-                    float d_e = 0.0f, d_a = 0.0f;
+                    const float *old = mem_old + (idx)m * N;
+                    float *d_row = d_mem + (idx)m * N, d_e = 0.0f, d_a = 0.0f;
                     for (int n = 0; n < N; n++) {
-                        dw[n] += a * d_row[n] - dk[n] * e;
-                        d_e -= dk[n] * ww[n];
-                        d_a += ww[n] * d_row[n];
+                        float dm = d_row[n];
+                        float dk = dm * old[n];
+                        d_w[n] += a * dm - dk * e;
+                        d_e -= dk * ww[n];
+                        d_a += ww[n] * dm;
+                        d_row[n] = dm * (1.0f - ww[n] * e);
                     }
                     d_hw[PR + m] = d_e;
                     d_hw[PR + M + m] = d_a;
                 }
+            } else {
+                /* Write: M_t = M_{t-1} * prod_w (1 - w e) + sum_w w^T a. */
+                for (int w = 0; w < W; w++) {
+                    const float *hr = rb + R * PR + w * PW;
+                    const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
+                    for (int m = 0; m < M; m++) {
+                        float e = sigmoidf(hr[PR + m]);
+                        for (int n = 0; n < N; n++) keep[(idx)w * MN + m * N + n] = 1.0f - ww[n] * e;
+                    }
+                }
+                for (int w = 0; w < W; w++) {
+                    const float *hr = rb + R * PR + w * PW;
+                    const float *ww = p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N;
+                    float *dw = d_w + (idx)w * N;
+                    float *d_hw = d_rb + R * PR + w * PW;
+                    const float *d_ww_next = p[K_D_WW] + ((idx)b * W + w) * N;
+                    for (int i = 0; i < MN; i++) d_keep[i] = d_mem[i] * mem_old[i];
+                    for (int v = 0; v < W; v++)
+                        if (v != w)
+                            for (int i = 0; i < MN; i++) d_keep[i] *= keep[(idx)v * MN + i];
+                    for (int n = 0; n < N; n++) dw[n] = d_ww_next[n];
+                    for (int m = 0; m < M; m++) {
+                        float e = sigmoidf(hr[PR + m]), a = tanh_f(hr[PR + M + m]);
+                        const float *d_row = d_mem + (idx)m * N, *dk = d_keep + (idx)m * N;
+                        float d_e = 0.0f, d_a = 0.0f;
+                        for (int n = 0; n < N; n++) {
+                            dw[n] += a * d_row[n] - dk[n] * e;
+                            d_e -= dk[n] * ww[n];
+                            d_a += ww[n] * d_row[n];
+                        }
+                        d_hw[PR + m] = d_e;
+                        d_hw[PR + M + m] = d_a;
+                    }
+                }
+                for (int w = 0; w < W; w++)
+                    for (int i = 0; i < MN; i++) d_mem[i] *= keep[(idx)w * MN + i];
             }
-            for (int w = 0; w < W; w++)
-                for (int i = 0; i < MN; i++) d_mem[i] *= keep[(idx)w * MN + i];
-            for (int n = 0; n < N; n++) d_norm[n] = 0.0f;
             for (int w = 0; w < W; w++) {
                 idx at = (((idx)t * B + b) * W + w) * N;
                 const float *hr = rb + R * PR + w * PW;
@@ -533,11 +578,9 @@ int ntm_backward(const Dims *d, float **p) {
                                  p[F_WW] + (((idx)t * B + b) * W + w) * N, p[F_W_COS] + at,
                                  p[F_W_CONTENT] + at, p[F_W_GATED] + at, p[F_W_SHIFTED] + at,
                                  p[F_WW] + (((idx)(t + 1) * B + b) * W + w) * N, d_w + (idx)w * N,
-                                 d_mem, d_norm, p[K_D_WW] + ((idx)b * W + w) * N, d_hw, addr);
+                                 d_mem, p[K_D_WW] + ((idx)b * W + w) * N, d_hw, addr);
                 activation_backward(d, hr, &head, d_hw, 1);
             }
-            for (int m = 0; m < M; m++)
-                for (int n = 0; n < N; n++) d_mem[m * N + n] += d_norm[n] / norm_old[n] * mem_old[m * N + n];
             if (d->head_clip > 0.0f)
                 for (int i = 0; i < P; i++) {
                     float v = raw[(idx)b * P + i];

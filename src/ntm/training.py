@@ -63,7 +63,9 @@ def usable_engine(engine: str) -> tuple[str, str | None]:
 def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if train.optimizer == "rmsprop":
         return GravesRMSprop(model.parameters(), lr=train.lr, momentum=train.momentum)
-    return torch.optim.Adam(model.parameters(), lr=train.lr)
+    # fused: one kernel for all parameters' updates (0.19 against 0.70 ms a step for the copy
+    # model on one thread), where the default loops over them.
+    return torch.optim.Adam(model.parameters(), lr=train.lr, fused=True)
 
 
 @dataclass

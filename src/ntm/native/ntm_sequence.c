@@ -114,9 +114,22 @@ static void gemm(int B, int K, int O, const float *restrict x, idx xs, const flo
     gemm_rest(B, K, O, rows, columns, x, xs, w, ws, y, ys, accumulate);
 }
 
+/* The largest of v[0..n), n >= 1, eight lanes at a time. */
+static float max_of(const float *restrict v, int n) {
+    float lanes[8], mx = v[0];
+    int i = 1;
+    if (n >= 8) {
+        for (int j = 0; j < 8; j++) lanes[j] = v[j];
+        for (i = 8; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) lanes[j] = v[i + j] > lanes[j] ? v[i + j] : lanes[j];
+        for (int j = 0; j < 8; j++) mx = lanes[j] > mx ? lanes[j] : mx;
+    }
+    for (; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    return mx;
+}
+
 static void softmax(float *restrict v, int n) {
-    float mx = v[0];
-    for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    float mx = max_of(v, n);
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
         v[i] = expf(v[i] - mx);
@@ -283,6 +296,42 @@ static void activation_backward(const Dims *d, const float *raw, const Head *h, 
     }
 }
 
+/* An LSTM layer's step for one sequence: the activated gates (4C: input, forget, cell,
+ * output, as PyTorch orders them) from their inputs g, the new cell state, its tanh and the
+ * new hidden state. */
+static void lstm_forward(int C, const float *restrict g, const float *restrict c_prev,
+                         float *restrict ga, float *restrict c_new, float *restrict tanhc,
+                         float *restrict h_new) {
+    for (int j = 0; j < 2 * C; j++) ga[j] = sigmoidf(g[j]);
+    for (int j = 2 * C; j < 3 * C; j++) ga[j] = tanh_f(g[j]);
+    for (int j = 3 * C; j < 4 * C; j++) ga[j] = sigmoidf(g[j]);
+    for (int j = 0; j < C; j++) {
+        float c = ga[C + j] * c_prev[j] + ga[j] * ga[2 * C + j];
+        float tc = tanh_f(c);
+        c_new[j] = c;
+        tanhc[j] = tc;
+        h_new[j] = ga[3 * C + j] * tc;
+    }
+}
+
+/* Its backward for one sequence: the gates' input gradients dg (4C), and the cell state's
+ * gradient into the previous step (d_c, in place). */
+static void lstm_backward(int C, const float *restrict ga, const float *restrict tanhc,
+                          const float *restrict c_prev, const float *restrict d_x,
+                          const float *restrict d_h, float *restrict d_c, float *restrict dg) {
+    for (int j = 0; j < C; j++) {
+        float gi = ga[j], gf = ga[C + j], gg = ga[2 * C + j], go = ga[3 * C + j];
+        float tc = tanhc[j];
+        float d_hi = d_x[j] + d_h[j];
+        float d_ci = d_c[j] + d_hi * go * (1.0f - tc * tc);
+        dg[j] = d_ci * gg * gi * (1.0f - gi);
+        dg[C + j] = d_ci * c_prev[j] * gf * (1.0f - gf);
+        dg[2 * C + j] = d_ci * gi * (1.0f - gg * gg);
+        dg[3 * C + j] = d_hi * tc * go * (1.0f - go);
+        d_c[j] = d_ci * gf;
+    }
+}
+
 static void clamp_copy(const float *src, float *dst, int n, float bound) {
     for (int i = 0; i < n; i++) {
         float v = src[i];
@@ -334,23 +383,9 @@ int ntm_forward(const Dims *d, float **p) {
                 gemm(B, C, G, h_prev, C, p[F_HH_WT] + (idx)i * C * G, G, pre, G, 1);
                 float *gates = p[F_GATES] + ((idx)t * L + i) * B * G;
                 float *tanhc = p[F_TANHC] + ((idx)t * L + i) * B * C;
-                for (int b = 0; b < B; b++) {
-                    const float *g = pre + (idx)b * G;
-                    float *ga = gates + (idx)b * G;
-                    for (int j = 0; j < C; j++) {
-                        ga[j] = sigmoidf(g[j]);
-                        ga[C + j] = sigmoidf(g[C + j]);
-                        ga[2 * C + j] = tanh_f(g[2 * C + j]);
-                        ga[3 * C + j] = sigmoidf(g[3 * C + j]);
-                    }
-                    for (int j = 0; j < C; j++) {
-                        float c = ga[C + j] * c_prev[b * C + j] + ga[j] * ga[2 * C + j];
-                        float tc = tanh_f(c);
-                        c_new[b * C + j] = c;
-                        tanhc[b * C + j] = tc;
-                        h_new[b * C + j] = ga[3 * C + j] * tc;
-                    }
-                }
+                for (int b = 0; b < B; b++)
+                    lstm_forward(C, pre + (idx)b * G, c_prev + (idx)b * C, gates + (idx)b * G,
+                                 c_new + (idx)b * C, tanhc + (idx)b * C, h_new + (idx)b * C);
             } else {
                 for (idx j = 0; j < (idx)B * C; j++) h_new[j] = tanh_f(pre[j]);
             }
@@ -602,22 +637,10 @@ int ntm_backward(const Dims *d, float **p) {
                 const float *gates = p[F_GATES] + ((idx)t * L + i) * B * G;
                 const float *tanhc = p[F_TANHC] + ((idx)t * L + i) * B * C;
                 const float *c_prev = p[F_CS] + ((idx)t * L + i) * B * C;
-                for (int b = 0; b < B; b++) {
-                    const float *ga = gates + (idx)b * G;
-                    float *dg = d_gates + (idx)b * G;
-                    for (int j = 0; j < C; j++) {
-                        idx bj = (idx)b * C + j;
-                        float gi = ga[j], gf = ga[C + j], gg = ga[2 * C + j], go = ga[3 * C + j];
-                        float tc = tanhc[bj];
-                        float d_hi = d_x[bj] + d_h[bj];
-                        float d_ci = d_c[bj] + d_hi * go * (1.0f - tc * tc);
-                        dg[j] = d_ci * gg * gi * (1.0f - gi);
-                        dg[C + j] = d_ci * c_prev[bj] * gf * (1.0f - gf);
-                        dg[2 * C + j] = d_ci * gi * (1.0f - gg * gg);
-                        dg[3 * C + j] = d_hi * tc * go * (1.0f - go);
-                        d_c[bj] = d_ci * gf;
-                    }
-                }
+                for (int b = 0; b < B; b++)
+                    lstm_backward(C, gates + (idx)b * G, tanhc + (idx)b * C, c_prev + (idx)b * C,
+                                  d_x + (idx)b * C, d_h + (idx)b * C, d_c + (idx)b * C,
+                                  d_gates + (idx)b * G);
                 gemm(B, G, C, d_gates, G, p[K_HH_W] + (idx)i * G * C, C, d_h, C, 0);
             } else {
                 const float *x_new = p[F_HS] + ((idx)(t + 1) * L + i) * B * C;

@@ -30,9 +30,9 @@ from typing import Any
 from ntm import checkpoint as ckpt
 
 TABLE_HEADER = [
-    "| task | seed | processes | solved | sequences | minutes to target (training) | "
+    "| task | seed | engine | processes | solved | sequences | minutes to target (training) | "
     "minutes (process start to exit) | final held-out cost | ended by |",
-    "|---|---:|---:|:---:|---:|---:|---:|---:|---|",
+    "|---|---:|---|---:|:---:|---:|---:|---:|---:|---|",
 ]
 
 
@@ -71,6 +71,7 @@ def record(task: str, seed: int, run_dir: Path, wall: float, finished: bool) -> 
     result = {
         "task": task,
         "seed": seed,
+        "engine": engine(run_dir),
         "processes": processes(log),
         "solved": met is not None,
         "sequences": int((met or rows[-1])["sequences"]),
@@ -91,6 +92,12 @@ def processes(log: str) -> int:
     return int(found.group(1)) if found else 1
 
 
+def engine(run_dir: Path) -> str:
+    """The engine a run trained on, from its ``config.json``."""
+    config = json.loads((run_dir / ckpt.CONFIG_FILE).read_text())
+    return str(config.get("train", {}).get("engine", "?"))
+
+
 def recorded(task: str, seed: int, root: Path) -> dict[str, Any] | None:
     """A run's result as it stands, without training (None: no evaluation yet)."""
     run_dir = root / f"{task}-seed-{seed}"
@@ -98,6 +105,7 @@ def recorded(task: str, seed: int, root: Path) -> dict[str, Any] | None:
     if result_file.is_file():
         result: dict[str, Any] = json.loads(result_file.read_text())
         result.setdefault("processes", processes((run_dir / ckpt.LOG_FILE).read_text()))
+        result.setdefault("engine", engine(run_dir))
         return result
     if not (run_dir / ckpt.METRICS_FILE).is_file() or not ckpt.read_metrics(run_dir):
         return None
@@ -110,7 +118,7 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = list(TABLE_HEADER)
     for r in results:
         lines.append(
-            f"| {r['task']} | {r['seed']} | {r.get('processes', '?')} | "
+            f"| {r['task']} | {r['seed']} | {r.get('engine', '?')} | {r.get('processes', '?')} | "
             f"{'yes' if r['solved'] else 'no'} | "
             f"{r['sequences']:,d} | {r['training_minutes']:.1f} | {r['wall_minutes']:.1f} | "
             f"{r['final_eval_cost']:.3f} | {r['ended_by']} |"
@@ -120,11 +128,11 @@ def table(results: list[dict[str, Any]]) -> str:
         ended = [r for r in mine if r["ended_by"] != "unfinished"]  # the medians' runs
         solved = f"{sum(r['solved'] for r in mine)}/{len(mine)}"
         if not ended:
-            lines.append(f"| {task} | median | | {solved} | | | | | |")
+            lines.append(f"| {task} | median | | | {solved} | | | | | |")
             continue
         wall = statistics.median(r["wall_minutes"] for r in ended)
         sequences = statistics.median(r["sequences"] for r in ended)
-        lines.append(f"| {task} | median | | {solved} | {sequences:,.0f} | | {wall:.1f} | | |")
+        lines.append(f"| {task} | median | | | {solved} | {sequences:,.0f} | | {wall:.1f} | | |")
     return "\n".join(lines) + "\n"
 
 

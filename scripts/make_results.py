@@ -361,8 +361,8 @@ def _task_table(task: str, ntm: list[dict[str, Any]], lstm: list[dict[str, Any]]
 def _reproduce_table(rows: list[dict[str, Any]]) -> list[str]:
     """The rows of ``benchmarks/reproduce.py`` (task x seed), in the columns a reader needs."""
     lines = [
-        "| task | seed | processes | solved | sequences | minutes | ended by |",
-        "|---|---:|---:|:---:|---:|---:|---|",
+        "| task | seed | engine | processes | solved | sequences | minutes | ended by |",
+        "|---|---:|---|---:|:---:|---:|---:|---|",
     ]
     for r in rows:
         solved = "yes" if r["solved"] else "no"
@@ -370,7 +370,8 @@ def _reproduce_table(rows: list[dict[str, Any]]) -> list[str]:
         if r["ended_by"] == "unfinished":  # its processes' wall time is not yet summed
             minutes = f"{r['training_minutes']:.1f} training so far"
         lines.append(
-            f"| {r['task']} | {r['seed']} | {r.get('processes', '?')} | {solved} | "
+            f"| {r['task']} | {r['seed']} | {r.get('engine', 'compiled')} | "
+            f"{r.get('processes', '?')} | {solved} | "
             f"{r['sequences']:,d} | {minutes} | {r['ended_by']} |"
         )
     return lines

@@ -53,7 +53,7 @@ def test_native_engine_matches_eager(options: dict[str, object]) -> None:
         if b is None:
             assert a is None or not a.any()
         else:
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @needs_native
@@ -68,7 +68,7 @@ def test_the_copy_model_matches_eager_on_a_copy_batch() -> None:
     torch.testing.assert_close(got[0], eager[0], atol=1e-5, rtol=1e-5)
     for a, b in zip(got[2], eager[2], strict=True):
         if b is not None:
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_other_dtypes_run_fused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,4 +34,5 @@ def test_the_table_reads_finished_and_unfinished_runs(tmp_path: Path) -> None:
     assert done["solved"] and done["ended_by"] == "target" and done["sequences"] == 64
     assert bench.recorded("copy", 1, tmp_path) == done  # now read from its reproduce.json
     text = bench.table([done, ongoing])
-    assert "| copy | median | | 1/2 | 64 | | 1.0 | | |" in text  # the unfinished run left out
+    assert "| copy | median | | | 1/2 | 64 | | 1.0 | | |" in text  # the unfinished run left out
+    assert "| copy | 2 | fused | 1 | no | 128 |" in text  # the engine, from its config.json

@@ -87,6 +87,7 @@ def test_checkpoint_holds_the_trained_weights_and_optimiser(run_dir: Path) -> No
 
     batch = ntm.make_task("copy", **TINY_TASK).sample(8, torch.Generator().manual_seed(0))
     live = trainer.model.eval()
+    model.engine = live.engine  # loaded to run natively; compared on the engine it trained on
     with torch.no_grad():
         expected, expected_state = live(batch.inputs)
         got, state = model(batch.inputs)

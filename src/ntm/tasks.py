@@ -144,11 +144,13 @@ class CopyTask(_TaskBase):
         inputs = torch.zeros(steps, batch_size, self.input_size)
         targets = torch.zeros(steps, batch_size, self.output_size)
         mask = torch.zeros(steps, batch_size, dtype=torch.bool)
-        for b, length in enumerate(lengths.tolist()):
-            inputs[:length, b, : self.bits] = data[:length, b]
-            inputs[length, b, self.bits] = 1.0  # delimiter
-            targets[length + 1 : 2 * length + 1, b] = data[:length, b]
-            mask[length + 1 : 2 * length + 1, b] = True
+        # Every (step, sequence) inside its sequence, at once rather than per sequence.
+        step, seq = (torch.arange(longest).unsqueeze(1) < lengths).nonzero(as_tuple=True)
+        inputs[step, seq, : self.bits] = data[step, seq]
+        inputs[lengths, torch.arange(batch_size), self.bits] = 1.0  # delimiter
+        answer = lengths[seq] + 1 + step
+        targets[answer, seq] = data[step, seq]
+        mask[answer, seq] = True
         return Batch(inputs, targets, mask)
 
 

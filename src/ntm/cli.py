@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ntm import checkpoint as ckpt
-from ntm import distributed, pretrained, sweep, training
+from ntm import devices, distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -329,10 +329,12 @@ def _default_nproc(train: TrainConfig) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    nproc = args.nproc if args.nproc is not None else _default_nproc(_planned(args))
+    planned = _planned(args)
+    device = devices.resolve(planned.device, distributed.local_rank())  # before any start
+    nproc = args.nproc if args.nproc is not None else _default_nproc(planned)
     if nproc != 1:
         return _launch(nproc, args.argv)
-    world = distributed.join()
+    world = distributed.join(device)
     try:
         return _train_in(args, world)
     finally:
@@ -503,7 +505,7 @@ def _eval(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
-    rows = evaluate_run(run_dir, settings, args.size, args.seed, args.checkpoint)
+    rows = evaluate_run(run_dir, settings, args.size, args.seed, args.checkpoint, args.device)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -542,7 +544,7 @@ def _viz(args: argparse.Namespace) -> int:
         out = Path(f"pretrained-{args.pretrained}")  # never into the installed package
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
-    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint)
+    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device)
     for path in paths:
         print(path)
     return 0
@@ -571,6 +573,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
         default="best",
         help="the run's model with the lowest held-out cost (best; the latest where the run "
         "has none) or its newest (latest); default: best",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=f"where to run the model: {devices.DEVICE_FORMS} (auto: a GPU where there is one)",
     )
 
 

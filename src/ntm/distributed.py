@@ -54,6 +54,12 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def local_rank() -> int:
+    """This process's place among the training processes on its machine (torchrun's
+    ``LOCAL_RANK``; 0 for a single process): which GPU it trains on."""
+    return _env_int("LOCAL_RANK", 0)
+
+
 def join(device: torch.device | None = None) -> World:
     """This process's :class:`World` from torchrun's environment, joining the process group
     when there is more than one process. Without torchrun: a single process."""

@@ -58,6 +58,7 @@ def evaluate(
     """
     total = batch.inputs.shape[1]
     cost = errors = 0.0
+    device = next(model.parameters()).device  # batches are drawn on the CPU
     was_training = model.training
     compiled = model if isinstance(model, NTM) and model.engine == "compiled" else None
     model.eval()
@@ -66,8 +67,8 @@ def evaluate(
     try:
         for start in range(0, total, chunk):
             part = slice(start, start + chunk)
-            inputs, targets = batch.inputs[:, part], batch.targets[:, part]
-            mask = batch.mask[:, part]
+            inputs, targets = batch.inputs[:, part].to(device), batch.targets[:, part].to(device)
+            mask = batch.mask[:, part].to(device)
             logits, _ = model(inputs)
             logits = logits[..., : targets.shape[-1]]
             size = inputs.shape[1]
@@ -110,9 +111,10 @@ def evaluate_run(
     size: int = 1000,
     seed: int = HELD_OUT_SEED,
     checkpoint: str = "best",
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder's
-    model (``checkpoint``: see :func:`ntm.runs.weights_file`).
+    model (``checkpoint``: see :func:`ntm.runs.weights_file`) run on ``device``.
 
     Without ``task_settings``: the training distribution and the paper's generalisation
     settings for the task; with them, one row for the run's task so changed. Every row
@@ -120,7 +122,7 @@ def evaluate_run(
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
-    run, model = load_run(run_dir, checkpoint=checkpoint)
+    run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     if task_settings is None:

@@ -24,6 +24,7 @@ from ntm.config import (
     paper_ntm_config,
     require,
 )
+from ntm.devices import DEVICE_FORMS, is_form
 from ntm.model import ENGINES
 from ntm.tasks import TASKS, Task, make_task
 
@@ -127,6 +128,13 @@ class TrainConfig:
             "cannot build, compiled)"
         },
     )
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "where to train: auto (a GPU where there is one, else the CPU), cpu, "
+            "cuda, cuda:N; checkpoints do not depend on it (a run may resume elsewhere)"
+        },
+    )
     init_from: str = field(
         default="",
         metadata={
@@ -152,6 +160,7 @@ class TrainConfig:
         for key, allowed in choices.items():
             value = getattr(self, key)
             require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
+        require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
         for key in positive:
             require(getattr(self, key) >= 1, name, key, getattr(self, key), "an integer >= 1")
@@ -413,6 +422,7 @@ def resolve_config(
 #: Settings a resumed run may change; all others are fixed by the run's config.json.
 RESUMABLE = (
     "max_sequences",
+    "device",
     "lr",
     "target_bit_errors",
     "target_cost",

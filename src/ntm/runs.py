@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ntm import checkpoint as ckpt
+from ntm import devices
 from ntm.config import LSTMConfig, NTMConfig
 from ntm.model import NTM, LSTMBaseline
 from ntm.runconfig import RunConfig
@@ -52,22 +54,30 @@ def weights_file(run_dir: Path, checkpoint: str = "best") -> Path:
 
 
 def load_run(
-    run_dir: str | Path, engine: str = "native", checkpoint: str = "best"
+    run_dir: str | Path,
+    engine: str = "native",
+    checkpoint: str = "best",
+    device: torch.device | str = "cpu",
 ) -> tuple[RunConfig, nn.Module]:
-    """The run's configuration and its model (see :func:`weights_file`), in eval mode; an
-    NTM runs on ``engine``."""
+    """The run's configuration and its model (see :func:`weights_file`), in eval mode, on
+    ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); an NTM runs
+    on ``engine``."""
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
+    if isinstance(device, str):
+        device = devices.resolve(device)
     model = build_model(run.model, engine)
     path = weights_file(run_dir, checkpoint)
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
-    return run, model.eval()
+    return run, model.to(device).eval()
 
 
-def load(run_dir: str | Path, checkpoint: str = "best") -> nn.Module:
-    """The model of a run folder, in eval mode: its ``best`` checkpoint (lowest held-out
-    cost; the latest when it has none) or its ``latest``."""
-    return load_run(run_dir, checkpoint=checkpoint)[1]
+def load(
+    run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu"
+) -> nn.Module:
+    """The model of a run folder, in eval mode on ``device`` (default the CPU): its ``best``
+    checkpoint (lowest held-out cost; the latest when it has none) or its ``latest``."""
+    return load_run(run_dir, checkpoint=checkpoint, device=device)[1]
 
 
 def default_run_dir(run: RunConfig) -> Path:

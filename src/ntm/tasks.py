@@ -36,6 +36,10 @@ class Batch(NamedTuple):
     targets: Tensor
     mask: Tensor
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device`` (itself when it is there already)."""
+        return Batch(self.inputs.to(device), self.targets.to(device), self.mask.to(device))
+
 
 def concat(batches: list[Batch]) -> Batch:
     """Batches side by side, (T, B1 + B2 + ..., ...): shorter ones padded at the end with

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
-from ntm import distributed
+from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
 from ntm.distributed import SINGLE, World
 from ntm.evaluation import evaluate
@@ -157,12 +157,16 @@ class Trainer:
                 f"--batch-size {train.batch_size} cannot be shared among {world.size} "
                 f"processes: use at least {world.size}"
             )
+        self.device = devices.resolve(train.device, distributed.local_rank())
         self.engine, self.engine_problem = usable_engine(train.engine)
-        self.model = build_model(run.model, self.engine)
+        if self.engine == "native" and self.device.type != "cpu":
+            self.engine, self.engine_problem = "fused", "the native engine runs on the CPU only"
+        self.model = build_model(run.model, self.engine).to(self.device)
         # The module that trains: the model itself, or a replica that averages gradients
         # over the processes (and starts from rank 0's weights).
+        ids = [self.device.index] if self.device.type == "cuda" else None
         self.replica: nn.Module = (
-            DistributedDataParallel(self.model) if world.parallel else self.model
+            DistributedDataParallel(self.model, device_ids=ids) if world.parallel else self.model
         )
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
@@ -248,7 +252,7 @@ class Trainer:
         if withheld:
             task = task.with_settings(end_marker=False)
         batch = draw_batch(task, self.run.train.seed, updates, self.world.share(size))
-        return batch, from_level
+        return batch.to(self.device), from_level  # drawn on the CPU: the same on any device
 
     def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float:
         """One update on a global batch of ``size`` sequences, of which ``batch`` is this

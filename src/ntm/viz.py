@@ -228,10 +228,12 @@ def draw_run(
     task_settings: dict[str, Any] | None = None,
     seed: int = HELD_OUT_SEED,
     checkpoint: str = "best",
+    device: str = "cpu",
 ) -> list[Path]:
     """Write ``sequence.png``, ``memory.png`` (NTM only) of the run's model (``checkpoint``:
-    see :func:`ntm.runs.weights_file`) and ``learning_curves.png``."""
-    run, model = load_run(run_dir, checkpoint=checkpoint)
+    see :func:`ntm.runs.weights_file`), run on ``device``, and ``learning_curves.png``."""
+    run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
+    on = next(model.parameters()).device
     out = out or run_dir
     out.mkdir(parents=True, exist_ok=True)
     task = run.task.with_settings(**(task_settings or {}))
@@ -242,10 +244,12 @@ def draw_run(
     trace: NTMTrace | None = None
     with torch.no_grad():
         if isinstance(model, NTM):
-            logits, state, trace = model.trace(batch.inputs)
+            logits, state, trace = model.trace(batch.inputs.to(on))
+            state = NTMState(*(t.cpu() for t in state))
+            trace = NTMTrace(*(t.cpu() for t in trace))
         else:
-            logits, _ = model(batch.inputs)
-    probabilities = torch.sigmoid(logits[:, 0]).numpy()
+            logits, _ = model(batch.inputs.to(on))
+    probabilities = torch.sigmoid(logits[:, 0]).cpu().numpy()
     sequence = out / "sequence.png"
     draw_sequence(sequence, batch, probabilities, trace, f"{name}: one held-out sequence")
     paths.append(sequence)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ntm.checkpoint import CONFIG_FILE, RunError
@@ -32,6 +33,6 @@ def path(name: str) -> Path:
     return _ROOT / name
 
 
-def load(name: str) -> nn.Module:
-    """The shipped model ``name``, in eval mode."""
-    return load_run(path(name))[1]
+def load(name: str, device: torch.device | str = "cpu") -> nn.Module:
+    """The shipped model ``name``, in eval mode on ``device`` (default the CPU)."""
+    return load_run(path(name), device=device)[1]

@@ -15,6 +15,7 @@ from ntm.tasks import (
     PrioritySortTask,
     RepeatCopyTask,
     bit_errors,
+    concat,
     cost_bits,
     loss_bits,
 )
@@ -244,3 +245,14 @@ def test_end_marker_tally() -> None:
     tally = EndMarker(task.bits)
     tally(early, batch)
     assert (tally.wrong, tally.right) == (2, 3)
+
+
+@pytest.mark.parametrize("name", ["copy", "repeat_copy"])
+def test_seeded_sequences_are_those_of_their_own_generators(name: str) -> None:
+    """A batch drawn from per-sequence seeds at once holds what drawing each sequence from
+    its own generator and padding gives (copy builds it at once, the others so)."""
+    task = ntm.make_task(name, max_length=6)
+    seeds = [11, 3, 250, 7, 7]
+    one_by_one = concat([task.sample(1, torch.Generator().manual_seed(s)) for s in seeds])
+    for got, expected in zip(task.sample_seeded(seeds), one_by_one, strict=True):
+        assert torch.equal(got, expected)

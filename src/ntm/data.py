@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ntm.runconfig import RunConfig
-from ntm.tasks import Batch, Task, concat
+from ntm.tasks import Batch, Task
 
 
 def held_out_batch(run: RunConfig, task: Task | None = None) -> Batch:
@@ -36,10 +36,7 @@ def sequence_seed(seed: int, update: int, slot: int) -> int:
 def draw_batch(task: Task, seed: int, update: int, slots: range) -> Batch:
     """The sequences ``slots`` of update ``update``'s batch, each from its own seeded
     generator, side by side (padded to the longest)."""
-    generator = torch.Generator()
-    return concat(
-        [task.sample(1, generator.manual_seed(sequence_seed(seed, update, s))) for s in slots]
-    )
+    return task.sample_seeded([sequence_seed(seed, update, s) for s in slots])
 
 
 #: Per task, the setting a curriculum raises and the setting it starts above.

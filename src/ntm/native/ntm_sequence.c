@@ -64,6 +64,20 @@ static inline __attribute__((always_inline)) void block(int NV, int K, const flo
     for (int i = 0; i < 4; i++)
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(y + i * ys + 8 * v, c[i][v]);
 }
+/* Rows b..b+3, the last n < 8 columns: one masked vector per row. */
+static void block_tail(int n, int K, const float *restrict x, idx xs, const float *restrict w,
+                       idx ws, float *restrict y, idx ys, int accumulate) {
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 c[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = accumulate ? _mm256_maskload_ps(y + i * ys, mask) : _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        __m256 wv = _mm256_maskload_ps(w + k * ws, mask);
+        for (int i = 0; i < 4; i++)
+            c[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + i * xs + k), wv, c[i]);
+    }
+    for (int i = 0; i < 4; i++) _mm256_maskstore_ps(y + i * ys, mask, c[i]);
+}
 #define BLOCKED 1
 #else
 #define BLOCKED 0
@@ -107,7 +121,8 @@ static void gemm(int B, int K, int O, const float *restrict x, idx xs, const flo
             block(1, K, xb, xs, w + o, ws, yb + o, ys, accumulate);
             o += 8;
         }
-        columns = o;
+        if (o < O) block_tail(O - o, K, xb, xs, w + o, ws, yb + o, ys, accumulate);
+        columns = O;
     }
 #endif
     if (rows == 0) columns = 0; /* nothing blocked: every row from column 0 */

@@ -391,8 +391,12 @@ def _unattended(rows: list[dict[str, Any]] | None) -> str:
         )
     solved = [r for r in rows if r["solved"]]
     if not solved:
-        ends = ", ".join(sorted({r["ended_by"] for r in rows}))
-        return f"unattended: solved by 0 of {len(rows)} seeds (ended by {ends})"
+        why = {"floor": "stopped by its schedule at the floor learning rate", "budget": "ran out"}
+        return "unattended: not solved: " + "; ".join(
+            f"seed {r['seed']} {why.get(r['ended_by'], r['ended_by'])} at {r['sequences']:,d} "
+            f"sequences, {r['final_eval_cost']:.1f} bits of held-out cost"
+            for r in rows
+        )
     sequences = statistics.median(r["sequences"] for r in solved)
     minutes = statistics.median(r["wall_minutes"] for r in solved)
     return (

@@ -311,8 +311,8 @@ def _planned(args: argparse.Namespace) -> TrainConfig:
 
 def _default_nproc(train: TrainConfig) -> int:
     """How many processes ``ntm train`` starts without ``--nproc``: two single-threaded
-    processes train an NTM 1.2x faster than one on a 2-core machine (native engine, batch
-    32; benchmarks/README.md), so 2 when two cores are free; else 1."""
+    processes train an NTM 1.1 to 1.4 times as fast as one on a 2-core machine (native
+    engine, batch 32; benchmarks/README.md), so 2 when two cores are free; else 1."""
     chosen = os.environ.get("NTM_NPROC")
     if chosen is not None:
         try:

@@ -423,6 +423,15 @@ def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
     return ctrl, head_w, head_b, out_w, out_b, input_w, read_w
 
 
+def input_projection(
+    spec: _Spec, ctrl: tuple[tuple[Tensor, ...], ...], input_w: Tensor, inputs: Tensor
+) -> Tensor:
+    """The first controller layer's inputs' part of its gate inputs, biases included, over
+    all steps at once: (T, B, 4C or C)."""
+    first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
+    return torch.matmul(inputs.detach(), input_w.t()) + first_bias
+
+
 def output_layer(
     cfg: NTMConfig, top_seq: Tensor, reads_all: Tensor, out_w: Tensor, out_b: Tensor
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -507,8 +516,7 @@ class _FusedSequence(torch.autograd.Function):
         cfg = spec.config
         steps, batch, _ = inputs.shape
         ctrl, head_w, head_b, out_w, out_b, input_w, read_w = _split_params(spec, params)
-        first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
-        pre_input = torch.matmul(inputs, input_w.t()) + first_bias  # (T, B, 4C or C)
+        pre_input = input_projection(spec, ctrl, input_w, inputs)
         forward_steps, _ = _step_functions(spec.broadcast)
         # Detached: plain tensors in, as the steps run without autograd.
         state = (memory.detach().transpose(1, 2).contiguous(), reads.detach(),

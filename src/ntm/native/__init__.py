@@ -34,6 +34,7 @@ from ntm.fused import (
     _Spec,
     _split_params,
     cell_spec,
+    input_projection,
     output_backward,
     output_layer,
     weight_gradients,
@@ -188,8 +189,7 @@ class _NativeSequence(torch.autograd.Function):
         num_read, num_write = cfg.num_read_heads, cfg.num_write_heads
         slots, word = cfg.memory_size, cfg.word_size
         ctrl, head_w, head_b, out_w, out_b, input_w, read_w = _split_params(spec, params)
-        first_bias = ctrl[0][2] + ctrl[0][3] if spec.lstm else ctrl[0][1]
-        pre_input = (torch.matmul(inputs.detach(), input_w.t()) + first_bias).contiguous()
+        pre_input = input_projection(spec, ctrl, input_w, inputs).contiguous()
         gate_rows = pre_input.shape[-1]
         params_size = head_w.shape[0]
 

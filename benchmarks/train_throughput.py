@@ -1,4 +1,5 @@
-"""Training throughput on the copy task's paper model, for every execution path.
+"""Training throughput on the copy task's paper model, for every execution path, and of the
+DNC with the same controller and memory beside it.
 
 Run: ``python benchmarks/train_throughput.py`` (add ``--quick`` for batch 32 only).
 
@@ -12,6 +13,11 @@ The eager 1x1 row is measured first at every batch size, also when ``--engines``
 the same thing. A layout needing more cores (processes x threads) than this process may run
 on is refused before anything is measured, with exit status 2: its numbers would measure
 the machine's sharing, not the layout.
+
+The engines ``dnc`` and ``dnc-compiled`` are a :class:`ntm.DNC` (one read head, one write
+head, the same LSTM controller and 128 x 20 memory) run eager or with its step compiled;
+their FLOP counts add the temporal link matrix's (N x N per step), so "of peak" compares
+like with like.
 
 The row ``naive`` is the plain eager batched NTM that the speed targets are set against
 (``--baseline``, by default ``../shared/baselines/naive_ntm.py`` beside this repository:
@@ -74,6 +80,28 @@ def flops_per_step(task: ntm.tasks.CopyTask) -> float:
     return 3.0 * forward
 
 
+def dnc_flops_per_step(task: ntm.tasks.CopyTask) -> float:
+    """Floating-point operations of one DNC sequence-step, forward and backward (about 3x
+    forward)."""
+    c, n, m = MODEL["controller_size"], MODEL["memory_size"], MODEL["word_size"]
+    i, o, r = task.input_size, task.output_size, 1
+    interface = ntm.dnc.InterfaceLayout(r, m).size
+    forward = 2 * 4 * c * (i + r * m + c)  # LSTM controller
+    forward += 2 * interface * c + 2 * o * (c + r * m)  # interface and output layers
+    forward += 2 * (4 * n * m + 4 * n)  # two content weightings
+    forward += 5 * n * m + 2 * n * m + 20 * n  # write, read, usage and allocation
+    forward += 6 * n * n + 4 * r * n * n  # link update, forward and backward weightings
+    return 3.0 * forward
+
+
+def build_model(engine: str, task: ntm.tasks.CopyTask) -> torch.nn.Module:
+    """The NTM on ``engine``, or for ``dnc`` and ``dnc-compiled`` the DNC."""
+    if engine.startswith("dnc"):
+        kind = "compiled" if engine == "dnc-compiled" else "eager"
+        return ntm.DNC(task.input_size, task.output_size, engine=kind, **MODEL)
+    return ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
+
+
 def make_step(model: torch.nn.Module, batches: list[ntm.Batch]) -> Callable[[], None]:
     """One training update per call, cycling through ``batches``."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as ntm train
@@ -120,7 +148,7 @@ def _process_worker(
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     task = ntm.make_task("copy")
-    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
+    model = build_model(engine, task)
     replica = DistributedDataParallel(model)
     share = World(rank, size)
     mine = []
@@ -128,7 +156,7 @@ def _process_worker(
         part = share.share(batch.inputs.shape[1])
         mine.append(ntm.Batch(*(x[:, part.start : part.stop] for x in batch)))
     step = make_step(replica, mine)
-    if engine == "compiled":
+    if engine.endswith("compiled"):
         for _ in range(len(mine)):
             step()
     # Every process runs the same number of updates: rank 0 decides how many fit.
@@ -174,9 +202,9 @@ def measure_layout(
     task = ntm.make_task("copy")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
+    model = build_model(engine, task)
     step = make_step(model, batches)
-    if engine == "compiled":
+    if engine.endswith("compiled"):
         for _ in range(len(batches)):
             step()  # compile outside the timing; time_to_solve counts it
     return measure(step, seconds)
@@ -213,7 +241,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="batch 32 only")
     parser.add_argument("--batch-sizes", default="1,8,32,128")
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
-    parser.add_argument("--engines", default="eager,fused,compiled,native")
+    parser.add_argument(
+        "--engines",
+        default="eager,fused,compiled,native,dnc",
+        help="NTM engines (eager, fused, compiled, native) and DNC ones (dnc, dnc-compiled)",
+    )
     parser.add_argument(
         "--baseline",
         default=default_baseline(),
@@ -253,7 +285,7 @@ def main() -> int:
         print(f"naive: {baseline}; x naive: against it at the same batch size")
     print(f"{'batch':>5} {'engine':>9} {'procs':>5} {'threads':>7} {'seq/s':>9} {'x eager':>8} "
           f"{'x naive':>8} {'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
-    flops = flops_per_step(task)
+    flops, dnc_flops = flops_per_step(task), dnc_flops_per_step(task)
     for batch_size in batch_sizes:
         generator = torch.Generator().manual_seed(0)
         batches = [task.sample(batch_size, generator) for _ in range(8)]
@@ -274,7 +306,8 @@ def main() -> int:
             reference = reference or rate  # the reference row is measured first
             if engine == "naive":
                 naive = rate
-            gflops = flops * mean_steps * batch_size / per_batch / 1e9
+            per_step = dnc_flops if engine.startswith("dnc") else flops
+            gflops = per_step * mean_steps * batch_size / per_batch / 1e9
             note = "" if (engine, procs, threads) in asked or engine == "naive" else "  reference"
             against = f"{rate / naive:>7.2f}x" if naive else f"{'':>8}"
             print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "

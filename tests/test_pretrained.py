@@ -12,7 +12,7 @@ from ntm.runs import load_run
 
 
 def test_unknown_names_are_refused_with_the_list() -> None:
-    with pytest.raises(ckpt.RunError, match="no pretrained model 'nope'; shipped: "):
+    with pytest.raises(ckpt.RunError, match="no pretrained ntm model 'nope'; shipped: "):
         pretrained.path("nope")
 
 

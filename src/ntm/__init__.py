@@ -1,7 +1,16 @@
-"""ntm: Neural Turing Machines (Graves, Wayne & Danihelka, 2014) in PyTorch."""
+"""ntm: Neural Turing Machines (Graves, Wayne & Danihelka, 2014) and Differentiable Neural
+Computers (Graves et al., 2016) in PyTorch."""
 
-from ntm import addressing, memory, pretrained, tasks
-from ntm.config import LSTMConfig, NTMConfig, paper_lstm_config, paper_ntm_config
+from ntm import addressing, dnc, memory, pretrained, tasks
+from ntm.config import (
+    DNCConfig,
+    LSTMConfig,
+    NTMConfig,
+    paper_lstm_config,
+    paper_ntm_config,
+    task_dnc_config,
+)
+from ntm.dnc_model import DNC, DNCCell, DNCState, DNCTrace
 from ntm.model import NTM, LSTMBaseline, NTMCell, NTMState, NTMTrace
 from ntm.runs import load
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, make_task
@@ -9,9 +18,14 @@ from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, make_task
 __version__ = "0.1.0"
 
 __all__ = [
+    "DNC",
     "NTM",
     "TASKS",
     "Batch",
+    "DNCCell",
+    "DNCConfig",
+    "DNCState",
+    "DNCTrace",
     "LSTMBaseline",
     "LSTMConfig",
     "NTMCell",
@@ -22,11 +36,13 @@ __all__ = [
     "addressing",
     "bit_errors",
     "cost_bits",
+    "dnc",
     "load",
     "make_task",
     "memory",
     "paper_lstm_config",
     "paper_ntm_config",
     "pretrained",
+    "task_dnc_config",
     "tasks",
 ]

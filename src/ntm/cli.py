@@ -28,9 +28,10 @@ from typing import Any, NoReturn
 from ntm import checkpoint as ckpt
 from ntm import devices, distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
-from ntm.config import LSTMConfig, NTMConfig, check_value, from_dict, parse_bool
+from ntm.config import check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
 from ntm.runconfig import (
+    MODEL_CONFIGS,
     RESUMABLE,
     RunConfig,
     TrainConfig,
@@ -138,7 +139,7 @@ def _task_fields() -> dict[str, tuple[Any, list[str]]]:
 
 def _model_fields() -> dict[str, tuple[Any, list[str]]]:
     fields: dict[str, tuple[Any, list[str]]] = {}
-    for kind_name, cls in (("ntm", NTMConfig), ("lstm", LSTMConfig)):
+    for kind_name, cls in MODEL_CONFIGS.items():
         for name, kind, _, _ in _field_specs(cls):
             if name not in _MODEL_FIXED:
                 fields.setdefault(name, (kind, []))[1].append(kind_name)
@@ -174,7 +175,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
         _add_field(train, f"train.{name}", name, kind, described, metadata.get("metavar"))
     model = parser.add_argument_group("model (defaults: the preset's model for the task)")
     for name, (kind, owners) in _model_fields().items():
-        scope = "" if len(owners) == 2 else f" [{owners[0]} model only]"
+        scope = "" if len(owners) == len(MODEL_CONFIGS) else f" [{', '.join(owners)} only]"
         _add_field(model, f"model.{name}", name, kind, f"model setting{scope}")
     task = parser.add_argument_group("task (defaults: the paper's)")
     for name, (kind, owners) in _task_fields().items():
@@ -498,7 +499,11 @@ def _run_dir(args: argparse.Namespace) -> Path:
     """The run folder that ``eval`` or ``viz`` reads: RUN_DIR, or a shipped model's."""
     if (args.run_dir is None) == (args.pretrained is None):
         raise UsageError("give a RUN_DIR or --pretrained TASK (one of them)")
-    return pretrained.path(args.pretrained) if args.pretrained else Path(args.run_dir)
+    if args.pretrained is None and args.model is not None:
+        raise UsageError("--model chooses among the shipped models: give it with --pretrained")
+    if args.pretrained:
+        return pretrained.path(args.pretrained, args.model or "ntm")
+    return Path(args.run_dir)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -541,7 +546,8 @@ def _viz(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     out = args.out
     if out is None and args.pretrained:
-        out = Path(f"pretrained-{args.pretrained}")  # never into the installed package
+        kind = "" if (args.model or "ntm") == "ntm" else f"-{args.model}"
+        out = Path(f"pretrained-{args.pretrained}{kind}")  # never into the installed package
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
     paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device)
@@ -557,7 +563,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
         "--pretrained",
         metavar="TASK",
         help="a model shipped with the package instead of a run folder "
-        f"({', '.join(pretrained.available()) or 'none shipped'})",
+        f"(NTM: {', '.join(pretrained.available()) or 'none shipped'}; DNC: "
+        f"{', '.join(pretrained.available('dnc')) or 'none shipped'})",
+    )
+    parser.add_argument(
+        "--model",
+        choices=pretrained.MODELS,
+        help="with --pretrained: the shipped NTM (ntm, the default) or DNC (dnc)",
     )
     parser.add_argument(
         "--task-arg",

@@ -199,6 +199,44 @@ class LSTMConfig(JSONConfig):
 
 
 @dataclass(frozen=True)
+class DNCConfig(JSONConfig):
+    """Everything needed to build an :class:`ntm.DNCCell` or :class:`ntm.DNC`.
+
+    Defaults are the copy task's: the NTM's controller and memory sizes, so the two compare
+    on equal terms.
+    """
+
+    input_size: int = 9  # copy: 8 data bits + 1 delimiter channel
+    output_size: int = 8  # copy: the 8 data bits
+    controller_size: int = 100  # hidden units per LSTM layer
+    controller_layers: int = 1  # stacked LSTM layers, each seeing the input and the one below
+    num_read_heads: int = 1  # R; one write head, as in the paper
+    memory_size: int = 128  # N: slots, as the NTM's
+    word_size: int = 20  # M: width of a slot (the paper's W), as the NTM's
+    interface_clip: float = 20.0  # clip the interface vector to +-20 before activations (0: off)
+    output_clip: float = 20.0  # clip output logits to +-20 (0: off)
+    eps: float = 1e-8  # guard in cosine similarity
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in (
+            "input_size",
+            "output_size",
+            "controller_size",
+            "controller_layers",
+            "num_read_heads",
+            "memory_size",
+            "word_size",
+        ):
+            value = getattr(self, key)
+            require(value >= 1, name, key, value, "an integer >= 1")
+        for key in ("interface_clip", "output_clip"):
+            value = getattr(self, key)
+            require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0 (0: off)")
+        require(0 < self.eps < 1, name, "eps", self.eps, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
 class PaperSetting:
     """One row of the paper's tables 1-3 for one model kind."""
 
@@ -272,4 +310,17 @@ def paper_lstm_config(task: str, input_size: int, output_size: int) -> LSTMConfi
         output_size=output_size,
         hidden_size=setting.size,
         num_layers=setting.layers,
+    )
+
+
+def task_dnc_config(task: str, input_size: int, output_size: int) -> DNCConfig:
+    """The DNC for ``task``: the controller (size, layers) of the paper's NTM with an LSTM
+    controller, as many read heads as that NTM has, and its 128 x 20 memory."""
+    setting = PAPER_SETTINGS[task]["lstm"]
+    return DNCConfig(
+        input_size=input_size,
+        output_size=output_size,
+        controller_size=setting.size,
+        controller_layers=setting.layers,
+        num_read_heads=setting.heads,
     )

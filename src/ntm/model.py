@@ -65,7 +65,7 @@ class NTMTrace(NamedTuple):
     reads: Tensor
 
 
-def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
+def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
     """Raise a ValueError unless ``value`` is a floating tensor of ``shape`` (None: any) and,
     on the CPU, finite. The values of a tensor on an accelerator are not read: that would
     wait for the device at every call; a non-finite input there shows as a non-finite output."""
@@ -82,7 +82,7 @@ def _check_input(owner: str, name: str, value: Tensor, shape: tuple[int | None, 
         raise ValueError(f"{owner}: {name} contains NaN or infinite values")
 
 
-def _clip(x: Tensor, bound: float) -> Tensor:
+def clip_values(x: Tensor, bound: float) -> Tensor:
     return x.clamp(-bound, bound) if bound > 0 else x
 
 
@@ -285,7 +285,7 @@ class NTMCell(nn.Module):
             "controller_cell": (layers, batch_size, cfg.controller_size),
         }
         for field, shape in expected.items():
-            _check_input(name, f"state.{field}", getattr(state, field), shape)
+            check_tensor(name, f"state.{field}", getattr(state, field), shape)
 
     def _controller_step(self, x: Tensor, state: NTMState) -> tuple[Tensor, Tensor, Tensor]:
         """Run the controller layers. Returns output (B, C), hidden and cell (L, B, C)."""
@@ -304,7 +304,7 @@ class NTMCell(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
 
     def forward(self, input: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        _check_input(type(self).__name__, "input", input, (None, self.config.input_size))
+        check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
         if state is None:
             state = self.initial_state(input.shape[0])
         else:
@@ -317,7 +317,7 @@ class NTMCell(nn.Module):
         batch_size = input.shape[0]
         previous_reads = state.reads.flatten(1)  # (B, R*M)
         h, hidden, cell = self._controller_step(torch.cat([input, previous_reads], -1), state)
-        raw = _clip(self.head_layer(torch.cat([h, previous_reads], -1)), cfg.head_clip)
+        raw = clip_values(self.head_layer(torch.cat([h, previous_reads], -1)), cfg.head_clip)
         layout = self.layout
         read_raw, write_raw = torch.split(
             raw,
@@ -333,7 +333,9 @@ class NTMCell(nn.Module):
 
         read_weights = address(memory, state.read_weights, *readers, eps=cfg.eps)
         reads = read(memory, read_weights)  # (B, R, M)
-        output = _clip(self.output_layer(torch.cat([h, reads.flatten(1)], -1)), cfg.output_clip)
+        output = clip_values(
+            self.output_layer(torch.cat([h, reads.flatten(1)], -1)), cfg.output_clip
+        )
         return output, NTMState(memory, reads, read_weights, write_weights, hidden, cell)
 
 
@@ -449,7 +451,7 @@ class NTM(nn.Module):
         self.cell.reset_parameters()
 
     def _time_major(self, inputs: Tensor) -> Tensor:
-        _check_input(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
+        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         return inputs.transpose(0, 1) if self.batch_first else inputs
 
     def _start(self, inputs: Tensor, state: NTMState | None) -> tuple[Tensor, NTMState]:
@@ -561,6 +563,6 @@ class LSTMBaseline(nn.Module):
     def forward(
         self, inputs: Tensor, state: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        _check_input(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
+        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         hidden, state = self.lstm(inputs, state)
-        return _clip(self.output_layer(hidden), self.config.output_clip), state
+        return clip_values(self.output_layer(hidden), self.config.output_clip), state

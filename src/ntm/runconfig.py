@@ -17,12 +17,14 @@ from typing import Any
 from ntm.config import (
     CONTROLLERS,
     PAPER_SETTINGS,
+    DNCConfig,
     LSTMConfig,
     NTMConfig,
     from_dict,
     paper_lstm_config,
     paper_ntm_config,
     require,
+    task_dnc_config,
 )
 from ntm.devices import DEVICE_FORMS, is_form
 from ntm.model import ENGINES
@@ -30,7 +32,9 @@ from ntm.tasks import TASKS, Task, make_task
 
 PRESETS = ("fast", "paper")
 SCHEDULES = ("constant", "plateau")
-MODELS = ("ntm", "lstm")
+MODELS = ("ntm", "lstm", "dnc")
+#: A run's model configuration, of whichever kind.
+ModelConfig = NTMConfig | LSTMConfig | DNCConfig
 OPTIMIZERS = ("adam", "rmsprop")
 CLIP_MODES = ("norm", "value")
 
@@ -45,10 +49,14 @@ class TrainConfig:
         metadata={"help": "fast: quickest to solve on a CPU; paper: the paper's set-up"},
     )
     model: str = field(
-        default="ntm", metadata={"help": "ntm, or lstm for the paper's LSTM baseline"}
+        default="ntm",
+        metadata={
+            "help": "ntm; lstm for the paper's LSTM baseline; dnc for the Differentiable "
+            "Neural Computer (Graves et al., 2016)"
+        },
     )
     controller: str = field(
-        default="lstm", metadata={"help": "NTM controller: lstm or feedforward"}
+        default="lstm", metadata={"help": "NTM controller: lstm or feedforward (a DNC's: lstm)"}
     )
     optimizer: str = field(
         default="adam", metadata={"help": "adam, or rmsprop (Graves' centred form)"}
@@ -161,6 +169,13 @@ class TrainConfig:
             value = getattr(self, key)
             require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
         require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
+        require(
+            self.model != "dnc" or self.controller == "lstm",
+            name,
+            "controller",
+            self.controller,
+            "lstm for --model dnc (the DNC's controller is an LSTM)",
+        )
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
         for key in positive:
             require(getattr(self, key) >= 1, name, key, getattr(self, key), "an integer >= 1")
@@ -265,6 +280,8 @@ FAST_NTM_MODEL: dict[str, Recipe] = {
         "sort needs from the start",
     ),
 }
+#: The fast preset's DNC settings per task beyond Adam at 3e-3 (docs/results.md).
+FAST_DNC: dict[str, Recipe] = {}
 #: What the fast preset sets for every task and model: the learning rate lowered on
 #: plateaus of the held-out cost, as the shipped models' hand-made drops did.
 FAST_COMMON: dict[str, Any] = {"schedule": "plateau"}
@@ -278,7 +295,7 @@ def describe_recipes() -> str:
         96,
     )
     for task in TASKS:
-        parts = [("", [TASK_TARGETS]), ("NTM: ", [FAST_NTM, FAST_NTM_MODEL])]
+        parts = [("", [TASK_TARGETS]), ("NTM: ", [FAST_NTM, FAST_NTM_MODEL]), ("DNC: ", [FAST_DNC])]
         for part, tables in parts:
             recipes = [t[task] for t in tables if task in t]
             if not recipes:
@@ -297,7 +314,8 @@ def describe_recipes() -> str:
 def preset_train_settings(preset: str, task: str, model: str, controller: str) -> dict[str, Any]:
     """Training settings a preset changes from the :class:`TrainConfig` defaults."""
     if preset == "paper":
-        setting = PAPER_SETTINGS[task]["baseline" if model == "lstm" else controller]
+        kind = {"lstm": "baseline", "dnc": "lstm"}.get(model, controller)
+        setting = PAPER_SETTINGS[task][kind]
         return {
             "optimizer": "rmsprop",
             "lr": setting.learning_rate,
@@ -308,7 +326,7 @@ def preset_train_settings(preset: str, task: str, model: str, controller: str) -
             "eval_every": 10_000,
             **_settings(TASK_TARGETS, task),
         }
-    recipe = _settings(FAST_NTM, task) if model == "ntm" else {}
+    recipe = _settings({"ntm": FAST_NTM, "dnc": FAST_DNC}.get(model, {}), task)
     return {**FAST_COMMON, **_settings(TASK_TARGETS, task), **recipe}
 
 
@@ -319,10 +337,12 @@ def _settings(recipes: dict[str, Recipe], task: str) -> dict[str, Any]:
 
 def preset_model_config(
     preset: str, task: str, model: str, controller: str, input_size: int, output_size: int
-) -> NTMConfig | LSTMConfig:
+) -> ModelConfig:
     """The model a preset trains on ``task``."""
     if model == "lstm":
         return paper_lstm_config(task, input_size, output_size)
+    if model == "dnc":
+        return task_dnc_config(task, input_size, output_size)
     if preset == "paper":
         return paper_ntm_config(task, controller, input_size, output_size)
     setting = PAPER_SETTINGS[task][controller]
@@ -354,9 +374,17 @@ def check_sections(data: dict[str, Any]) -> None:
             raise ValueError(f"config: section {section!r} must be a JSON object")
 
 
-def model_config(model: str, values: dict[str, Any]) -> NTMConfig | LSTMConfig:
-    """The configuration of model kind ``model`` (``ntm`` or ``lstm``) from ``values``."""
-    return LSTMConfig.from_dict(values) if model == "lstm" else NTMConfig.from_dict(values)
+#: The configuration class of each model kind.
+MODEL_CONFIGS: dict[str, type[NTMConfig] | type[LSTMConfig] | type[DNCConfig]] = {
+    "ntm": NTMConfig,
+    "lstm": LSTMConfig,
+    "dnc": DNCConfig,
+}
+
+
+def model_config(model: str, values: dict[str, Any]) -> ModelConfig:
+    """The configuration of model kind ``model`` (one of :data:`MODELS`) from ``values``."""
+    return MODEL_CONFIGS[model].from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -365,7 +393,7 @@ class RunConfig:
 
     train: TrainConfig
     task: Task
-    model: NTMConfig | LSTMConfig
+    model: ModelConfig
 
     def to_dict(self) -> dict[str, Any]:
         return {

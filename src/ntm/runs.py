@@ -16,15 +16,29 @@ from torch import nn
 
 from ntm import checkpoint as ckpt
 from ntm import devices
-from ntm.config import LSTMConfig, NTMConfig
+from ntm.config import DNCConfig, LSTMConfig
+from ntm.dnc_model import DNC, DNC_ENGINES
 from ntm.model import NTM, LSTMBaseline
-from ntm.runconfig import RunConfig
+from ntm.runconfig import ModelConfig, RunConfig
 
 
-def build_model(config: NTMConfig | LSTMConfig, engine: str) -> nn.Module:
-    """The model of ``config``; ``engine`` is how an NTM runs (see :class:`ntm.NTM`)."""
+def model_engine(config: ModelConfig, engine: str) -> str:
+    """The engine a model of ``config`` runs when asked for ``engine``: an NTM's own; a DNC's
+    own when it has it (eager, compiled), else eager; an LSTM has none ("")."""
+    if isinstance(config, LSTMConfig):
+        return ""
+    if isinstance(config, DNCConfig):
+        return engine if engine in DNC_ENGINES else "eager"
+    return engine
+
+
+def build_model(config: ModelConfig, engine: str) -> nn.Module:
+    """The model of ``config``; ``engine`` is how an NTM or a DNC runs (see
+    :func:`model_engine`)."""
     if isinstance(config, LSTMConfig):
         return LSTMBaseline.from_config(config)
+    if isinstance(config, DNCConfig):
+        return DNC.from_config(config, engine=model_engine(config, engine))
     return NTM.from_config(config, engine=engine)
 
 

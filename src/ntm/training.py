@@ -27,13 +27,14 @@ from ntm import checkpoint as ckpt
 from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
 from ntm.distributed import SINGLE, World
+from ntm.dnc_model import DNC
 from ntm.evaluation import evaluate
 from ntm.fused import compiled_available
 from ntm.model import NTM
 from ntm.native import native_available
 from ntm.optim import GravesRMSprop
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig
-from ntm.runs import build_model, default_run_dir, read_run_config
+from ntm.runs import build_model, default_run_dir, model_engine, read_run_config
 from ntm.tasks import Batch, NGramsTask, bit_errors, loss_bits
 from ntm.transfer import InitSource, read_init_source, transferred
 
@@ -158,7 +159,10 @@ class Trainer:
                 f"processes: use at least {world.size}"
             )
         self.device = devices.resolve(train.device, distributed.local_rank())
-        self.engine, self.engine_problem = usable_engine(train.engine)
+        wanted = model_engine(run.model, train.engine) or train.engine
+        self.engine, self.engine_problem = usable_engine(wanted)
+        if wanted != train.engine:
+            self.engine_problem = f"a DNC has no {train.engine} engine; it runs {wanted}"
         if self.engine == "native" and self.device.type != "cpu":
             self.engine, self.engine_problem = "fused", "the native engine runs on the CPU only"
         self.model = build_model(run.model, self.engine).to(self.device)
@@ -501,9 +505,10 @@ class Trainer:
             self.log("end marker withheld until the copies are right")
         if self.engine_problem:
             self.log(f"engine {self.engine}: {self.engine_problem}")
-        if self.engine == "compiled" and isinstance(self.model, NTM):
+        if self.engine == "compiled" and isinstance(self.model, (NTM, DNC)):
+            kind = type(self.model).__name__
             self.log(
-                "compiling the NTM step with torch.compile (one to two minutes the first time)"
+                f"compiling the {kind} step with torch.compile (one to two minutes the first time)"
             )
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not (solved or floor):

@@ -13,8 +13,9 @@ from torch import Tensor
 
 from ntm import checkpoint as ckpt
 from ntm import pretrained
+from ntm.config import DNCConfig
 from ntm.layout import CONTROLLER_LAYER_WEIGHTS
-from ntm.runconfig import RunConfig
+from ntm.runconfig import ModelConfig, RunConfig
 from ntm.runs import load_run
 
 #: Tensors whose columns are the input channels (followed, in an NTM, by the previous reads):
@@ -23,6 +24,17 @@ _INPUT_WEIGHTS = (
     *(f"cell.controller.0.{weights[0]}" for weights in CONTROLLER_LAYER_WEIGHTS.values()),
     "lstm.weight_ih_l0",
 )
+
+
+def input_weights(config: ModelConfig) -> tuple[str, ...]:
+    """The tensors of a model of ``config`` whose first columns are the input channels: in a
+    DNC every controller layer's input weights (each layer sees the input), else
+    :data:`_INPUT_WEIGHTS`."""
+    if isinstance(config, DNCConfig):
+        return tuple(f"cell.controller.{i}.weight_ih" for i in range(config.controller_layers))
+    return _INPUT_WEIGHTS
+
+
 #: Tensors whose rows are the output channels.
 _OUTPUT_TENSORS = (
     "cell.output_layer.weight",
@@ -53,6 +65,7 @@ class InitSource:
     weights: dict[str, Tensor]
     input_size: int  # the source's input channels: this run's extra ones follow them
     line: str  # for train.log
+    input_weights: tuple[str, ...]  # the tensors whose first columns are the input channels
 
 
 def read_init_source(run: RunConfig) -> InitSource:
@@ -88,7 +101,7 @@ def read_init_source(run: RunConfig) -> InitSource:
     line = f"weights from {label} ({trained_run.train.task})"
     if grown:
         line += f": {', '.join(grown)}"
-    return InitSource(trained.state_dict(), old.input_size, line)
+    return InitSource(trained.state_dict(), old.input_size, line, input_weights(config))
 
 
 def transferred(weights: dict[str, Tensor], source: InitSource) -> dict[str, Tensor]:
@@ -99,7 +112,7 @@ def transferred(weights: dict[str, Tensor], source: InitSource) -> dict[str, Ten
     inputs = source.input_size
     for key, value in source.weights.items():
         slot = result[key]
-        added = slot.shape[-1] - value.shape[-1] if key in _INPUT_WEIGHTS else 0
+        added = slot.shape[-1] - value.shape[-1] if key in source.input_weights else 0
         if added:
             slot[:, :inputs] = value[:, :inputs]
             slot[:, inputs : inputs + added] = 0.0

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from ntm import checkpoint as ckpt
+from ntm.dnc import READ_MODES
+from ntm.dnc_model import DNC, DNCTrace
 from ntm.evaluation import HELD_OUT_SEED
-from ntm.model import NTM, NTMState, NTMTrace
+from ntm.model import NTM, NTMTrace
 from ntm.runconfig import TrainConfig
 from ntm.runs import load_run
 
@@ -98,7 +100,8 @@ def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, ti
     Args:
         batch: a ``Batch`` whose sequence 0 is drawn.
         probabilities: (T, O) the model's P(bit = 1) for that sequence.
-        trace: an ``NTMTrace`` of the run, or None for a model without memory.
+        trace: an ``NTMTrace`` or a ``DNCTrace`` of the run, or None for a model without
+            memory. A DNC's also shows its usage, its read modes and its write gates.
         title: the figure's title.
 
     Returns:
@@ -112,15 +115,28 @@ def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, ti
         (targets, "targets (scored steps)", "channel"),
         (outputs, "outputs: P(bit = 1) on scored steps", "channel"),
     ]
+    row_names: dict[str, list[str]] = {}  # panels whose rows are named, not numbered
     slots = np.arange(0)
     if trace is not None:
-        writes = trace.write_weights[:, 0].numpy()  # (T, W, N)
+        dnc = isinstance(trace, DNCTrace)
+        writes = trace.write_weights[:, 0].numpy()  # (T, W, N); a DNC's (T, N)
+        writes = writes[:, None] if dnc else writes
         reads = trace.read_weights[:, 0].numpy()  # (T, R, N)
         slots = shown_slots(writes, reads)  # (K,)
         for h in range(min(writes.shape[1], 4)):
             panels.append((writes[:, h, slots].T, f"write weighting, head {h}", "slot"))
         for h in range(min(reads.shape[1], 4)):
             panels.append((reads[:, h, slots].T, f"read weighting, head {h}", "slot"))
+        if isinstance(trace, DNCTrace):
+            usage = trace.usage[:, 0].numpy()  # (T, N)
+            panels.append((usage[:, slots].T, "usage (before the step's write)", "slot"))
+            gates = torch.stack([trace.allocation_gate[:, 0], trace.write_gate[:, 0]])
+            panels.append((gates.numpy(), "write gates", "gates"))
+            row_names["gates"] = ["allocation", "write"]
+            modes = trace.read_modes[:, 0].numpy()  # (T, R, 3)
+            for h in range(min(modes.shape[1], 4)):
+                panels.append((modes[:, h].T, f"read modes, head {h}", "modes"))
+            row_names["modes"] = list(READ_MODES)
     heights = [_height(p[0].shape[0]) for p in panels]
     fig, axes = plt.subplots(
         len(panels),
@@ -136,10 +152,12 @@ def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, ti
     # A label per 2.5 rows of height at most, so the labels of a short band do not crowd.
     rows, labels = slot_ticks(slots, most=max(2, _height(len(slots)) * 2 // 5))
     for ax, (data, name, ylabel) in zip(axes[:, 0], panels, strict=True):
-        cmap = "viridis" if ylabel == "slot" else "gray_r"
+        cmap = "gray_r" if ylabel == "channel" else "viridis"
         _panel(ax, data, name, ylabel, cmap)
         if ylabel == "slot":
             ax.set_yticks(rows, labels)
+        elif ylabel in row_names:
+            ax.set_yticks(range(len(row_names[ylabel])), row_names[ylabel], fontsize=7)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -230,7 +248,7 @@ def draw_run(
     checkpoint: str = "best",
     device: str = "cpu",
 ) -> list[Path]:
-    """Write ``sequence.png``, ``memory.png`` (NTM only) of the run's model (``checkpoint``:
+    """Write ``sequence.png``, ``memory.png`` (NTM and DNC) of the run's model (``checkpoint``:
     see :func:`ntm.runs.weights_file`), run on ``device``, and ``learning_curves.png``."""
     run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
     on = next(model.parameters()).device
@@ -240,23 +258,27 @@ def draw_run(
     batch = task.sample(1, torch.Generator().manual_seed(seed))
     name = f"{run.train.task}, {run.train.model} ({run_dir.name})"
     paths = []
-    state: NTMState | None = None
-    trace: NTMTrace | None = None
+    memory: np.ndarray | None = None
+    trace: NTMTrace | DNCTrace | None = None
     with torch.no_grad():
         if isinstance(model, NTM):
             logits, state, trace = model.trace(batch.inputs.to(on))
-            state = NTMState(*(t.cpu() for t in state))
+            memory = state.memory[0].cpu().numpy()
             trace = NTMTrace(*(t.cpu() for t in trace))
+        elif isinstance(model, DNC):
+            logits, dnc_state, dnc_trace = model.trace(batch.inputs.to(on))
+            memory = dnc_state.memory[0].cpu().numpy()
+            trace = DNCTrace(*(t.cpu() for t in dnc_trace))
         else:
             logits, _ = model(batch.inputs.to(on))
     probabilities = torch.sigmoid(logits[:, 0]).cpu().numpy()
     sequence = out / "sequence.png"
     draw_sequence(sequence, batch, probabilities, trace, f"{name}: one held-out sequence")
     paths.append(sequence)
-    if state is not None:
-        memory = out / "memory.png"
-        draw_memory(memory, state.memory[0].numpy(), f"{name}: memory after the sequence")
-        paths.append(memory)
+    if memory is not None:
+        picture = out / "memory.png"
+        draw_memory(picture, memory, f"{name}: memory after the sequence")
+        paths.append(picture)
     curves = out / "learning_curves.png"
     draw_learning_curves(curves, ckpt.read_metrics(run_dir), run.train, f"{name}: learning curves")
     paths.append(curves)

@@ -3,7 +3,8 @@
 Each model is a folder here holding what a run folder holds for evaluation: ``config.json``
 (model, task and training settings), ``model.safetensors`` (the weights, loaded without
 unpickling anything) and ``metrics.csv`` (its learning curve). ``ntm eval --pretrained
-copy`` and ``ntm viz --pretrained copy`` use them as they would a run folder.
+copy`` and ``ntm viz --pretrained copy`` use them as they would a run folder; the DNC's are
+``ntm.pretrained.load("copy", model="dnc")`` and ``ntm eval --pretrained copy --model dnc``.
 """
 
 from __future__ import annotations
@@ -17,22 +18,34 @@ from ntm.checkpoint import CONFIG_FILE, RunError
 from ntm.runs import load_run
 
 _ROOT = Path(__file__).resolve().parent
+#: The model kinds shipped, each in its own folder: the NTM's at the top, a DNC's in ``dnc/``.
+MODELS = ("ntm", "dnc")
 
 
-def available() -> list[str]:
-    """Names of the shipped models (task names)."""
-    return sorted(p.name for p in _ROOT.iterdir() if (p / CONFIG_FILE).is_file())
+def _folder(model: str) -> Path:
+    if model not in MODELS:
+        raise RunError(f"model = {model!r}: pretrained models are of kind {', '.join(MODELS)}")
+    return _ROOT if model == "ntm" else _ROOT / model
 
 
-def path(name: str) -> Path:
-    """The folder of the shipped model ``name``."""
-    names = available()
+def available(model: str = "ntm") -> list[str]:
+    """Names of the shipped models of kind ``model`` (``ntm`` or ``dnc``): task names."""
+    folder = _folder(model)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def path(name: str, model: str = "ntm") -> Path:
+    """The folder of the shipped model of kind ``model`` for task ``name``."""
+    names = available(model)
     if name not in names:
         shipped = ", ".join(names) or "none"
-        raise RunError(f"no pretrained model {name!r}; shipped: {shipped}")
-    return _ROOT / name
+        raise RunError(f"no pretrained {model} model {name!r}; shipped: {shipped}")
+    return _folder(model) / name
 
 
-def load(name: str, device: torch.device | str = "cpu") -> nn.Module:
-    """The shipped model ``name``, in eval mode on ``device`` (default the CPU)."""
-    return load_run(path(name), device=device)[1]
+def load(name: str, device: torch.device | str = "cpu", model: str = "ntm") -> nn.Module:
+    """The shipped model of kind ``model`` (``ntm``, the default, or ``dnc``) for task
+    ``name``, in eval mode on ``device`` (default the CPU)."""
+    return load_run(path(name, model), device=device)[1]

@@ -1,0 +1,421 @@
+"""The Differentiable Neural Computer (Graves et al., 2016) as PyTorch modules.
+
+Dimension legend: ``B`` batch, ``T`` time, ``I`` input size, ``O`` output size, ``R`` read
+heads, ``N`` memory slots, ``M`` word size, ``L`` controller layers, ``C`` controller size,
+``P`` interface size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ntm import dnc
+from ntm.addressing import content_weights
+from ntm.config import DNCConfig, require
+from ntm.memory import read, write
+from ntm.model import check_tensor, clip_values
+
+#: How a :class:`DNC` runs a sequence: ``eager`` (the cell step by step under autograd) or
+#: ``compiled`` (the same step compiled by ``torch.compile``).
+DNC_ENGINES = ("eager", "compiled")
+
+
+class DNCState(NamedTuple):
+    """Everything a DNC carries from one step to the next; all zero at the start.
+
+    Fields:
+        memory: (B, N, M) the memory matrix.
+        reads: (B, R, M) the last read vectors.
+        read_weights: (B, R, N) the last read weightings.
+        write_weights: (B, N) the last write weighting.
+        usage: (B, N) how much each slot is in use, in [0, 1].
+        precedence: (B, N) how much each slot was the last written.
+        link: (B, N, N) the temporal link matrix, ``link[i, j]``: slot i written after j.
+        controller_hidden: (L, B, C) LSTM hidden states.
+        controller_cell: (L, B, C) LSTM cell states.
+    """
+
+    memory: Tensor
+    reads: Tensor
+    read_weights: Tensor
+    write_weights: Tensor
+    usage: Tensor
+    precedence: Tensor
+    link: Tensor
+    controller_hidden: Tensor
+    controller_cell: Tensor
+
+
+class DNCTrace(NamedTuple):
+    """Per-step record of a DNC run, for plots (time-major).
+
+    Fields:
+        read_weights: (T, B, R, N)
+        write_weights: (T, B, N)
+        usage: (T, B, N) the usage the step's allocation was computed from.
+        allocation: (T, B, N) the allocation weighting.
+        read_modes: (T, B, R, 3) backward, content, forward.
+        allocation_gate: (T, B)
+        write_gate: (T, B)
+        free_gates: (T, B, R)
+        reads: (T, B, R, M)
+    """
+
+    read_weights: Tensor
+    write_weights: Tensor
+    usage: Tensor
+    allocation: Tensor
+    read_modes: Tensor
+    allocation_gate: Tensor
+    write_gate: Tensor
+    free_gates: Tensor
+    reads: Tensor
+
+
+class _StepRecord(NamedTuple):
+    usage: Tensor
+    allocation: Tensor
+    interface: dnc.Interface
+
+
+class DNCCell(nn.Module):
+    r"""One step of a Differentiable Neural Computer (Graves et al., 2016, Methods).
+
+    The controller, a stack of LSTM layers, sees the input and the previous reads,
+    :math:`\chi_t = [x_t; r_{t-1}]`; each layer above the first also sees the layer below.
+    From all layers' hidden states :math:`h_t` a linear layer makes the interface vector
+    :math:`\xi_t` (:class:`ntm.dnc.InterfaceLayout`). The memory then frees and allocates
+    slots, writes, updates the temporal links and reads (:mod:`ntm.dnc`). The output logits
+    are :math:`y_t = W [h_t; r_t] + b`, the paper's :math:`W_y h_t + W_r r_t`.
+
+    Args:
+        input_size: features per input step ``I``.
+        output_size: output logits per step ``O``.
+        controller_size, controller_layers, num_read_heads, memory_size, word_size,
+        interface_clip, output_clip, eps: as the fields of :class:`ntm.DNCConfig`, whose
+            defaults they take.
+        device, dtype: where and in which precision to create the parameters.
+
+    Inputs: input, state
+        - input: (B, I)
+        - state: a :class:`DNCState`, or None for :meth:`initial_state`.
+
+    Outputs: output, state
+        - output: (B, O) logits (apply a sigmoid for bit probabilities).
+        - state: the new :class:`DNCState`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        controller_size: int = DNCConfig.controller_size,
+        controller_layers: int = DNCConfig.controller_layers,
+        num_read_heads: int = DNCConfig.num_read_heads,
+        memory_size: int = DNCConfig.memory_size,
+        word_size: int = DNCConfig.word_size,
+        interface_clip: float = DNCConfig.interface_clip,
+        output_clip: float = DNCConfig.output_clip,
+        eps: float = DNCConfig.eps,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = DNCConfig(
+            input_size=input_size,
+            output_size=output_size,
+            controller_size=controller_size,
+            controller_layers=controller_layers,
+            num_read_heads=num_read_heads,
+            memory_size=memory_size,
+            word_size=word_size,
+            interface_clip=interface_clip,
+            output_clip=output_clip,
+            eps=eps,
+        )
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.interface_layout = dnc.InterfaceLayout(num_read_heads, word_size)
+        read_size = num_read_heads * word_size
+        chi_size = input_size + read_size
+        self.controller = nn.ModuleList(
+            nn.LSTMCell(chi_size + (controller_size if i else 0), controller_size, **factory)
+            for i in range(controller_layers)
+        )
+        hidden_size = controller_layers * controller_size
+        self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
+        self.output_layer = nn.Linear(hidden_size + read_size, output_size, **factory)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter."""
+        for module in (*self.controller, self.interface_layer, self.output_layer):
+            module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+
+    def initial_state(self, batch_size: int) -> DNCState:
+        """The state at the start of every sequence, for ``batch_size`` sequences: zeros."""
+        cfg = self.config
+        if batch_size < 1:
+            raise ValueError(
+                f"{type(self).__name__}.initial_state: batch_size must be >= 1, got {batch_size}"
+            )
+        ref = self.output_layer.weight
+        b, r, n, m = batch_size, cfg.num_read_heads, cfg.memory_size, cfg.word_size
+        hidden = ref.new_zeros(cfg.controller_layers, b, cfg.controller_size)
+        return DNCState(
+            memory=ref.new_zeros(b, n, m),
+            reads=ref.new_zeros(b, r, m),
+            read_weights=ref.new_zeros(b, r, n),
+            write_weights=ref.new_zeros(b, n),
+            usage=ref.new_zeros(b, n),
+            precedence=ref.new_zeros(b, n),
+            link=ref.new_zeros(b, n, n),
+            controller_hidden=hidden,
+            controller_cell=hidden,
+        )
+
+    def check_state(self, state: DNCState, batch_size: int) -> None:
+        """Raise a ValueError unless ``state`` is a :class:`DNCState` for ``batch_size``."""
+        cfg = self.config
+        name = type(self).__name__
+        if not isinstance(state, DNCState):
+            raise ValueError(f"{name}: state must be a DNCState, got {type(state).__name__}")
+        b, r, n, m = batch_size, cfg.num_read_heads, cfg.memory_size, cfg.word_size
+        layers = (cfg.controller_layers, b, cfg.controller_size)
+        expected: dict[str, tuple[int, ...]] = {
+            "memory": (b, n, m),
+            "reads": (b, r, m),
+            "read_weights": (b, r, n),
+            "write_weights": (b, n),
+            "usage": (b, n),
+            "precedence": (b, n),
+            "link": (b, n, n),
+            "controller_hidden": layers,
+            "controller_cell": layers,
+        }
+        for field, shape in expected.items():
+            check_tensor(name, f"state.{field}", getattr(state, field), shape)
+
+    def forward(self, input: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
+        check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
+        if state is None:
+            state = self.initial_state(input.shape[0])
+        else:
+            self.check_state(state, input.shape[0])
+        output, state, _ = self.step(input, state)
+        return output, state
+
+    def step(self, input: Tensor, state: DNCState) -> tuple[Tensor, DNCState, _StepRecord]:
+        """:meth:`forward` on arguments already checked, with what a trace records."""
+        cfg = self.config
+        chi = torch.cat([input, state.reads.flatten(1)], -1)  # (B, I + R*M)
+        hiddens, cells = [], []
+        below: list[Tensor] = []
+        for i, layer in enumerate(self.controller):
+            h, c = layer(
+                torch.cat([chi, *below], -1), (state.controller_hidden[i], state.controller_cell[i])
+            )
+            hiddens.append(h)
+            cells.append(c)
+            below = [h]
+        hidden = torch.cat(hiddens, -1)  # (B, L*C)
+        raw = clip_values(self.interface_layer(hidden), cfg.interface_clip)  # (B, P)
+        face = self.interface_layout.activate(raw)
+
+        # Allocation: free what the last reads asked to free, then find the unused slots.
+        psi = dnc.retention(face.free_gates, state.read_weights)
+        usage = dnc.usage(state.usage, state.write_weights, psi)
+        allocation = dnc.allocation(usage)
+        write_content = content_weights(
+            state.memory, face.write_key, face.write_strength, cfg.eps
+        ).squeeze(1)  # (B, N)
+        write_weights = dnc.write_weighting(
+            allocation, write_content, face.allocation_gate, face.write_gate
+        )
+        memory = write(state.memory, write_weights.unsqueeze(1), face.erase, face.write_vector)
+
+        link, forward, backward = dnc.link_and_directions(
+            state.link, state.precedence, write_weights, state.read_weights
+        )
+        precedence = dnc.precedence(state.precedence, write_weights)
+        read_content = content_weights(memory, face.read_keys, face.read_strengths, cfg.eps)
+        read_weights = dnc.read_weighting(backward, read_content, forward, face.read_modes)
+        reads = read(memory, read_weights)  # (B, R, M)
+
+        output = clip_values(
+            self.output_layer(torch.cat([hidden, reads.flatten(1)], -1)), cfg.output_clip
+        )
+        new_state = DNCState(
+            memory=memory,
+            reads=reads,
+            read_weights=read_weights,
+            write_weights=write_weights,
+            usage=usage,
+            precedence=precedence,
+            link=link,
+            controller_hidden=torch.stack(hiddens),
+            controller_cell=torch.stack(cells),
+        )
+        return output, new_state, _StepRecord(usage, allocation, face)
+
+
+class DNC(nn.Module):
+    """A Differentiable Neural Computer over whole sequences: :class:`DNCCell` step by step.
+
+    Args:
+        input_size, output_size, controller_size, ..., eps: as for :class:`DNCCell`.
+        batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
+        engine: ``eager`` (the cell under autograd) or ``compiled`` (its step compiled by
+            ``torch.compile``: the same function, faster once compiled, a minute or so the
+            first time). A choice of this model alone, which may be changed between calls.
+        device, dtype: where and in which precision to create the parameters.
+
+    Inputs: inputs, state
+        - inputs: (T, B, I), or (B, T, I) with ``batch_first=True``.
+        - state: a :class:`DNCState`, or None to start from :meth:`initial_state`.
+
+    Outputs: outputs, state
+        - outputs: (T, B, O) logits, or (B, T, O) with ``batch_first=True``.
+        - state: the :class:`DNCState` after the last step.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        controller_size: int = DNCConfig.controller_size,
+        controller_layers: int = DNCConfig.controller_layers,
+        num_read_heads: int = DNCConfig.num_read_heads,
+        memory_size: int = DNCConfig.memory_size,
+        word_size: int = DNCConfig.word_size,
+        interface_clip: float = DNCConfig.interface_clip,
+        output_clip: float = DNCConfig.output_clip,
+        eps: float = DNCConfig.eps,
+        batch_first: bool = False,
+        engine: str = "eager",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.cell = DNCCell(
+            input_size,
+            output_size,
+            controller_size=controller_size,
+            controller_layers=controller_layers,
+            num_read_heads=num_read_heads,
+            memory_size=memory_size,
+            word_size=word_size,
+            interface_clip=interface_clip,
+            output_clip=output_clip,
+            eps=eps,
+            device=device,
+            dtype=dtype,
+        )
+        self.batch_first = batch_first
+        self.engine = engine
+        self._compiled_step: Callable[..., Any] | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: DNCConfig,
+        *,
+        batch_first: bool = False,
+        engine: str = "eager",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> DNC:
+        """Build from a configuration."""
+        return cls(
+            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
+        )
+
+    @property
+    def engine(self) -> str:
+        """How :meth:`forward` runs a sequence: eager or compiled."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        require(
+            engine in DNC_ENGINES, type(self).__name__, "engine", engine, f"one of {DNC_ENGINES}"
+        )
+        self._engine = engine
+
+    @property
+    def config(self) -> DNCConfig:
+        return self.cell.config
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}, engine={self.engine!r}"
+
+    def initial_state(self, batch_size: int) -> DNCState:
+        return self.cell.initial_state(batch_size)
+
+    def reset_parameters(self) -> None:
+        self.cell.reset_parameters()
+
+    def _step_function(self) -> Callable[..., Any]:
+        if self.engine == "eager":
+            return self.cell.step
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(self.cell.step, dynamic=False)
+        return self._compiled_step
+
+    def _run(
+        self, inputs: Tensor, state: DNCState | None, trace: bool
+    ) -> tuple[Tensor, DNCState, list[tuple[DNCState, _StepRecord]]]:
+        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
+        steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
+        if steps.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        if state is None:
+            state = self.cell.initial_state(steps.shape[1])
+        else:
+            self.cell.check_state(state, steps.shape[1])
+        step = self.cell.step if trace else self._step_function()
+        outputs, records = [], []
+        for x in steps:  # checked once above, not at every step
+            y, state, record = step(x, state)
+            outputs.append(y)
+            if trace:
+                records.append((state, record))
+        out = torch.stack(outputs)  # (T, B, O)
+        return (out.transpose(0, 1) if self.batch_first else out), state, records
+
+    def forward(self, inputs: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
+        outputs, state, _ = self._run(inputs, state, trace=False)
+        return outputs, state
+
+    def trace(
+        self, inputs: Tensor, state: DNCState | None = None
+    ) -> tuple[Tensor, DNCState, DNCTrace]:
+        """Like :meth:`forward`, and also every step's weightings, usage, allocation, gates,
+        read modes and reads (time-major)."""
+        outputs, state, records = self._run(inputs, state, trace=True)
+
+        def stack(values: list[Tensor]) -> Tensor:
+            return torch.stack(values)
+
+        states = [s for s, _ in records]
+        steps = [r for _, r in records]
+        record = DNCTrace(
+            read_weights=stack([s.read_weights for s in states]),
+            write_weights=stack([s.write_weights for s in states]),
+            usage=stack([r.usage for r in steps]),
+            allocation=stack([r.allocation for r in steps]),
+            read_modes=stack([r.interface.read_modes for r in steps]),
+            allocation_gate=stack([r.interface.allocation_gate for r in steps]),
+            write_gate=stack([r.interface.write_gate for r in steps]),
+            free_gates=stack([r.interface.free_gates for r in steps]),
+            reads=stack([s.reads for s in states]),
+        )
+        return outputs, state, record

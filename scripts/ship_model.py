@@ -3,7 +3,8 @@
 Run: ``python scripts/ship_model.py RUN_DIR NAME [--checkpoint latest]`` (NAME is the task
 name, e.g. ``copy``).
 
-Writes ``src/ntm/pretrained/NAME/``: the run's ``config.json`` and ``metrics.csv``, the
+Writes ``src/ntm/pretrained/NAME/`` for an NTM, ``src/ntm/pretrained/dnc/NAME/`` for a DNC
+(``ntm.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
 weights of its best checkpoint (lowest held-out cost; ``--checkpoint latest``: the newest)
 as ``model.safetensors``, ``eval.json`` (what ``ntm eval
 --pretrained NAME`` prints, as JSON, for the report) and ``check.json`` (the cost and bit
@@ -20,10 +21,10 @@ from pathlib import Path
 import torch
 
 from ntm import checkpoint as ckpt
+from ntm import pretrained
 from ntm.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
-from ntm.runs import CHECKPOINTS, load_run, weights_file
+from ntm.runs import CHECKPOINTS, load_run, read_run_config, weights_file
 
-ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
 CHECK_SIZE = 64
 
 
@@ -41,7 +42,8 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args()
-    folder = ROOT / args.name
+    kind = read_run_config(args.run_dir).train.model
+    folder = pretrained.folder(kind) / args.name
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run_dir / ckpt.CONFIG_FILE, folder / ckpt.CONFIG_FILE)
     shutil.copyfile(args.run_dir / ckpt.METRICS_FILE, folder / ckpt.METRICS_FILE)

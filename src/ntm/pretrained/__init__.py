@@ -22,7 +22,8 @@ _ROOT = Path(__file__).resolve().parent
 MODELS = ("ntm", "dnc")
 
 
-def _folder(model: str) -> Path:
+def folder(model: str) -> Path:
+    """Where the shipped models of kind ``model`` live."""
     if model not in MODELS:
         raise RunError(f"model = {model!r}: pretrained models are of kind {', '.join(MODELS)}")
     return _ROOT if model == "ntm" else _ROOT / model
@@ -30,10 +31,10 @@ def _folder(model: str) -> Path:
 
 def available(model: str = "ntm") -> list[str]:
     """Names of the shipped models of kind ``model`` (``ntm`` or ``dnc``): task names."""
-    folder = _folder(model)
-    if not folder.is_dir():
+    root = folder(model)
+    if not root.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / CONFIG_FILE).is_file())
+    return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
 def path(name: str, model: str = "ntm") -> Path:
@@ -42,7 +43,7 @@ def path(name: str, model: str = "ntm") -> Path:
     if name not in names:
         shipped = ", ".join(names) or "none"
         raise RunError(f"no pretrained {model} model {name!r}; shipped: {shipped}")
-    return _folder(model) / name
+    return folder(model) / name
 
 
 def load(name: str, device: torch.device | str = "cpu", model: str = "ntm") -> nn.Module:

@@ -258,6 +258,14 @@ CELLS = {
     "priority_sort": "cost (bit errors)",
 }
 
+#: Per task, what the DNC column is and what it shows, in a few sentences ("" where no DNC
+#: ran). Its model: ``ntm train --task T --model dnc`` (the NTM's controller, as many read
+#: heads as the NTM's, one write head, 128 x 20 memory); shipped where it met the target
+#: (``src/ntm/pretrained/dnc/T``), else its record ``docs/results/runs/T-dnc``.
+DNC_NOTES: dict[str, str] = {}
+#: The comparison of the DNC with the NTM over the tasks, for the report's top.
+DNC_SUMMARY = ""
+
 #: A picture beyond the training distribution, where it shows how the model fails.
 BEYOND = {
     "repeat_copy": (
@@ -265,6 +273,11 @@ BEYOND = {
         {"min_length": 5, "max_length": 5, "min_repeats": 14, "max_repeats": 14},
     ),
 }
+
+
+def _dnc_record(task: str) -> str:
+    """The link to the DNC's training record: its run's config, metrics and log."""
+    return _path(RECORDS / f"{task}-dnc") + "/"
 
 
 def _skipped(path: Path) -> None:
@@ -347,15 +360,25 @@ def _cell(task: str, row: dict[str, Any] | None) -> str:
     return f"{errors} ({cost})"
 
 
-def _task_table(task: str, ntm: list[dict[str, Any]], lstm: list[dict[str, Any]]) -> list[str]:
-    """One row per evaluation setting: the paper, the NTM, the LSTM, the target."""
-    settings = dict.fromkeys(r["setting"] for r in [*ntm, *lstm])
-    lines = ["| setting | paper | NTM | LSTM | target |", "|---|---|---|---|---|"]
+def _task_table(
+    task: str, ntm: list[dict[str, Any]], dnc: list[dict[str, Any]], lstm: list[dict[str, Any]]
+) -> list[str]:
+    """One row per evaluation setting: the paper, the NTM, the DNC, the LSTM, the target."""
+    settings = dict.fromkeys(r["setting"] for r in [*ntm, *dnc, *lstm])
+    lines = ["| setting | paper | NTM | DNC | LSTM | target |", "|---|---|---|---|---|---|"]
     for setting in settings:
         paper, target = SETTINGS[task].get(setting, ("–", "–"))
-        cells = [setting, paper, _cell(task, _row(ntm, setting)), _cell(task, _row(lstm, setting))]
-        lines.append("| " + " | ".join([*cells, target]) + " |")
+        models = [_cell(task, _row(rows, setting)) for rows in (ntm, dnc, lstm)]
+        lines.append("| " + " | ".join([setting, paper, *models, target]) + " |")
     return lines
+
+
+def _dnc_folder(task: str) -> Path | None:
+    """The DNC of ``task``: the shipped one, else its record, else None."""
+    if task in pretrained.available("dnc"):
+        return pretrained.path(task, model="dnc")
+    folder = RECORDS / f"{task}-dnc"
+    return folder if (folder / ckpt.CONFIG_FILE).is_file() else None
 
 
 def _reproduce_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -426,6 +449,9 @@ def _curve_runs(task: str, entry: Shipped) -> dict[str, tuple[Path, int]]:
                 label += f" ({', '.join([run_task.name, *changed])})"
         runs[label] = (folder, start)
         start += int(ckpt.read_metrics(folder)[-1]["sequences"])
+    dnc = _dnc_folder(task)
+    if dnc is not None:
+        runs["DNC"] = (dnc, 0)
     lstm = _record(f"{task}-lstm")
     if lstm is not None:
         runs["LSTM"] = (lstm, 0)
@@ -433,9 +459,10 @@ def _curve_runs(task: str, entry: Shipped) -> dict[str, tuple[Path, int]]:
 
 
 def _training(runs: dict[str, tuple[Path, int]]) -> str:
-    """Sequences and minutes of training of the NTM (summed over its stages) and the LSTM."""
+    """Sequences and minutes of training of the NTM (summed over its stages), the DNC and the
+    LSTM."""
     parts = []
-    for model in ("NTM", "LSTM"):
+    for model in ("NTM", "DNC", "LSTM"):
         rows = [
             ckpt.read_metrics(folder)[-1]
             for label, (folder, _) in runs.items()
@@ -555,7 +582,10 @@ def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None)
     shipped = pretrained.path(task)
     ntm = _read_eval(shipped)
     lstm = _read_eval(RECORDS / f"{task}-lstm")
-    out = [f"## {task}", "", f"Paper: {PAPER[task]}", "", *_task_table(task, ntm, lstm), ""]
+    dnc_folder = _dnc_folder(task)
+    dnc = _read_eval(dnc_folder) if dnc_folder is not None else []
+    table = _task_table(task, ntm, dnc, lstm)
+    out = [f"## {task}", "", f"Paper: {PAPER[task]}", "", *table, ""]
     mine = [r for r in reproduced or [] if r["task"] == task]
     out += [f"Cells: {CELLS[task]}.", ""]
     out += [f"Reproduce: `{entry.command}` ({_unattended(mine)}).", ""]
@@ -567,6 +597,10 @@ def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None)
         how += f" [Record]({_path(record)}/)."
     out += [how, ""]
     out += [entry.findings, ""]
+    if dnc_folder is not None:
+        where = "shipped" if dnc_folder.parent != RECORDS else "not shipped"
+        out += [f"DNC (`{entry.command} --model dnc`, {where}; [record]({_dnc_record(task)})): "
+                f"{DNC_NOTES.get(task, '')}", ""]  # fmt: skip
     lines = []
     for label, name, lesson in entry.unshipped:
         folder = _record(name)
@@ -587,6 +621,9 @@ def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None)
             if path.name != "sequence.png":  # the others repeat the first pictures
                 path.unlink()
         out += _figure(beyond / "sequence.png", label)
+    if dnc_folder is not None and dnc_folder.parent != RECORDS:
+        draw_run(dnc_folder, FIGURES / f"{task}-dnc", seed=HELD_OUT_SEED)
+        out += _figure(FIGURES / f"{task}-dnc" / "sequence.png", "DNC weightings")
     if task == "priority_sort":
         out += _figure(_priority_figure(shipped), "write vs priority")
     if task == "ngrams":
@@ -607,7 +644,9 @@ def main() -> None:
         "# Results: the paper's five tasks",
         "",
         "Generated by `python scripts/make_results.py`. NTM: the shipped models (`ntm eval "
-        "--pretrained TASK`); LSTM: the baselines' records in `docs/results/runs/`; 1,000 "
+        "--pretrained TASK`); DNC: `ntm train --task T --model dnc` (the NTM's controller and "
+        "memory, one write head; shipped as `ntm eval --pretrained TASK --model dnc` where it "
+        "met the target); LSTM: the baselines' records in `docs/results/runs/`; 1,000 "
         f"held-out sequences per setting (seed {HELD_OUT_SEED}). Cost: bits per sequence; bit "
         "errors: wrong bits per sequence at threshold 0.5. Minutes: 2-core CPU. The LSTM "
         "baselines were trained at a constant rate (`--schedule constant`; n-grams with two "
@@ -616,18 +655,21 @@ def main() -> None:
         "",
         "## Summary",
         "",
-        "| task | target | NTM | LSTM | met |",
-        "|---|---|---|---|---|",
+        *([DNC_SUMMARY, ""] if DNC_SUMMARY else []),
+        "| task | target | NTM | DNC | LSTM | NTM met | DNC met |",
+        "|---|---|---|---|---|---|---|",
     ]
     sections = []
     for task in TASKS:
         ntm = _read_eval(pretrained.path(task))
         lstm = _read_eval(RECORDS / f"{task}-lstm")
-        verdict = "yes" if met(task, ntm, lstm) else "no"
-        out.append(
-            f"| {task} | {TARGETS[task]} | {deciding(task, ntm)} | {deciding(task, lstm)} | "
-            f"{verdict} |"
-        )
+        dnc_folder = _dnc_folder(task)
+        dnc = _read_eval(dnc_folder) if dnc_folder is not None else []
+        verdicts = ["yes" if met(task, rows, lstm) else "no" for rows in (ntm, dnc)]
+        if not dnc:
+            verdicts[1] = "not run"
+        numbers = [deciding(task, rows) if rows else "–" for rows in (ntm, dnc, lstm)]
+        out.append("| " + " | ".join([task, TARGETS[task], *numbers, *verdicts]) + " |")
         sections += _section(task, SHIPPED[task], reproduced)
     out += ["", "## Unattended runs", ""]
     if reproduced is None:

@@ -168,3 +168,14 @@ def test_shipped_dnc_gives_its_recorded_result(name: str) -> None:
     cost, errors = evaluate(model, batch)
     assert cost == pytest.approx(expected["cost_bits"], rel=1e-4, abs=1e-4)
     assert errors == pytest.approx(expected["bit_errors"], abs=1e-6)
+
+
+def test_a_sweep_of_dncs(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    flags = [*SMALL, "--seeds", "1-2", "--set", "num_read_heads=1,2", "--out", str(out)]
+    assert main(["sweep", *flags]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "num-read-heads=1" in summary and "num-read-heads=2" in summary
+    configs = sorted(out.glob("*/seed-*/config.json"))
+    assert len(configs) == 4
+    assert {json.loads(c.read_text())["train"]["model"] for c in configs} == {"dnc"}

@@ -14,10 +14,9 @@ the same thing. A layout needing more cores (processes x threads) than this proc
 on is refused before anything is measured, with exit status 2: its numbers would measure
 the machine's sharing, not the layout.
 
-The engines ``dnc`` and ``dnc-compiled`` are a :class:`ntm.DNC` (one read head, one write
-head, the same LSTM controller and 128 x 20 memory) run eager or with its step compiled;
-their FLOP counts add the temporal link matrix's (N x N per step), so "of peak" compares
-like with like.
+The engine ``dnc`` is a :class:`ntm.DNC` (one read head, one write head, the same LSTM
+controller and 128 x 20 memory); its FLOP count adds the temporal link matrix's (N x N per
+step), so "of peak" compares like with like.
 
 The row ``naive`` is the plain eager batched NTM that the speed targets are set against
 (``--baseline``, by default ``../shared/baselines/naive_ntm.py`` beside this repository:
@@ -95,10 +94,9 @@ def dnc_flops_per_step(task: ntm.tasks.CopyTask) -> float:
 
 
 def build_model(engine: str, task: ntm.tasks.CopyTask) -> torch.nn.Module:
-    """The NTM on ``engine``, or for ``dnc`` and ``dnc-compiled`` the DNC."""
-    if engine.startswith("dnc"):
-        kind = "compiled" if engine == "dnc-compiled" else "eager"
-        return ntm.DNC(task.input_size, task.output_size, engine=kind, **MODEL)
+    """The NTM on ``engine``, or for ``dnc`` the DNC."""
+    if engine == "dnc":
+        return ntm.DNC(task.input_size, task.output_size, **MODEL)
     return ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
 
 
@@ -156,7 +154,7 @@ def _process_worker(
         part = share.share(batch.inputs.shape[1])
         mine.append(ntm.Batch(*(x[:, part.start : part.stop] for x in batch)))
     step = make_step(replica, mine)
-    if engine.endswith("compiled"):
+    if engine == "compiled":
         for _ in range(len(mine)):
             step()
     # Every process runs the same number of updates: rank 0 decides how many fit.
@@ -204,7 +202,7 @@ def measure_layout(
     torch.manual_seed(0)
     model = build_model(engine, task)
     step = make_step(model, batches)
-    if engine.endswith("compiled"):
+    if engine == "compiled":
         for _ in range(len(batches)):
             step()  # compile outside the timing; time_to_solve counts it
     return measure(step, seconds)
@@ -244,7 +242,7 @@ def main() -> int:
     parser.add_argument(
         "--engines",
         default="eager,fused,compiled,native,dnc",
-        help="NTM engines (eager, fused, compiled, native) and DNC ones (dnc, dnc-compiled)",
+        help="NTM engines (eager, fused, compiled, native) and the DNC (dnc)",
     )
     parser.add_argument(
         "--baseline",
@@ -306,7 +304,7 @@ def main() -> int:
             reference = reference or rate  # the reference row is measured first
             if engine == "naive":
                 naive = rate
-            per_step = dnc_flops if engine.startswith("dnc") else flops
+            per_step = dnc_flops if engine == "dnc" else flops
             gflops = per_step * mean_steps * batch_size / per_batch / 1e9
             note = "" if (engine, procs, threads) in asked or engine == "naive" else "  reference"
             against = f"{rate / naive:>7.2f}x" if naive else f"{'':>8}"

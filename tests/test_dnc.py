@@ -767,7 +767,7 @@ def test_constructors_spell_out_their_settings() -> None:
             assert parameters[field.name].default in (field.default, inspect.Parameter.empty)
     text = repr(DNC(5, 3, memory_size=12))
     assert "memory_size=12" in text
-    assert "engine='eager'" in text
+    assert "batch_first=False" in text
 
 
 @pytest.mark.parametrize(
@@ -779,19 +779,11 @@ def test_constructors_spell_out_their_settings() -> None:
         ({"interface_clip": -1.0}, "interface_clip = -1.0"),
         ({"output_clip": math.inf}, "output_clip = inf"),
         ({"eps": 0.0}, "eps = 0.0"),
-        ({"engine": "fused"}, "engine = 'fused'"),
     ],
 )
 def test_bad_settings_are_named(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DNC(5, 3, **overrides)  # type: ignore[arg-type]
-
-
-def test_bad_engine_cannot_be_set_later() -> None:
-    model = DNC(5, 3, **SMALL)
-    with pytest.raises(ValueError, match="engine"):
-        model.engine = "fused"
-    assert model.engine == "eager"
 
 
 def test_bad_inputs_are_named() -> None:

@@ -27,7 +27,7 @@ SMALL += ["--word-size", "4"]
 
 
 def tiny_dnc_run(**train: object) -> runconfig.RunConfig:
-    settings = {**TINY_TRAIN, "model": "dnc", "engine": "eager", **train}
+    settings = {**TINY_TRAIN, "model": "dnc", **train}
     return runconfig.resolve_config(settings, dict(TINY_TASK), dict(TINY_DNC))
 
 
@@ -45,7 +45,7 @@ def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
     assert config["train"]["model"] == "dnc"
     assert DNCConfig.from_dict(config["model"]).word_size == 4
     assert main(["eval", str(run_dir), "--size", "4"]) == 0
-    assert "a DNC has no native engine; it runs eager" in (run_dir / "train.log").read_text()
+    assert "--engine native is the NTM's; a DNC runs eager" in (run_dir / "train.log").read_text()
 
 
 def test_viz_draws_the_dnc(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ heads, ``N`` memory slots, ``M`` word size, ``L`` controller layers, ``C`` contr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -15,13 +14,9 @@ from torch import Tensor, nn
 
 from ntm import dnc
 from ntm.addressing import content_weights
-from ntm.config import DNCConfig, require
+from ntm.config import DNCConfig
 from ntm.memory import read, write
 from ntm.model import check_tensor, clip_values
-
-#: How a :class:`DNC` runs a sequence: ``eager`` (the cell step by step under autograd) or
-#: ``compiled`` (the same step compiled by ``torch.compile``).
-DNC_ENGINES = ("eager", "compiled")
 
 
 class DNCState(NamedTuple):
@@ -241,6 +236,7 @@ class DNCCell(nn.Module):
         )
         memory = write(state.memory, write_weights.unsqueeze(1), face.erase, face.write_vector)
 
+        # The link matrix is most of the step's arithmetic: updated, and its backward, by hand.
         link, forward, backward = dnc.link_and_directions(
             state.link, state.precedence, write_weights, state.read_weights
         )
@@ -272,9 +268,8 @@ class DNC(nn.Module):
     Args:
         input_size, output_size, controller_size, ..., eps: as for :class:`DNCCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        engine: ``eager`` (the cell under autograd) or ``compiled`` (its step compiled by
-            ``torch.compile``: the same function, faster once compiled, a minute or so the
-            first time). A choice of this model alone, which may be changed between calls.
+        It runs eager, step by step under autograd: ``torch.compile`` of its step measured no
+        faster than the step with the link matrix's backward written by hand.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -300,7 +295,6 @@ class DNC(nn.Module):
         output_clip: float = DNCConfig.output_clip,
         eps: float = DNCConfig.eps,
         batch_first: bool = False,
-        engine: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -320,8 +314,6 @@ class DNC(nn.Module):
             dtype=dtype,
         )
         self.batch_first = batch_first
-        self.engine = engine
-        self._compiled_step: Callable[..., Any] | None = None
 
     @classmethod
     def from_config(
@@ -329,46 +321,24 @@ class DNC(nn.Module):
         config: DNCConfig,
         *,
         batch_first: bool = False,
-        engine: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> DNC:
         """Build from a configuration."""
-        return cls(
-            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
-        )
-
-    @property
-    def engine(self) -> str:
-        """How :meth:`forward` runs a sequence: eager or compiled."""
-        return self._engine
-
-    @engine.setter
-    def engine(self, engine: str) -> None:
-        require(
-            engine in DNC_ENGINES, type(self).__name__, "engine", engine, f"one of {DNC_ENGINES}"
-        )
-        self._engine = engine
+        return cls(**config.to_dict(), batch_first=batch_first, device=device, dtype=dtype)
 
     @property
     def config(self) -> DNCConfig:
         return self.cell.config
 
     def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}, engine={self.engine!r}"
+        return f"batch_first={self.batch_first}"
 
     def initial_state(self, batch_size: int) -> DNCState:
         return self.cell.initial_state(batch_size)
 
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
-
-    def _step_function(self) -> Callable[..., Any]:
-        if self.engine == "eager":
-            return self.cell.step
-        if self._compiled_step is None:
-            self._compiled_step = torch.compile(self.cell.step, dynamic=False)
-        return self._compiled_step
 
     def _run(
         self, inputs: Tensor, state: DNCState | None, trace: bool
@@ -381,10 +351,9 @@ class DNC(nn.Module):
             state = self.cell.initial_state(steps.shape[1])
         else:
             self.cell.check_state(state, steps.shape[1])
-        step = self.cell.step if trace else self._step_function()
         outputs, records = [], []
         for x in steps:  # checked once above, not at every step
-            y, state, record = step(x, state)
+            y, state, record = self.cell.step(x, state)
             outputs.append(y)
             if trace:
                 records.append((state, record))

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ntm.dnc_model import DNC
 from ntm.model import NTM
 from ntm.runs import load_run
 from ntm.tasks import Batch, NGramsTask, RepeatCopyTask, bit_errors, cost_bits
@@ -59,7 +58,7 @@ def evaluate(
     Only the outputs that ``batch`` has targets for are scored (repeat copy without its end
     marker: the copy channels of a model that has one). ``inspect``, if given, sees each
     chunk's logits with that chunk of the batch. A compiled
-    NTM or DNC is evaluated uncompiled: evaluation is rare and at its own batch sizes, which
+    NTM is evaluated uncompiled: evaluation is rare and at its own batch sizes, which
     compiling would cost more (a graph per size, tens of seconds each) than it saves.
     """
     total = batch.inputs.shape[1]
@@ -68,10 +67,10 @@ def evaluate(
     cost = errors = 0.0
     device = next(model.parameters()).device  # batches are drawn on the CPU
     was_training = model.training
-    compiled = model if isinstance(model, (NTM, DNC)) and model.engine == "compiled" else None
+    compiled = model if isinstance(model, NTM) and model.engine == "compiled" else None
     model.eval()
     if compiled is not None:
-        compiled.engine = "fused" if isinstance(compiled, NTM) else "eager"
+        compiled.engine = "fused"
     try:
         for start in range(0, total, chunk):
             part = slice(start, start + chunk)

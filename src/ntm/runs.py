@@ -17,28 +17,27 @@ from torch import nn
 from ntm import checkpoint as ckpt
 from ntm import devices
 from ntm.config import DNCConfig, LSTMConfig
-from ntm.dnc_model import DNC, DNC_ENGINES
+from ntm.dnc_model import DNC
 from ntm.model import NTM, LSTMBaseline
 from ntm.runconfig import ModelConfig, RunConfig
 
 
 def model_engine(config: ModelConfig, engine: str) -> str:
-    """The engine a model of ``config`` runs when asked for ``engine``: an NTM's own; a DNC's
-    own when it has it (eager, compiled), else eager; an LSTM has none ("")."""
+    """The engine a model of ``config`` runs when asked for ``engine``: an NTM the one asked
+    for; a DNC always ``eager``; an LSTM has none ("")."""
     if isinstance(config, LSTMConfig):
         return ""
     if isinstance(config, DNCConfig):
-        return engine if engine in DNC_ENGINES else "eager"
+        return "eager"
     return engine
 
 
 def build_model(config: ModelConfig, engine: str) -> nn.Module:
-    """The model of ``config``; ``engine`` is how an NTM or a DNC runs (see
-    :func:`model_engine`)."""
+    """The model of ``config``; ``engine`` is how an NTM runs (see :class:`ntm.NTM`)."""
     if isinstance(config, LSTMConfig):
         return LSTMBaseline.from_config(config)
     if isinstance(config, DNCConfig):
-        return DNC.from_config(config, engine=model_engine(config, engine))
+        return DNC.from_config(config)
     return NTM.from_config(config, engine=engine)
 
 

@@ -27,7 +27,6 @@ from ntm import checkpoint as ckpt
 from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
 from ntm.distributed import SINGLE, World
-from ntm.dnc_model import DNC
 from ntm.evaluation import evaluate
 from ntm.fused import compiled_available
 from ntm.model import NTM
@@ -162,7 +161,7 @@ class Trainer:
         wanted = model_engine(run.model, train.engine) or train.engine
         self.engine, self.engine_problem = usable_engine(wanted)
         if wanted != train.engine:
-            self.engine_problem = f"a DNC has no {train.engine} engine; it runs {wanted}"
+            self.engine_problem = f"--engine {train.engine} is the NTM's; a DNC runs {wanted}"
         if self.engine == "native" and self.device.type != "cpu":
             self.engine, self.engine_problem = "fused", "the native engine runs on the CPU only"
         self.model = build_model(run.model, self.engine).to(self.device)
@@ -505,10 +504,9 @@ class Trainer:
             self.log("end marker withheld until the copies are right")
         if self.engine_problem:
             self.log(f"engine {self.engine}: {self.engine_problem}")
-        if self.engine == "compiled" and isinstance(self.model, (NTM, DNC)):
-            kind = type(self.model).__name__
+        if self.engine == "compiled" and isinstance(self.model, NTM):
             self.log(
-                f"compiling the {kind} step with torch.compile (one to two minutes the first time)"
+                "compiling the NTM step with torch.compile (one to two minutes the first time)"
             )
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not (solved or floor):

@@ -1,5 +1,8 @@
-"""ntm: Neural Turing Machines (Graves, Wayne & Danihelka, 2014) and Differentiable Neural
-Computers (Graves et al., 2016) in PyTorch."""
+"""ntm: Neural Turing Machines and their successor, the DNC, in PyTorch.
+
+The Neural Turing Machine (Graves, Wayne & Danihelka, 2014) and the Differentiable Neural
+Computer (Graves et al., 2016).
+"""
 
 from ntm import addressing, dnc, memory, pretrained, tasks
 from ntm.config import (

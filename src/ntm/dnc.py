@@ -1,5 +1,7 @@
-"""Dynamic memory allocation and temporal links of the Differentiable Neural Computer
-(Graves et al., 2016, Nature 538, Methods), and the layout of its interface vector.
+"""The equations of the Differentiable Neural Computer's memory, as pure functions.
+
+Dynamic memory allocation and temporal links (Graves et al., 2016, Nature 538, Methods), and
+the layout of the DNC's interface vector.
 
 Pure functions: tensors in, tensors out, no state, inputs never modified in place. Content
 weighting and erase/add writing are :mod:`ntm.addressing`'s and :mod:`ntm.memory`'s.

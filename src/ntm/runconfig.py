@@ -293,7 +293,8 @@ def describe_recipes() -> str:
     """Each task's preset settings and why, for ``ntm train --help``."""
     lines = textwrap.wrap(
         "per-task defaults (--preset fast: Adam 3e-3 and --schedule plateau, then these; the "
-        "targets apply to every preset and model):",
+        "targets apply to every preset and model; an LSTM, and a DNC where no DNC line says "
+        "otherwise, take only those):",
         96,
     )
     for task in TASKS:

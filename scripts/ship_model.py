@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm import pretrained
 from ntm.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
 from ntm.runs import CHECKPOINTS, load_run, read_run_config, weights_file
+
+ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
 
 CHECK_SIZE = 64
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args()
     kind = read_run_config(args.run_dir).train.model
-    folder = pretrained.folder(kind) / args.name
+    folder = (ROOT if kind == "ntm" else ROOT / kind) / args.name  # as ntm.pretrained reads
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run_dir / ckpt.CONFIG_FILE, folder / ckpt.CONFIG_FILE)
     shutil.copyfile(args.run_dir / ckpt.METRICS_FILE, folder / ckpt.METRICS_FILE)

@@ -300,7 +300,9 @@ DNC_NOTES: dict[str, str] = {
     "--max-sequences 160000`, its best checkpoint at 151,552 sequences: 0.043 bit errors held "
     "out, and 0.94 and 1.77 bits of cost at 12 and 15 items (0.28 and 0.50 bit errors), "
     "where the NTM's bare runs cost 1.8 to 3.0 bits at 12 items and the shipped hand-made "
-    "NTM 0.02.",
+    "NTM 0.02. It answers as the links allow: the read head finds the query's last vector by "
+    "content, then switches to the forward mode and reads the next item's three vectors in "
+    "the order they were written (picture).",
 }
 #: A picture of the shipped DNC beyond the training distribution, where it shows how it fails.
 DNC_BEYOND = {"copy": ("DNC, length 120", {"min_length": 120, "max_length": 120})}

@@ -179,3 +179,12 @@ def test_a_sweep_of_dncs(tmp_path: Path) -> None:
     configs = sorted(out.glob("*/seed-*/config.json"))
     assert len(configs) == 4
     assert {json.loads(c.read_text())["train"]["model"] for c in configs} == {"dnc"}
+
+
+def test_init_from_the_shipped_dnc(tmp_path: Path) -> None:
+    """Repeat copy from the shipped copy DNC: the same sizes, one more input and output."""
+    run_dir = tmp_path / "r"
+    flags = [*FEW, "--quiet", "--model", "dnc", "--task", "repeat_copy", "--init-from", "copy"]
+    assert main(["train", "--run-dir", str(run_dir), *flags]) == 0
+    log = (run_dir / "train.log").read_text()
+    assert "weights from the shipped copy dnc (copy): input_size 9 -> 10, output_size 8 -> 9" in log

@@ -44,17 +44,20 @@ _OUTPUT_TENSORS = (
 )
 
 
-def init_source(name: str) -> tuple[Path, str]:
-    """The folder that ``--init-from NAME`` means (a run folder, else a shipped model) and
-    how train.log names it."""
+def init_source(name: str, model: str = "ntm") -> tuple[Path, str]:
+    """The folder that ``--init-from NAME`` means (a run folder, else a shipped model of kind
+    ``model``) and how train.log names it."""
     folder = Path(name)
     if folder.is_dir():
         return folder, str(folder)
-    if name in pretrained.available():
-        return pretrained.path(name), f"the shipped {name} model"
+    kind = model if model in pretrained.MODELS else "ntm"
+    shipped = pretrained.available(kind)
+    if name in shipped:
+        label = f"the shipped {name} model" if kind == "ntm" else f"the shipped {name} {kind}"
+        return pretrained.path(name, kind), label
     raise ckpt.RunError(
-        f"--init-from {name!r} is neither a run folder nor a shipped model "
-        f"({', '.join(pretrained.available())})"
+        f"--init-from {name!r} is neither a run folder nor a shipped {kind} model "
+        f"({', '.join(shipped) or 'none shipped'})"
     )
 
 
@@ -71,7 +74,7 @@ class InitSource:
 def read_init_source(run: RunConfig) -> InitSource:
     """The model that ``run.train.init_from`` names, checked against ``run.model``: the two
     must agree in every setting but their channel counts, and ``run`` may only add channels."""
-    source, label = init_source(run.train.init_from)
+    source, label = init_source(run.train.init_from, run.train.model)
     trained_run, trained = load_run(source, checkpoint="latest")
     old, config = trained_run.model, run.model
     where = f"--init-from {run.train.init_from}"

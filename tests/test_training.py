@@ -411,7 +411,7 @@ def test_init_from_refuses_another_model(tmp_path: Path) -> None:
     nowhere = runconfig.resolve_config(
         {**TINY_TRAIN, "init_from": str(tmp_path / "absent")}, dict(TINY_TASK), dict(TINY_MODEL)
     )
-    with pytest.raises(ckpt.RunError, match="neither a run folder nor a shipped model"):
+    with pytest.raises(ckpt.RunError, match="neither a run folder nor a shipped ntm model"):
         training.start(nowhere, tmp_path / "nowhere", quiet=True)
 
 

@@ -371,20 +371,17 @@ class DNC(nn.Module):
         read modes and reads (time-major)."""
         outputs, state, records = self._run(inputs, state, trace=True)
 
-        def stack(values: list[Tensor]) -> Tensor:
-            return torch.stack(values)
-
         states = [s for s, _ in records]
         steps = [r for _, r in records]
         record = DNCTrace(
-            read_weights=stack([s.read_weights for s in states]),
-            write_weights=stack([s.write_weights for s in states]),
-            usage=stack([r.usage for r in steps]),
-            allocation=stack([r.allocation for r in steps]),
-            read_modes=stack([r.interface.read_modes for r in steps]),
-            allocation_gate=stack([r.interface.allocation_gate for r in steps]),
-            write_gate=stack([r.interface.write_gate for r in steps]),
-            free_gates=stack([r.interface.free_gates for r in steps]),
-            reads=stack([s.reads for s in states]),
+            read_weights=torch.stack([s.read_weights for s in states]),
+            write_weights=torch.stack([s.write_weights for s in states]),
+            usage=torch.stack([r.usage for r in steps]),
+            allocation=torch.stack([r.allocation for r in steps]),
+            read_modes=torch.stack([r.interface.read_modes for r in steps]),
+            allocation_gate=torch.stack([r.interface.allocation_gate for r in steps]),
+            write_gate=torch.stack([r.interface.write_gate for r in steps]),
+            free_gates=torch.stack([r.interface.free_gates for r in steps]),
+            reads=torch.stack([s.reads for s in states]),
         )
         return outputs, state, record

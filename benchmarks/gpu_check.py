@@ -5,9 +5,10 @@ chooses where the tables go, default ``gpu_check.md``; ``--device cpu --quick`` 
 same script on the CPU, as a dry run of the script itself).
 
 1. Correctness: for each of the five tasks' paper models (LSTM controller), a batch of the
-   task run by the eager, fused and compiled engines on the device, against the eager
-   engine on the CPU: largest differences of outputs and of every parameter's gradient
-   (float32; they should be below 1e-4).
+   task run by the eager, fused and compiled engines on the device (compiled: replaying
+   CUDA graphs), against the eager engine on the CPU; and the task's DNC on the device
+   against the DNC on the CPU: largest differences of outputs and of every parameter's
+   gradient (float32; they should be below 1e-4).
 2. Throughput: training sequences per second (forward, backward, Adam) of the copy task's
    paper model for each engine at batch 32, 128, 512 and 2048 on the device, beside the
    CPU's native engine (one thread) at 32 and 128.
@@ -31,7 +32,7 @@ import torch
 
 import ntm
 from ntm import devices
-from ntm.config import paper_ntm_config
+from ntm.config import paper_ntm_config, task_dnc_config
 
 TASKS = ("copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort")
 
@@ -41,7 +42,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def paper_model(task: ntm.tasks.Task, name: str, engine: str) -> ntm.NTM:
+def paper_model(task: ntm.tasks.Task, name: str, engine: str) -> torch.nn.Module:
+    """The task's paper NTM (LSTM controller) on ``engine``; ``dnc``: the task's DNC."""
+    if engine == "dnc":
+        return ntm.DNC.from_config(task_dnc_config(name, task.input_size, task.output_size))
     config = paper_ntm_config(name, "lstm", task.input_size, task.output_size)
     return ntm.NTM.from_config(config, engine=engine)
 
@@ -52,12 +56,14 @@ def correctness(device: torch.device, batch_size: int, engines: list[str]) -> li
     for name in TASKS:
         task = ntm.make_task(name)
         batch = task.sample(batch_size, torch.Generator().manual_seed(0))
-        torch.manual_seed(0)
-        reference = paper_model(task, name, "eager")
-        out = reference(batch.inputs)[0]
-        loss = ntm.tasks.loss_bits(out[..., : batch.targets.shape[-1]], batch.targets, batch.mask)
-        expected = torch.autograd.grad(loss, list(reference.parameters()))
-        for engine in engines:
+        for engine in [*engines, "dnc"]:
+            torch.manual_seed(0)
+            reference = paper_model(task, name, "dnc" if engine == "dnc" else "eager")
+            out = reference(batch.inputs)[0]
+            loss = ntm.tasks.loss_bits(
+                out[..., : batch.targets.shape[-1]], batch.targets, batch.mask
+            )
+            expected = torch.autograd.grad(loss, list(reference.parameters()))
             model = paper_model(task, name, engine)
             model.load_state_dict(reference.state_dict())
             model.to(device)
@@ -151,7 +157,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu_check.md"))
     parser.add_argument("--seconds", type=float, default=3.0, help="time per throughput row")
     parser.add_argument("--quick", action="store_true", help="small sizes: a dry run")
-    parser.add_argument("--engines", default="eager,fused,compiled", help="on the device")
+    parser.add_argument(
+        "--engines", default="eager,fused,compiled", help="on the device (and dnc: the DNC's)"
+    )
     args = parser.parse_args()
     device = devices.resolve(args.device)
     engines = args.engines.split(",")

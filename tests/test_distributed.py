@@ -155,21 +155,37 @@ def test_killing_the_launcher_stops_its_processes(tmp_path: Path) -> None:
 
 
 def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    train = tiny_run().train
+    train, cpu = tiny_run().train, torch.device("cpu")
     monkeypatch.delenv("NTM_NPROC")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    assert cli._default_nproc(train) == 2  # two idle cores
-    assert cli._default_nproc(runconfig.TrainConfig(batch_size=1)) == 1
-    assert cli._default_nproc(runconfig.TrainConfig(threads=2)) == 1
-    assert cli._default_nproc(runconfig.TrainConfig(model="lstm")) == 1
+    assert cli._default_nproc(train, cpu) == 2  # two idle cores
+    assert cli._default_nproc(train, torch.device("cuda", 0)) == 1  # one GPU: one process
+    assert cli._default_nproc(runconfig.TrainConfig(batch_size=1), cpu) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(threads=2), cpu) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(model="lstm"), cpu) == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
-    assert cli._default_nproc(train) == 1  # one core busy
+    assert cli._default_nproc(train, cpu) == 1  # one core busy
     monkeypatch.setenv("NTM_NPROC", "3")
-    assert cli._default_nproc(train) == 3
+    assert cli._default_nproc(train, cpu) == 3
     monkeypatch.setenv("NTM_NPROC", "two")
     with pytest.raises(cli.UsageError, match="NTM_NPROC='two' is not a number of processes"):
-        cli._default_nproc(train)
+        cli._default_nproc(train, cpu)
+
+
+def test_gpu_processes_need_a_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu = torch.device("cuda", 0)
+    cli._check_gpus(2, "cuda", gpu)
+    cli._check_gpus(2, "auto", gpu)
+    cli._check_gpus(4, "cpu", torch.device("cpu"))
+    cli._check_gpus(1, "cuda:1", torch.device("cuda", 1))
+    with pytest.raises(cli.UsageError, match=r"--nproc 3 on --device cuda: one process per "
+                       r"GPU, and this machine has 2 \(cuda:0, cuda:1\)"):  # fmt: skip
+        cli._check_gpus(3, "cuda", gpu)
+    with pytest.raises(cli.UsageError, match="--device cuda:1 would put all 2 processes on one"):
+        cli._check_gpus(2, "cuda:1", torch.device("cuda", 1))
 
 
 def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:

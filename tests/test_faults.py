@@ -44,8 +44,15 @@ def nan_on_updates(trainer: training.Trainer, bad: set[int]) -> None:
     trainer.model.forward = poisoned  # type: ignore[method-assign]
 
 
-def test_one_nan_loss_skips_one_update(run_dir: Path) -> None:
+#: The two ways the trainer checks a step: on the host (the CPU's), or on the device with
+#: no host sync (the GPU's), which must skip and roll back alike.
+CHECKS = pytest.mark.parametrize("sync_free", [False, True], ids=["host", "device"])
+
+
+@CHECKS
+def test_one_nan_loss_skips_one_update(run_dir: Path, sync_free: bool) -> None:
     trainer = training.start(tiny_run(max_sequences=64, eval_every=64), run_dir, quiet=True)
+    trainer.sync_free = sync_free
     nan_on_updates(trainer, {2})
     result = trainer.fit()
     assert math.isnan(result.losses[1])
@@ -54,8 +61,10 @@ def test_one_nan_loss_skips_one_update(run_dir: Path) -> None:
     assert "rolled back" not in (run_dir / "train.log").read_text()
 
 
-def test_nan_gradients_are_skipped_too(run_dir: Path) -> None:
+@CHECKS
+def test_nan_gradients_are_skipped_too(run_dir: Path, sync_free: bool) -> None:
     trainer = training.start(tiny_run(max_sequences=64, eval_every=64), run_dir, quiet=True)
+    trainer.sync_free = sync_free
     calls = {"n": 0}
 
     def poison(grad: torch.Tensor) -> torch.Tensor:
@@ -69,10 +78,12 @@ def test_nan_gradients_are_skipped_too(run_dir: Path) -> None:
     assert torch.isfinite(weight).all()
 
 
-def test_nan_updates_in_a_row_roll_back_with_lower_lr(run_dir: Path) -> None:
+@CHECKS
+def test_nan_updates_in_a_row_roll_back_with_lower_lr(run_dir: Path, sync_free: bool) -> None:
     trainer = training.start(
         tiny_run(max_sequences=160, eval_every=64, checkpoint_every=64), run_dir, quiet=True
     )
+    trainer.sync_free = sync_free
     good = {}
 
     def remember(t: training.Trainer) -> None:

@@ -1,6 +1,7 @@
 """Training runs: reproducibility, checkpoints, resume and crash safety."""
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -308,6 +309,32 @@ def test_compiled_engine_matches_eager() -> None:
         torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
     for a, b in zip(grads, grads_eager, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_the_graph_replay_bookkeeping_keeps_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CUDA graphs (the compiled engine on a GPU) a sequence starts a generation of
+    graphs and copies out what outlives it: the final state and the initial state's
+    gradients. That bookkeeping, run here around the plain steps, changes no result."""
+    torch.manual_seed(0)
+    model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
+    x = torch.randn(6, 4, 5)
+    weights = torch.randn(6, 4, 3)
+    state = model.cell.initial_state(4)
+    spec, params = fused.cell_spec(model.cell, compiled=False)
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    results = {}
+    for graphs in (False, True):
+        replay = dataclasses.replace(spec, graphs=graphs)
+        start = [t.detach().clone().requires_grad_() for t in state]
+        out = fused._FusedSequence.apply(replay, x, *start, *params)
+        grads = torch.autograd.grad((out[0] * weights).sum(), [*params, *start[:4]])
+        results[graphs] = (out, grads)
+    assert marks == [1]
+    for a, b in zip(results[True][0], results[False][0], strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(results[True][1], results[False][1], strict=True):
+        assert torch.equal(a, b)
 
 
 def test_chunks_cover_every_step_once_in_two_shapes() -> None:

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import torch
+
 from ntm import checkpoint as ckpt
 from ntm import devices, distributed, pretrained, sweep, training
 from ntm.checkpoint import RunError
@@ -291,6 +293,24 @@ def _launch(nproc: int, argv: Sequence[str]) -> int:
     return 130 if 130 in codes else 0
 
 
+def _check_gpus(nproc: int, spec: str, device: torch.device) -> None:
+    """Refuse a GPU run whose processes cannot each have a GPU of their own (process N
+    trains on ``cuda:N``; nccl does not run two processes on one GPU)."""
+    if device.type != "cuda" or nproc < 2:
+        return
+    if ":" in spec:
+        raise UsageError(
+            f"--device {spec} would put all {nproc} processes on one GPU: use --device cuda, "
+            "which gives process N the GPU cuda:N"
+        )
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise UsageError(
+            f"--nproc {nproc} on --device {spec}: one process per GPU, and this machine has "
+            f"{count} ({', '.join(devices.available()[1:])})"
+        )
+
+
 def _new_run(args: argparse.Namespace) -> RunConfig:
     """The configuration of the new run that these ``ntm train`` arguments describe: the
     preset's, then ``--config``'s, then the flags' settings; a setting given to a task or
@@ -310,17 +330,18 @@ def _planned(args: argparse.Namespace) -> TrainConfig:
     return _new_run(args).train
 
 
-def _default_nproc(train: TrainConfig) -> int:
+def _default_nproc(train: TrainConfig, device: torch.device) -> int:
     """How many processes ``ntm train`` starts without ``--nproc``: two single-threaded
     processes train an NTM 1.1 to 1.4 times as fast as one on a 2-core machine (native
-    engine, batch 32; benchmarks/README.md), so 2 when two cores are free; else 1."""
+    engine, batch 32; benchmarks/README.md), so 2 when two cores are free; else 1. On a GPU
+    one: a second process would need a second GPU (``--nproc N`` for N of them)."""
     chosen = os.environ.get("NTM_NPROC")
     if chosen is not None:
         try:
             return int(chosen)
         except ValueError:
             raise UsageError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    if "WORLD_SIZE" in os.environ or train.model != "ntm":
+    if "WORLD_SIZE" in os.environ or train.model != "ntm" or device.type != "cpu":
         return 1
     if train.batch_size < 2 or train.threads != 1:
         return 1
@@ -332,8 +353,9 @@ def _default_nproc(train: TrainConfig) -> int:
 def _train(args: argparse.Namespace) -> int:
     planned = _planned(args)
     device = devices.resolve(planned.device, distributed.local_rank())  # before any start
-    nproc = args.nproc if args.nproc is not None else _default_nproc(planned)
+    nproc = args.nproc if args.nproc is not None else _default_nproc(planned, device)
     if nproc != 1:
+        _check_gpus(nproc, planned.device, device)
         return _launch(nproc, args.argv)
     world = distributed.join(device)
     try:

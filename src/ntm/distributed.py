@@ -68,9 +68,19 @@ def join(device: torch.device | None = None) -> World:
         return SINGLE
     world = World(_env_int("RANK", 0), size)
     if not dist.is_initialized():
-        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        if device is not None and device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl and the object collectives use this GPU
+        dist.init_process_group(backend(device))
     return world
+
+
+def backend(device: torch.device | None) -> str:
+    """The process group's backend for training on ``device``: gloo on the CPU; on CUDA,
+    nccl for the gradients and the step's flags, with gloo beside it for the host's values
+    (counters, the stop request, rank 0's state), which then never pass through the GPU."""
+    if device is not None and device.type == "cuda":
+        return "cpu:gloo,cuda:nccl"
+    return "gloo"
 
 
 def leave(world: World) -> None:
@@ -86,6 +96,16 @@ def all_sum(values: list[float], world: World) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(tensor)
     return [float(v) for v in tensor.tolist()]
+
+
+def any_on_device(flag: torch.Tensor, world: World) -> torch.Tensor:
+    """Whether ``flag`` (a boolean scalar) is set on any process, computed where it lies:
+    on a GPU the collective is queued like a kernel, with no host sync."""
+    if not world.parallel:
+        return flag
+    count = flag.to(torch.int32)
+    dist.all_reduce(count)
+    return count > 0
 
 
 def from_main(value: Any, world: World) -> Any:

@@ -44,6 +44,7 @@ class _Spec:
     config: NTMConfig
     layout: HeadLayout
     broadcast: bool  # small batched products as multiply-and-sum (for compiled steps)
+    graphs: bool = False  # compiled steps replayed as CUDA graphs (see _step_functions)
 
     @property
     def lstm(self) -> bool:
@@ -376,20 +377,26 @@ def _chunks(steps: int, chunk: int) -> list[tuple[int, int]]:
     return [(t, t + chunk) for t in range(0, full, chunk)] + singles
 
 
-def _step_functions(compiled: bool) -> tuple[Any, Any]:
+def _step_functions(spec: _Spec) -> tuple[Any, Any]:
     """The forward and backward step functions: plain, or compiled with ``torch.compile``.
 
     The compiled steps see fixed shapes and no autograd, so each batch size compiles one
     forward and one backward graph, whatever the sequence lengths; Inductor's cache on disk
-    makes later processes start faster.
+    makes later processes start faster. With ``spec.graphs`` (on CUDA) they compile in
+    ``reduce-overhead`` mode: each call replays a captured CUDA graph, one launch where the
+    step has hundreds of kernels. A sequence's calls are one generation of graphs (see
+    :class:`_FusedSequence`), so outputs kept for the backward pass stay valid.
     """
-    if not compiled:
+    if not spec.broadcast:
         return _forward_steps, _backward_steps
-    if "forward" not in _COMPILED:
+    mode = "reduce-overhead" if spec.graphs else "default"
+    if mode not in _COMPILED:
         setattr(torch._dynamo.config, RECOMPILE_LIMIT, 64)
-        _COMPILED["forward"] = torch.compile(_forward_steps, dynamic=False, fullgraph=True)
-        _COMPILED["backward"] = torch.compile(_backward_steps, dynamic=False, fullgraph=True)
-    return _COMPILED["forward"], _COMPILED["backward"]
+        _COMPILED[mode] = tuple(
+            torch.compile(steps, dynamic=False, fullgraph=True, mode=mode)
+            for steps in (_forward_steps, _backward_steps)
+        )
+    return _COMPILED[mode]  # type: ignore[no-any-return]
 
 
 def compiled_available() -> str | None:
@@ -517,7 +524,11 @@ class _FusedSequence(torch.autograd.Function):
         steps, batch, _ = inputs.shape
         ctrl, head_w, head_b, out_w, out_b, input_w, read_w = _split_params(spec, params)
         pre_input = input_projection(spec, ctrl, input_w, inputs)
-        forward_steps, _ = _step_functions(spec.broadcast)
+        forward_steps, _ = _step_functions(spec)
+        if spec.graphs:
+            # A new generation of CUDA graphs: the last sequence's outputs may be reused.
+            # Within this sequence (forward, then backward) each call's outputs stay valid.
+            torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         # Detached: plain tensors in, as the steps run without autograd.
         state = (memory.detach().transpose(1, 2).contiguous(), reads.detach(),
                  read_weights.detach(), write_weights.detach(),
@@ -544,8 +555,10 @@ class _FusedSequence(torch.autograd.Function):
             hidden, cell = torch.stack(h), torch.stack(c)
         else:
             hidden, cell = hidden.clone(), cell.clone()
-        final = (memory.transpose(1, 2).contiguous(), reads, read_weights, write_weights,
-                 hidden, cell)  # fmt: skip
+        final: tuple[Tensor, ...] = (memory.transpose(1, 2).contiguous(), reads, read_weights,
+                                     write_weights, hidden, cell)  # fmt: skip
+        if spec.graphs:  # leaves the sequence: out of the graphs' memory, reused next time
+            final = tuple(t.clone() for t in final)
         ctx.mark_non_differentiable(*final)
         return (logits, *final)
 
@@ -570,7 +583,7 @@ class _FusedSequence(torch.autograd.Function):
             tuple(zeros for _ in ctrl) if spec.lstm else (),
             tuple(zeros for _ in ctrl) if spec.lstm else (),
         )
-        _, backward_steps = _step_functions(spec.broadcast)
+        _, backward_steps = _step_functions(spec)
         d_raw_seq: list[Tensor] = []
         d_gates_seq: list[tuple[Tensor, ...]] = []
         for start, stop in reversed(_chunks(steps, CHUNK)):
@@ -602,13 +615,19 @@ class _FusedSequence(torch.autograd.Function):
         d_hidden = torch.stack(d_h) if spec.lstm else None
         d_cell = torch.stack(d_c) if spec.lstm else None
         d_memory = d_memory.transpose(1, 2)
+        if spec.graphs:  # the initial state's gradients outlive the graphs' memory
+            d_memory, d_reads, d_read_w, d_write_w = (
+                t.clone() for t in (d_memory, d_reads, d_read_w, d_write_w)
+            )
         return (None, d_inputs, d_memory, d_reads, d_read_w, d_write_w, d_hidden, d_cell, *grads)
 
 
-def cell_spec(cell: Any, compiled: bool) -> tuple[_Spec, list[Tensor]]:
-    """The spec of ``cell`` (an :class:`ntm.NTMCell`) and its weights in the fused order."""
+def cell_spec(cell: Any, compiled: bool, graphs: bool = False) -> tuple[_Spec, list[Tensor]]:
+    """The spec of ``cell`` (an :class:`ntm.NTMCell`) and its weights in the fused order;
+    ``graphs``: compiled steps replayed as CUDA graphs."""
     cfg = cell.config
-    spec = _Spec(cfg, HeadLayout(cfg.word_size, cfg.shift_range), broadcast=compiled)
+    spec = _Spec(cfg, HeadLayout(cfg.word_size, cfg.shift_range), broadcast=compiled,
+                 graphs=compiled and graphs)  # fmt: skip
     names = cell_weight_names(cfg.controller, cfg.controller_layers)
     return spec, [cell.get_parameter(name) for name in names]
 
@@ -617,10 +636,12 @@ def fused_sequence(
     cell: Any, inputs: Tensor, state: Any, compiled: bool = False
 ) -> tuple[Tensor, Any]:
     """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) in one fused node;
-    ``compiled``: with the step functions compiled by ``torch.compile``.
+    ``compiled``: with the step functions compiled by ``torch.compile``, and on CUDA
+    replayed as CUDA graphs (the backward pass of a sequence must then come before the next
+    sequence's forward pass, as in training; torch says so if it does not).
 
     Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
     """
-    spec, params = cell_spec(cell, compiled)
+    spec, params = cell_spec(cell, compiled, graphs=inputs.is_cuda)
     outputs = _FusedSequence.apply(spec, inputs, *state, *params)  # type: ignore[no-untyped-call]
     return outputs[0], type(state)(*outputs[1:])

@@ -45,10 +45,14 @@ class GravesRMSprop(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update. When the attribute ``found_inf`` holds a tensor (as
+        ``torch.amp.GradScaler`` sets it for the fused optimisers), a non-zero value leaves
+        weights and state unchanged, decided on the device without a host sync."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        found_inf: Tensor | None = getattr(self, "found_inf", None)
         for group in self.param_groups:
             decay, momentum = group["decay"], group["momentum"]
             for p in group["params"]:
@@ -60,13 +64,17 @@ class GravesRMSprop(Optimizer):
                     state["square_avg"] = torch.zeros_like(p)
                     state["grad_avg"] = torch.zeros_like(p)
                     state["delta"] = torch.zeros_like(p)
-                square_avg, grad_avg, delta = state["square_avg"], state["grad_avg"], state["delta"]
-                square_avg.mul_(decay).addcmul_(g, g, value=1 - decay)
-                grad_avg.mul_(decay).add_(g, alpha=1 - decay)
+                square_avg = state["square_avg"].mul(decay).addcmul_(g, g, value=1 - decay)
+                grad_avg = state["grad_avg"].mul(decay).add_(g, alpha=1 - decay)
                 # n - gbar^2 is a variance, >= 0 up to rounding.
                 variance = (square_avg - grad_avg * grad_avg).clamp_(min=0)
-                delta.mul_(momentum).addcdiv_(
-                    g, (variance + group["eps"]).sqrt_(), value=-group["lr"]
+                delta = (
+                    state["delta"]
+                    .mul(momentum)
+                    .addcdiv_(g, (variance + group["eps"]).sqrt_(), value=-group["lr"])
                 )
-                p.add_(delta)
+                keep = None if found_inf is None else found_inf.to(p.device) != 0
+                for old, new in ((state["square_avg"], square_avg), (state["grad_avg"], grad_avg),
+                                 (state["delta"], delta), (p, p + delta)):  # fmt: skip
+                    old.copy_(new if keep is None else torch.where(keep, old, new))
         return loss

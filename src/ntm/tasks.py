@@ -517,5 +517,14 @@ def bit_errors(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
 
     Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> float
     """
+    return float(wrong_bits(logits, targets, mask)) / logits.shape[1]
+
+
+def wrong_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """The wrong bits of the whole batch, as a tensor on the logits' device (a running
+    count that needs no host sync); :func:`bit_errors` per sequence.
+
+    Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> scalar
+    """
     wrong = ((logits > 0) != (targets > 0.5)).sum(-1)  # (T, B)
-    return float((wrong * mask).sum()) / logits.shape[1]
+    return (wrong * mask).sum()

@@ -34,7 +34,7 @@ from ntm.native import native_available
 from ntm.optim import GravesRMSprop
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig
 from ntm.runs import build_model, default_run_dir, model_engine, read_run_config
-from ntm.tasks import Batch, NGramsTask, bit_errors, loss_bits
+from ntm.tasks import Batch, NGramsTask, loss_bits, wrong_bits
 from ntm.transfer import InitSource, read_init_source, transferred
 
 #: The counters of a checkpoint's progress that are the curriculum's.
@@ -108,6 +108,48 @@ class _Progress:
     first_cost: float = math.nan  # its first held-out cost (ngrams: above the optimum)
     stale_evals: int = 0  # evaluations since the best, once the schedule acts
     stage: int = 1  # repeat copy with the end marker withheld: 0 until the copies are right
+
+
+class _DeviceTally:
+    """The step's counters kept on the device, so that an update needs no host sync: the
+    trainer reads them (one transfer) at each evaluation and checkpoint. Used on a GPU, where
+    reading a loss or a finiteness flag per update would stall the queue of kernels."""
+
+    def __init__(self, device: torch.device, bad_in_a_row: int) -> None:
+        def zero() -> torch.Tensor:
+            return torch.zeros((), dtype=torch.float64, device=device)
+
+        self.cost, self.errors, self.sequences, self.skipped = zero(), zero(), zero(), zero()
+        self.bad_in_a_row = zero() + bad_in_a_row
+        self.worst_run = self.bad_in_a_row.clone()  # longest run of skipped updates
+        self.losses: list[torch.Tensor] = []  # this process's loss per update
+        self.pending = False
+
+    def add(self, loss: torch.Tensor, errors: torch.Tensor, part: int, bad: torch.Tensor) -> None:
+        """Count one update of ``part`` sequences: its loss (bits per sequence) and wrong
+        bits, unless ``bad`` (a non-finite loss or gradient: the update was skipped)."""
+        zero = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self.losses.append(loss.detach())
+        self.cost += torch.where(bad, zero, loss.detach().double() * part)
+        self.errors += torch.where(bad, zero, errors.double())
+        self.sequences += torch.where(bad, zero, zero + part)
+        self.skipped += bad
+        self.bad_in_a_row = (self.bad_in_a_row + 1) * bad
+        self.worst_run = torch.maximum(self.worst_run, self.bad_in_a_row)
+        self.pending = True
+
+    def read(self) -> tuple[list[float], list[float]]:
+        """Cost, errors, sequences, skipped, run and worst run since the last read; the
+        losses per update. Resets all but the current run of skipped updates."""
+        values = torch.stack([self.cost, self.errors, self.sequences, self.skipped,
+                              self.bad_in_a_row, self.worst_run]).tolist()  # fmt: skip
+        losses = torch.stack(self.losses).double().tolist() if self.losses else []
+        for counter in (self.cost, self.errors, self.sequences, self.skipped):
+            counter.zero_()
+        self.worst_run.copy_(self.bad_in_a_row)
+        self.losses.clear()
+        self.pending = False
+        return values, losses
 
 
 class _Interrupt:
@@ -189,6 +231,10 @@ class Trainer:
         if self.held_out is not None and isinstance(run.task, NGramsTask):
             self.optimal = run.task.optimal_cost(self.held_out)
         self.losses: list[float] = []
+        # On a GPU the step's checks and counters stay on the device (see _step_on_device);
+        # on the CPU reading them costs nothing, and the host decides at once.
+        self.sync_free = self.device.type == "cuda"
+        self.tally: _DeviceTally | None = None
         self.last_eval = (math.nan, math.nan)
         self.on_update: Callable[[Trainer], None] | None = None
 
@@ -235,6 +281,7 @@ class Trainer:
         self.log(f"{self.progress.sequences:>10,d} seq  {why}learning rate {was} -> {lr:g}")
 
     def save(self) -> None:
+        self._settle()
         if self.world.main:
             ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
 
@@ -257,16 +304,17 @@ class Trainer:
         batch = draw_batch(task, self.run.train.seed, updates, self.world.share(size))
         return batch.to(self.device), from_level  # drawn on the CPU: the same on any device
 
-    def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float:
+    def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float | None:
         """One update on a global batch of ``size`` sequences, of which ``batch`` is this
         process's share; ``from_level``: the batch comes from the curriculum's level.
         ``stop``: this process was asked to stop (the processes agree on it here).
 
         A non-finite loss or gradient skips the update (counted in ``metrics.csv``); after
         :data:`MAX_BAD_UPDATES` in a row the trainer rolls back to its last checkpoint with
-        half the learning rate. Returns the loss of the whole batch in bits per sequence.
+        half the learning rate. Returns the loss of the whole batch in bits per sequence,
+        or None when the device keeps it (:meth:`_step_on_device`).
         """
-        train, p = self.run.train, self.progress
+        p = self.progress
         part = batch.inputs.shape[1]
         logits, _ = self.replica(batch.inputs)
         # The outputs the batch has targets for: while the end marker is withheld its output
@@ -275,19 +323,20 @@ class Trainer:
         logits = logits[..., : batch.targets.shape[-1]]
         loss = loss_bits(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
-        errors = bit_errors(logits, batch.targets, batch.mask)
+        wrong = wrong_bits(logits, batch.targets, batch.mask)
+        if self.tally is not None:
+            self._step_on_device(loss, wrong, part, size, from_level, stop)
+            return None
         # Sums over the whole batch, the same on every process, in one collective call.
         cost_sum, errors_sum, stops = distributed.all_sum(
-            [float(loss.detach()) * part, errors * part, float(stop)], self.world
+            [float(loss.detach()) * part, float(wrong), float(stop)], self.world
         )
         self.stop_agreed = stops > 0
         value = cost_sum / size
         finite = math.isfinite(value)
         if finite:
-            # Scaled so that the gradient, averaged over the processes, is the whole batch's.
-            (loss * (part * self.world.size / size)).backward()  # type: ignore[no-untyped-call]
-            grads = [q.grad for q in self.model.parameters() if q.grad is not None]
-            finite = bool(torch.stack([g.abs().max() for g in grads]).isfinite().all())
+            self._backward(loss, part, size)
+            finite = bool(self._gradients_finite())
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             p.skipped += 1
@@ -296,21 +345,84 @@ class Trainer:
                 self._roll_back()
             return value
         p.bad_in_a_row = 0
+        self._clip()
+        self.optimizer.step()
+        p.window_cost += cost_sum
+        p.window_errors += errors_sum
+        p.window_sequences += size
+        if from_level:
+            self._observe_level(errors_sum / size, size)
+        return value
+
+    def _step_on_device(
+        self, loss: torch.Tensor, wrong: torch.Tensor, part: int, size: int, from_level: bool,
+        stop: bool,
+    ) -> None:  # fmt: skip
+        """:meth:`_step`'s update with no host sync: whether the loss and the gradients are
+        finite stays on the device, where it tells the optimiser to skip the update (its
+        ``found_inf``, as for mixed precision), and the counters go to :class:`_DeviceTally`.
+        A run of :data:`MAX_BAD_UPDATES` skipped updates rolls back at the next read."""
+        tally = self.tally
+        assert tally is not None
+        # The stop request lives on the host: agreeing on it waits for no kernel.
+        self.stop_agreed = distributed.all_sum([float(stop)], self.world)[0] > 0
+        self._backward(loss, part, size)
+        finite = torch.isfinite(loss.detach()) & self._gradients_finite()
+        bad = distributed.any_on_device(~finite, self.world)
+        self._clip()
+        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
+        tally.add(loss, wrong, part, bad)
+        if from_level:  # the curriculum decides on the host: the one sync, when it is on
+            bad_anywhere, errors_sum = bool(bad), distributed.all_sum([float(wrong)], self.world)
+            if not bad_anywhere:
+                self._observe_level(errors_sum[0] / size, size)
+
+    def _backward(self, loss: torch.Tensor, part: int, size: int) -> None:
+        # Scaled so that the gradient, averaged over the processes, is the whole batch's.
+        (loss * (part * self.world.size / size)).backward()  # type: ignore[no-untyped-call]
+
+    def _gradients_finite(self) -> torch.Tensor:
+        """Whether every gradient is finite, as a tensor on the device."""
+        grads = [q.grad for q in self.model.parameters() if q.grad is not None]
+        return torch.stack([g.abs().max() for g in grads]).isfinite().all()
+
+    def _clip(self) -> None:
+        train = self.run.train
         if train.clip > 0:
             params = self.model.parameters()
             if train.clip_mode == "norm":
                 torch.nn.utils.clip_grad_norm_(params, train.clip)
             else:
                 torch.nn.utils.clip_grad_value_(params, train.clip)
-        self.optimizer.step()
-        p.window_cost += cost_sum
-        p.window_errors += errors_sum
-        p.window_sequences += size
-        if from_level:
-            line = self.curriculum.observe(errors_sum / size, size)
-            if line is not None:
-                self.log(f"{p.sequences:>10,d} seq  {line}")
-        return value
+
+    def _observe_level(self, errors: float, size: int) -> None:
+        line = self.curriculum.observe(errors, size)
+        if line is not None:
+            self.log(f"{self.progress.sequences:>10,d} seq  {line}")
+
+    def _settle(self) -> None:
+        """Bring the device's counters (:class:`_DeviceTally`) into the progress, and roll
+        back when the updates since the last reading had :data:`MAX_BAD_UPDATES` skipped
+        ones in a row. Nothing to do when the host keeps the counters."""
+        tally, p = self.tally, self.progress
+        if tally is None or not tally.pending:
+            return
+        (cost, errors, sequences, skipped, run, worst), losses = tally.read()
+        self.losses.extend(losses)
+        cost, errors, sequences = distributed.all_sum([cost, errors, sequences], self.world)
+        p.window_cost += cost
+        p.window_errors += errors
+        p.window_sequences += round(sequences)
+        p.skipped += round(skipped)
+        p.bad_in_a_row = round(run)
+        if worst >= MAX_BAD_UPDATES:
+            self._roll_back()
+            tally.bad_in_a_row.zero_()
+            tally.worst_run.zero_()
 
     def _roll_back(self) -> None:
         """Reload weights and optimiser from the last checkpoint and halve the learning rate.
@@ -339,6 +451,7 @@ class Trainer:
         """Evaluate, append a metrics row, log it, and follow the schedule. Returns whether
         the target is met and whether the schedule ends the run. Rank 0 evaluates; every
         process learns the result and the schedule's state."""
+        self._settle()
         p = self.progress
         stage = p.stage
         decision = self._evaluate_and_decide() if self.world.main else (False, False)
@@ -508,6 +621,8 @@ class Trainer:
             self.log(
                 "compiling the NTM step with torch.compile (one to two minutes the first time)"
             )
+        if self.sync_free:
+            self.tally = _DeviceTally(self.device, p.bad_in_a_row)
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not (solved or floor):
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):
@@ -517,7 +632,9 @@ class Trainer:
                 if size < self.world.size:
                     break  # too few sequences left to give every process one
                 batch, from_level = self._training_batch(size)
-                self.losses.append(self._step(batch, size, from_level, interrupt.requested))
+                value = self._step(batch, size, from_level, interrupt.requested)
+                if value is not None:
+                    self.losses.append(value)
                 p.sequences += size
                 p.updates += 1
                 p.seconds = time.perf_counter() - started

@@ -171,6 +171,22 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NTM_NPROC", "two")
     with pytest.raises(cli.UsageError, match="NTM_NPROC='two' is not a number of processes"):
         cli._default_nproc(train, cpu)
+    monkeypatch.setenv("NTM_NPROC", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a process that `--nproc` or torchrun started
+    assert cli._default_nproc(train, cpu) == 1
+
+
+def test_nproc_from_the_environment_trains(tmp_path: Path) -> None:
+    """``NTM_NPROC=2 ntm train``: the two processes it starts inherit the variable, and
+    train rather than start processes of their own."""
+    env = {**os.environ, "NTM_NPROC": "2"}
+    flags = [*_flags(max_sequences=32), "--run-dir", str(tmp_path / "run")]
+    result = subprocess.run(
+        [sys.executable, "-m", "ntm", "train", *flags], env=env, check=False,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "2 processes" in (tmp_path / "run" / ckpt.LOG_FILE).read_text()
 
 
 def test_gpu_processes_need_a_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,9 +38,13 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return ckpt.load_checkpoint(run_dir).model
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
-def test_the_device_step_trains_what_the_host_step_trains(tmp_path: Path, optimizer: str) -> None:
-    settings = {"max_sequences": 128, "eval_every": 32, "optimizer": optimizer}
+@pytest.mark.parametrize(
+    "setting", [{"optimizer": "adam"}, {"optimizer": "rmsprop"}, {"curriculum": True}], ids=str
+)
+def test_the_device_step_trains_what_the_host_step_trains(
+    tmp_path: Path, setting: dict[str, object]
+) -> None:
+    settings = {"max_sequences": 128, "eval_every": 32, **setting}
     host = _fit(tmp_path / "host", False, **settings)
     device = _fit(tmp_path / "device", True, **settings)
     assert device.losses == host.losses and len(host.losses) == 8

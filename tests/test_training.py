@@ -337,6 +337,24 @@ def test_the_graph_replay_bookkeeping_keeps_results(monkeypatch: pytest.MonkeyPa
         assert torch.equal(a, b)
 
 
+def test_a_graph_sequence_backward_after_the_next_forward_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On CUDA graphs the next sequence overwrites what the last one saved: its backward
+    pass then raises, where it would otherwise return wrong gradients."""
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
+    torch.manual_seed(0)
+    model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
+    spec, params = fused.cell_spec(model.cell, compiled=False)
+    replay = dataclasses.replace(spec, graphs=True)
+    state = model.cell.initial_state(2)
+    first = fused._FusedSequence.apply(replay, torch.randn(4, 2, 5), *state, *params)[0]
+    second = fused._FusedSequence.apply(replay, torch.randn(4, 2, 5), *state, *params)[0]
+    with pytest.raises(RuntimeError, match="backward pass came after another sequence's"):
+        first.sum().backward()
+    second.sum().backward()  # the newest sequence's is fine
+
+
 def test_chunks_cover_every_step_once_in_two_shapes() -> None:
     for steps in range(0, 12):
         chunks = fused._chunks(steps, 4)
@@ -450,7 +468,7 @@ def test_the_engine_is_each_model_s_own(monkeypatch: pytest.MonkeyPatch, tmp_pat
     def compiled_step(*args: object) -> None:
         raise AssertionError("compiled step")
 
-    monkeypatch.setattr(fused, "_COMPILED", {"forward": compiled_step, "backward": None})
+    monkeypatch.setattr(fused, "_COMPILED", {"default": (compiled_step, None)})
     training.train(tiny_run(max_sequences=32, engine="fused"), tmp_path / "a", quiet=True)
     compiled_model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)
     compiled_model.engine = "compiled"

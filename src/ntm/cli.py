@@ -335,13 +335,15 @@ def _default_nproc(train: TrainConfig, device: torch.device) -> int:
     processes train an NTM 1.1 to 1.4 times as fast as one on a 2-core machine (native
     engine, batch 32; benchmarks/README.md), so 2 when two cores are free; else 1. On a GPU
     one: a second process would need a second GPU (``--nproc N`` for N of them)."""
+    if "WORLD_SIZE" in os.environ:  # one of the processes already started
+        return 1
     chosen = os.environ.get("NTM_NPROC")
     if chosen is not None:
         try:
             return int(chosen)
         except ValueError:
             raise UsageError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    if "WORLD_SIZE" in os.environ or train.model != "ntm" or device.type != "cpu":
+    if train.model != "ntm" or device.type != "cpu":
         return 1
     if train.batch_size < 2 or train.threads != 1:
         return 1

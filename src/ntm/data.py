@@ -96,11 +96,16 @@ class Curriculum:
             return self.task, False
         return self.task.with_settings(**{self.knob[0]: level}), True
 
+    @property
+    def climbing(self) -> bool:
+        """Whether the level is below the full task, so that :meth:`observe` counts."""
+        return self.knob is not None and 0 < self.state.level < self._full
+
     def observe(self, errors: float, size: int) -> str | None:
         """Count an update on the level's task (``errors``: training bit errors per
         sequence, over ``size`` sequences); returns a line for the log when the level rises."""
         s = self.state
-        if self.knob is None or not s.level or s.level >= self._full:
+        if self.knob is None or not self.climbing:
             return None
         s.level_errors += errors * size
         s.level_sequences += size

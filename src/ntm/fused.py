@@ -364,6 +364,11 @@ CHUNK = 4
 #: every model that runs compiled (a cache: no model's choice affects another's).
 _COMPILED: dict[str, Any] = {}
 
+#: Sequences begun on CUDA graphs so far. The graphs' memory is one for the process (as
+#: torch's generations are), so a sequence's backward pass must come before the next
+#: sequence's forward pass; torch does not always notice when it does not.
+_GRAPH_SEQUENCES = [0]
+
 #: The Dynamo setting the compiled steps raise: each model and batch size is a new graph,
 #: and the default limit of 8 is soon reached.
 RECOMPILE_LIMIT = "recompile_limit"
@@ -529,6 +534,8 @@ class _FusedSequence(torch.autograd.Function):
             # A new generation of CUDA graphs: the last sequence's outputs may be reused.
             # Within this sequence (forward, then backward) each call's outputs stay valid.
             torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+            _GRAPH_SEQUENCES[0] += 1
+        ctx.sequence = _GRAPH_SEQUENCES[0]
         # Detached: plain tensors in, as the steps run without autograd.
         state = (memory.detach().transpose(1, 2).contiguous(), reads.detach(),
                  read_weights.detach(), write_weights.detach(),
@@ -565,6 +572,13 @@ class _FusedSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, d_logits: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         spec: _Spec = ctx.spec
+        if spec.graphs and ctx.sequence != _GRAPH_SEQUENCES[0]:
+            raise RuntimeError(
+                "the compiled engine on CUDA replays CUDA graphs, which reuse their memory "
+                "at each new sequence: this sequence's backward pass came after another "
+                "sequence's forward pass, whose graphs overwrote what it saved. Call "
+                "backward before the next forward, or use engine='fused'"
+            )
         cfg = spec.config
         inputs, memories, top_seq, out_in, out_mask, saved_steps = ctx.saved
         ctrl, head_w, _, out_w, _, input_w, read_w = _split_params(spec, ctx.params)
@@ -638,7 +652,7 @@ def fused_sequence(
     """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) in one fused node;
     ``compiled``: with the step functions compiled by ``torch.compile``, and on CUDA
     replayed as CUDA graphs (the backward pass of a sequence must then come before the next
-    sequence's forward pass, as in training; torch says so if it does not).
+    sequence's forward pass, as in training; a RuntimeError says so if it does not).
 
     Returns outputs (T, B, O) and the final :class:`ntm.NTMState` (without gradient).
     """

@@ -376,7 +376,7 @@ class Trainer:
         finally:
             del self.optimizer.found_inf  # type: ignore[attr-defined]
         tally.add(loss, wrong, part, bad)
-        if from_level:  # the curriculum decides on the host: the one sync, when it is on
+        if from_level and self.curriculum.climbing:  # decided on the host: the one sync
             bad_anywhere, errors_sum = bool(bad), distributed.all_sum([float(wrong)], self.world)
             if not bad_anywhere:
                 self._observe_level(errors_sum[0] / size, size)
@@ -787,13 +787,16 @@ def reopen(
             # Stopped between writing its config and its first checkpoint: nothing trained.
             ckpt.write_metrics(run_dir, [])
             return None
-        trainer.load(ckpt.load_checkpoint(run_dir))
+        checkpoint = ckpt.load_checkpoint(run_dir)
+        trainer.load(checkpoint)
         # Rows written after the checkpoint will be written again.
         rows = ckpt.read_metrics(run_dir)
         ckpt.write_metrics(
             run_dir, [r for r in rows if r["sequences"] <= trainer.progress.sequences]
         )
-        return trainer.model.state_dict(), trainer.state()
+        # The checkpoint as read, on the CPU: the other processes take it from there onto
+        # their own devices (rank 0's GPU tensors would unpickle onto rank 0's GPU).
+        return checkpoint.model, checkpoint.trainer
 
     try:
         state = _on_main(world, read_state)

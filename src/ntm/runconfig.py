@@ -131,9 +131,9 @@ class TrainConfig:
         default="native",
         metadata={
             "help": "NTM execution: eager (autograd step by step), fused (hand-written "
-            "backward), compiled (fused, steps compiled with torch.compile), native (fused, "
-            "the recurrence in C, built in seconds with the system's C compiler; where that "
-            "cannot build, compiled)"
+            "backward), compiled (fused, steps compiled with torch.compile; on a GPU replayed "
+            "as CUDA graphs), native (fused, the recurrence in C, built in seconds with the "
+            "system's C compiler; where that cannot build, compiled; on a GPU, fused)"
         },
     )
     device: str = field(

@@ -164,6 +164,7 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli._default_nproc(runconfig.TrainConfig(batch_size=1), cpu) == 1
     assert cli._default_nproc(runconfig.TrainConfig(threads=2), cpu) == 1
     assert cli._default_nproc(runconfig.TrainConfig(model="lstm"), cpu) == 1
+    assert cli._default_nproc(runconfig.TrainConfig(model="dnc"), cpu) == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     assert cli._default_nproc(train, cpu) == 1  # one core busy
     monkeypatch.setenv("NTM_NPROC", "3")

@@ -166,7 +166,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
             type=int,
             metavar="N",
             help="data-parallel over N processes on this machine, sharing each batch (default: "
-            "2 for an NTM when two cores are free, the batch has 2 or more sequences and "
+            "2 for an NTM or a DNC when two cores are free, the batch has 2 or more sequences and "
             "--threads is 1, else 1; $NTM_NPROC overrides). Across machines: torchrun ... -m "
             "ntm train",
         )
@@ -333,8 +333,9 @@ def _planned(args: argparse.Namespace) -> TrainConfig:
 def _default_nproc(train: TrainConfig, device: torch.device) -> int:
     """How many processes ``ntm train`` starts without ``--nproc``: two single-threaded
     processes train an NTM 1.1 to 1.4 times as fast as one on a 2-core machine (native
-    engine, batch 32; benchmarks/README.md), so 2 when two cores are free; else 1. On a GPU
-    one: a second process would need a second GPU (``--nproc N`` for N of them)."""
+    engine, batch 32; benchmarks/README.md) and a DNC 1.2 times as fast at batch 32 (1.0 at
+    batch 8), so 2 when two cores are free; else 1. On a GPU one: a second process would need
+    a second GPU (``--nproc N`` for N of them)."""
     if "WORLD_SIZE" in os.environ:  # one of the processes already started
         return 1
     chosen = os.environ.get("NTM_NPROC")
@@ -343,7 +344,7 @@ def _default_nproc(train: TrainConfig, device: torch.device) -> int:
             return int(chosen)
         except ValueError:
             raise UsageError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    if train.model != "ntm" or device.type != "cpu":
+    if train.model == "lstm" or device.type != "cpu":
         return 1
     if train.batch_size < 2 or train.threads != 1:
         return 1

@@ -1,14 +1,17 @@
 """``--device``: its forms, its errors, and runs that do not depend on the device."""
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 import ntm
+from ntm import checkpoint as ckpt
 from ntm import devices, training
 from ntm.cli import main
 from tests.conftest import tiny_flags, tiny_run
+from tests.test_faults import nan_on_updates
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
@@ -83,3 +86,34 @@ def test_a_gpu_run_resumes_on_the_cpu(tmp_path: Path) -> None:
     assert part.losses and rest.losses
     model = ntm.load(tmp_path / "run", device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+def _curve(run_dir: Path) -> torch.Tensor:
+    keys = ("train_cost", "train_bit_errors", "eval_cost", "eval_bit_errors")
+    return torch.tensor([[row[k] for k in keys] for row in ckpt.read_metrics(run_dir)])
+
+
+@needs_cuda
+@pytest.mark.parametrize("engine", ["fused", "compiled"])
+def test_a_gpu_run_is_the_cpu_run(tmp_path: Path, engine: str) -> None:
+    """The same run on the GPU (checked without host syncs; compiled: CUDA graphs) and on the
+    CPU: the same curve, to float32 rounding."""
+    settings = {"max_sequences": 96, "eval_every": 32}
+    training.train(tiny_run(**settings, device="cpu"), tmp_path / "cpu", quiet=True)
+    gpu_run = tiny_run(**settings, device="cuda", engine=engine)
+    trainer = training.start(gpu_run, tmp_path / "gpu", quiet=True)
+    assert trainer.sync_free
+    trainer.fit()
+    gpu, cpu = _curve(tmp_path / "gpu"), _curve(tmp_path / "cpu")
+    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+@needs_cuda
+def test_a_nan_on_the_gpu_is_skipped_without_a_sync(tmp_path: Path) -> None:
+    run = tiny_run(max_sequences=64, eval_every=64, device="cuda")
+    trainer = training.start(run, tmp_path / "run", quiet=True)
+    nan_on_updates(trainer, {2})
+    result = trainer.fit()
+    assert math.isnan(result.losses[1]) and len(result.losses) == 4
+    assert ckpt.read_metrics(tmp_path / "run")[-1]["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

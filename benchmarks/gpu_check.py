@@ -12,7 +12,9 @@ same script on the CPU, as a dry run of the script itself).
 2. Throughput: training sequences per second (forward, backward, Adam) of the copy task's
    paper model for each engine at batch 32, 128, 512 and 2048 on the device, beside the
    CPU's native engine (one thread) at 32 and 128.
-3. Copy trained to its target by ``python -m ntm train --task copy --device DEVICE`` in a
+3. The trainer's updates per second (copy, fused, batch 32) with its non-finite checks and
+   counters read on the host at every update, and kept on the device (the GPU's default).
+4. Copy trained to its target by ``python -m ntm train --task copy --device DEVICE`` in a
    fresh process: solved or not, sequences, and seconds from process start to exit.
 
 Prints each table as it is measured and writes them all to ``--out``.
@@ -31,8 +33,9 @@ from pathlib import Path
 import torch
 
 import ntm
-from ntm import devices
+from ntm import devices, training
 from ntm.config import paper_ntm_config, task_dnc_config
+from ntm.runconfig import RunConfig, resolve_config
 
 TASKS = ("copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort")
 
@@ -132,6 +135,41 @@ def throughputs(
     return rows
 
 
+def trainer_checks(device: torch.device, batch_size: int, updates: int) -> list[str]:
+    """Updates per second of the trainer itself (copy, fused engine) with its checks read on
+    the host at every update, and kept on the device until the next evaluation (the GPU's
+    default): what the host syncs cost."""
+    rows = ["| device | batch | update checks | updates/s |", "|---|---:|---|---:|"]
+    settings = {"task": "copy", "device": str(device), "engine": "fused",
+                "batch_size": batch_size, "max_sequences": batch_size * updates,
+                "eval_every": batch_size * updates, "eval_size": 8,
+                "target_bit_errors": 0.0}  # fmt: skip
+    for sync_free in (False, True):
+        rate = trainer_rate(resolve_config(settings, {}, {}), sync_free, device)
+        checks = "on the device" if sync_free else "on the host"
+        rows.append(f"| {device} | {batch_size} | {checks} | {rate:.1f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def trainer_rate(run: RunConfig, sync_free: bool, device: torch.device) -> float:
+    """Updates per second of ``run``'s trainer, after a warm-up of 10 updates."""
+    updates = run.train.max_sequences // run.train.batch_size
+    marks: list[float] = []
+
+    def mark(t: training.Trainer) -> None:
+        if t.progress.updates in (10, updates):
+            synchronize(device)  # what the device still has queued counts
+            marks.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = training.start(run, Path(folder) / "run", quiet=True)
+        trainer.sync_free = sync_free
+        trainer.on_update = mark
+        trainer.fit()
+    return (updates - 10) / (marks[1] - marks[0])
+
+
 def train_copy(device: torch.device, budget: int) -> list[str]:
     run_dir = Path(tempfile.mkdtemp(prefix="ntm-gpu-check-")) / "copy"
     command = [sys.executable, "-m", "ntm", "train", "--task", "copy", "--seed", "1",
@@ -171,6 +209,8 @@ def main() -> int:
     lines += [*correctness(device, 4 if args.quick else 16, engines), ""]
     lines += ["## Training throughput, copy's paper model", ""]
     lines += [*throughputs(device, sizes, 0.5 if args.quick else args.seconds, engines), ""]
+    lines += ["## The trainer's update checks: host syncs against none", ""]
+    lines += [*trainer_checks(device, 32, 30 if args.quick else 200), ""]
     lines += ["## Copy trained from a fresh process", ""]
     lines += [*train_copy(device, 4096 if args.quick else 200000), ""]
     args.out.write_text("\n".join(lines))

@@ -132,7 +132,7 @@ class _DeviceTally:
         self.losses.append(loss.detach())
         self.cost += torch.where(bad, zero, loss.detach().double() * part)
         self.errors += torch.where(bad, zero, errors.double())
-        self.sequences += torch.where(bad, zero, zero + part)
+        self.sequences += (~bad).double() * part
         self.skipped += bad
         self.bad_in_a_row = (self.bad_in_a_row + 1) * bad
         self.worst_run = torch.maximum(self.worst_run, self.bad_in_a_row)

@@ -53,6 +53,7 @@ class GravesRMSprop(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         found_inf: Tensor | None = getattr(self, "found_inf", None)
+        keep = None if found_inf is None else found_inf != 0  # once per step, not per weight
         for group in self.param_groups:
             decay, momentum = group["decay"], group["momentum"]
             for p in group["params"]:
@@ -73,7 +74,6 @@ class GravesRMSprop(Optimizer):
                     .mul(momentum)
                     .addcdiv_(g, (variance + group["eps"]).sqrt_(), value=-group["lr"])
                 )
-                keep = None if found_inf is None else found_inf.to(p.device) != 0
                 for old, new in ((state["square_avg"], square_avg), (state["grad_avg"], grad_avg),
                                  (state["delta"], delta), (p, p + delta)):  # fmt: skip
                     old.copy_(new if keep is None else torch.where(keep, old, new))

@@ -23,9 +23,10 @@ The row ``naive`` is the plain eager batched NTM that the speed targets are set 
 the same model and task, one process and one thread, timed by its own ``train``), and the
 column "x naive" divides by it.
 
-Rows with ``procs`` 2 train data-parallel (``DistributedDataParallel`` over gloo, as
-``ntm train --nproc 2`` does): two processes of ``threads`` threads share each batch and
-average their gradients; the rate is the whole batch's.
+Rows with ``procs`` 2 train data-parallel over gloo, as ``ntm train --nproc 2`` does: two
+processes of ``threads`` threads share each batch and average their gradients
+(``ntm.distributed.average_gradients``, one all-reduce per update); the rate is the whole
+batch's.
 """
 
 from __future__ import annotations
@@ -44,10 +45,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.nn.parallel import DistributedDataParallel
 
 import ntm
-from ntm.distributed import World
+from ntm.distributed import SINGLE, World, average_gradients
 
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
 #: The row that "x eager" divides by: (engine, processes, threads).
@@ -100,8 +100,11 @@ def build_model(engine: str, task: ntm.tasks.CopyTask) -> torch.nn.Module:
     return ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
 
 
-def make_step(model: torch.nn.Module, batches: list[ntm.Batch]) -> Callable[[], None]:
-    """One training update per call, cycling through ``batches``."""
+def make_step(
+    model: torch.nn.Module, batches: list[ntm.Batch], world: World = SINGLE
+) -> Callable[[], None]:
+    """One training update per call, cycling through ``batches``; with several processes
+    (``world``) the gradients are averaged over them before the update."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as ntm train
     count = 0
 
@@ -113,6 +116,7 @@ def make_step(model: torch.nn.Module, batches: list[ntm.Batch]) -> Callable[[], 
         loss = ntm.tasks.loss_bits(logits, batch.targets, batch.mask)
         optimizer.zero_grad()
         loss.backward()
+        average_gradients(model.parameters(), world)
         optimizer.step()
 
     return step
@@ -147,13 +151,12 @@ def _process_worker(
     torch.manual_seed(0)
     task = ntm.make_task("copy")
     model = build_model(engine, task)
-    replica = DistributedDataParallel(model)
     share = World(rank, size)
     mine = []
     for batch in batches:
         part = share.share(batch.inputs.shape[1])
         mine.append(ntm.Batch(*(x[:, part.start : part.stop] for x in batch)))
-    step = make_step(replica, mine)
+    step = make_step(model, mine, share)
     if engine == "compiled":
         for _ in range(len(mine)):
             step()

@@ -235,13 +235,14 @@ def test_a_lock_left_by_a_killed_process_is_stale(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hold = (
-        "import sys, time; from pathlib import Path; from ntm.checkpoint import RunLock; "
+        "import sys; from pathlib import Path; from ntm.checkpoint import RunLock; "
         "lock = RunLock.acquire(Path(sys.argv[1]), create=False); print('held', flush=True); "
-        "time.sleep(120)"
-    )
+        "sys.stdin.read()"
+    )  # holds the lock until it is killed, however long the resume below takes
     holder = subprocess.Popen(
-        [sys.executable, "-c", hold, str(trained)], stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", hold, str(trained)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"

@@ -1,7 +1,9 @@
 """Data-parallel training with torch.distributed (gloo, two processes on this machine)."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,19 +125,37 @@ def _endless_two_process_run(run_dir: Path, log: Path) -> subprocess.Popen[bytes
         launcher = subprocess.Popen(
             [*command, "--nproc", "2"], stderr=handle, start_new_session=True
         )
-    deadline = time.monotonic() + 600  # a loaded machine may take minutes to start it
     while not ckpt.read_metrics(run_dir):
         assert launcher.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "no evaluation within 10 minutes"
         time.sleep(0.2)
     return launcher
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    """The processes that ``pid`` started (Linux's /proc)."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
     launcher = _endless_two_process_run(run_dir, log)
     os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C does: every process gets it
-    assert launcher.wait(timeout=120) == 130
+    assert launcher.wait() == 130
     assert "Traceback" not in log.read_text()
     assert ckpt.load_checkpoint(run_dir).trainer["progress"]["sequences"] >= 64
     assert "interrupted at" in (run_dir / ckpt.LOG_FILE).read_text()
@@ -144,14 +164,14 @@ def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
 def test_killing_the_launcher_stops_its_processes(tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
     launcher = _endless_two_process_run(run_dir, log)
+    trainers = _children(launcher.pid)
+    assert len(trainers) == 2
     launcher.kill()  # SIGKILL: the launcher cannot pass anything on
-    launcher.wait(timeout=30)
+    launcher.wait()
     # Its processes get SIGTERM from the kernel, save and stop instead of training on.
-    deadline = time.monotonic() + 60
-    log_file = run_dir / ckpt.LOG_FILE
-    while "interrupted at" not in log_file.read_text() and time.monotonic() < deadline:
+    while any(_running(pid) for pid in trainers):
         time.sleep(0.2)
-    assert "interrupted at" in log_file.read_text()
+    assert "interrupted at" in (run_dir / ckpt.LOG_FILE).read_text()
 
 
 def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +195,62 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NTM_NPROC", "2")
     monkeypatch.setenv("WORLD_SIZE", "2")  # a process that `--nproc` or torchrun started
     assert cli._default_nproc(train, cpu) == 1
+
+
+#: ``ntm train ARGS`` as one of the processes ``--nproc`` starts; it prints its exit code and
+#: the names of its threads just before it leaves the process group and after it returns.
+_TRAIN_THEN_LIST_THREADS = """
+import json, os, sys
+from pathlib import Path
+from ntm import cli, distributed
+
+def threads():
+    return sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip()
+                  for t in os.listdir("/proc/self/task"))
+
+seen = {}
+leave = distributed.leave
+
+def leave_and_look(world):
+    seen["before"] = threads()
+    leave(world)
+
+distributed.leave = leave_and_look
+code = cli.main(sys.argv[1:])
+print(json.dumps({"code": code, "before": seen["before"], "after": threads()}))
+"""
+
+
+def _group_threads(names: list[str]) -> list[str]:
+    return [name for name in names if "gloo" in name or "tcpstore" in name]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_no_thread_of_the_process_group_outlives_training(tmp_path: Path) -> None:
+    """A gloo worker thread alive when Python shuts down aborts the process ("terminate
+    called without an active exception") if it is releasing a collective's tensors at that
+    moment; so when ``ntm train`` returns in a started process, the group's threads, there
+    while it trained, are gone."""
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}  # fmt: skip
+    flags = [*_flags(max_sequences=48), "--run-dir", str(tmp_path / "run")]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TRAIN_THEN_LIST_THREADS, "train", *flags],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+        report = json.loads(out.splitlines()[-1])
+        assert report["code"] == 0
+        assert _group_threads(report["before"]), report["before"]
+        assert not _group_threads(report["after"]), report["after"]
 
 
 def test_nproc_from_the_environment_trains(tmp_path: Path) -> None:

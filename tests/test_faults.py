@@ -394,7 +394,7 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
 # --- Kills and interrupts, in real processes -----------------------------------------------
 
 KILL_RUN = [
-    "--max-sequences", "256", "--batch-size", "16", "--eval-every", "64", "--eval-size", "8",
+    "--max-sequences", "512", "--batch-size", "16", "--eval-every", "64", "--eval-size", "8",
     "--checkpoint-every", "16", "--controller-size", "12", "--memory-size", "12",
     "--word-size", "5", "--bits", "3", "--max-length", "4", "--seed", "5", "--quiet",
     "--engine", "fused",
@@ -407,32 +407,66 @@ def ntm_process(log: Path, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "ntm", *args], stderr=handle)
 
 
+def _newest_checkpoint(run_dir: Path) -> int:
+    """The sequences of the run's newest complete checkpoint (-1 before the first)."""
+    try:
+        name = (run_dir / ckpt.CHECKPOINTS / ckpt.LATEST).read_text().strip()
+    except FileNotFoundError:
+        return -1
+    return int(name.removeprefix("step-"))
+
+
+def _wait_for_checkpoint(process: subprocess.Popen[bytes], run_dir: Path, past: int) -> float:
+    """Wait until the run has a checkpoint beyond ``past`` sequences, the process still
+    training; returns when that was seen (time.monotonic)."""
+    while _newest_checkpoint(run_dir) <= past:
+        assert process.poll() is None, f"the run ended at {_newest_checkpoint(run_dir)}"
+        time.sleep(0.002)
+    return time.monotonic()
+
+
+def _wait_for_metrics(process: subprocess.Popen[bytes], run_dir: Path, log: Path) -> None:
+    """Wait until the run has written its first metrics row, the process still training."""
+    while not ckpt.read_metrics(run_dir):
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.05)
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    """Six SIGKILLs, each followed by ``--resume``: one in start-up, five at random moments
+    between two checkpoints (a random fraction of the interval between the two checkpoints
+    before it, so the kills follow the run's progress on a fast machine and a slow one
+    alike). The model at the end is bit for bit the uninterrupted run's."""
     log = tmp_path / "stderr.txt"
     reference = tmp_path / "reference"
     assert ntm_process(log, "train", "--run-dir", str(reference), *KILL_RUN).wait() == 0
     killed = tmp_path / "killed"
     rng = random.Random(7)
-    kills = 0
+    # Where the kills come: in the first three quarters of the run, so that each one comes
+    # while the run trains, whatever the machine's speed.
+    targets = sorted(rng.sample(range(0, 384, 16), 5))
     process = ntm_process(log, "train", "--run-dir", str(killed), *KILL_RUN)
-    while True:
-        try:  # five kills at random moments, then let it finish
-            process.wait(timeout=rng.uniform(2.5, 4.5) if kills < 5 else None)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-        else:
-            assert process.returncode == 0, log.read_text()
-            break
-        if not (killed / "config.json").exists():  # killed before the run folder existed
-            process = ntm_process(log, "train", "--run-dir", str(killed), *KILL_RUN)
-            continue
+    # First in start-up: as soon as the run folder has its config, most often before the
+    # first checkpoint (then --resume starts the run from the beginning).
+    while not (killed / ckpt.CONFIG_FILE).exists():
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process = ntm_process(log, "train", "--resume", str(killed), "--quiet")
+    for target in targets:
+        _wait_for_checkpoint(process, killed, target - 1)
+        before = _wait_for_checkpoint(process, killed, _newest_checkpoint(killed))
+        after = _wait_for_checkpoint(process, killed, _newest_checkpoint(killed))
+        time.sleep(rng.random() * (after - before))
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
         process = ntm_process(log, "train", "--resume", str(killed), "--quiet")
-    assert kills >= 2, "the runs finished before they could be killed"
+    assert process.wait() == 0, log.read_text()
     final = ckpt.load_checkpoint(killed)
     expected = ckpt.load_checkpoint(reference)
-    assert final.trainer["progress"]["sequences"] == 256
+    assert final.trainer["progress"]["sequences"] == 512
     for name, tensor in expected.model.items():
         assert torch.equal(final.model[name], tensor), name
 
@@ -442,11 +476,9 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "stderr.txt"
     args = [*KILL_RUN[:1], "100000", *KILL_RUN[2:]]
     process = ntm_process(log, "train", "--run-dir", str(run_dir), *args)
-    deadline = time.monotonic() + 60
-    while not ckpt.read_metrics(run_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_for_metrics(process, run_dir, log)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    assert process.wait() == 130
     assert "Traceback" not in log.read_text()
     state = ckpt.load_checkpoint(run_dir).trainer
     assert state["progress"]["sequences"] >= 64

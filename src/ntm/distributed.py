@@ -3,15 +3,24 @@
 ``torchrun --nproc-per-node N -m ntm train ...`` (or ``ntm train --nproc N``) starts N
 processes; each reads its place from the environment torchrun sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), joins the process group
-(gloo on the CPU, nccl on CUDA) and trains one replica of the model under
-``DistributedDataParallel``. Every process draws its own share of each batch (see
+(gloo on the CPU, nccl on CUDA) and trains one replica of the model, starting from rank 0's
+weights (:func:`broadcast`) and averaging gradients after each backward pass
+(:func:`average_gradients`). Every process draws its own share of each batch (see
 :func:`ntm.data.draw_batch`); only rank 0 reads and writes the run folder, and the
 others receive the run's state from it.
+
+A process leaves with :func:`leave`, which frees the process group and so joins its
+worker threads while Python is whole. A gloo worker thread still alive when the
+interpreter shuts down aborts the process ("terminate called without an active
+exception") if it is dropping a finished collective's tensors at that moment: it needs
+the GIL, which shutdown no longer hands out.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +77,10 @@ def join(device: torch.device | None = None) -> World:
         return SINGLE
     world = World(_env_int("RANK", 0), size)
     if not dist.is_initialized():
+        # Imported after the group exists, torch._dynamo (which torch.optim imports when
+        # the first optimiser is built) keeps references to it that outlive
+        # destroy_process_group(), and with them its threads (see the module's notes).
+        importlib.import_module("torch._dynamo")
         if device is not None and device.type == "cuda":
             torch.cuda.set_device(device)  # nccl and the object collectives use this GPU
         dist.init_process_group(backend(device))
@@ -84,9 +97,37 @@ def backend(device: torch.device | None) -> str:
 
 
 def leave(world: World) -> None:
-    """Leave the process group joined by :func:`join` (nothing for a single process)."""
+    """Leave the process group joined by :func:`join` (nothing for a single process), and
+    end its threads: once this returns, no thread of torch.distributed is left running."""
     if world.parallel and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # the last reference: its destructor joins the threads
+
+
+def broadcast(tensors: Iterable[torch.Tensor], world: World) -> None:
+    """Overwrite ``tensors`` in place with rank 0's (a replica's weights and buffers)."""
+    if not world.parallel:
+        return
+    with torch.no_grad():
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(parameters: Iterable[torch.Tensor], world: World) -> None:
+    """Replace every gradient by its mean over the processes, in one collective call.
+
+    Every process has gradients for the same parameters (the same model ran the same
+    code), so the flattened buffers line up."""
+    if not world.parallel:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.size
+    sizes = [g.numel() for g in grads]
+    for grad, mean in zip(grads, torch.split(flat, sizes), strict=True):
+        grad.copy_(mean.view_as(grad))
 
 
 def all_sum(values: list[float], world: World) -> list[float]:

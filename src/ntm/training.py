@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
@@ -207,12 +206,8 @@ class Trainer:
         if self.engine == "native" and self.device.type != "cpu":
             self.engine, self.engine_problem = "fused", "the native engine runs on the CPU only"
         self.model = build_model(run.model, self.engine).to(self.device)
-        # The module that trains: the model itself, or a replica that averages gradients
-        # over the processes (and starts from rank 0's weights).
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.replica: nn.Module = (
-            DistributedDataParallel(self.model, device_ids=ids) if world.parallel else self.model
-        )
+        # Every process's replica starts from rank 0's weights.
+        distributed.broadcast([*self.model.parameters(), *self.model.buffers()], world)
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
         self.progress = _Progress(
@@ -316,7 +311,7 @@ class Trainer:
         """
         p = self.progress
         part = batch.inputs.shape[1]
-        logits, _ = self.replica(batch.inputs)
+        logits, _ = self.model(batch.inputs)
         # The outputs the batch has targets for: while the end marker is withheld its output
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
         # steps instead, seeds 1 and 2 had not found their memory after 15 minutes).
@@ -384,6 +379,7 @@ class Trainer:
     def _backward(self, loss: torch.Tensor, part: int, size: int) -> None:
         # Scaled so that the gradient, averaged over the processes, is the whole batch's.
         (loss * (part * self.world.size / size)).backward()  # type: ignore[no-untyped-call]
+        distributed.average_gradients(self.model.parameters(), self.world)
 
     def _gradients_finite(self) -> torch.Tensor:
         """Whether every gradient is finite, as a tensor on the device."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ntm
-from ntm import native, training
+from ntm import native, runs
 
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
@@ -87,15 +87,19 @@ def test_other_dtypes_run_fused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_a_compiler_training_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "native_available", lambda: "no C compiler")
-    monkeypatch.setattr(training, "compiled_available", lambda: None)
-    assert training.usable_engine("native") == ("compiled", "native engine: no C compiler")
-    monkeypatch.setattr(training, "compiled_available", lambda: "no C++ compiler")
-    engine, problem = training.usable_engine("native")
+    cpu, f32 = torch.device("cpu"), torch.float32
+    monkeypatch.setattr(runs, "native_available", lambda: "no C compiler")
+    monkeypatch.setattr(runs, "compiled_available", lambda: None)
+    assert runs.choose_engine("native", cpu, f32, ntm.NTM) == (
+        "compiled",
+        "native engine: no C compiler",
+    )
+    monkeypatch.setattr(runs, "compiled_available", lambda: "no C++ compiler")
+    engine, problem = runs.choose_engine("native", cpu, f32, ntm.NTM)
     assert engine == "fused"
     assert problem == "native engine: no C compiler; torch.compile: no C++ compiler"
-    monkeypatch.setattr(training, "native_available", lambda: None)
-    assert training.usable_engine("native") == ("native", None)
+    monkeypatch.setattr(runs, "native_available", lambda: None)
+    assert runs.choose_engine("native", cpu, f32, ntm.NTM) == ("native", None)
 
 
 def test_a_missing_compiler_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import data, fused, runconfig, runs, training
+from ntm import data, fused, registry, runconfig, runs, training
 from ntm.fused import compiled_available, fused_sequence
 from ntm.optim import GravesRMSprop
 
@@ -364,9 +364,36 @@ def test_chunks_cover_every_step_once_in_two_shapes() -> None:
 
 
 def test_compiled_engine_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "compiled_available", lambda: "no C++ compiler")
-    assert training.usable_engine("compiled") == ("fused", "torch.compile: no C++ compiler")
-    assert training.usable_engine("eager") == ("eager", None)
+    monkeypatch.setattr(runs, "compiled_available", lambda: "no C++ compiler")
+    cpu, f32 = torch.device("cpu"), torch.float32
+    assert runs.choose_engine("compiled", cpu, f32, ntm.NTM) == (
+        "fused",
+        "torch.compile: no C++ compiler",
+    )
+    assert runs.choose_engine("eager", cpu, f32, ntm.NTM) == ("eager", None)
+
+
+def test_one_engine_choice_for_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model without engines has none; one asked for an engine it lacks runs its first;
+    the native engine runs float32 on the CPU only."""
+    cpu, f32 = torch.device("cpu"), torch.float32
+    assert runs.choose_engine("native", cpu, f32, ntm.DNC) == ("", None)
+    assert runs.choose_engine("native", cpu, f32, ntm.LSTMBaseline) == ("", None)
+    engine, why = runs.choose_engine("native", cpu, torch.float64, ntm.NTM)
+    assert engine == "fused"
+    assert why is not None and "float32 on the CPU only" in why
+
+    class TwoWays(torch.nn.Module):
+        engines = ("slow", "fast")
+
+        def __init__(self, input_size: int, output_size: int, engine: str = "slow") -> None:
+            super().__init__()
+
+    monkeypatch.setitem(registry._MODELS, "two_ways_engine_test", TwoWays)
+    assert runs.choose_engine("native", cpu, f32, TwoWays) == (
+        "slow",
+        "--engine native: model two_ways_engine_test has slow, fast",
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from ntm.config import (
 )
 from ntm.dnc_model import DNC, DNCCell, DNCState, DNCTrace
 from ntm.model import NTM, LSTMBaseline, NTMCell, NTMState, NTMTrace
+from ntm.registry import Recipe, register_model, register_task
 from ntm.runs import load
 from ntm.tasks import TASKS, Batch, bit_errors, cost_bits, make_task
 
@@ -35,6 +36,7 @@ __all__ = [
     "NTMConfig",
     "NTMState",
     "NTMTrace",
+    "Recipe",
     "__version__",
     "addressing",
     "bit_errors",
@@ -46,6 +48,8 @@ __all__ = [
     "paper_lstm_config",
     "paper_ntm_config",
     "pretrained",
+    "register_model",
+    "register_task",
     "task_dnc_config",
     "tasks",
 ]

@@ -1,8 +1,9 @@
 """The ``ntm`` command line: ``train``, ``sweep``, ``eval`` and ``viz``.
 
-The flags of ``ntm train`` are generated from the configuration dataclasses
-(:class:`ntm.runconfig.TrainConfig`, :class:`ntm.NTMConfig`, :class:`ntm.LSTMConfig` and
-the task dataclasses), so every setting has exactly one default, in the dataclass. Every
+The flags of ``ntm train`` are generated from :class:`ntm.runconfig.TrainConfig` and the
+settings of every registered model and task (:mod:`ntm.registry`), so every setting has
+exactly one default, where it is declared; ``--model-arg`` and ``--task-arg`` reach any
+setting of the chosen model and task by name. Every
 reading of a command line's words (which flags take a value, which a resumed run or a
 sweep's runs are given, how a setting becomes a flag) is done here.
 """
@@ -28,12 +29,11 @@ from typing import Any, NoReturn
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm import devices, distributed, pretrained, sweep, training
+from ntm import devices, distributed, pretrained, registry, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
 from ntm.runconfig import (
-    MODEL_CONFIGS,
     RESUMABLE,
     RunConfig,
     TrainConfig,
@@ -42,7 +42,6 @@ from ntm.runconfig import (
     resolve_config,
 )
 from ntm.runs import CHECKPOINTS, read_run_config, weights_file
-from ntm.tasks import TASKS
 from ntm.viz import draw_run
 
 EXIT_USAGE = 2
@@ -108,6 +107,13 @@ def _field_specs(cls: type) -> list[tuple[str, Any, Any, Mapping[str, Any]]]:
     return [(f.name, hints[f.name], f.default, f.metadata) for f in dataclasses.fields(cls)]
 
 
+#: The flags that are ``ntm train``'s own or its training settings': a model's or a task's
+#: setting of the same name is reached by --model-arg or --task-arg only.
+_TRAIN_NAMES = {f.name for f in dataclasses.fields(TrainConfig)} | {
+    "config", "quiet", "run_dir", "resume", "nproc", "model_arg", "task_arg",
+}  # fmt: skip
+
+
 def _add_field(
     group: Any, dest: str, name: str, kind: Any, help_text: str, metavar: str | None = None
 ) -> None:
@@ -131,19 +137,21 @@ def _add_field(
 
 
 def _task_fields() -> dict[str, tuple[Any, list[str]]]:
-    """Every task setting: its type and the tasks that have it."""
+    """Every task setting that has a flag: its type and the tasks that have it."""
     fields: dict[str, tuple[Any, list[str]]] = {}
-    for task_name, cls in TASKS.items():
-        for name, kind, _, _ in _field_specs(cls):
-            fields.setdefault(name, (kind, []))[1].append(task_name)
+    for task_name, cls in registry.tasks().items():
+        for name, kind, _ in registry.settings_of(cls):
+            if name not in _TRAIN_NAMES:
+                fields.setdefault(name, (kind, []))[1].append(task_name)
     return fields
 
 
 def _model_fields() -> dict[str, tuple[Any, list[str]]]:
+    """Every model setting that has a flag: its type and the models that have it."""
     fields: dict[str, tuple[Any, list[str]]] = {}
-    for kind_name, cls in MODEL_CONFIGS.items():
-        for name, kind, _, _ in _field_specs(cls):
-            if name not in _MODEL_FIXED:
+    for kind_name, cls in registry.models().items():
+        for name, kind, _ in registry.settings_of(cls):
+            if name not in _MODEL_FIXED and name not in _TRAIN_NAMES:
                 fields.setdefault(name, (kind, []))[1].append(kind_name)
     return fields
 
@@ -175,21 +183,54 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
         shown = "none" if default == "" else default
         described = f"{metadata.get('help', '')} (default: {shown})"
         _add_field(train, f"train.{name}", name, kind, described, metadata.get("metavar"))
-    model = parser.add_argument_group("model (defaults: the preset's model for the task)")
+    model = parser.add_argument_group(
+        "model (defaults: the model's own for the task, where it has them, else its defaults)"
+    )
+    model.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the chosen model, by name (repeatable); the flags below are the "
+        "registered models' settings",
+    )
+    count = len(registry.models())
     for name, (kind, owners) in _model_fields().items():
-        scope = "" if len(owners) == len(MODEL_CONFIGS) else f" [{', '.join(owners)} only]"
+        scope = "" if len(owners) == count else f" [{', '.join(owners)} only]"
         _add_field(model, f"model.{name}", name, kind, f"model setting{scope}")
-    task = parser.add_argument_group("task (defaults: the paper's)")
+    task = parser.add_argument_group("task (defaults: the task's own; the paper's)")
+    task.add_argument(
+        "--task-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the chosen task, by name (repeatable)",
+    )
     for name, (kind, owners) in _task_fields().items():
         _add_field(task, f"task.{name}", name, kind, f"task setting of: {', '.join(owners)}")
 
 
 def _sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The settings the command line gives, by section; ``--model-arg`` and ``--task-arg``
+    are read as settings of the model and task that the run trains."""
     sections: dict[str, dict[str, Any]] = {"train": {}, "model": {}, "task": {}}
     for dest, value in vars(args).items():
         section, _, name = dest.partition(".")
         if section in sections and name:
             sections[section][name] = value
+    if args.model_arg or args.task_arg:
+        if getattr(args, "resume", None) is not None:
+            chosen = dataclasses.asdict(read_run_config(args.resume).train)
+        else:
+            base = _read_json(args.config) if args.config else {}
+            chosen = {**dataclasses.asdict(TrainConfig()), **base.get("train", {})}
+        chosen.update(sections["train"])
+        model = registry.model_class(chosen["model"])
+        task = registry.task_class(chosen["task"])
+        for flag, section, cls in (("--model-arg", "model", model), ("--task-arg", "task", task)):
+            known = {name: kind for name, kind, _ in registry.settings_of(cls)}
+            items = getattr(args, flag[2:].replace("-", "_"))
+            sections[section].update(_assignments(flag, cls.__qualname__, known, items))
     return sections
 
 
@@ -497,26 +538,33 @@ def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> RunConfig:
 
 
 def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings into settings of ``task``'s dataclass."""
-    hints = typing.get_type_hints(type(task))
-    names = [f.name for f in dataclasses.fields(task)]
+    """Parse ``key=value`` strings into settings of ``task``."""
+    known = {
+        name: kind for name, kind, _ in registry.settings_of(type(getattr(task, "task", task)))
+    }
+    return _assignments("--task-arg", type(task).__name__, known, assignments)
+
+
+def _assignments(
+    flag: str, owner: str, known: Mapping[str, Any], assignments: Sequence[str]
+) -> dict[str, Any]:
+    """Parse ``key=value`` strings into settings of types ``known`` (of ``owner``)."""
     settings: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
-        if not sep or key not in names:
+        if not sep or key not in known:
             raise UsageError(
-                f"--task-arg {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}"
+                f"{flag} {item!r}: expected KEY=VALUE with KEY one of "
+                f"{', '.join(known) or '(none)'}"
             )
-        kind = hints[key]
+        kind = known[key]
         try:
-            value: Any = parse_bool(raw, f"--task-arg {item!r}") if kind is bool else kind(raw)
+            value: Any = parse_bool(raw, f"{flag} {item!r}") if kind is bool else kind(raw)
         except ValueError as error:
             if kind is bool:
                 raise UsageError(str(error)) from None
-            raise UsageError(
-                f"--task-arg {item!r}: {raw!r} is not a valid {kind.__name__}"
-            ) from None
-        settings[key] = check_value(type(task).__name__, key, value, kind)
+            raise UsageError(f"{flag} {item!r}: {raw!r} is not a valid {kind.__name__}") from None
+        settings[key] = check_value(owner, key, value, kind)
     return settings
 
 
@@ -655,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model on a task",
-        description="Train an NTM (or the LSTM baseline) on one of the paper's tasks.",
+        description="Train a registered model (the NTM, the DNC, the LSTM baseline, or your "
+        "own) on a registered task (the paper's five, or your own).",
         epilog=describe_recipes(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -696,7 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except registry.RegistryError as error:  # a plug-in that cannot be loaded
+        sys.stderr.write(f"ntm: error: {error}\n")
+        return EXIT_USAGE
     arguments = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(arguments)
     args.argv = arguments

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ntm.registry import task_class
 from ntm.runconfig import RunConfig
 from ntm.tasks import Batch, Task
 
@@ -39,12 +40,6 @@ def draw_batch(task: Task, seed: int, update: int, slots: range) -> Batch:
     return task.sample_seeded([sequence_seed(seed, update, s) for s in slots])
 
 
-#: Per task, the setting a curriculum raises and the setting it starts above.
-CURRICULUM_KNOBS = {
-    "copy": ("max_length", "min_length"),
-    "repeat_copy": ("max_length", "min_length"),
-    "associative_recall": ("max_items", "min_items"),
-}
 #: Updates between curriculum checks, and the training bit errors per sequence below which
 #: the next level starts.
 CURRICULUM_WINDOW = 20
@@ -73,7 +68,8 @@ class Curriculum:
 
     def __init__(self, task: Task, task_name: str, enabled: bool) -> None:
         self.task = task
-        self.knob = CURRICULUM_KNOBS.get(task_name) if enabled else None
+        # The setting a curriculum raises and the one it starts above (a task's own).
+        self.knob = getattr(task_class(task_name), "curriculum", None) if enabled else None
         self.state = CurriculumState()
         if self.knob is not None:
             self.state.level = min(self._low + 3, self._full)

@@ -7,16 +7,18 @@ heads, ``N`` memory slots, ``M`` word size, ``L`` controller layers, ``C`` contr
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ntm import dnc
 from ntm.addressing import content_weights
-from ntm.config import DNCConfig
+from ntm.config import PAPER_SETTINGS, DNCConfig, require
 from ntm.memory import read, write
 from ntm.model import check_tensor, clip_values
+from ntm.registry import Recipe, register_model
 
 
 class DNCState(NamedTuple):
@@ -262,6 +264,16 @@ class DNCCell(nn.Module):
         return output, new_state, _StepRecord(usage, allocation, face)
 
 
+#: The fast preset's DNC per task, beyond Adam at 3e-3 (docs/results.md).
+FAST_DNC: dict[str, Recipe] = {
+    "priority_sort": Recipe(
+        train={"lr": 1e-3, "batch_size": 8},
+        why="the NTM's recipe (3e-3 and batch 32 are untried on the DNC): 36.6 bits on the "
+        "check after 24,576 sequences, where the NTM had about 120",
+    ),
+}
+
+
 class DNC(nn.Module):
     """A Differentiable Neural Computer over whole sequences: :class:`DNCCell` step by step.
 
@@ -314,6 +326,39 @@ class DNC(nn.Module):
             dtype=dtype,
         )
         self.batch_first = batch_first
+
+    config_class: ClassVar[type[DNCConfig]] = DNCConfig
+    output_weights: ClassVar[tuple[str, ...]] = (
+        "cell.output_layer.weight",
+        "cell.output_layer.bias",
+    )
+
+    @classmethod
+    def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:
+        """The DNC for ``task``: the controller (size, layers) of the paper's NTM with an
+        LSTM controller, as many read heads as that NTM has, one write head and its 128 x 20
+        memory, so the two compare on equal terms; the paper preset takes that NTM's
+        learning rate, the fast one :data:`FAST_DNC`'s settings."""
+        controller = train.get("controller", "lstm")
+        require(controller == "lstm", "TrainConfig", "controller", controller,
+                "lstm for --model dnc (the DNC's controller is an LSTM)")  # fmt: skip
+        if task not in PAPER_SETTINGS:
+            return None
+        setting = PAPER_SETTINGS[task]["lstm"]
+        model = {
+            "controller_size": setting.size,
+            "controller_layers": setting.layers,
+            "num_read_heads": setting.heads,
+        }
+        if preset == "paper":
+            return Recipe({"lr": setting.learning_rate}, model, "the paper's NTM's table")
+        fast = FAST_DNC.get(task, Recipe())
+        return Recipe(fast.train, model, fast.why)
+
+    @classmethod
+    def input_weights(cls, config: DNCConfig) -> tuple[str, ...]:
+        """Every controller layer's input weights: each layer sees the input."""
+        return tuple(f"cell.controller.{i}.weight_ih" for i in range(config.controller_layers))
 
     @classmethod
     def from_config(
@@ -385,3 +430,6 @@ class DNC(nn.Module):
             reads=torch.stack([s.reads for s in states]),
         )
         return outputs, state, record
+
+
+register_model("dnc", DNC)

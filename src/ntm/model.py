@@ -7,17 +7,19 @@ Dimension legend: ``B`` batch, ``T`` time, ``I`` input size, ``O`` output size,
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ntm.addressing import address
-from ntm.config import LSTMConfig, NTMConfig, require
+from ntm.config import PAPER_SETTINGS, LSTMConfig, NTMConfig, paper_ntm_config, require
 from ntm.fused import fused_sequence
-from ntm.layout import HeadLayout
+from ntm.layout import CONTROLLER_LAYER_WEIGHTS, HeadLayout
 from ntm.memory import read, write
 from ntm.native import native_sequence
+from ntm.registry import Recipe, register_model
 
 #: How an :class:`NTM` runs a sequence: ``eager`` (autograd through every step), ``fused``
 #: (one autograd node with a hand-written backward, :mod:`ntm.fused`), ``compiled`` (the
@@ -339,6 +341,35 @@ class NTMCell(nn.Module):
         return output, NTMState(memory, reads, read_weights, write_weights, hidden, cell)
 
 
+#: The fast preset's NTM per task, beyond Adam at 3e-3 and the paper's controller and heads
+#: (docs/results.md).
+FAST_NTM: dict[str, Recipe] = {
+    "repeat_copy": Recipe(
+        train={"withhold_end_marker": True},
+        why="from scratch the end marker keeps the NTM from finding its memory; without it "
+        "the copies are learned in about 45,000 sequences, and the marker after them",
+    ),
+    "associative_recall": Recipe(
+        train={"lr": 1e-3},
+        why="at 3e-3 recall stalls near 3 bit errors per sequence; at 1e-3 it learns",
+    ),
+    "ngrams": Recipe(
+        model={"memory_init": "random"},
+        why="a fixed random memory lets content addressing tell the slots apart: 134.8 bits "
+        "on the check after 73,728 sequences, where a constant memory had 159.5 (with 256 "
+        "slots, one run diverged at 45,000 sequences)",
+    ),
+    "priority_sort": Recipe(
+        train={"lr": 1e-3, "batch_size": 8},
+        model={"memory_init": "random"},
+        why="at 3e-3 it does not start; at batch 32 the schedule stopped it at 32.6 bits after "
+        "a million sequences, where batch 8 (four times the updates) reached 20 bits at "
+        "200,704; with a constant memory every slot looks alike to content addressing, which "
+        "priority sort needs from the start",
+    ),
+}
+
+
 class NTM(nn.Module):
     """A Neural Turing Machine over whole sequences: :class:`NTMCell` applied step by step.
 
@@ -439,6 +470,43 @@ class NTM(nn.Module):
         return cls(
             **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
         )
+
+    config_class: ClassVar[type[NTMConfig]] = NTMConfig
+    engines: ClassVar[tuple[str, ...]] = ENGINES
+
+    @classmethod
+    def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:
+        """The NTM for ``task``: the paper's controller and heads (tables 1-3); the paper
+        preset adds its learning rate and learned initial memory, the fast one
+        :data:`FAST_NTM`'s settings."""
+        if task not in PAPER_SETTINGS:
+            return None
+        controller = str(train.get("controller", "lstm"))
+        setting = PAPER_SETTINGS[task][controller]
+        if preset == "paper":
+            model = paper_ntm_config(task, controller, 1, 1).to_dict()
+            del model["input_size"], model["output_size"]
+            return Recipe({"lr": setting.learning_rate}, model, "the paper's table")
+        fast = FAST_NTM.get(task, Recipe())
+        model = {
+            "controller": controller,
+            "controller_size": setting.size,
+            "controller_layers": setting.layers,
+            "num_read_heads": setting.heads,
+            "num_write_heads": setting.heads,
+            **fast.model,
+        }
+        return Recipe(fast.train, model, fast.why)
+
+    @classmethod
+    def input_weights(cls, config: NTMConfig) -> tuple[str, ...]:
+        """The tensors whose first columns are the input channels (then the last reads)."""
+        return (f"cell.controller.0.{CONTROLLER_LAYER_WEIGHTS[config.controller][0]}",)
+
+    output_weights: ClassVar[tuple[str, ...]] = (
+        "cell.output_layer.weight",
+        "cell.output_layer.bias",
+    )
 
     @property
     def config(self) -> NTMConfig:
@@ -553,6 +621,27 @@ class LSTMBaseline(nn.Module):
         """Build from a configuration."""
         return cls(**config.to_dict(), batch_first=batch_first, device=device, dtype=dtype)
 
+    config_class: ClassVar[type[LSTMConfig]] = LSTMConfig
+    output_weights: ClassVar[tuple[str, ...]] = ("output_layer.weight", "output_layer.bias")
+
+    @classmethod
+    def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:
+        """The paper's LSTM baseline for ``task`` (its size, layers and, in the paper
+        preset, learning rate); the fast preset trains it as it trains the NTM."""
+        if task not in PAPER_SETTINGS:
+            return None
+        setting = PAPER_SETTINGS[task]["baseline"]
+        model = {"hidden_size": setting.size, "num_layers": setting.layers}
+        return Recipe(
+            {"lr": setting.learning_rate} if preset == "paper" else {},
+            model,
+            "the size and layers of the paper's baseline for the task",
+        )
+
+    @classmethod
+    def input_weights(cls, config: LSTMConfig) -> tuple[str, ...]:
+        return ("lstm.weight_ih_l0",)
+
     def extra_repr(self) -> str:
         return f"output_clip={self.config.output_clip}"
 
@@ -566,3 +655,7 @@ class LSTMBaseline(nn.Module):
         check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         hidden, state = self.lstm(inputs, state)
         return clip_values(self.output_layer(hidden), self.config.output_clip), state
+
+
+register_model("ntm", NTM)
+register_model("lstm", LSTMBaseline)

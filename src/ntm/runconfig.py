@@ -1,9 +1,10 @@
 """Run configuration: the training settings, the presets, and the config a run folder keeps.
 
-A run is fixed by three sections, ``train`` (:class:`TrainConfig`), ``task`` (the task
-dataclass) and ``model`` (:class:`ntm.NTMConfig` or :class:`ntm.LSTMConfig`); ``config.json``
-holds them, and :func:`resolve_config` builds them from the defaults, a preset, a config
-file and the command line's flags.
+A run is fixed by three sections, ``train`` (:class:`TrainConfig`), ``task`` (the task's
+settings) and ``model`` (the model's settings: its ``config_class``, see
+:mod:`ntm.registry`); ``config.json`` holds them, and :func:`resolve_config` builds them
+from the defaults, a preset (the model's and the task's recipes), a config file and the
+command line's flags.
 """
 
 from __future__ import annotations
@@ -11,30 +12,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import textwrap
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ntm.config import (
-    CONTROLLERS,
-    PAPER_SETTINGS,
-    DNCConfig,
-    LSTMConfig,
-    NTMConfig,
-    from_dict,
-    paper_lstm_config,
-    paper_ntm_config,
-    require,
-    task_dnc_config,
-)
+from ntm import registry
+from ntm.config import CONTROLLERS, JSONConfig, from_dict, require
 from ntm.devices import DEVICE_FORMS, is_form
 from ntm.model import ENGINES
-from ntm.tasks import TASKS, Task, make_task
+from ntm.registry import Recipe
+from ntm.tasks import Task, make_task, task_target
 
 PRESETS = ("fast", "paper")
 SCHEDULES = ("constant", "plateau")
-MODELS = ("ntm", "lstm", "dnc")
-#: A run's model configuration, of whichever kind.
-ModelConfig = NTMConfig | LSTMConfig | DNCConfig
+#: A run's model configuration: the ``config_class`` of its model (see :mod:`ntm.registry`).
+ModelConfig = JSONConfig
 OPTIMIZERS = ("adam", "rmsprop")
 CLIP_MODES = ("norm", "value")
 
@@ -43,7 +35,9 @@ CLIP_MODES = ("norm", "value")
 class TrainConfig:
     """How to train. ``ntm train`` makes a flag of every field."""
 
-    task: str = field(default="copy", metadata={"help": "which of the five tasks"})
+    task: str = field(
+        default="copy", metadata={"help": "a registered task: the paper's five, or your own"}
+    )
     preset: str = field(
         default="fast",
         metadata={"help": "fast: quickest to solve on a CPU; paper: the paper's set-up"},
@@ -51,8 +45,8 @@ class TrainConfig:
     model: str = field(
         default="ntm",
         metadata={
-            "help": "ntm; lstm for the paper's LSTM baseline; dnc for the Differentiable "
-            "Neural Computer (Graves et al., 2016)"
+            "help": "a registered model: ntm; lstm for the paper's LSTM baseline; dnc for "
+            "the Differentiable Neural Computer (Graves et al., 2016); or your own"
         },
     )
     controller: str = field(
@@ -156,9 +150,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         name = type(self).__name__
         choices = {
-            "task": tuple(TASKS),
+            "task": tuple(registry.tasks()),
             "preset": PRESETS,
-            "model": MODELS,
+            "model": tuple(registry.models()),
             "controller": CONTROLLERS,
             "optimizer": OPTIMIZERS,
             "clip_mode": CLIP_MODES,
@@ -169,13 +163,6 @@ class TrainConfig:
             value = getattr(self, key)
             require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
         require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
-        require(
-            self.model != "dnc" or self.controller == "lstm",
-            name,
-            "controller",
-            self.controller,
-            "lstm for --model dnc (the DNC's controller is an LSTM)",
-        )
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
         for key in positive:
             require(getattr(self, key) >= 1, name, key, getattr(self, key), "an integer >= 1")
@@ -189,12 +176,13 @@ class TrainConfig:
         for key in ("target_bit_errors", "target_cost", "target_excess"):
             value = getattr(self, key)
             require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0")
+        task = registry.task_class(self.task)
         require(
-            self.target_excess == 0 or self.task == "ngrams",
+            self.target_excess == 0 or hasattr(task, "optimal_cost"),
             name,
             "target_excess",
             self.target_excess,
-            "0 for a task without a Bayes-optimal cost (only ngrams has one)",
+            f"0 for a task without a reference cost ({self.task} has no optimal_cost)",
         )
         require(0 < self.lr_decay < 1, name, "lr_decay", self.lr_decay, "a number in (0, 1)")
         require(self.lr_patience >= 1, name, "lr_patience", self.lr_patience, "an integer >= 1")
@@ -213,11 +201,11 @@ class TrainConfig:
             "a finite number > 0",
         )
         require(
-            not self.withhold_end_marker or self.task == "repeat_copy",
+            not self.withhold_end_marker or has_end_marker(task),
             name,
             "withhold_end_marker",
             self.withhold_end_marker,
-            "False for a task without an end marker (only repeat_copy has one)",
+            f"False for a task without an end marker ({self.task} has no end_marker setting)",
         )
 
     def targets(self) -> list[str]:
@@ -232,139 +220,98 @@ class TrainConfig:
         return words
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Settings a preset gives one task, and why."""
-
-    settings: dict[str, Any]
-    why: str
+def has_end_marker(task: type[Any]) -> bool:
+    """Whether a task class has an ``end_marker`` setting (repeat copy: the marker that
+    ``--withhold-end-marker`` holds back)."""
+    return any(name == "end_marker" for name, _, _ in registry.settings_of(task))
 
 
-#: Each task's target and budget, whatever the preset and model (the default target: held-out
-#: bit errors below 0.1, which suits the copy tasks and recall).
-TASK_TARGETS: dict[str, Recipe] = {
-    "ngrams": Recipe(
-        {"target_bit_errors": 0.0, "target_excess": 1.0},
-        "judged as the paper does: against the Bayes-optimal cost of the same sequences",
-    ),
-    "priority_sort": Recipe(
-        {"target_bit_errors": 0.0, "target_cost": 20.0, "max_sequences": 1_200_000},
-        "judged by cost: the paper's NTM reached 18 to 20 bits after about a million sequences",
-    ),
+#: What each preset sets for every task and model. fast: the learning rate lowered on
+#: plateaus of the held-out cost, as the shipped models' hand-made drops did. paper: the
+#: paper's set-up (centred RMSProp in Graves' form, batch 1, element-wise clipping at 10).
+PRESET_COMMON: dict[str, dict[str, Any]] = {
+    "fast": {"schedule": "plateau"},
+    "paper": {
+        "optimizer": "rmsprop",
+        "momentum": 0.9,
+        "batch_size": 1,
+        "clip_mode": "value",
+        "clip": 10.0,
+        "eval_every": 10_000,
+    },
 }
-#: The fast preset's NTM settings per task beyond Adam at 3e-3 (docs/results.md).
-FAST_NTM: dict[str, Recipe] = {
-    "repeat_copy": Recipe(
-        {"withhold_end_marker": True},
-        "from scratch the end marker keeps the NTM from finding its memory; without it the "
-        "copies are learned in about 45,000 sequences, and the marker after them",
-    ),
-    "associative_recall": Recipe(
-        {"lr": 1e-3}, "at 3e-3 recall stalls near 3 bit errors per sequence; at 1e-3 it learns"
-    ),
-    "priority_sort": Recipe(
-        {"lr": 1e-3, "batch_size": 8},
-        "at 3e-3 it does not start; at batch 32 the schedule stopped it at 32.6 bits after a "
-        "million sequences, where batch 8 (four times the updates) reached 20 bits at 200,704",
-    ),
-}
-#: The fast preset's NTM model per task, where it differs from the paper's (docs/results.md).
-FAST_NTM_MODEL: dict[str, Recipe] = {
-    "ngrams": Recipe(
-        {"memory_init": "random"},
-        "a fixed random memory lets content addressing tell the slots apart: 134.8 bits on the "
-        "check after 73,728 sequences, where a constant memory had 159.5 (with 256 slots, "
-        "one run diverged at 45,000 sequences)",
-    ),
-    "priority_sort": Recipe(
-        {"memory_init": "random"},
-        "with a constant memory every slot looks alike to content addressing, which priority "
-        "sort needs from the start",
-    ),
-}
-#: The fast preset's DNC settings per task beyond Adam at 3e-3 (docs/results.md).
-FAST_DNC: dict[str, Recipe] = {
-    "priority_sort": Recipe(
-        {"lr": 1e-3, "batch_size": 8},
-        "the NTM's recipe (3e-3 and batch 32 are untried on the DNC): 36.6 bits on the check "
-        "after 24,576 sequences, where the NTM had about 120",
-    ),
-}
-#: What the fast preset sets for every task and model: the learning rate lowered on
-#: plateaus of the held-out cost, as the shipped models' hand-made drops did.
-FAST_COMMON: dict[str, Any] = {"schedule": "plateau"}
+
+
+def recipe_for(preset: str, task: str, model: str, train: dict[str, Any]) -> Recipe | None:
+    """The model's recipe for ``task`` under ``preset`` (None: the model has none for it,
+    and trains with its own defaults); ``train``: the training settings chosen so far."""
+    cls = registry.model_class(model)
+    recipe = getattr(cls, "recipe", None)
+    if recipe is None:
+        return None
+    return typing.cast("Recipe | None", recipe(task, preset, train))
+
+
+def _flags(settings: dict[str, Any]) -> str:
+    return " ".join(
+        f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}"
+        for k, v in settings.items()
+    )
 
 
 def describe_recipes() -> str:
-    """Each task's preset settings and why, for ``ntm train --help``."""
+    """Each task's preset settings and why, for ``ntm train --help``: the task's target,
+    then each model's fast-preset settings where they differ from its defaults."""
     lines = textwrap.wrap(
         "per-task defaults (--preset fast: Adam 3e-3 and --schedule plateau, then these; the "
-        "targets apply to every preset and model; an LSTM, and a DNC where no DNC line says "
-        "otherwise, take only those):",
+        "targets apply to every preset and model):",
         96,
     )
-    for task in TASKS:
-        parts = [("", [TASK_TARGETS]), ("NTM: ", [FAST_NTM, FAST_NTM_MODEL]), ("DNC: ", [FAST_DNC])]
-        for part, tables in parts:
-            recipes = [t[task] for t in tables if task in t]
-            if not recipes:
+    defaults = dataclasses.asdict(TrainConfig())
+    for task in registry.tasks():
+        parts = []
+        target = task_target(task)
+        if target.train:
+            parts.append(f"{_flags(dict(target.train))} ({target.why})")
+        for model, cls in registry.models().items():
+            recipe = recipe_for("fast", task, model, {**defaults, "task": task})
+            if recipe is None:
                 continue
-            flags = " ".join(
-                f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else
-                f"--{k.replace('_', '-')}" for r in recipes for k, v in r.settings.items()
-            )  # fmt: skip
-            text = f"{task}: {part}{flags} ({'; '.join(r.why for r in recipes)})"
+            base = registry.config_class(cls)()
+            changed = {
+                **recipe.train,
+                **{k: v for k, v in recipe.model.items() if getattr(base, k) != v},
+            }
+            if changed:
+                why = f" ({recipe.why})" if recipe.why else ""
+                parts.append(f"{model}: {_flags(changed)}{why}")
+        if parts:
             lines += textwrap.wrap(
-                text, 96, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+                f"{task}: {'; '.join(parts)}",
+                96,
+                initial_indent="  ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
             )
     return "\n".join(lines)
 
 
-def preset_train_settings(preset: str, task: str, model: str, controller: str) -> dict[str, Any]:
-    """Training settings a preset changes from the :class:`TrainConfig` defaults."""
-    if preset == "paper":
-        kind = {"lstm": "baseline", "dnc": "lstm"}.get(model, controller)
-        setting = PAPER_SETTINGS[task][kind]
-        return {
-            "optimizer": "rmsprop",
-            "lr": setting.learning_rate,
-            "momentum": 0.9,
-            "batch_size": 1,
-            "clip_mode": "value",
-            "clip": 10.0,
-            "eval_every": 10_000,
-            **_settings(TASK_TARGETS, task),
-        }
-    recipe = _settings({"ntm": FAST_NTM, "dnc": FAST_DNC}.get(model, {}), task)
-    return {**FAST_COMMON, **_settings(TASK_TARGETS, task), **recipe}
-
-
-def _settings(recipes: dict[str, Recipe], task: str) -> dict[str, Any]:
-    recipe = recipes.get(task)
-    return dict(recipe.settings) if recipe is not None else {}
+def preset_train_settings(
+    preset: str, task: str, model: str, train: dict[str, Any]
+) -> dict[str, Any]:
+    """Training settings a preset changes from the :class:`TrainConfig` defaults: the
+    preset's own, the task's target, the model's recipe for the task."""
+    recipe = recipe_for(preset, task, model, train) or Recipe()
+    return {**PRESET_COMMON[preset], **task_target(task).train, **recipe.train}
 
 
 def preset_model_config(
-    preset: str, task: str, model: str, controller: str, input_size: int, output_size: int
+    preset: str, task: str, model: str, train: dict[str, Any], input_size: int, output_size: int
 ) -> ModelConfig:
-    """The model a preset trains on ``task``."""
-    if model == "lstm":
-        return paper_lstm_config(task, input_size, output_size)
-    if model == "dnc":
-        return task_dnc_config(task, input_size, output_size)
-    if preset == "paper":
-        return paper_ntm_config(task, controller, input_size, output_size)
-    setting = PAPER_SETTINGS[task][controller]
-    return NTMConfig(
-        input_size=input_size,
-        output_size=output_size,
-        controller=controller,
-        controller_size=setting.size,
-        controller_layers=setting.layers,
-        num_read_heads=setting.heads,
-        num_write_heads=setting.heads,
-        **_settings(FAST_NTM_MODEL, task),
-    )
+    """The model a preset trains on ``task``: the model's defaults and its recipe."""
+    recipe = recipe_for(preset, task, model, train) or Recipe()
+    config = registry.config_class(registry.model_class(model))
+    return config.from_dict({"input_size": input_size, "output_size": output_size, **recipe.model})
 
 
 SECTIONS = ("train", "task", "model")
@@ -383,17 +330,9 @@ def check_sections(data: dict[str, Any]) -> None:
             raise ValueError(f"config: section {section!r} must be a JSON object")
 
 
-#: The configuration class of each model kind.
-MODEL_CONFIGS: dict[str, type[NTMConfig] | type[LSTMConfig] | type[DNCConfig]] = {
-    "ntm": NTMConfig,
-    "lstm": LSTMConfig,
-    "dnc": DNCConfig,
-}
-
-
 def model_config(model: str, values: dict[str, Any]) -> ModelConfig:
-    """The configuration of model kind ``model`` (one of :data:`MODELS`) from ``values``."""
-    return MODEL_CONFIGS[model].from_dict(values)
+    """The settings of the model registered as ``model``, from ``values``."""
+    return registry.config_class(registry.model_class(model)).from_dict(values)
 
 
 @dataclass(frozen=True)
@@ -445,12 +384,12 @@ def resolve_config(
     base = base or {}
     check_sections(base)
     chosen = {**base.get("train", {}), **train_settings}
-    probe = from_dict(TrainConfig, chosen)  # validates names and values first
-    preset = preset_train_settings(probe.preset, probe.task, probe.model, probe.controller)
+    probe = dataclasses.asdict(from_dict(TrainConfig, chosen))  # names and values first
+    preset = preset_train_settings(probe["preset"], probe["task"], probe["model"], probe)
     train = from_dict(TrainConfig, {**preset, **chosen})
     task = make_task(train.task, **{**base.get("task", {}), **task_settings})
     default_model = preset_model_config(
-        train.preset, train.task, train.model, train.controller, task.input_size, task.output_size
+        train.preset, train.task, train.model, probe, task.input_size, task.output_size
     )
     model_values = {**default_model.to_dict(), **base.get("model", {}), **model_settings}
     return RunConfig(train, task, model_config(train.model, model_values)).checked()

@@ -12,33 +12,65 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ntm import checkpoint as ckpt
-from ntm import devices
-from ntm.config import DNCConfig, LSTMConfig
-from ntm.dnc_model import DNC
-from ntm.model import NTM, LSTMBaseline
-from ntm.runconfig import ModelConfig, RunConfig
+from ntm import devices, registry
+from ntm.fused import compiled_available
+from ntm.native import native_available
+from ntm.runconfig import RunConfig
 
 
-def model_engine(config: ModelConfig, engine: str) -> str:
-    """The engine a model of ``config`` runs when asked for ``engine``: an NTM the one asked
-    for; a DNC always ``eager``; an LSTM has none ("")."""
-    if isinstance(config, LSTMConfig):
-        return ""
-    if isinstance(config, DNCConfig):
-        return "eager"
-    return engine
+def choose_engine(
+    requested: str, device: torch.device, dtype: torch.dtype, model: type[nn.Module]
+) -> tuple[str, str | None]:
+    """How a model of class ``model`` runs when ``requested`` is asked for on ``device``
+    in ``dtype``: the engine, and why it is not the one asked for (None when it is).
+
+    A model without ``engines`` has none (""). One that lacks the engine asked for runs its
+    first. ``native`` runs float32 on the CPU only, else ``fused``; where it cannot be
+    built, ``compiled``; ``compiled`` needs a working ``torch.compile``, else ``fused``."""
+    engines: tuple[str, ...] = getattr(model, "engines", ())
+    if not engines:
+        return "", None
+    name = registry.model_name(model)
+    if requested not in engines:
+        return engines[0], f"--engine {requested}: model {name} has {', '.join(engines)}"
+    engine, problems = requested, []
+    if engine == "native" and (device.type != "cpu" or dtype != torch.float32):
+        problems.append(f"native engine: float32 on the CPU only, not {dtype} on {device.type}")
+        engine = "fused"
+    if engine == "native":
+        problem = native_available()
+        if problem is None:
+            return engine, None
+        problems.append(f"native engine: {problem}")
+        engine = "compiled"
+    if engine == "compiled":
+        problem = compiled_available()
+        if problem is None:
+            return engine, "; ".join(problems) or None
+        problems.append(f"torch.compile: {problem}")
+        engine = "fused"
+    return engine, "; ".join(problems) or None
 
 
-def build_model(config: ModelConfig, engine: str) -> nn.Module:
-    """The model of ``config``; ``engine`` is how an NTM runs (see :class:`ntm.NTM`)."""
-    if isinstance(config, LSTMConfig):
-        return LSTMBaseline.from_config(config)
-    if isinstance(config, DNCConfig):
-        return DNC.from_config(config)
-    return NTM.from_config(config, engine=engine)
+def build_model(run: RunConfig, engine: str = "") -> nn.Module:
+    """The model of ``run`` (its registered class, built from ``run.model``), running on
+    ``engine`` when it has engines (see :func:`choose_engine`)."""
+    cls = registry.model_class(run.train.model)
+    model = registry.build_model(cls, run.model, engine)
+    if not isinstance(model, nn.Module):
+        raise ckpt.RunError(
+            f"model {run.train.model}: built a {type(model).__name__}, not a Module"
+        )
+    return model
+
+
+def logits_of(output: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """The logits a model's ``forward`` returned: the tensor itself, or the first of
+    ``(logits, state)``."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
@@ -73,13 +105,14 @@ def load_run(
     device: torch.device | str = "cpu",
 ) -> tuple[RunConfig, nn.Module]:
     """The run's configuration and its model (see :func:`weights_file`), in eval mode, on
-    ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); an NTM runs
-    on ``engine``."""
+    ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); a model
+    with engines runs on ``engine`` where it can (:func:`choose_engine`)."""
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
     if isinstance(device, str):
         device = devices.resolve(device)
-    model = build_model(run.model, engine)
+    cls = registry.model_class(run.train.model)
+    model = build_model(run, choose_engine(engine, device, torch.float32, cls)[0])
     path = weights_file(run_dir, checkpoint)
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
     return run, model.to(device).eval()

@@ -27,36 +27,15 @@ from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
 from ntm.distributed import SINGLE, World
 from ntm.evaluation import evaluate
-from ntm.fused import compiled_available
-from ntm.model import NTM
-from ntm.native import native_available
 from ntm.optim import GravesRMSprop
-from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig
-from ntm.runs import build_model, default_run_dir, model_engine, read_run_config
-from ntm.tasks import Batch, NGramsTask, loss_bits, wrong_bits
+from ntm.registry import model_class
+from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, recipe_for
+from ntm.runs import build_model, choose_engine, default_run_dir, logits_of, read_run_config
+from ntm.tasks import Batch, loss_bits, wrong_bits
 from ntm.transfer import InitSource, read_init_source, transferred
 
 #: The counters of a checkpoint's progress that are the curriculum's.
 CURRICULUM_FIELDS = tuple(f.name for f in dataclasses.fields(CurriculumState))
-
-
-def usable_engine(engine: str) -> tuple[str, str | None]:
-    """``engine``, or the next one that works here with the reason: ``native`` falls back
-    to ``compiled`` without a C compiler, ``compiled`` to ``fused`` without torch.compile."""
-    problems = []
-    if engine == "native":
-        problem = native_available()
-        if problem is None:
-            return engine, None
-        problems.append(f"native engine: {problem}")
-        engine = "compiled"
-    if engine == "compiled":
-        problem = compiled_available()
-        if problem is None:
-            return engine, "; ".join(problems) or None
-        problems.append(f"torch.compile: {problem}")
-        engine = "fused"
-    return engine, "; ".join(problems) or None
 
 
 def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -199,13 +178,10 @@ class Trainer:
                 f"processes: use at least {world.size}"
             )
         self.device = devices.resolve(train.device, distributed.local_rank())
-        wanted = model_engine(run.model, train.engine) or train.engine
-        self.engine, self.engine_problem = usable_engine(wanted)
-        if wanted != train.engine:
-            self.engine_problem = f"--engine {train.engine} is the NTM's; a DNC runs {wanted}"
-        if self.engine == "native" and self.device.type != "cpu":
-            self.engine, self.engine_problem = "fused", "the native engine runs on the CPU only"
-        self.model = build_model(run.model, self.engine).to(self.device)
+        self.engine, self.engine_problem = choose_engine(
+            train.engine, self.device, torch.float32, model_class(train.model)
+        )
+        self.model = build_model(run, self.engine).to(self.device)
         # Every process's replica starts from rank 0's weights.
         distributed.broadcast([*self.model.parameters(), *self.model.buffers()], world)
         self.optimizer = build_optimizer(train, self.model)
@@ -223,8 +199,8 @@ class Trainer:
         self.withheld_held_out: Batch | None = None
         # n-grams: the Bayes-optimal cost of the held-out sequences, the target's reference.
         self.optimal: float | None = None
-        if self.held_out is not None and isinstance(run.task, NGramsTask):
-            self.optimal = run.task.optimal_cost(self.held_out)
+        if self.held_out is not None and hasattr(run.task, "optimal_cost"):
+            self.optimal = float(run.task.optimal_cost(self.held_out))
         self.losses: list[float] = []
         # On a GPU the step's checks and counters stay on the device (see _step_on_device);
         # on the CPU reading them costs nothing, and the host decides at once.
@@ -311,7 +287,7 @@ class Trainer:
         """
         p = self.progress
         part = batch.inputs.shape[1]
-        logits, _ = self.model(batch.inputs)
+        logits = logits_of(self.model(batch.inputs))
         # The outputs the batch has targets for: while the end marker is withheld its output
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
         # steps instead, seeds 1 and 2 had not found their memory after 15 minutes).
@@ -613,10 +589,8 @@ class Trainer:
             self.log("end marker withheld until the copies are right")
         if self.engine_problem:
             self.log(f"engine {self.engine}: {self.engine_problem}")
-        if self.engine == "compiled" and isinstance(self.model, NTM):
-            self.log(
-                "compiling the NTM step with torch.compile (one to two minutes the first time)"
-            )
+        if self.engine == "compiled":
+            self.log("compiling the step with torch.compile (one to two minutes the first time)")
         if self.sync_free:
             self.tally = _DeviceTally(self.device, p.bad_in_a_row)
         with _Interrupt() as interrupt, bar:
@@ -730,6 +704,12 @@ def start(
     try:
         if source is not None:
             _take(trainer, source)
+        train = run.train
+        if recipe_for(train.preset, train.task, train.model, dataclasses.asdict(train)) is None:
+            trainer.log(
+                f"model {train.model} has no settings of its own for task {train.task}: "
+                "it trains with its defaults"
+            )
         trainer.save()  # a checkpoint from the first moment: resume and rollback always have one
     except BaseException:
         trainer.close()

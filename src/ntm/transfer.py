@@ -8,40 +8,29 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
 from ntm import checkpoint as ckpt
 from ntm import pretrained
-from ntm.config import DNCConfig
-from ntm.layout import CONTROLLER_LAYER_WEIGHTS
-from ntm.runconfig import ModelConfig, RunConfig
+from ntm.config import JSONConfig
+from ntm.registry import model_class
+from ntm.runconfig import RunConfig
 from ntm.runs import load_run
 
-#: Tensors whose columns are the input channels (followed, in an NTM, by the previous reads):
-#: the first controller layer's input weights, and the LSTM baseline's first layer's.
-_INPUT_WEIGHTS = (
-    *(f"cell.controller.0.{weights[0]}" for weights in CONTROLLER_LAYER_WEIGHTS.values()),
-    "lstm.weight_ih_l0",
-)
+
+def input_weights(model: str, config: JSONConfig) -> tuple[str, ...]:
+    """The tensors of model ``model`` (a registered name) with settings ``config`` whose
+    first columns are the input channels (its ``input_weights``; none declared: no input
+    channels can be added)."""
+    declared = getattr(model_class(model), "input_weights", None)
+    return tuple(declared(config)) if declared is not None else ()
 
 
-def input_weights(config: ModelConfig) -> tuple[str, ...]:
-    """The tensors of a model of ``config`` whose first columns are the input channels: in a
-    DNC every controller layer's input weights (each layer sees the input), else
-    :data:`_INPUT_WEIGHTS`."""
-    if isinstance(config, DNCConfig):
-        return tuple(f"cell.controller.{i}.weight_ih" for i in range(config.controller_layers))
-    return _INPUT_WEIGHTS
-
-
-#: Tensors whose rows are the output channels.
-_OUTPUT_TENSORS = (
-    "cell.output_layer.weight",
-    "cell.output_layer.bias",
-    "output_layer.weight",
-    "output_layer.bias",
-)
+def output_weights(model: str) -> tuple[str, ...]:
+    """The tensors of model ``model`` whose rows are the output channels."""
+    return tuple(getattr(model_class(model), "output_weights", ()))
 
 
 def init_source(name: str, model: str = "ntm") -> tuple[Path, str]:
@@ -50,13 +39,13 @@ def init_source(name: str, model: str = "ntm") -> tuple[Path, str]:
     folder = Path(name)
     if folder.is_dir():
         return folder, str(folder)
-    kind = model if model in pretrained.MODELS else "ntm"
-    shipped = pretrained.available(kind)
+    kind = model if model in pretrained.MODELS else ""
+    shipped = pretrained.available(kind) if kind else []
     if name in shipped:
         label = f"the shipped {name} model" if kind == "ntm" else f"the shipped {name} {kind}"
         return pretrained.path(name, kind), label
     raise ckpt.RunError(
-        f"--init-from {name!r} is neither a run folder nor a shipped {kind} model "
+        f"--init-from {name!r} is neither a run folder nor a shipped {model} model "
         f"({', '.join(shipped) or 'none shipped'})"
     )
 
@@ -69,6 +58,7 @@ class InitSource:
     input_size: int  # the source's input channels: this run's extra ones follow them
     line: str  # for train.log
     input_weights: tuple[str, ...]  # the tensors whose first columns are the input channels
+    output_weights: tuple[str, ...]  # the tensors whose rows are the output channels
 
 
 def read_init_source(run: RunConfig) -> InitSource:
@@ -76,11 +66,12 @@ def read_init_source(run: RunConfig) -> InitSource:
     must agree in every setting but their channel counts, and ``run`` may only add channels."""
     source, label = init_source(run.train.init_from, run.train.model)
     trained_run, trained = load_run(source, checkpoint="latest")
-    old, config = trained_run.model, run.model
+    old: Any = trained_run.model
+    config: Any = run.model
     where = f"--init-from {run.train.init_from}"
-    if type(old) is not type(config):
+    if trained_run.train.model != run.train.model:
         raise ckpt.RunError(
-            f"{where}: it holds a {type(old).__name__}, this run a {type(config).__name__}"
+            f"{where}: it holds a model {trained_run.train.model}, this run a {run.train.model}"
         )
     channels = ("input_size", "output_size")
     differ = [
@@ -88,7 +79,16 @@ def read_init_source(run: RunConfig) -> InitSource:
         for f in dataclasses.fields(config)
         if f.name not in channels and getattr(old, f.name) != getattr(config, f.name)
     ]
+    can_grow = {
+        "input_size": input_weights(run.train.model, config),
+        "output_size": output_weights(run.train.model),
+    }
     for name in channels:
+        if getattr(config, name) > getattr(old, name) and not can_grow[name]:
+            differ.append(
+                f"{name} is {getattr(old, name)} there, {getattr(config, name)} here (model "
+                f"{run.train.model} declares no {name.replace('_size', '')} weights to grow)"
+            )
         if getattr(config, name) < getattr(old, name):
             differ.append(
                 f"{name} is {getattr(old, name)} there, {getattr(config, name)} here "
@@ -104,7 +104,13 @@ def read_init_source(run: RunConfig) -> InitSource:
     line = f"weights from {label} ({trained_run.train.task})"
     if grown:
         line += f": {', '.join(grown)}"
-    return InitSource(trained.state_dict(), old.input_size, line, input_weights(config))
+    return InitSource(
+        trained.state_dict(),
+        old.input_size,
+        line,
+        input_weights(run.train.model, config),
+        output_weights(run.train.model),
+    )
 
 
 def transferred(weights: dict[str, Tensor], source: InitSource) -> dict[str, Tensor]:
@@ -120,7 +126,7 @@ def transferred(weights: dict[str, Tensor], source: InitSource) -> dict[str, Ten
             slot[:, :inputs] = value[:, :inputs]
             slot[:, inputs : inputs + added] = 0.0
             slot[:, inputs + added :] = value[:, inputs:]
-        elif key in _OUTPUT_TENSORS:
+        elif key in source.output_weights:
             slot[: value.shape[0]] = value
         else:
             slot.copy_(value)

@@ -17,11 +17,11 @@ import torch
 
 from ntm import checkpoint as ckpt
 from ntm.dnc import READ_MODES
-from ntm.dnc_model import DNC, DNCTrace
+from ntm.dnc_model import DNCTrace
 from ntm.evaluation import HELD_OUT_SEED
-from ntm.model import NTM, NTMTrace
+from ntm.model import NTMTrace
 from ntm.runconfig import TrainConfig
-from ntm.runs import load_run
+from ntm.runs import load_run, logits_of
 
 #: Weight above which a memory slot counts as used, for cropping the attention plots.
 USED_WEIGHT = 0.01
@@ -261,16 +261,14 @@ def draw_run(
     memory: np.ndarray | None = None
     trace: NTMTrace | DNCTrace | None = None
     with torch.no_grad():
-        if isinstance(model, NTM):
-            logits, state, trace = model.trace(batch.inputs.to(on))
-            memory = state.memory[0].cpu().numpy()
-            trace = NTMTrace(*(t.cpu() for t in trace))
-        elif isinstance(model, DNC):
-            logits, dnc_state, dnc_trace = model.trace(batch.inputs.to(on))
-            memory = dnc_state.memory[0].cpu().numpy()
-            trace = DNCTrace(*(t.cpu() for t in dnc_trace))
+        traced = getattr(model, "trace", None)
+        if traced is None:  # a model without a trace: its outputs only
+            logits = logits_of(model(batch.inputs.to(on)))
         else:
-            logits, _ = model(batch.inputs.to(on))
+            logits, state, steps = traced(batch.inputs.to(on))
+            memory = state.memory[0].cpu().numpy()
+            if isinstance(steps, NTMTrace | DNCTrace):  # the weightings this module draws
+                trace = type(steps)(*(t.cpu() for t in steps))
     probabilities = torch.sigmoid(logits[:, 0]).cpu().numpy()
     sequence = out / "sequence.png"
     draw_sequence(sequence, batch, probabilities, trace, f"{name}: one held-out sequence")

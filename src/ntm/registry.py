@@ -1,0 +1,241 @@
+"""Models and tasks by name, where the trainer, command line, evaluation and pictures look.
+
+A **model** is any ``nn.Module`` whose constructor takes ``(input_size, output_size,
+**settings)`` and whose ``forward`` maps time-major inputs ``(T, B, I)`` to logits
+``(T, B, O)``, or to ``(logits, state)``. A **task** is a class built from its settings as
+keyword arguments, whose instances have ``input_size``, ``output_size`` and
+``sample(batch_size, generator) -> ntm.Batch``. Either enters by one registration:
+
+- in Python, ``ntm.register_model("gru", GRUModel)`` or ``ntm.register_task("parity", Parity)``;
+- from an installed package, an entry point in the group ``ntm.models`` or ``ntm.tasks``
+  (``gru = mypkg.models:GRUModel``), found the first time a name is looked up.
+
+The built-in models and tasks register themselves the same way, in their own modules.
+
+Everything richer is optional, declared on the class itself:
+
+a model's
+    ``config_class`` (a dataclass of its settings; by default one is made from the
+    constructor's annotated keyword arguments), ``engines`` (the values its constructor's
+    ``engine=`` takes, the first the default), ``recipe(task, preset, train)`` (its
+    per-task settings, a :class:`Recipe`), ``input_weights(config)`` and
+    ``output_weights`` (the tensors whose columns are the input channels and whose rows
+    are the output channels, for ``--init-from`` with more channels), ``from_config``,
+    and a ``trace(inputs)`` method for ``ntm viz``;
+a task's
+    ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
+    it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside
+    the training distribution), ``curriculum`` (the setting a curriculum raises and the
+    one it starts above), ``optimal_cost(batch)`` (a reference cost, such as the n-grams
+    Bayes optimum, that ``--target-excess`` is measured against), ``to_dict`` and
+    ``with_settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from ntm.config import JSONConfig
+
+MODEL_GROUP = "ntm.models"
+TASK_GROUP = "ntm.tasks"
+
+#: The types a setting may have: what a command line and a JSON file can carry.
+SETTING_TYPES = (int, float, str, bool)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Settings that suit one task, and why: training settings (``train``, the fields of
+    :class:`ntm.runconfig.TrainConfig`) and model settings (``model``)."""
+
+    train: Mapping[str, Any] = field(default_factory=dict)
+    model: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+
+class RegistryError(ValueError):
+    """A name that is not registered, or a registration that breaks the contract."""
+
+
+_MODELS: dict[str, type[Any]] = {}
+_TASKS: dict[str, type[Any]] = {}
+_LOADED: set[str] = set()
+
+
+def _register(table: dict[str, type[Any]], kind: str, name: str, cls: Any) -> None:
+    if not isinstance(name, str) or not name.replace("_", "").isalnum():
+        raise RegistryError(f"{kind} name {name!r}: expected letters, digits and underscores")
+    if not inspect.isclass(cls):
+        raise RegistryError(f"{kind} {name!r}: expected a class, got {cls!r}")
+    known = table.get(name)
+    if known is not None and known is not cls:
+        raise RegistryError(
+            f"{kind} {name!r} is already registered ({known.__module__}.{known.__qualname__})"
+        )
+    table[name] = cls
+
+
+def register_model(name: str, cls: type[Any]) -> type[Any]:
+    """Make ``cls`` the model called ``name`` (``ntm train --model NAME``); returns ``cls``.
+
+    Its settings are its constructor's keyword arguments after ``input_size`` and
+    ``output_size`` (or the fields of its ``config_class``); each needs a default and an
+    annotation of int, float, str or bool, so that a command line and ``config.json`` can
+    carry it."""
+    _register(_MODELS, "model", name, cls)
+    try:
+        config_class(cls)
+    except RegistryError:
+        del _MODELS[name]
+        raise
+    return cls
+
+
+def register_task(name: str, cls: type[Any]) -> type[Any]:
+    """Make ``cls`` the task called ``name`` (``ntm train --task NAME``); returns ``cls``."""
+    _register(_TASKS, "task", name, cls)
+    return cls
+
+
+def _load(group: str, table: dict[str, type[Any]], kind: str) -> None:
+    """Register the entry points of ``group`` (once per process)."""
+    if group in _LOADED:
+        return
+    _LOADED.add(group)
+    for entry in metadata.entry_points(group=group):
+        try:
+            cls = entry.load()
+        except Exception as error:
+            raise RegistryError(
+                f"the {kind} {entry.name!r} ({entry.value}, entry point of group {group}) "
+                f"cannot be loaded: {type(error).__name__}: {error}"
+            ) from None
+        if table.get(entry.name) is not cls:
+            (register_model if kind == "model" else register_task)(entry.name, cls)
+
+
+def models() -> dict[str, type[Any]]:
+    """Every registered model class by name, the built-in ones first."""
+    _load(MODEL_GROUP, _MODELS, "model")
+    return dict(_MODELS)
+
+
+def tasks() -> dict[str, type[Any]]:
+    """Every registered task class by name, the built-in ones first."""
+    _load(TASK_GROUP, _TASKS, "task")
+    return dict(_TASKS)
+
+
+def model_class(name: str) -> type[Any]:
+    """The model registered as ``name``."""
+    known = models()
+    if name not in known:
+        raise RegistryError(f"unknown model {name!r}; expected one of: {', '.join(known)}")
+    return known[name]
+
+
+def task_class(name: str) -> type[Any]:
+    """The task registered as ``name``."""
+    known = tasks()
+    if name not in known:
+        raise RegistryError(f"unknown task {name!r}; expected one of: {', '.join(known)}")
+    return known[name]
+
+
+def model_name(cls: type[Any]) -> str:
+    """The name ``cls`` is registered under."""
+    for name, known in models().items():
+        if known is cls:
+            return name
+    raise RegistryError(f"{cls.__qualname__} is not a registered model")
+
+
+# --- Settings ----------------------------------------------------------------------------
+
+_MADE: dict[type[Any], type[JSONConfig]] = {}
+
+
+def config_class(cls: type[Any]) -> type[JSONConfig]:
+    """The dataclass of a model's settings (``input_size``, ``output_size`` and the rest):
+    its own ``config_class``, or one made from its constructor's keyword arguments."""
+    own = getattr(cls, "config_class", None)
+    if own is not None:
+        return typing.cast("type[JSONConfig]", own)
+    if cls not in _MADE:
+        _MADE[cls] = _settings_dataclass(cls)
+    return _MADE[cls]
+
+
+def _settings_dataclass(cls: type[Any]) -> type[JSONConfig]:
+    owner = f"model {cls.__qualname__}"
+    signature = inspect.signature(cls)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception as error:
+        raise RegistryError(
+            f"{owner}: cannot read its constructor's annotations: {error}"
+        ) from None
+    names = list(signature.parameters)
+    if names[:2] != ["input_size", "output_size"]:
+        raise RegistryError(
+            f"{owner}: its constructor must take (input_size, output_size, **settings); "
+            f"it takes ({', '.join(names)})"
+        )
+    fields: list[tuple[str, type[Any], Any]] = [
+        ("input_size", int, dataclasses.field(default=0)),
+        ("output_size", int, dataclasses.field(default=0)),
+    ]
+    for name, parameter in list(signature.parameters.items())[2:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if name in ("device", "dtype", "engine", "batch_first"):
+            continue  # how and where it runs, not what it is
+        kind = hints.get(name)
+        if kind not in SETTING_TYPES:
+            raise RegistryError(
+                f"{owner}: setting {name!r} needs an annotation of int, float, str or bool "
+                f"(a command line and config.json carry only those), got {kind!r}"
+            )
+        if parameter.default is parameter.empty:
+            raise RegistryError(f"{owner}: setting {name!r} needs a default")
+        fields.append((name, kind, dataclasses.field(default=parameter.default)))
+    return dataclasses.make_dataclass(
+        f"{cls.__name__}Settings", fields, bases=(JSONConfig,), frozen=True
+    )
+
+
+def settings_of(cls: type[Any]) -> list[tuple[str, type[Any], Any]]:
+    """(name, type, default) of each setting of a model class or a task class, without a
+    model's ``input_size`` and ``output_size``."""
+    target = config_class(cls) if cls in _MODELS.values() else cls
+    if dataclasses.is_dataclass(target):
+        hints = typing.get_type_hints(target)
+        return [
+            (f.name, hints[f.name], f.default)
+            for f in dataclasses.fields(target)
+            if f.name not in ("input_size", "output_size") and f.init
+        ]
+    hints = typing.get_type_hints(target.__init__)
+    return [
+        (name, hints.get(name, str), p.default)
+        for name, p in inspect.signature(target).parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def build_model(cls: type[Any], config: Any, engine: str = "") -> Any:
+    """A model of class ``cls`` from its settings ``config`` (an instance of
+    :func:`config_class`), running on ``engine`` when it has engines."""
+    from_config: Callable[..., Any] | None = getattr(cls, "from_config", None)
+    engines: tuple[str, ...] = getattr(cls, "engines", ())
+    extra = {"engine": engine} if engine and engines else {}
+    if from_config is not None:
+        return from_config(config, **extra)
+    return cls(**config.to_dict(), **extra)

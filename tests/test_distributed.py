@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ntm import checkpoint as ckpt
-from ntm import cli, data, runconfig, training
+from ntm import data, launch, runconfig, training
 from ntm.distributed import World
 from ntm.tasks import concat, make_task
 
@@ -63,20 +63,6 @@ def test_shares_drawn_apart_are_the_batch_drawn_whole() -> None:
         assert torch.equal(a, b)
     other = data.draw_batch(task, 5, 12, range(8))
     assert other.inputs.shape != whole.inputs.shape or not torch.equal(other.inputs, whole.inputs)
-
-
-def test_two_processes_learn_what_one_does(tmp_path: Path) -> None:
-    one, two = tmp_path / "one", tmp_path / "two"
-    training.train(tiny_run(max_sequences=96, eval_every=16), one, quiet=True)
-    result = _ntm("train", *_flags(max_sequences=96), "--run-dir", str(two), "--nproc", "2")
-    assert result.returncode == 0, result.stderr
-    _assert_same_curves(one, two)
-    # Rank 0 alone writes: every log line once, checkpoints as a single process writes them.
-    log = (two / ckpt.LOG_FILE).read_text().splitlines()
-    assert len(log) == len(set(log))
-    assert sorted(p.name for p in (two / ckpt.CHECKPOINTS).glob("step-*")) == sorted(
-        p.name for p in (one / ckpt.CHECKPOINTS).glob("step-*")
-    )
 
 
 def test_resume_with_another_number_of_processes(tmp_path: Path) -> None:
@@ -179,22 +165,22 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NTM_NPROC")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    assert cli._default_nproc(train, cpu) == 2  # two idle cores
-    assert cli._default_nproc(train, torch.device("cuda", 0)) == 1  # one GPU: one process
-    assert cli._default_nproc(runconfig.TrainConfig(batch_size=1), cpu) == 1
-    assert cli._default_nproc(runconfig.TrainConfig(threads=2), cpu) == 1
-    assert cli._default_nproc(runconfig.TrainConfig(model="lstm"), cpu) == 1
-    assert cli._default_nproc(runconfig.TrainConfig(model="dnc"), cpu) == 2
+    assert launch.default_processes(train, cpu) == 2  # two idle cores
+    assert launch.default_processes(train, torch.device("cuda", 0)) == 1  # one GPU: one process
+    assert launch.default_processes(runconfig.TrainConfig(batch_size=1), cpu) == 1
+    assert launch.default_processes(runconfig.TrainConfig(threads=2), cpu) == 1
+    assert launch.default_processes(runconfig.TrainConfig(model="lstm"), cpu) == 1
+    assert launch.default_processes(runconfig.TrainConfig(model="dnc"), cpu) == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
-    assert cli._default_nproc(train, cpu) == 1  # one core busy
+    assert launch.default_processes(train, cpu) == 1  # one core busy
     monkeypatch.setenv("NTM_NPROC", "3")
-    assert cli._default_nproc(train, cpu) == 3
+    assert launch.default_processes(train, cpu) == 3
     monkeypatch.setenv("NTM_NPROC", "two")
-    with pytest.raises(cli.UsageError, match="NTM_NPROC='two' is not a number of processes"):
-        cli._default_nproc(train, cpu)
+    with pytest.raises(ValueError, match="NTM_NPROC='two' is not a number of processes"):
+        launch.default_processes(train, cpu)
     monkeypatch.setenv("NTM_NPROC", "2")
     monkeypatch.setenv("WORLD_SIZE", "2")  # a process that `--nproc` or torchrun started
-    assert cli._default_nproc(train, cpu) == 1
+    assert launch.default_processes(train, cpu) == 1
 
 
 #: ``ntm train ARGS`` as one of the processes ``--nproc`` starts; it prints its exit code and
@@ -270,15 +256,15 @@ def test_gpu_processes_need_a_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     gpu = torch.device("cuda", 0)
-    cli._check_gpus(2, "cuda", gpu)
-    cli._check_gpus(2, "auto", gpu)
-    cli._check_gpus(4, "cpu", torch.device("cpu"))
-    cli._check_gpus(1, "cuda:1", torch.device("cuda", 1))
-    with pytest.raises(cli.UsageError, match=r"--nproc 3 on --device cuda: one process per "
+    launch.check_gpus(2, "cuda", gpu)
+    launch.check_gpus(2, "auto", gpu)
+    launch.check_gpus(4, "cpu", torch.device("cpu"))
+    launch.check_gpus(1, "cuda:1", torch.device("cuda", 1))
+    with pytest.raises(ValueError, match=r"--nproc 3 on --device cuda: one process per "
                        r"GPU, and this machine has 2 \(cuda:0, cuda:1\)"):  # fmt: skip
-        cli._check_gpus(3, "cuda", gpu)
-    with pytest.raises(cli.UsageError, match="--device cuda:1 would put all 2 processes on one"):
-        cli._check_gpus(2, "cuda:1", torch.device("cuda", 1))
+        launch.check_gpus(3, "cuda", gpu)
+    with pytest.raises(ValueError, match="--device cuda:1 would put all 2 processes on one"):
+        launch.check_gpus(2, "cuda:1", torch.device("cuda", 1))
 
 
 def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import pretrained, runconfig, training, transfer
+from ntm import pretrained, runconfig, transfer
 from ntm.cli import main
 from ntm.config import DNCConfig, task_dnc_config
 from ntm.evaluation import evaluate
@@ -45,54 +45,6 @@ def test_every_task_trains_and_evaluates(task: str, tmp_path: Path) -> None:
     assert config["train"]["model"] == "dnc"
     assert DNCConfig.from_dict(config["model"]).word_size == 4
     assert main(["eval", str(run_dir), "--size", "4"]) == 0
-
-
-def test_viz_draws_the_dnc(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    assert main(["train", "--run-dir", str(run_dir), *SMALL]) == 0
-    out = tmp_path / "pictures"
-    assert main(["viz", str(run_dir), "--out", str(out)]) == 0
-    for name in ("sequence.png", "memory.png", "learning_curves.png"):
-        data = (out / name).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
-
-
-def test_resume_gives_the_uninterrupted_losses(tmp_path: Path) -> None:
-    whole = training.train(tiny_dnc_run(), tmp_path / "whole", quiet=True)
-    part = training.train(tiny_dnc_run(max_sequences=96), tmp_path / "part", quiet=True)
-    rest = training.resume(tmp_path / "part", {"max_sequences": 192}, quiet=True)
-    assert part.losses + rest.losses == whole.losses
-    assert len(whole.losses) == 12
-    assert whole.losses[-1] < whole.losses[0]
-
-
-def test_loaded_model_is_the_trained_one(tmp_path: Path) -> None:
-    trainer = training.start(tiny_dnc_run(max_sequences=48, eval_every=48), tmp_path, quiet=True)
-    trainer.fit()
-    model = ntm.load(tmp_path, checkpoint="latest")
-    assert isinstance(model, ntm.DNC)
-    batch = trainer.run.task.sample(6, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected, _ = trainer.model.eval()(batch.inputs)
-        got, _ = model(batch.inputs)
-    assert torch.equal(got, expected)
-
-
-def test_two_processes_learn_what_one_does(tmp_path: Path) -> None:
-    one, two = tmp_path / "one", tmp_path / "two"
-    training.train(tiny_dnc_run(max_sequences=64, eval_every=32), one, quiet=True)
-    flags = []
-    for name, value in {**TINY_TRAIN, "max_sequences": 64, "eval_every": 32}.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    for name, value in {**TINY_TASK, **TINY_DNC}.items():
-        flags += [f"--{name.replace('_', '-')}", str(value)]
-    result = _ntm("train", *flags, "--model", "dnc", "--run-dir", str(two), "--nproc", "2")
-    assert result.returncode == 0, result.stderr
-    rows_one, rows_two = ckpt.read_metrics(one), ckpt.read_metrics(two)
-    assert [r["sequences"] for r in rows_one] == [r["sequences"] for r in rows_two] == [32, 64]
-    for a, b in zip(rows_one, rows_two, strict=True):
-        for key in ("train_cost", "eval_cost"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-5), key
 
 
 def test_init_from_a_dnc_run_with_an_added_input_channel(tmp_path: Path) -> None:

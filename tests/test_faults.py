@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import cli, sweep, training, viz
+from ntm import cli, launch, sweep, training, viz
 from ntm.cli import build_parser, main
 
 from .conftest import tiny_run
@@ -367,7 +367,7 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
         for owner, attribute in [
             (training, "start"),
             (training, "reopen"),
-            (cli, "_launch"),  # ntm train --nproc N: starts N processes
+            (launch, "launch"),  # ntm train --nproc N: starts N processes
             (sweep, "run"),  # starts one ntm train process per run
             (viz, "draw_run"),  # writes PNGs
             (cli, "draw_run"),  # the same, imported by name

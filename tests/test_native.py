@@ -123,3 +123,13 @@ def test_the_library_is_built_once_per_source(
     changed.write_text(native.SOURCE.read_text() + "\n/* another version */\n")
     monkeypatch.setattr(native, "SOURCE", changed)
     assert native._build() != built
+
+
+@pytest.mark.skipif(NATIVE is not None, reason=f"native engine unavailable: {NATIVE}")
+def test_a_call_with_the_wrong_number_of_buffers_is_refused() -> None:
+    """The C side reads a fixed number of pointers: one more or one fewer would read past
+    the array or leave a buffer unset, so Python refuses such a call before it is made."""
+    dims = native._Dims(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1e-6, 0.0)
+    with pytest.raises(RuntimeError, match=r"ntm_forward takes 25 buffers, got 24"):
+        native._call("ntm_forward", dims, [torch.zeros(1)] * 24)
+    assert len(native._ForwardBuffers._fields) == 25

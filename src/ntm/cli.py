@@ -11,25 +11,17 @@ sweep's runs are given, how a setting becomes a flag) is done here.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import dataclasses
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
-
 from ntm import checkpoint as ckpt
-from ntm import devices, distributed, pretrained, registry, sweep, training
+from ntm import devices, distributed, launch, pretrained, registry, sweep, training
 from ntm.checkpoint import RunError
 from ntm.config import check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -268,90 +260,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _stop_with_parent() -> None:
-    """In a started process (Linux): get SIGTERM when the launcher dies, even by SIGKILL,
-    so no process trains on alone; SIGTERM makes it save a checkpoint and exit."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _launch(nproc: int, argv: Sequence[str]) -> int:
-    """``ntm train --nproc N ...``: the same command in N processes on this machine, with the
-    environment torchrun would give them. Ctrl-C reaches every process, and each saves and
-    exits; if one fails, the others are stopped."""
-    if nproc < 1:
-        raise UsageError(f"--nproc must be at least 1, got {nproc}")
-    if "WORLD_SIZE" in os.environ:
-        raise UsageError("--nproc starts processes itself; under torchrun leave it out")
-    rest = _keep_options(argv, _arity(_train_parser()), lambda name: name != "--nproc")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(nproc),
-        "LOCAL_WORLD_SIZE": str(nproc),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-    }
-    command = [sys.executable, "-m", "ntm", *rest]
-    processes = [
-        subprocess.Popen(
-            command,
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one libc call, no locks taken
-        )
-        for r in range(nproc)
-    ]
-
-    def forward(signum: int, frame: object) -> None:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signum)
-
-    # Ctrl-C reaches the processes from the terminal; a SIGTERM sent here is passed on.
-    previous = {
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-    }
-    try:
-        failed = 0
-        while any(process.poll() is None for process in processes):
-            for process in processes:
-                code = process.poll()
-                if code not in (None, 0, 130) and not failed:
-                    failed = code if code > 0 else 1
-                    forward(signal.SIGTERM, None)
-            time.sleep(0.2)
-        codes = [process.returncode for process in processes]
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if failed or any(code not in (0, 130) for code in codes):
-        return failed or next(code for code in codes if code not in (0, 130))
-    return 130 if 130 in codes else 0
-
-
-def _check_gpus(nproc: int, spec: str, device: torch.device) -> None:
-    """Refuse a GPU run whose processes cannot each have a GPU of their own (process N
-    trains on ``cuda:N``; nccl does not run two processes on one GPU)."""
-    if device.type != "cuda" or nproc < 2:
-        return
-    if ":" in spec:
-        raise UsageError(
-            f"--device {spec} would put all {nproc} processes on one GPU: use --device cuda, "
-            "which gives process N the GPU cuda:N"
-        )
-    count = torch.cuda.device_count()
-    if nproc > count:
-        raise UsageError(
-            f"--nproc {nproc} on --device {spec}: one process per GPU, and this machine has "
-            f"{count} ({', '.join(devices.available()[1:])})"
-        )
-
-
 def _new_run(args: argparse.Namespace) -> RunConfig:
     """The configuration of the new run that these ``ntm train`` arguments describe: the
     preset's, then ``--config``'s, then the flags' settings; a setting given to a task or
@@ -371,36 +279,14 @@ def _planned(args: argparse.Namespace) -> TrainConfig:
     return _new_run(args).train
 
 
-def _default_nproc(train: TrainConfig, device: torch.device) -> int:
-    """How many processes ``ntm train`` starts without ``--nproc``: two single-threaded
-    processes train an NTM 1.1 to 1.4 times as fast as one on a 2-core machine (native
-    engine, batch 32; benchmarks/README.md) and a DNC 1.2 times as fast at batch 32 (1.0 at
-    batch 8), so 2 when two cores are free; else 1. On a GPU one: a second process would need
-    a second GPU (``--nproc N`` for N of them)."""
-    if "WORLD_SIZE" in os.environ:  # one of the processes already started
-        return 1
-    chosen = os.environ.get("NTM_NPROC")
-    if chosen is not None:
-        try:
-            return int(chosen)
-        except ValueError:
-            raise UsageError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    if train.model == "lstm" or device.type != "cpu":
-        return 1
-    if train.batch_size < 2 or train.threads != 1:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    free = (cores or 1) - os.getloadavg()[0]
-    return 2 if free >= 1.5 else 1
-
-
 def _train(args: argparse.Namespace) -> int:
     planned = _planned(args)
     device = devices.resolve(planned.device, distributed.local_rank())  # before any start
-    nproc = args.nproc if args.nproc is not None else _default_nproc(planned, device)
+    nproc = args.nproc if args.nproc is not None else launch.default_processes(planned, device)
     if nproc != 1:
-        _check_gpus(nproc, planned.device, device)
-        return _launch(nproc, args.argv)
+        launch.check_gpus(nproc, planned.device, device)
+        rest = _keep_options(args.argv, _arity(_train_parser()), lambda name: name != "--nproc")
+        return launch.launch(nproc, rest)
     world = distributed.join(device)
     try:
         return _train_in(args, world)

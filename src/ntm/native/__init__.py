@@ -24,8 +24,9 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -119,10 +120,14 @@ def _build() -> Path:
     raise RuntimeError(f"{compiler} failed: {errors[-1][0]}")
 
 
+#: The library's two entry points, each with a function that reports its pointer count.
+_FUNCTIONS = ("ntm_forward", "ntm_backward")
+
+
 def _library() -> ctypes.CDLL:
     if "library" not in _LIBRARY:
         library = ctypes.CDLL(str(_build()))
-        for name in ("ntm_forward", "ntm_backward"):
+        for name in _FUNCTIONS:
             function = getattr(library, name)
             function.argtypes = [ctypes.POINTER(_Dims), ctypes.POINTER(ctypes.c_void_p)]
             function.restype = ctypes.c_int
@@ -154,7 +159,44 @@ def runs_natively(cfg: Any, inputs: Tensor, params: list[Tensor]) -> bool:
     )
 
 
-def _call(name: str, dims: _Dims, tensors: list[Tensor]) -> None:
+class _ForwardBuffers(NamedTuple):
+    """What ``ntm_forward`` reads and fills, in the order of its pointer array (the C
+    side's enum); ``ntm_backward`` takes them again, then its own."""
+
+    pre_input: Tensor  # (T, B, G): the first layer's gate inputs from the input, biases in
+    read_weights_t: Tensor
+    layer_weights_t: Tensor
+    layer_biases: Tensor
+    recurrent_weights_t: Tensor
+    head_weights_t: Tensor
+    head_bias: Tensor
+    memories: Tensor  # (T+1, B, M, N)
+    reads: Tensor  # (T+1, B, R*M)
+    read_weights: Tensor  # (T+1, B, R, N)
+    write_weights: Tensor  # (T+1, B, W, N)
+    hidden: Tensor  # (T+1, L, B, C)
+    cells: Tensor  # (T+1, L, B, C)
+    gates: Tensor
+    tanh_cells: Tensor
+    raw: Tensor  # (T, B, P): the heads' raw parameters
+    norms: Tensor  # (T+1, B, N)
+    read_saved_0: Tensor
+    read_saved_1: Tensor
+    read_saved_2: Tensor
+    read_saved_3: Tensor
+    write_saved_0: Tensor
+    write_saved_1: Tensor
+    write_saved_2: Tensor
+    write_saved_3: Tensor
+
+
+def _call(name: str, dims: _Dims, tensors: Sequence[Tensor]) -> None:
+    """Call ``name`` of the library with ``tensors``' data pointers, refusing a call whose
+    count is not the one the library reports (``ntm_forward_pointers()``)."""
+    _library()
+    expected = dict(zip(_FUNCTIONS, _LIBRARY["pointers"], strict=True))[name]
+    if len(tensors) != expected:
+        raise RuntimeError(f"ntm.native: {name} takes {expected} buffers, got {len(tensors)}")
     for tensor in tensors:
         if not tensor.is_contiguous() or tensor.dtype != torch.float32:
             raise RuntimeError(f"ntm.native: {name} needs contiguous float32 buffers")
@@ -227,8 +269,9 @@ class _NativeSequence(torch.autograd.Function):
         ]
         dims = _Dims(steps, batch, layers, size, int(spec.lstm), num_read, num_write, slots,
                      word, cfg.shift_range, cfg.eps, cfg.head_clip)  # fmt: skip
-        buffers = [pre_input, *weights_t, mems, reads_seq, read_ws, write_ws, hs, cs, gates,
-                   tanh_c, raw, norms, *read_saved, *write_saved]  # fmt: skip
+        buffers = _ForwardBuffers._make([pre_input, *weights_t, mems, reads_seq, read_ws,
+                                         write_ws, hs, cs, gates, tanh_c, raw, norms,
+                                         *read_saved, *write_saved])  # fmt: skip
         _call("ntm_forward", dims, buffers)
 
         top_seq = hs[1:, layers - 1]  # (T, B, C)
@@ -259,9 +302,9 @@ class _NativeSequence(torch.autograd.Function):
         ctrl, head_w, _, out_w, _, input_w, read_w = _split_params(spec, ctx.params)
         steps, batch = dims.T, dims.B
         layers, size = dims.L, dims.C
-        hs, reads_seq = buffers[11], buffers[8]
+        hs, reads_seq = buffers.hidden, buffers.reads
         d_out_pre, d_top, d_reads_out = output_backward(cfg, d_logits, out_mask, out_w)
-        gate_rows = buffers[0].shape[-1]
+        gate_rows = buffers.pre_input.shape[-1]
         d_raw = inputs.new_empty(steps, batch, head_w.shape[0])
         d_gates = inputs.new_empty(steps, layers, batch, gate_rows)
         carries = [

@@ -29,14 +29,14 @@ def test_a_plateau_lowers_the_rate_and_the_floor_ends_the_run(run_dir: Path) -> 
     trainer = training.start(run, run_dir, quiet=True)
     follow = trainer._follow_schedule
     assert not follow(10.0)  # the first result is the best so far
-    assert (trainer.progress.best_cost, lr_of(trainer)) == (10.0, 0.004)
+    assert (trainer.schedule.best_cost, lr_of(trainer)) == (10.0, 0.004)
     assert not follow(10.0)
     assert not follow(9.995)  # better by less than IMPROVEMENT: no new best
     assert lr_of(trainer) == 0.002  # two evaluations without a new best
-    assert trainer.progress.stale_evals == 0
+    assert trainer.schedule.stale_evals == 0
     assert not follow(10.5)
     assert not follow(9.0)  # a new best resets the patience
-    assert trainer.progress.stale_evals == 0
+    assert trainer.schedule.stale_evals == 0
     assert not follow(9.5)
     assert not follow(9.5)
     assert lr_of(trainer) == 0.0015  # 0.001 would be below the floor
@@ -188,15 +188,15 @@ def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Pa
     run = repeat_run(target_bit_errors=100.0, max_sequences=128)
     assert run.train.withhold_end_marker  # the fast preset's recipe
     trainer = training.start(run, run_dir, quiet=True)
-    assert trainer.progress.stage == 0
+    assert trainer.stage.stage == 0
     batch, _ = trainer._training_batch(8)
     assert batch.targets.shape[-1] == run.task.output_size - 1  # no marker to learn yet
     assert trainer.fit().solved
     # Stage 0 was judged on held-out sequences without the marker, as it trained.
-    assert trainer.withheld_held_out is not None
-    assert trainer.withheld_held_out.targets.shape[-1] == run.task.output_size - 1
+    assert trainer.evaluator.withheld is not None
+    assert trainer.evaluator.withheld.targets.shape[-1] == run.task.output_size - 1
     assert [(r["sequences"], r["stage"]) for r in ckpt.read_metrics(run_dir)] == [(32, 0), (64, 1)]
-    assert ckpt.load_checkpoint(run_dir).trainer["progress"]["stage"] == 1
+    assert ckpt.load_checkpoint(run_dir).trainer["stage"] == 1
     log = (run_dir / ckpt.LOG_FILE).read_text()
     assert "end marker withheld until the copies are right" in log
     assert "the end marker from here on" in log
@@ -205,7 +205,7 @@ def test_repeat_copy_withholds_the_marker_until_the_copies_are_right(run_dir: Pa
     )
     assert plain.train.withhold_end_marker
     without = training.start(plain, run_dir.with_name("plain"), quiet=True)
-    assert without.progress.stage == 1  # no marker to withhold
+    assert without.stage.stage == 1  # no marker to withhold
     without.close()
     resumed = training.reopen(run_dir, quiet=True)
     batch, _ = resumed._training_batch(8)
@@ -224,9 +224,9 @@ def test_the_optimiser_starts_afresh_with_the_marker(tmp_path: Path) -> None:
         return trainer
 
     kept = last_state(0.0, "kept")  # the copies never right: no switch
-    assert kept.progress.stage == 0 and kept.optimizer.state
+    assert kept.stage.stage == 0 and kept.optimizer.state
     fresh = last_state(math.inf, "fresh")  # right at the evaluation after the last update
-    assert fresh.progress.stage == 1
+    assert fresh.stage.stage == 1
     assert not fresh.optimizer.state  # no moments from the copies' stage
     assert lr_of(fresh) == 0.01  # the run's own rate
     assert (

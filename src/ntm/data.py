@@ -119,3 +119,20 @@ class Curriculum:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = CurriculumState(**state)
+
+
+class EndMarkerStage:
+    """Repeat copy's end marker withheld until the copies are right (stage 0), then trained
+    with it (stage 1); a task without an end marker is always at stage 1. While withheld,
+    the sequences come without the marker and without its target channel."""
+
+    def __init__(self, task: Task, withhold: bool) -> None:
+        self.stage = 0 if withhold and getattr(task, "end_marker", False) else 1
+
+    @property
+    def withheld(self) -> bool:
+        return self.stage == 0
+
+    def task_for(self, task: Task) -> Task:
+        """``task`` as this stage trains it."""
+        return task.with_settings(end_marker=False) if self.withheld else task

@@ -1,14 +1,14 @@
-"""The trainer: the training loop, its schedule, checkpoints, resuming and rollback.
+"""The trainer: the training loop and its checkpoints, resuming and rollback.
 
-It evaluates at intervals, keeps the best model, lowers the learning rate on plateaus, stops
-at the task's target, rolls back after non-finite updates, and runs data-parallel.
+It evaluates at intervals (:mod:`ntm.evaluator`), keeps the best model, lowers the learning
+rate on plateaus (:mod:`ntm.schedule`), stops at the task's target, skips non-finite
+updates and rolls back after several (:mod:`ntm.guard`), and runs data-parallel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import signal
 import sys
 import time
@@ -24,13 +24,15 @@ from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
 from ntm import devices, distributed
-from ntm.data import Curriculum, CurriculumState, draw_batch, held_out_batch
+from ntm.data import Curriculum, CurriculumState, EndMarkerStage, draw_batch
 from ntm.distributed import SINGLE, World
-from ntm.evaluation import evaluate
+from ntm.evaluator import Evaluator
+from ntm.guard import MAX_BAD_UPDATES, UpdateGuard
 from ntm.optim import GravesRMSprop
 from ntm.registry import model_class
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, recipe_for
 from ntm.runs import build_model, choose_engine, default_run_dir, logits_of, read_run_config
+from ntm.schedule import PlateauSchedule
 from ntm.tasks import Batch, loss_bits, wrong_bits
 from ntm.transfer import InitSource, read_init_source, transferred
 
@@ -59,75 +61,35 @@ class TrainResult:
     reason: str = "budget"  # why it ended: target, floor, budget or interrupted
 
 
-#: Non-finite updates in a row that make the trainer roll back to its last checkpoint.
-MAX_BAD_UPDATES = 3
-#: A held-out cost counts as a new best when it is below the best by this fraction.
-IMPROVEMENT = 1e-3
 #: The held-out bit errors, on sequences without the end marker, below which a run that
 #: withholds the marker introduces it, when the run has no bit-error target of its own.
 COPIES_RIGHT = 0.1
+#: Keys of a checkpoint's progress, in checkpoints written before each part kept its own
+#: state: the update guard's, the schedule's and the stage.
+_GUARD_KEYS, _SCHEDULE_KEYS = (
+    ("skipped", "bad_in_a_row"),
+    ("best_cost", "first_cost", "stale_evals"),
+)
 
 
 @dataclass
 class _Progress:
-    """Counters that a checkpoint saves so a resumed run continues exactly."""
+    """The loop's counters, which a checkpoint saves so a resumed run continues exactly."""
 
     sequences: int = 0
     updates: int = 0
     seconds: float = 0.0
-    window_cost: float = 0.0  # sums since the last report
+    window_cost: float = 0.0  # the good updates' sums since the last evaluation
     window_errors: float = 0.0
     window_sequences: int = 0
-    skipped: int = 0  # updates skipped for a non-finite loss or gradient
-    bad_in_a_row: int = 0
     next_eval: int = 0
     next_checkpoint: int = 0
-    best_cost: float = math.inf  # lowest held-out cost of the current stage
-    first_cost: float = math.nan  # its first held-out cost (ngrams: above the optimum)
-    stale_evals: int = 0  # evaluations since the best, once the schedule acts
-    stage: int = 1  # repeat copy with the end marker withheld: 0 until the copies are right
 
-
-class _DeviceTally:
-    """The step's counters kept on the device, so that an update needs no host sync: the
-    trainer reads them (one transfer) at each evaluation and checkpoint. Used on a GPU, where
-    reading a loss or a finiteness flag per update would stall the queue of kernels."""
-
-    def __init__(self, device: torch.device, bad_in_a_row: int) -> None:
-        def zero() -> torch.Tensor:
-            return torch.zeros((), dtype=torch.float64, device=device)
-
-        self.cost, self.errors, self.sequences, self.skipped = zero(), zero(), zero(), zero()
-        self.bad_in_a_row = zero() + bad_in_a_row
-        self.worst_run = self.bad_in_a_row.clone()  # longest run of skipped updates
-        self.losses: list[torch.Tensor] = []  # this process's loss per update
-        self.pending = False
-
-    def add(self, loss: torch.Tensor, errors: torch.Tensor, part: int, bad: torch.Tensor) -> None:
-        """Count one update of ``part`` sequences: its loss (bits per sequence) and wrong
-        bits, unless ``bad`` (a non-finite loss or gradient: the update was skipped)."""
-        zero = torch.zeros((), dtype=torch.float64, device=loss.device)
-        self.losses.append(loss.detach())
-        self.cost += torch.where(bad, zero, loss.detach().double() * part)
-        self.errors += torch.where(bad, zero, errors.double())
-        self.sequences += (~bad).double() * part
-        self.skipped += bad
-        self.bad_in_a_row = (self.bad_in_a_row + 1) * bad
-        self.worst_run = torch.maximum(self.worst_run, self.bad_in_a_row)
-        self.pending = True
-
-    def read(self) -> tuple[list[float], list[float]]:
-        """Cost, errors, sequences, skipped, run and worst run since the last read; the
-        losses per update. Resets all but the current run of skipped updates."""
-        values = torch.stack([self.cost, self.errors, self.sequences, self.skipped,
-                              self.bad_in_a_row, self.worst_run]).tolist()  # fmt: skip
-        losses = torch.stack(self.losses).double().tolist() if self.losses else []
-        for counter in (self.cost, self.errors, self.sequences, self.skipped):
-            counter.zero_()
-        self.worst_run.copy_(self.bad_in_a_row)
-        self.losses.clear()
-        self.pending = False
-        return values, losses
+    def count(self, sums: tuple[float, float, int]) -> None:
+        """Add a good update's cost, wrong bits and sequences to the window."""
+        self.window_cost += sums[0]
+        self.window_errors += sums[1]
+        self.window_sequences += sums[2]
 
 
 class _Interrupt:
@@ -152,7 +114,11 @@ class _Interrupt:
 
 
 class Trainer:
-    """Trains one model in one run folder; see :func:`train` and :func:`resume`."""
+    """Trains one model in one run folder: the loop and the checkpoints; see :func:`train`
+    and :func:`resume`. Its parts keep their own state, saved under their own keys: the
+    update guard (:class:`ntm.guard.UpdateGuard`), the schedule
+    (:class:`ntm.schedule.PlateauSchedule`), the evaluator
+    (:class:`ntm.evaluator.Evaluator`), the curriculum and the end-marker stage."""
 
     def __init__(
         self,
@@ -163,62 +129,40 @@ class Trainer:
         world: World = SINGLE,
         lock: ckpt.RunLock | None = None,
     ) -> None:
-        self.run = run
-        self.run_dir = run_dir
+        self.run, self.run_dir, self.world = run, run_dir, world
         self.lock = lock  # rank 0's hold on the run folder, released when training ends
-        self.world = world
         self.quiet = quiet or not world.main
         train = run.train
-        if train.threads > 0:
-            torch.set_num_threads(train.threads)
-        torch.manual_seed(train.seed)
-        if train.batch_size < world.size:
-            raise ValueError(
-                f"--batch-size {train.batch_size} cannot be shared among {world.size} "
-                f"processes: use at least {world.size}"
-            )
         self.device = devices.resolve(train.device, distributed.local_rank())
-        self.engine, self.engine_problem = choose_engine(
-            train.engine, self.device, torch.float32, model_class(train.model)
-        )
-        self.model = build_model(run, self.engine).to(self.device)
-        # Every process's replica starts from rank 0's weights.
-        distributed.broadcast([*self.model.parameters(), *self.model.buffers()], world)
+        self.model, self.engine, self.engine_problem = _replica(run, self.device, world)
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
-        self.progress = _Progress(
-            next_eval=train.eval_every,
-            next_checkpoint=self._ckpt_every(),
-            # Only a task with an end marker can have it withheld (--no-end-marker: none).
-            stage=0 if train.withhold_end_marker and getattr(run.task, "end_marker", False) else 1,
-        )
+        self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
-        self.held_out = held_out_batch(run) if world.main else None
-        # While the end marker is withheld, the held-out sequences come without it too, so
-        # the schedule and the switch judge what the run trains (drawn when first needed).
-        self.withheld_held_out: Batch | None = None
-        # n-grams: the Bayes-optimal cost of the held-out sequences, the target's reference.
-        self.optimal: float | None = None
-        if self.held_out is not None and hasattr(run.task, "optimal_cost"):
-            self.optimal = float(run.task.optimal_cost(self.held_out))
+        self.stage = EndMarkerStage(run.task, train.withhold_end_marker)
+        self.evaluator = Evaluator(run, run_dir, world.main)
+        self.schedule = PlateauSchedule(train, self.evaluator.optimal or 0.0)
+        self.guard = UpdateGuard(world, self.device, train.clip_mode, train.clip)
         self.losses: list[float] = []
-        # On a GPU the step's checks and counters stay on the device (see _step_on_device);
-        # on the CPU reading them costs nothing, and the host decides at once.
+        # On a GPU the step's checks and counters stay on the device (ntm.guard); on the
+        # CPU reading them costs nothing, and the host decides at once.
         self.sync_free = self.device.type == "cuda"
-        self.tally: _DeviceTally | None = None
-        self.last_eval = (math.nan, math.nan)
         self.on_update: Callable[[Trainer], None] | None = None
 
     def _ckpt_every(self) -> int:
         return self.run.train.checkpoint_every or self.run.train.eval_every
 
     def state(self) -> dict[str, Any]:
-        """The trainer's part of a checkpoint: optimiser, counters (with the curriculum's)
-        and the last held-out result."""
+        """The trainer's part of a checkpoint: the optimiser, the loop's counters, and each
+        part's state under its own key."""
         return {
             "optimizer": self.optimizer.state_dict(),
-            "progress": {**dataclasses.asdict(self.progress), **self.curriculum.state_dict()},
-            "last_eval": list(self.last_eval),
+            "progress": dataclasses.asdict(self.progress),
+            "curriculum": self.curriculum.state_dict(),
+            "guard": self.guard.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "stage": self.stage.stage,
+            **self.evaluator.state_dict(),
         }
 
     def load(self, checkpoint: ckpt.Checkpoint) -> None:
@@ -230,11 +174,13 @@ class Trainer:
         ckpt.load_weights_strict(self.model, model, source / ckpt.MODEL_FILE)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-            counters = dict(state["progress"])
-            curriculum = {k: counters.pop(k) for k in CURRICULUM_FIELDS if k in counters}
+            counters, parts = _split_state(state)
             self.progress = _Progress(**counters)
-            self.curriculum.load_state_dict(curriculum)
-            self.last_eval = (float(state["last_eval"][0]), float(state["last_eval"][1]))
+            self.curriculum.load_state_dict(parts["curriculum"])
+            self.guard.load_state_dict(parts["guard"])
+            self.schedule.load_state_dict(parts["schedule"])
+            self.stage.stage = int(parts["stage"])
+            self.evaluator.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ckpt.RunError(
                 f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
@@ -265,28 +211,18 @@ class Trainer:
 
     def _training_batch(self, size: int) -> tuple[Batch, bool]:
         """This process's share of the next batch of ``size`` sequences, and whether it
-        comes from the curriculum's level. While repeat copy's end marker is withheld, the
-        sequences come without it (and without its target channel)."""
+        comes from the curriculum's level (as the stage trains it)."""
         updates = self.progress.updates
         task, from_level = self.curriculum.task_for(updates)
-        withheld = self.progress.stage == 0
-        if withheld:
-            task = task.with_settings(end_marker=False)
+        task = self.stage.task_for(task)
         batch = draw_batch(task, self.run.train.seed, updates, self.world.share(size))
         return batch.to(self.device), from_level  # drawn on the CPU: the same on any device
 
     def _step(self, batch: Batch, size: int, from_level: bool, stop: bool) -> float | None:
         """One update on a global batch of ``size`` sequences, of which ``batch`` is this
-        process's share; ``from_level``: the batch comes from the curriculum's level.
-        ``stop``: this process was asked to stop (the processes agree on it here).
-
-        A non-finite loss or gradient skips the update (counted in ``metrics.csv``); after
-        :data:`MAX_BAD_UPDATES` in a row the trainer rolls back to its last checkpoint with
-        half the learning rate. Returns the loss of the whole batch in bits per sequence,
-        or None when the device keeps it (:meth:`_step_on_device`).
-        """
-        p = self.progress
-        part = batch.inputs.shape[1]
+        process's share; ``from_level``: the batch comes from the curriculum's level;
+        ``stop``: this process was asked to stop (the processes agree on it here). Returns
+        the whole batch's loss in bits per sequence, or None when the device keeps it."""
         logits = logits_of(self.model(batch.inputs))
         # The outputs the batch has targets for: while the end marker is withheld its output
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
@@ -295,113 +231,38 @@ class Trainer:
         loss = loss_bits(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
         wrong = wrong_bits(logits, batch.targets, batch.mask)
-        if self.tally is not None:
-            self._step_on_device(loss, wrong, part, size, from_level, stop)
-            return None
-        # Sums over the whole batch, the same on every process, in one collective call.
-        cost_sum, errors_sum, stops = distributed.all_sum(
-            [float(loss.detach()) * part, float(wrong), float(stop)], self.world
+        on_host = self.guard.tally is None
+        level = from_level and (on_host or self.curriculum.climbing)
+        part = batch.inputs.shape[1]
+        outcome = self.guard.update(
+            self.model, self.optimizer, loss, wrong, part, size, stop, level
         )
-        self.stop_agreed = stops > 0
-        value = cost_sum / size
-        finite = math.isfinite(value)
-        if finite:
-            self._backward(loss, part, size)
-            finite = bool(self._gradients_finite())
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            p.skipped += 1
-            p.bad_in_a_row += 1
-            if p.bad_in_a_row >= MAX_BAD_UPDATES:
-                self._roll_back()
-            return value
-        p.bad_in_a_row = 0
-        self._clip()
-        self.optimizer.step()
-        p.window_cost += cost_sum
-        p.window_errors += errors_sum
-        p.window_sequences += size
-        if from_level:
-            self._observe_level(errors_sum / size, size)
-        return value
-
-    def _step_on_device(
-        self, loss: torch.Tensor, wrong: torch.Tensor, part: int, size: int, from_level: bool,
-        stop: bool,
-    ) -> None:  # fmt: skip
-        """:meth:`_step`'s update with no host sync: whether the loss and the gradients are
-        finite stays on the device, where it tells the optimiser to skip the update (its
-        ``found_inf``, as for mixed precision), and the counters go to :class:`_DeviceTally`.
-        A run of :data:`MAX_BAD_UPDATES` skipped updates rolls back at the next read."""
-        tally = self.tally
-        assert tally is not None
-        # The stop request lives on the host: agreeing on it waits for no kernel.
-        self.stop_agreed = distributed.all_sum([float(stop)], self.world)[0] > 0
-        self._backward(loss, part, size)
-        finite = torch.isfinite(loss.detach()) & self._gradients_finite()
-        bad = distributed.any_on_device(~finite, self.world)
-        self._clip()
-        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
-        try:
-            self.optimizer.step()
-        finally:
-            del self.optimizer.found_inf  # type: ignore[attr-defined]
-        tally.add(loss, wrong, part, bad)
-        if from_level and self.curriculum.climbing:  # decided on the host: the one sync
-            bad_anywhere, errors_sum = bool(bad), distributed.all_sum([float(wrong)], self.world)
-            if not bad_anywhere:
-                self._observe_level(errors_sum[0] / size, size)
-
-    def _backward(self, loss: torch.Tensor, part: int, size: int) -> None:
-        # Scaled so that the gradient, averaged over the processes, is the whole batch's.
-        (loss * (part * self.world.size / size)).backward()  # type: ignore[no-untyped-call]
-        distributed.average_gradients(self.model.parameters(), self.world)
-
-    def _gradients_finite(self) -> torch.Tensor:
-        """Whether every gradient is finite, as a tensor on the device."""
-        grads = [q.grad for q in self.model.parameters() if q.grad is not None]
-        return torch.stack([g.abs().max() for g in grads]).isfinite().all()
-
-    def _clip(self) -> None:
-        train = self.run.train
-        if train.clip > 0:
-            params = self.model.parameters()
-            if train.clip_mode == "norm":
-                torch.nn.utils.clip_grad_norm_(params, train.clip)
-            else:
-                torch.nn.utils.clip_grad_value_(params, train.clip)
-
-    def _observe_level(self, errors: float, size: int) -> None:
-        line = self.curriculum.observe(errors, size)
-        if line is not None:
-            self.log(f"{self.progress.sequences:>10,d} seq  {line}")
+        self.stop_agreed = outcome.stop
+        if outcome.roll_back:
+            self._roll_back()
+        if outcome.sums is not None:
+            self.progress.count(outcome.sums)
+        if outcome.level_errors is not None:
+            line = self.curriculum.observe(outcome.level_errors, size)
+            if line is not None:
+                self.log(f"{self.progress.sequences:>10,d} seq  {line}")
+        return outcome.value
 
     def _settle(self) -> None:
-        """Bring the device's counters (:class:`_DeviceTally`) into the progress, and roll
-        back when the updates since the last reading had :data:`MAX_BAD_UPDATES` skipped
-        ones in a row. Nothing to do when the host keeps the counters."""
-        tally, p = self.tally, self.progress
-        if tally is None or not tally.pending:
-            return
-        (cost, errors, sequences, skipped, run, worst), losses = tally.read()
+        """Bring the device's counters into the progress, and roll back when they saw
+        :data:`MAX_BAD_UPDATES` skipped updates in a row."""
+        sums, losses, roll_back = self.guard.settle()
         self.losses.extend(losses)
-        cost, errors, sequences = distributed.all_sum([cost, errors, sequences], self.world)
-        p.window_cost += cost
-        p.window_errors += errors
-        p.window_sequences += round(sequences)
-        p.skipped += round(skipped)
-        p.bad_in_a_row = round(run)
-        if worst >= MAX_BAD_UPDATES:
+        if sums is not None:
+            self.progress.count(sums)
+        if roll_back:
             self._roll_back()
-            tally.bad_in_a_row.zero_()
-            tally.worst_run.zero_()
 
     def _roll_back(self) -> None:
         """Reload weights and optimiser from the last checkpoint and halve the learning rate.
 
         Counters go on, and the data follow the update counter, so the run does not replay
         the batches that failed."""
-        p = self.progress
         lowered = [group["lr"] * 0.5 for group in self.optimizer.param_groups]
         found = None
         if self.world.main:
@@ -412,10 +273,10 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_state)
         for group, lr in zip(self.optimizer.param_groups, lowered, strict=True):
             group["lr"] = lr  # saved with the optimiser state, so a resumed run keeps it
-        p.bad_in_a_row = 0
+        self.guard.bad_in_a_row = 0
         self.log(
-            f"{p.sequences:>10,d} seq  {MAX_BAD_UPDATES} non-finite updates in a row: rolled "
-            f"back to {path.name}, learning rate now "
+            f"{self.progress.sequences:>10,d} seq  {MAX_BAD_UPDATES} non-finite updates in a "
+            f"row: rolled back to {path.name}, learning rate now "
             f"{self.optimizer.param_groups[0]['lr']:.3g}"
         )
 
@@ -424,17 +285,17 @@ class Trainer:
         the target is met and whether the schedule ends the run. Rank 0 evaluates; every
         process learns the result and the schedule's state."""
         self._settle()
-        p = self.progress
-        stage = p.stage
+        p, before = self.progress, self.stage.stage
         decision = self._evaluate_and_decide() if self.world.main else (False, False)
         lr = self.optimizer.param_groups[0]["lr"]
-        schedule = (p.stage, p.best_cost, p.first_cost, p.stale_evals)
-        shared = distributed.from_main((decision, self.last_eval, lr, schedule), self.world)
-        decision, self.last_eval, lr, schedule = shared
-        p.stage, p.best_cost, p.first_cost, p.stale_evals = schedule
+        shared = (decision, self.evaluator.last, lr, self.stage.stage, self.schedule.state_dict())
+        decision, self.evaluator.last, lr, self.stage.stage, schedule = distributed.from_main(
+            shared, self.world
+        )
+        self.schedule.load_state_dict(schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if stage == 0 and p.stage == 1:
+        if before == 0 and self.stage.stage == 1:
             # The marker's new gradients, divided by second moments that settled while the
             # copies were learned, would take steps of several times the rate (seed 3 lost
             # its copies so): the optimiser starts afresh, as a run from these weights would.
@@ -443,125 +304,45 @@ class Trainer:
         p.window_sequences = 0
         return bool(decision[0]), bool(decision[1])
 
-    def _target_met(self, cost: float, errors: float) -> bool:
-        """All the run's targets met by a held-out result (none set: never)."""
-        train = self.run.train
-        checks = []
-        if train.target_bit_errors > 0:
-            checks.append(errors < train.target_bit_errors)
-        if train.target_cost > 0:
-            checks.append(cost < train.target_cost)
-        if train.target_excess > 0:
-            assert self.optimal is not None
-            checks.append(cost - self.optimal < train.target_excess)
-        return bool(checks) and all(checks) and self.progress.stage == 1
-
     def _evaluate_and_decide(self) -> tuple[bool, bool]:
         p, train = self.progress, self.run.train
-        assert self.held_out is not None  # rank 0 holds it
-        held_out = self.held_out
-        if p.stage == 0:
-            if self.withheld_held_out is None:
-                variant = self.run.task.with_settings(end_marker=False)
-                self.withheld_held_out = held_out_batch(self.run, variant)
-            held_out = self.withheld_held_out
-        self.last_eval = evaluate(self.model, held_out)
-        eval_cost, eval_errors = self.last_eval
-        met = self._target_met(eval_cost, eval_errors)
+        cost, errors = self.evaluator.measure(self.model, self.stage.withheld)
+        met = self.evaluator.target_met(cost, errors) and not self.stage.withheld
         lr = float(self.optimizer.param_groups[0]["lr"])
-        seen = max(p.window_sequences, 1)
-        row = {
-            "sequences": p.sequences,
-            "seconds": round(p.seconds, 3),
-            "train_cost": p.window_cost / seen,
-            "train_bit_errors": p.window_errors / seen,
-            "eval_cost": eval_cost,
-            "eval_bit_errors": eval_errors,
-            "skipped_steps": p.skipped,
-            "lr": lr,
-            "stage": p.stage,
-            "target_met": int(met),
-        }
-        ckpt.append_metrics(self.run_dir, row)
-        excess = "" if self.optimal is None else f" ({eval_cost - self.optimal:+.3f} optimal)"
-        self.log(
-            f"{p.sequences:>10,d} seq {p.seconds:8.1f} s  train cost {row['train_cost']:7.3f}  "
-            f"held-out cost {eval_cost:7.3f} bits{excess}, {eval_errors:7.3f} bit errors "
-            "per sequence"
-        )
-        if p.stage == 0 and eval_errors < (train.target_bit_errors or COPIES_RIGHT):
-            p.stage, p.best_cost, p.first_cost, p.stale_evals = 1, math.inf, math.nan, 0
+        self.log(self.evaluator.record(p, self.guard.skipped, lr, met, self.stage.stage))
+        if self.stage.withheld and errors < (train.target_bit_errors or COPIES_RIGHT):
+            self.stage.stage = 1
+            self.schedule.restart()
             self.log(
-                f"{p.sequences:>10,d} seq  copies right ({eval_errors:.3f} bit errors on "
+                f"{p.sequences:>10,d} seq  copies right ({errors:.3f} bit errors on "
                 "held-out sequences without the end marker): the end marker from here on, "
                 f"the optimiser afresh at learning rate {train.lr:g}"
             )
             return False, False
-        return met, self._follow_schedule(eval_cost)
+        return met, self._follow_schedule(cost)
 
     def _follow_schedule(self, cost: float) -> bool:
-        """Keep the best model of the stage, and on a plateau lower the learning rate (once
-        the network has learned: see ``plateau_after``). Returns True when the rate is at
-        its floor and the plateau goes on: the run ends."""
-        p, train = self.progress, self.run.train
-        reference = self.optimal or 0.0  # what no model can beat: 0, or the Bayes optimum
-        if math.isnan(p.first_cost):
-            p.first_cost = cost - reference
-        if cost < p.best_cost * (1 - IMPROVEMENT):
-            p.best_cost, p.stale_evals = cost, 0
-            if p.stage == 1:
-                info = {"sequences": p.sequences, "eval_cost": cost,
-                        "eval_bit_errors": self.last_eval[1]}  # fmt: skip
-                ckpt.save_best(self.run_dir, self.model, info)
-            return False
-        if p.best_cost - reference > train.plateau_after * p.first_cost:
-            return False  # not learned yet: a flat start is no plateau
-        p.stale_evals += 1
-        if train.schedule != "plateau" or p.stale_evals < train.lr_patience:
-            return False
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        if lr <= train.lr_floor * (1 + 1e-6):
+        """Keep the best model of the stage, and on a plateau lower the learning rate.
+        Returns True when the rate is at its floor and the plateau goes on: the run ends."""
+        p = self.progress
+        decision = self.schedule.observe(cost, float(self.optimizer.param_groups[0]["lr"]))
+        if decision.best and not self.stage.withheld:
+            self.evaluator.keep_best(self.model, p.sequences)
+        if decision.lower_to is not None:
+            self.set_learning_rate(decision.lower_to, "plateau: ")
+        if decision.stop:
             self.log(
-                f"{p.sequences:>10,d} seq  no new best held-out cost in {p.stale_evals} "
-                f"evaluations at the floor learning rate {train.lr_floor:g}: stopping"
+                f"{p.sequences:>10,d} seq  no new best held-out cost in "
+                f"{self.schedule.stale_evals} evaluations at the floor learning rate "
+                f"{self.run.train.lr_floor:g}: stopping"
             )
-            return True
-        p.stale_evals = 0
-        self.set_learning_rate(max(lr * train.lr_decay, train.lr_floor), "plateau: ")
-        return False
+        return decision.stop
 
     def close(self) -> None:
         """Let go of the run folder (another process may then train it)."""
         if self.lock is not None:
             self.lock.release()
             self.lock = None
-
-    def _progress_bar(self) -> tqdm:
-        """Sequences trained; a total (and so an ETA) only where the run will go that far:
-        no target and a constant learning rate. A run that may stop early shows its held-out
-        result against its target instead."""
-        train = self.run.train
-        to_the_end = not train.targets() and train.schedule == "constant"
-        return tqdm(
-            total=train.max_sequences if to_the_end else None,
-            initial=self.progress.sequences,
-            unit="seq",
-            unit_scale=True,
-            dynamic_ncols=True,
-            disable=self.quiet,
-            desc=f"{train.task} {train.model}",
-        )
-
-    def _held_out_note(self) -> str:
-        """The last held-out result in the terms of the run's target, for the progress bar."""
-        train, (cost, errors) = self.run.train, self.last_eval
-        if train.target_excess > 0 and self.optimal is not None:
-            excess = cost - self.optimal
-            return f"held-out cost {excess:+.3f} optimal (target < +{train.target_excess:g})"
-        if train.target_cost > 0:
-            return f"held-out cost {cost:.3f} (target < {train.target_cost:g})"
-        target = f" (target < {train.target_bit_errors:g})" if train.target_bit_errors else ""
-        return f"held-out bit errors {errors:.4f}{target}"
 
     def fit(self) -> TrainResult:
         """Train to the target or the budget, or until interrupted or the schedule ends the
@@ -574,25 +355,14 @@ class Trainer:
     def _fit(self) -> TrainResult:
         train, p = self.run.train, self.progress
         solved = interrupted = floor = False
-        bar = self._progress_bar()
+        bar = _progress_bar(self.run.train, p.sequences, self.quiet)
         started = time.perf_counter() - p.seconds
-        goal = " and ".join(train.targets()) or "none"
-        schedule = train.schedule
-        if schedule == "plateau":
-            schedule += (
-                f" (x{train.lr_decay:g} after {train.lr_patience} evaluations without a new "
-                f"best, once the held-out cost is below {train.plateau_after:g} of its first; "
-                f"down to {train.lr_floor:g})"
-            )
-        self.log(f"target: {goal}; lr {train.lr:g}, schedule {schedule}")
-        if p.stage == 0:
-            self.log("end marker withheld until the copies are right")
-        if self.engine_problem:
-            self.log(f"engine {self.engine}: {self.engine_problem}")
-        if self.engine == "compiled":
-            self.log("compiling the step with torch.compile (one to two minutes the first time)")
+        for line in _describe(
+            self.run.train, self.stage.withheld, self.engine, self.engine_problem
+        ):
+            self.log(line)
         if self.sync_free:
-            self.tally = _DeviceTally(self.device, p.bad_in_a_row)
+            self.guard.keep_on_device()
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not (solved or floor):
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):
@@ -614,7 +384,7 @@ class Trainer:
                 if p.sequences >= p.next_eval:
                     solved, floor = self._report()
                     p.next_eval += train.eval_every
-                    bar.set_postfix_str(self._held_out_note(), refresh=False)
+                    bar.set_postfix_str(self.evaluator.note(), refresh=False)
                 if p.sequences >= p.next_checkpoint:
                     p.next_checkpoint += self._ckpt_every()
                     self.save()
@@ -622,32 +392,99 @@ class Trainer:
                 solved, floor = self._report()
         self.save()
         reason = "budget"
-        if interrupted:
-            reason = "interrupted"
-            self.log(
-                f"interrupted at {p.sequences:,d} sequences; checkpoint saved, resume with "
-                f"`ntm train --resume {self.run_dir}`"
-            )
-        elif solved:
-            reason = "target"
-            cost, errors = self.last_eval
-            self.log(
-                f"solved ({goal}): held-out cost {cost:.3f} bits, {errors:.4f} bit errors per "
-                f"sequence after {p.sequences:,d} sequences, {p.seconds / 60:.1f} minutes"
-            )
-        elif floor:
-            reason = "floor"
-        return TrainResult(
-            run_dir=self.run_dir,
-            sequences=p.sequences,
-            seconds=p.seconds,
-            solved=solved,
-            interrupted=interrupted,
-            eval_cost=self.last_eval[0],
-            eval_bit_errors=self.last_eval[1],
-            losses=self.losses,
-            reason=reason,
+        if interrupted or solved or floor:
+            reason = "interrupted" if interrupted else "target" if solved else "floor"
+        cost, errors = self.evaluator.last
+        result = TrainResult(self.run_dir, p.sequences, p.seconds, solved, interrupted, cost,
+                             errors, self.losses, reason)  # fmt: skip
+        if interrupted or solved:
+            self.log(_last_line(result, train))
+        return result
+
+
+def _replica(
+    run: RunConfig, device: torch.device, world: World
+) -> tuple[nn.Module, str, str | None]:
+    """This process's replica of the run's model on ``device``, seeded and starting from
+    rank 0's weights; its engine, and why it is not the one asked for."""
+    train = run.train
+    if train.threads > 0:
+        torch.set_num_threads(train.threads)
+    torch.manual_seed(train.seed)
+    if train.batch_size < world.size:
+        raise ValueError(
+            f"--batch-size {train.batch_size} cannot be shared among {world.size} "
+            f"processes: use at least {world.size}"
         )
+    engine, problem = choose_engine(train.engine, device, torch.float32, model_class(train.model))
+    model = build_model(run, engine).to(device)
+    distributed.broadcast([*model.parameters(), *model.buffers()], world)
+    return model, engine, problem
+
+
+def _split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A checkpoint's trainer state as the loop's counters and each part's state. A state
+    whose ``progress`` also holds the parts' counters (as older run folders' do) reads the
+    same."""
+    counters = dict(state["progress"])
+    parts = {
+        "curriculum": {k: counters.pop(k) for k in CURRICULUM_FIELDS if k in counters},
+        "guard": {k: counters.pop(k) for k in _GUARD_KEYS if k in counters},
+        "schedule": {k: counters.pop(k) for k in _SCHEDULE_KEYS if k in counters},
+        "stage": counters.pop("stage", None),
+    }
+    parts.update({k: state[k] for k in parts if k in state})
+    return counters, parts
+
+
+def _last_line(result: TrainResult, train: TrainConfig) -> str:
+    """What ``train.log`` says of a run that was interrupted or solved."""
+    if result.interrupted:
+        return (
+            f"interrupted at {result.sequences:,d} sequences; checkpoint saved, resume with "
+            f"`ntm train --resume {result.run_dir}`"
+        )
+    return (
+        f"solved ({' and '.join(train.targets())}): held-out cost {result.eval_cost:.3f} bits, "
+        f"{result.eval_bit_errors:.4f} bit errors per sequence after {result.sequences:,d} "
+        f"sequences, {result.seconds / 60:.1f} minutes"
+    )
+
+
+def _progress_bar(train: TrainConfig, sequences: int, quiet: bool) -> tqdm:
+    """Sequences trained; a total (and so an ETA) only where the run will go that far: no
+    target and a constant learning rate. A run that may stop early shows its held-out
+    result against its target instead."""
+    to_the_end = not train.targets() and train.schedule == "constant"
+    return tqdm(
+        total=train.max_sequences if to_the_end else None,
+        initial=sequences,
+        unit="seq",
+        unit_scale=True,
+        dynamic_ncols=True,
+        disable=quiet,
+        desc=f"{train.task} {train.model}",
+    )
+
+
+def _describe(train: TrainConfig, withheld: bool, engine: str, problem: str | None) -> list[str]:
+    """The lines ``train.log`` begins a stretch of training with."""
+    goal = " and ".join(train.targets()) or "none"
+    schedule = train.schedule
+    if schedule == "plateau":
+        schedule += (
+            f" (x{train.lr_decay:g} after {train.lr_patience} evaluations without a new "
+            f"best, once the held-out cost is below {train.plateau_after:g} of its first; "
+            f"down to {train.lr_floor:g})"
+        )
+    lines = [f"target: {goal}; lr {train.lr:g}, schedule {schedule}"]
+    if withheld:
+        lines.append("end marker withheld until the copies are right")
+    if problem:
+        lines.append(f"engine {engine}: {problem}")
+    if engine == "compiled":
+        lines.append("compiling the step with torch.compile (one to two minutes the first time)")
+    return lines
 
 
 def _on_main(world: World, work: Callable[[], Any]) -> Any:

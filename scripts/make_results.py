@@ -6,7 +6,7 @@ Inputs:
 
 - ``SHIPPED`` below, one entry per task: how the shipped model was trained, the command that
   reproduces it, the findings, and the records of runs worth knowing.
-- The shipped models, ``src/ntm/pretrained/TASK/``: config, weights, ``metrics.csv`` and
+- The shipped models, ``src/ntm/pretrained/ntm/TASK/``: config, weights, ``metrics.csv`` and
   ``eval.json`` (the output of ``ntm eval --pretrained TASK --json``).
 - The LSTM baselines' records, ``docs/results/runs/TASK-lstm/``: ``config.json``,
   ``metrics.csv`` and ``eval.json`` (their weights are megabytes and are not shipped).

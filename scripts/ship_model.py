@@ -3,8 +3,8 @@
 Run: ``python scripts/ship_model.py RUN_DIR NAME [--checkpoint latest]`` (NAME is the task
 name, e.g. ``copy``).
 
-Writes ``src/ntm/pretrained/NAME/`` for an NTM, ``src/ntm/pretrained/dnc/NAME/`` for a DNC
-(``ntm.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
+Writes ``src/ntm/pretrained/MODEL/NAME/`` (``ntm/copy/``, ``dnc/copy/``, read by
+``ntm.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
 weights of its best checkpoint (lowest held-out cost; ``--checkpoint latest``: the newest)
 as ``model.safetensors``, ``eval.json`` (what ``ntm eval
 --pretrained NAME`` prints, as JSON, for the report) and ``check.json`` (the cost and bit
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args()
     kind = read_run_config(args.run_dir).train.model
-    folder = (ROOT if kind == "ntm" else ROOT / kind) / args.name  # as ntm.pretrained reads
+    folder = ROOT / kind / args.name  # as ntm.pretrained reads
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run_dir / ckpt.CONFIG_FILE, folder / ckpt.CONFIG_FILE)
     shutil.copyfile(args.run_dir / ckpt.METRICS_FILE, folder / ckpt.METRICS_FILE)

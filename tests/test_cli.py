@@ -184,9 +184,7 @@ def test_init_from_a_shipped_model(tmp_path: Path, capsys: pytest.CaptureFixture
     flags = [*FEW, "--task", "repeat_copy", "--init-from", "copy"]
     assert run_cli("train", "--run-dir", str(tmp_path / "r"), *flags) == 0
     log = (tmp_path / "r" / "train.log").read_text()
-    assert (
-        "weights from the shipped copy model (copy): input_size 9 -> 10, output_size 8 -> 9" in log
-    )
+    assert "weights from the shipped copy ntm (copy): input_size 9 -> 10, output_size 8 -> 9" in log
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["train"]["init_from"] == "copy"
     assert run_cli("train", "--run-dir", str(tmp_path / "s"), *flags, "--word-size", "8") == 2

@@ -104,7 +104,7 @@ def test_presets_give_the_dnc_its_tasks_settings() -> None:
 def test_unknown_pretrained_dnc_is_refused_with_the_list() -> None:
     with pytest.raises(ckpt.RunError, match="no pretrained dnc model 'nope'; shipped: "):
         pretrained.path("nope", model="dnc")
-    with pytest.raises(ckpt.RunError, match="pretrained models are of kind ntm, dnc"):
+    with pytest.raises(ckpt.RunError, match="pretrained models are of model dnc, ntm"):
         pretrained.available("lstm")
 
 

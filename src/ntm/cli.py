@@ -521,14 +521,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
     parser.add_argument(
         "--pretrained",
         metavar="TASK",
-        help="a model shipped with the package instead of a run folder "
-        f"(NTM: {', '.join(pretrained.available()) or 'none shipped'}; DNC: "
-        f"{', '.join(pretrained.available('dnc')) or 'none shipped'})",
+        help="a model shipped with the package instead of a run folder ("
+        + "; ".join(f"{m}: {', '.join(pretrained.available(m))}" for m in pretrained.models())
+        + ")",
     )
     parser.add_argument(
         "--model",
-        choices=pretrained.MODELS,
-        help="with --pretrained: the shipped NTM (ntm, the default) or DNC (dnc)",
+        choices=pretrained.models(),
+        help="with --pretrained: which model's shipped one (default: ntm)",
     )
     parser.add_argument(
         "--task-arg",

@@ -34,16 +34,14 @@ def output_weights(model: str) -> tuple[str, ...]:
 
 
 def init_source(name: str, model: str = "ntm") -> tuple[Path, str]:
-    """The folder that ``--init-from NAME`` means (a run folder, else a shipped model of kind
-    ``model``) and how train.log names it."""
+    """The folder that ``--init-from NAME`` means (a run folder, else the shipped model
+    ``model`` for task NAME) and how train.log names it."""
     folder = Path(name)
     if folder.is_dir():
         return folder, str(folder)
-    kind = model if model in pretrained.MODELS else ""
-    shipped = pretrained.available(kind) if kind else []
+    shipped = pretrained.available(model) if model in pretrained.models() else []
     if name in shipped:
-        label = f"the shipped {name} model" if kind == "ntm" else f"the shipped {name} {kind}"
-        return pretrained.path(name, kind), label
+        return pretrained.path(name, model), f"the shipped {name} {model}"
     raise ckpt.RunError(
         f"--init-from {name!r} is neither a run folder nor a shipped {model} model "
         f"({', '.join(shipped) or 'none shipped'})"

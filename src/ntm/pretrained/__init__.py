@@ -1,10 +1,11 @@
 """Trained models shipped inside the package: ``ntm.pretrained.load("copy")``.
 
-Each model is a folder here holding what a run folder holds for evaluation: ``config.json``
-(model, task and training settings), ``model.safetensors`` (the weights, loaded without
-unpickling anything) and ``metrics.csv`` (its learning curve). ``ntm eval --pretrained
-copy`` and ``ntm viz --pretrained copy`` use them as they would a run folder; the DNC's are
-``ntm.pretrained.load("copy", model="dnc")`` and ``ntm eval --pretrained copy --model dnc``.
+Each model is a folder ``MODEL/TASK/`` here (``ntm/copy/``, ``dnc/copy/``) holding what a run
+folder holds for evaluation: ``config.json`` (model, task and training settings),
+``model.safetensors`` (the weights, loaded without unpickling anything) and ``metrics.csv``
+(its learning curve). ``ntm eval --pretrained copy`` and ``ntm viz --pretrained copy`` use
+them as they would a run folder; another model's are ``ntm.pretrained.load("copy",
+model="dnc")`` and ``ntm eval --pretrained copy --model dnc``.
 """
 
 from __future__ import annotations
@@ -18,22 +19,23 @@ from ntm.checkpoint import CONFIG_FILE, RunError
 from ntm.runs import load_run
 
 _ROOT = Path(__file__).resolve().parent
-#: The model kinds shipped, each in its own folder: the NTM's at the top, a DNC's in ``dnc/``.
-MODELS = ("ntm", "dnc")
+
+
+def models() -> list[str]:
+    """The models that have shipped ones (folders here)."""
+    return sorted(p.name for p in _ROOT.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
 
 def folder(model: str) -> Path:
-    """Where the shipped models of kind ``model`` live."""
-    if model not in MODELS:
-        raise RunError(f"model = {model!r}: pretrained models are of kind {', '.join(MODELS)}")
-    return _ROOT if model == "ntm" else _ROOT / model
+    """Where the shipped models of model ``model`` live."""
+    if model not in models():
+        raise RunError(f"model = {model!r}: pretrained models are of model {', '.join(models())}")
+    return _ROOT / model
 
 
 def available(model: str = "ntm") -> list[str]:
-    """Names of the shipped models of kind ``model`` (``ntm`` or ``dnc``): task names."""
+    """Names of the shipped models of model ``model`` (``ntm``, ``dnc``): task names."""
     root = folder(model)
-    if not root.is_dir():
-        return []
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 

@@ -1,6 +1,8 @@
 """Write ``docs/results.md`` and its figures from the shipped models and the runs' records.
 
-Run: ``python scripts/make_results.py``
+Run: ``python scripts/make_results.py``; it also writes the README's results table (the
+summary's), between its ``README_TABLE`` lines. ``tests/test_docs.py`` fails when either
+document disagrees with what this script makes of the records.
 
 Inputs:
 
@@ -559,8 +561,10 @@ def _training(runs: dict[str, tuple[Path, int]], others: tuple[str, ...] = ()) -
     return "; ".join(parts)
 
 
-def _curves(task: str, runs: dict[str, tuple[Path, int]]) -> Path:
+def _curves(task: str, runs: dict[str, tuple[Path, int]], draw: bool) -> Path:
     """Held-out cost against training sequences."""
+    if not draw:
+        return FIGURES / f"{task}-curves.png"
     figure, axis = plt.subplots(figsize=(7, 4))
     costs = []
     for label, (folder, start) in runs.items():
@@ -580,9 +584,11 @@ def _curves(task: str, runs: dict[str, tuple[Path, int]]) -> Path:
     return _save(figure, axis, f"{task}: held-out cost during training", f"{task}-curves.png")
 
 
-def _priority_figure(folder: Path) -> Path:
+def _priority_figure(folder: Path, draw: bool) -> Path:
     """Write location against priority (the paper's figure 17): for each input vector of one
     held-out sequence, the slot where each write head put most of its weight."""
+    if not draw:
+        return FIGURES / "priority_sort-write-vs-priority.png"
     run, model = load_run(folder)
     assert isinstance(model, NTM)
     batch = run.task.sample(1, torch.Generator().manual_seed(HELD_OUT_SEED))
@@ -600,12 +606,14 @@ def _priority_figure(folder: Path) -> Path:
     return _save(figure, axis, title, "priority_sort-write-vs-priority.png", "small")
 
 
-def _ngrams_excess_figure(folder: Path, others: dict[str, Path]) -> Path:
+def _ngrams_excess_figure(folder: Path, others: dict[str, Path], draw: bool) -> Path:
     """Cost above the Bayes-optimal estimator's at each step, averaged over the 1,000
     held-out sequences ``ntm eval`` draws, for the model in ``folder``, for the runs in
     ``others`` (label: run folder, evaluated on the same sequences whatever they trained on)
     and, when the model has fewer slots than the sequence has steps, for the optimal
     estimator that keeps only as many last transitions as it has slots (what a tape holds)."""
+    if not draw:
+        return FIGURES / "ngrams-excess.png"
     run = read_run_config(folder)
     task, slots = run.task, run.model.memory_size
     batch = task.sample(1000, torch.Generator().manual_seed(HELD_OUT_SEED))
@@ -659,18 +667,20 @@ def _path(path: Path) -> str:
     return path.relative_to(DOCS).as_posix()
 
 
-def _beyond(folder: Path, name: str, label: str, settings: dict[str, int]) -> list[str]:
+def _beyond(folder: Path, name: str, label: str, settings: dict[str, int], draw: bool) -> list[str]:
     """The model of ``folder`` on one sequence of its task with ``settings`` changed, drawn
     into ``FIGURES/name``."""
     beyond = FIGURES / name
-    for path in draw_run(folder, beyond, settings, seed=HELD_OUT_SEED):
+    for path in draw_run(folder, beyond, settings, seed=HELD_OUT_SEED) if draw else []:
         if path.name != "sequence.png":  # the others repeat the first pictures
             path.unlink()
     return _figure(beyond / "sequence.png", label)
 
 
-def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None) -> list[str]:
-    """The report's section on ``task``."""
+def _section(
+    task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None, draw: bool
+) -> list[str]:
+    """The report's section on ``task`` (``draw``: its figures drawn too)."""
     shipped = pretrained.path(task)
     ntm = _read_eval(shipped)
     lstm = _read_eval(RECORDS / f"{task}-lstm")
@@ -704,18 +714,20 @@ def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None)
         lines.append(f"- {label}, {sequences:,d} sequences: {lesson} ([record]({_path(folder)}/)).")
     if lines:
         out += ["Not shipped:", "", *lines, ""]
-    out += _figure(_curves(task, runs), "learning curves")
-    draw_run(shipped, FIGURES / task, seed=HELD_OUT_SEED)
+    out += _figure(_curves(task, runs, draw), "learning curves")
+    if draw:
+        draw_run(shipped, FIGURES / task, seed=HELD_OUT_SEED)
     out += _figure(FIGURES / task / "sequence.png", "weightings")
     if task in BEYOND:
-        out += _beyond(shipped, f"{task}-beyond", *BEYOND[task])
+        out += _beyond(shipped, f"{task}-beyond", *BEYOND[task], draw)
     if dnc_folder is not None and dnc_folder.parent != RECORDS:
-        draw_run(dnc_folder, FIGURES / f"{task}-dnc", seed=HELD_OUT_SEED)
+        if draw:
+            draw_run(dnc_folder, FIGURES / f"{task}-dnc", seed=HELD_OUT_SEED)
         out += _figure(FIGURES / f"{task}-dnc" / "sequence.png", "DNC weightings")
         if task in DNC_BEYOND:
-            out += _beyond(dnc_folder, f"{task}-dnc-beyond", *DNC_BEYOND[task])
+            out += _beyond(dnc_folder, f"{task}-dnc-beyond", *DNC_BEYOND[task], draw)
     if task == "priority_sort":
-        out += _figure(_priority_figure(shipped), "write vs priority")
+        out += _figure(_priority_figure(shipped, draw), "write vs priority")
     if task == "ngrams":
         others = {}
         for label, name in entry.compare:
@@ -723,12 +735,51 @@ def _section(task: str, entry: Shipped, reproduced: list[dict[str, Any]] | None)
                 others[label] = KEPT / name
             else:
                 _skipped(KEPT / name)
-        out += _figure(_ngrams_excess_figure(shipped, others), "excess over optimal")
+        out += _figure(_ngrams_excess_figure(shipped, others, draw), "excess over optimal")
     return out
 
 
-def main() -> None:
-    FIGURES.mkdir(parents=True, exist_ok=True)
+def summary_table() -> list[str]:
+    """The table of each task's deciding numbers for the NTM, the DNC and the LSTM against
+    its target, from their eval records: the summary of ``docs/results.md`` and the
+    README's results table."""
+    out = [
+        "| task | target | NTM | DNC | LSTM | NTM met | DNC met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in TASKS:
+        ntm = _read_eval(pretrained.path(task))
+        lstm = _read_eval(RECORDS / f"{task}-lstm")
+        dnc_folder = _dnc_folder(task)
+        dnc = _read_eval(dnc_folder) if dnc_folder is not None else []
+        verdicts = ["yes" if met(task, rows, lstm) else "no" for rows in (ntm, dnc)]
+        if not dnc:
+            verdicts[1] = "not run"
+        numbers = [deciding(task, rows) if rows else "–" for rows in (ntm, dnc, lstm)]
+        out.append("| " + " | ".join([task, TARGETS[task], *numbers, *verdicts]) + " |")
+    return out
+
+
+#: Where the README holds the results table, between these two lines.
+README_TABLE = (
+    "<!-- results table: python scripts/make_results.py -->",
+    "<!-- end of results table -->",
+)
+
+
+def readme_with_table(text: str) -> str:
+    """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
+    lines."""
+    begin, end = README_TABLE
+    head, _, rest = text.partition(begin + "\n")
+    _, _, tail = rest.partition(end)
+    return head + begin + "\n" + "\n".join(summary_table()) + "\n" + end + tail
+
+
+def report(draw: bool = True) -> str:
+    """The text of ``docs/results.md``, from the records; ``draw``: write its figures too."""
+    if draw:
+        FIGURES.mkdir(parents=True, exist_ok=True)
     reproduced = json.loads(REPRODUCE.read_text()) if REPRODUCE.is_file() else None
     out = [
         "# Results: the paper's five tasks",
@@ -746,21 +797,11 @@ def main() -> None:
         "## Summary",
         "",
         *([DNC_SUMMARY, ""] if DNC_SUMMARY else []),
-        "| task | target | NTM | DNC | LSTM | NTM met | DNC met |",
-        "|---|---|---|---|---|---|---|",
+        *summary_table(),
     ]
     sections = []
     for task in TASKS:
-        ntm = _read_eval(pretrained.path(task))
-        lstm = _read_eval(RECORDS / f"{task}-lstm")
-        dnc_folder = _dnc_folder(task)
-        dnc = _read_eval(dnc_folder) if dnc_folder is not None else []
-        verdicts = ["yes" if met(task, rows, lstm) else "no" for rows in (ntm, dnc)]
-        if not dnc:
-            verdicts[1] = "not run"
-        numbers = [deciding(task, rows) if rows else "–" for rows in (ntm, dnc, lstm)]
-        out.append("| " + " | ".join([task, TARGETS[task], *numbers, *verdicts]) + " |")
-        sections += _section(task, SHIPPED[task], reproduced)
+        sections += _section(task, SHIPPED[task], reproduced, draw)
     out += ["", "## Unattended runs", ""]
     if reproduced is None:
         out += ["Not measured yet (`python benchmarks/reproduce.py`).", ""]
@@ -774,8 +815,14 @@ def main() -> None:
             *_reproduce_table(reproduced),
             "",
         ]
-    (DOCS / "results.md").write_text("\n".join([*out, *sections]).rstrip("\n") + "\n")
-    print(f"wrote {DOCS / 'results.md'}")
+    return "\n".join([*out, *sections]).rstrip("\n") + "\n"
+
+
+def main() -> None:
+    (DOCS / "results.md").write_text(report())
+    readme = REPO / "README.md"
+    readme.write_text(readme_with_table(readme.read_text()))
+    print(f"wrote {DOCS / 'results.md'} and the results table of {readme}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The documents describe the project as it is and how to reproduce it, not the story of how
 it was built (which session a run came from, what changed since when): history lives in git."""
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -106,3 +109,26 @@ def test_narration_is_found(text: str) -> None:
 )
 def test_facts_are_not_narration(text: str) -> None:
     assert narration(text) == []
+
+
+def _make_results() -> ModuleType:
+    """``scripts/make_results.py``, imported."""
+    spec = importlib.util.spec_from_file_location(
+        "make_results", ROOT / "scripts" / "make_results.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_results"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_documents_say_what_the_records_say() -> None:
+    """``docs/results.md`` and the README's results table are what ``make_results.py``
+    makes of the records (eval outputs, metrics, reproduce.json): a number changed by hand,
+    or a record changed without running the script, fails here."""
+    make_results = _make_results()
+    assert (ROOT / "docs" / "results.md").read_text() == make_results.report(draw=False)
+    readme = (ROOT / "README.md").read_text()
+    assert make_results.README_TABLE[0] in readme
+    assert readme == make_results.readme_with_table(readme)

@@ -54,6 +54,7 @@ from ntm import pretrained
 from ntm.data import held_out_batch
 from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM
+from ntm.runconfig import recipes_markdown
 from ntm.runs import load_run, read_run_config
 from ntm.viz import draw_run
 
@@ -765,15 +766,23 @@ README_TABLE = (
     "<!-- results table: python scripts/make_results.py -->",
     "<!-- end of results table -->",
 )
+#: Where the README holds each task's preset settings and their reasons (the models' and
+#: tasks' own, as ``ntm train --help`` shows them).
+README_RECIPES = ("<!-- recipes: python scripts/make_results.py -->", "<!-- end of recipes -->")
 
 
-def readme_with_table(text: str) -> str:
-    """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
-    lines."""
-    begin, end = README_TABLE
+def _between(text: str, markers: tuple[str, str], lines: list[str]) -> str:
+    begin, end = markers
     head, _, rest = text.partition(begin + "\n")
     _, _, tail = rest.partition(end)
-    return head + begin + "\n" + "\n".join(summary_table()) + "\n" + end + tail
+    return head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
+
+
+def readme_with_tables(text: str) -> str:
+    """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
+    lines and the presets' recipes between the :data:`README_RECIPES` lines."""
+    text = _between(text, README_TABLE, summary_table())
+    return _between(text, README_RECIPES, recipes_markdown())
 
 
 def report(draw: bool = True) -> str:
@@ -821,8 +830,8 @@ def report(draw: bool = True) -> str:
 def main() -> None:
     (DOCS / "results.md").write_text(report())
     readme = REPO / "README.md"
-    readme.write_text(readme_with_table(readme.read_text()))
-    print(f"wrote {DOCS / 'results.md'} and the results table of {readme}")
+    readme.write_text(readme_with_tables(readme.read_text()))
+    print(f"wrote {DOCS / 'results.md'} and the tables of {readme}")
 
 
 if __name__ == "__main__":

@@ -131,4 +131,5 @@ def test_the_documents_say_what_the_records_say() -> None:
     assert (ROOT / "docs" / "results.md").read_text() == make_results.report(draw=False)
     readme = (ROOT / "README.md").read_text()
     assert make_results.README_TABLE[0] in readme
-    assert readme == make_results.readme_with_table(readme)
+    assert make_results.README_RECIPES[0] in readme
+    assert readme == make_results.readme_with_tables(readme)

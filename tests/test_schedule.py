@@ -126,7 +126,7 @@ def test_shipping_takes_the_best_model(run_dir: Path, tmp_path: Path) -> None:
         patch.setattr(ship, "evaluate_run", lambda folder: [])  # the paper's settings: slow
         patch.setattr("sys.argv", ["ship_model.py", str(run_dir), "copy"])
         ship.main()
-    shipped = tmp_path / "pretrained" / "copy" / ckpt.MODEL_FILE
+    shipped = tmp_path / "pretrained" / "ntm" / "copy" / ckpt.MODEL_FILE
     assert shipped.read_bytes() == best.read_bytes()
 
 

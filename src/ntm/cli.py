@@ -149,19 +149,20 @@ def _model_fields() -> dict[str, tuple[Any, list[str]]]:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = True) -> None:
-    parser.add_argument(
+    run = parser.add_argument_group("run")
+    run.add_argument(
         "--config", type=Path, metavar="FILE.json", help="settings file (a run's config.json)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     if single_run:
-        parser.add_argument("--run-dir", type=Path, metavar="DIR", help="where the run is written")
-        parser.add_argument(
+        run.add_argument("--run-dir", type=Path, metavar="DIR", help="where the run is written")
+        run.add_argument(
             "--resume",
             type=Path,
             metavar="RUN_DIR",
             help="continue a run from its last checkpoint",
         )
-        parser.add_argument(
+        run.add_argument(
             "--nproc",
             type=int,
             metavar="N",

@@ -259,20 +259,16 @@ def _flags(settings: dict[str, Any]) -> str:
     )
 
 
-def describe_recipes() -> str:
-    """Each task's preset settings and why, for ``ntm train --help``: the task's target,
-    then each model's fast-preset settings where they differ from its defaults."""
-    lines = textwrap.wrap(
-        "per-task defaults (--preset fast: Adam 3e-3 and --schedule plateau, then these; the "
-        "targets apply to every preset and model):",
-        96,
-    )
+def recipes() -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Each task's preset settings and why: (task, [(whose, flags, why)]): the task's target
+    (whose ""), then each model's fast-preset settings where they differ from its defaults."""
     defaults = dataclasses.asdict(TrainConfig())
+    out = []
     for task in registry.tasks():
         parts = []
         target = task_target(task)
         if target.train:
-            parts.append(f"{_flags(dict(target.train))} ({target.why})")
+            parts.append(("", _flags(dict(target.train)), target.why))
         for model, cls in registry.models().items():
             recipe = recipe_for("fast", task, model, {**defaults, "task": task})
             if recipe is None:
@@ -283,17 +279,46 @@ def describe_recipes() -> str:
                 **{k: v for k, v in recipe.model.items() if getattr(base, k) != v},
             }
             if changed:
-                why = f" ({recipe.why})" if recipe.why else ""
-                parts.append(f"{model}: {_flags(changed)}{why}")
+                parts.append((model, _flags(changed), recipe.why))
         if parts:
-            lines += textwrap.wrap(
-                f"{task}: {'; '.join(parts)}",
-                96,
-                initial_indent="  ",
-                subsequent_indent="      ",
-                break_on_hyphens=False,
-            )
+            out.append((task, parts))
+    return out
+
+
+#: What the per-task settings are, before them.
+_RECIPES_LEAD = (
+    "per-task defaults (--preset fast: Adam 3e-3 and --schedule plateau, then these; the "
+    "targets apply to every preset and model)"
+)
+
+
+def describe_recipes() -> str:
+    """:func:`recipes` as ``ntm train --help`` shows them."""
+    lines = textwrap.wrap(_RECIPES_LEAD + ":", 96)
+    for task, parts in recipes():
+        text = "; ".join(
+            f"{whose + ': ' if whose else ''}{flags}{f' ({why})' if why else ''}"
+            for whose, flags, why in parts
+        )
+        lines += textwrap.wrap(
+            f"{task}: {text}",
+            96,
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,
+        )
     return "\n".join(lines)
+
+
+def recipes_markdown() -> list[str]:
+    """:func:`recipes` as a Markdown list, for the README."""
+    lines = []
+    for task, parts in recipes():
+        lines.append(f"- `{task}`:")
+        for whose, flags, why in parts:
+            who = f"`--model {whose}`" if whose else "target"
+            lines.append(f"  - {who}: `{flags}`" + (f": {why}" if why else ""))
+    return lines
 
 
 def preset_train_settings(

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ntm import checkpoint as ckpt
 from ntm import distributed
 from ntm.distributed import World
 
@@ -192,6 +194,27 @@ class UpdateGuard:
             tally.bad_in_a_row.zero_()
             tally.worst_run.zero_()
         return (cost, errors, round(sequences)), losses, roll_back
+
+    def roll_back(self, model: nn.Module, optimizer: torch.optim.Optimizer, run_dir: Path) -> str:
+        """Reload weights and optimiser from the run's last checkpoint (read by rank 0,
+        handed to the others) and halve the learning rate; returns the line for
+        ``train.log``. Counters go on, and the data follow the update counter, so the run
+        does not replay the batches that failed."""
+        lowered = [group["lr"] * 0.5 for group in optimizer.param_groups]
+        found = None
+        if self.world.main:
+            checkpoint = ckpt.load_checkpoint(run_dir)
+            found = (checkpoint.model, checkpoint.trainer["optimizer"], checkpoint.path)
+        weights, optimizer_state, path = distributed.from_main(found, self.world)
+        ckpt.load_weights_strict(model, weights, path / ckpt.MODEL_FILE)
+        optimizer.load_state_dict(optimizer_state)
+        for group, lr in zip(optimizer.param_groups, lowered, strict=True):
+            group["lr"] = lr  # saved with the optimiser state, so a resumed run keeps it
+        self.bad_in_a_row = 0
+        return (
+            f"{MAX_BAD_UPDATES} non-finite updates in a row: rolled back to {path.name}, "
+            f"learning rate now {optimizer.param_groups[0]['lr']:.3g}"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"skipped": self.skipped, "bad_in_a_row": self.bad_in_a_row}

@@ -27,7 +27,7 @@ from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, EndMarkerStage, draw_batch
 from ntm.distributed import SINGLE, World
 from ntm.evaluator import Evaluator
-from ntm.guard import MAX_BAD_UPDATES, UpdateGuard
+from ntm.guard import UpdateGuard
 from ntm.optim import GravesRMSprop
 from ntm.registry import model_class
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, recipe_for
@@ -259,26 +259,9 @@ class Trainer:
             self._roll_back()
 
     def _roll_back(self) -> None:
-        """Reload weights and optimiser from the last checkpoint and halve the learning rate.
-
-        Counters go on, and the data follow the update counter, so the run does not replay
-        the batches that failed."""
-        lowered = [group["lr"] * 0.5 for group in self.optimizer.param_groups]
-        found = None
-        if self.world.main:
-            checkpoint = ckpt.load_checkpoint(self.run_dir)
-            found = (checkpoint.model, checkpoint.trainer["optimizer"], checkpoint.path)
-        weights, optimizer_state, path = distributed.from_main(found, self.world)
-        ckpt.load_weights_strict(self.model, weights, path / ckpt.MODEL_FILE)
-        self.optimizer.load_state_dict(optimizer_state)
-        for group, lr in zip(self.optimizer.param_groups, lowered, strict=True):
-            group["lr"] = lr  # saved with the optimiser state, so a resumed run keeps it
-        self.guard.bad_in_a_row = 0
-        self.log(
-            f"{self.progress.sequences:>10,d} seq  {MAX_BAD_UPDATES} non-finite updates in a "
-            f"row: rolled back to {path.name}, learning rate now "
-            f"{self.optimizer.param_groups[0]['lr']:.3g}"
-        )
+        """Back to the last checkpoint at half the learning rate (:meth:`UpdateGuard.roll_back`)."""
+        line = self.guard.roll_back(self.model, self.optimizer, self.run_dir)
+        self.log(f"{self.progress.sequences:>10,d} seq  {line}")
 
     def _report(self) -> tuple[bool, bool]:
         """Evaluate, append a metrics row, log it, and follow the schedule. Returns whether

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -69,6 +69,18 @@ class DeviceTally:
         return values, losses
 
 
+class Step(NamedTuple):
+    """One update's share in this process: its loss (bits per sequence, a tensor that
+    backpropagates) and wrong bits over ``part`` sequences of a global batch of ``size``."""
+
+    loss: torch.Tensor
+    wrong: torch.Tensor
+    part: int
+    size: int
+    stop: bool  # this process was asked to stop (the processes agree on it here)
+    level: bool = False  # a curriculum level's batch, whose bit errors are wanted
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one update came to, the same on every process."""
@@ -98,25 +110,14 @@ class UpdateGuard:
         """From here, check and count on the device with no host sync."""
         self.tally = DeviceTally(self.device, self.bad_in_a_row)
 
-    def update(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        loss: torch.Tensor,
-        wrong: torch.Tensor,
-        part: int,
-        size: int,
-        stop: bool,
-        level: bool = False,
-    ) -> Outcome:
-        """One update from this process's ``loss`` and ``wrong`` bits over its ``part`` of a
-        global batch of ``size`` sequences; ``stop``: this process was asked to stop;
-        ``level``: the batch is a curriculum level's, whose bit errors are wanted."""
+    def update(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: Step) -> Outcome:
+        """One update of ``model`` by ``optimizer`` from this process's ``step``."""
         if self.tally is not None:
-            return self._on_device(model, optimizer, loss, wrong, part, size, stop, level)
+            return self._on_device(model, optimizer, step)
+        loss, part, size = step.loss, step.part, step.size
         # Sums over the whole batch, the same on every process, in one collective call.
         cost_sum, errors_sum, stops = distributed.all_sum(
-            [float(loss.detach()) * part, float(wrong), float(stop)], self.world
+            [float(loss.detach()) * part, float(step.wrong), float(step.stop)], self.world
         )
         value = cost_sum / size
         finite = math.isfinite(value)
@@ -131,24 +132,15 @@ class UpdateGuard:
         self.bad_in_a_row = 0
         self._clip(model)
         optimizer.step()
-        errors = errors_sum / size if level else None
+        errors = errors_sum / size if step.level else None
         return Outcome(value, stops > 0, (cost_sum, errors_sum, size), errors)
 
-    def _on_device(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        loss: torch.Tensor,
-        wrong: torch.Tensor,
-        part: int,
-        size: int,
-        stop: bool,
-        level: bool,
-    ) -> Outcome:
+    def _on_device(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: Step) -> Outcome:
         tally = self.tally
         assert tally is not None
         # The stop request lives on the host: agreeing on it waits for no kernel.
-        stops = distributed.all_sum([float(stop)], self.world)[0]
+        loss, wrong, part, size = step.loss, step.wrong, step.part, step.size
+        stops = distributed.all_sum([float(step.stop)], self.world)[0]
         self._backward(model, loss, part, size)
         finite = torch.isfinite(loss.detach()) & _gradients_finite(model)
         bad = distributed.any_on_device(~finite, self.world)
@@ -160,7 +152,7 @@ class UpdateGuard:
             del optimizer.found_inf  # type: ignore[attr-defined]
         tally.add(loss, wrong, part, bad)
         errors = None
-        if level:  # decided on the host: the one sync
+        if step.level:  # decided on the host: the one sync
             bad_anywhere, errors_sum = bool(bad), distributed.all_sum([float(wrong)], self.world)
             errors = None if bad_anywhere else errors_sum[0] / size
         return Outcome(None, stops > 0, None, errors)

@@ -27,7 +27,7 @@ from ntm import devices, distributed
 from ntm.data import Curriculum, CurriculumState, EndMarkerStage, draw_batch
 from ntm.distributed import SINGLE, World
 from ntm.evaluator import Evaluator
-from ntm.guard import UpdateGuard
+from ntm.guard import Step, UpdateGuard
 from ntm.optim import GravesRMSprop
 from ntm.registry import model_class
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, recipe_for
@@ -233,10 +233,8 @@ class Trainer:
         wrong = wrong_bits(logits, batch.targets, batch.mask)
         on_host = self.guard.tally is None
         level = from_level and (on_host or self.curriculum.climbing)
-        part = batch.inputs.shape[1]
-        outcome = self.guard.update(
-            self.model, self.optimizer, loss, wrong, part, size, stop, level
-        )
+        step = Step(loss, wrong, batch.inputs.shape[1], size, stop, level)
+        outcome = self.guard.update(self.model, self.optimizer, step)
         self.stop_agreed = outcome.stop
         if outcome.roll_back:
             self._roll_back()

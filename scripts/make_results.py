@@ -56,6 +56,7 @@ from ntm.evaluation import HELD_OUT_SEED
 from ntm.model import NTM
 from ntm.runconfig import recipes_markdown
 from ntm.runs import load_run, read_run_config
+from ntm.sweep import format_summary
 from ntm.viz import draw_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -797,6 +798,21 @@ def _between(text: str, markers: tuple[str, str], lines: list[str]) -> str:
     return head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
 
 
+#: The memory-initialisation sweep's summary (its ``summary.json``), and where
+#: ``docs/sweeps.md`` holds its table.
+SWEEP_RECORD = DOCS / "sweeps" / "memory-init-summary.json"
+SWEEP_TABLE = (
+    "<!-- sweep summary: python scripts/make_results.py -->",
+    "<!-- end of sweep summary -->",
+)
+
+
+def sweeps_with_table(text: str) -> str:
+    """``docs/sweeps.md``'s ``text`` with its sweep's summary table, from the record."""
+    lines = format_summary(json.loads(SWEEP_RECORD.read_text())).rstrip("\n").splitlines()
+    return _between(text, SWEEP_TABLE, lines)
+
+
 def readme_with_tables(text: str) -> str:
     """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
     lines and the presets' recipes between the :data:`README_RECIPES` lines."""
@@ -851,7 +867,9 @@ def main() -> None:
     (DOCS / "results.md").write_text(report())
     readme = REPO / "README.md"
     readme.write_text(readme_with_tables(readme.read_text()))
-    print(f"wrote {DOCS / 'results.md'} and the tables of {readme}")
+    sweeps = DOCS / "sweeps.md"
+    sweeps.write_text(sweeps_with_table(sweeps.read_text()))
+    print(f"wrote {DOCS / 'results.md'} and the tables of {readme} and {sweeps}")
 
 
 if __name__ == "__main__":

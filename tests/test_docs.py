@@ -124,12 +124,16 @@ def _make_results() -> ModuleType:
 
 
 def test_the_documents_say_what_the_records_say() -> None:
-    """``docs/results.md`` and the README's results table are what ``make_results.py``
-    makes of the records (eval outputs, metrics, reproduce.json): a number changed by hand,
-    or a record changed without running the script, fails here."""
+    """``docs/results.md``, the README's tables and ``docs/sweeps.md``'s are what
+    ``make_results.py`` makes of the records and the code (eval outputs, metrics,
+    reproduce.json, the sweep's summary, the recipes): a number changed by hand, or a record
+    changed without running the script, fails here."""
     make_results = _make_results()
     assert (ROOT / "docs" / "results.md").read_text() == make_results.report(draw=False)
     readme = (ROOT / "README.md").read_text()
     assert make_results.README_TABLE[0] in readme
     assert make_results.README_RECIPES[0] in readme
     assert readme == make_results.readme_with_tables(readme)
+    sweeps = (ROOT / "docs" / "sweeps.md").read_text()
+    assert make_results.SWEEP_TABLE[0] in sweeps
+    assert sweeps == make_results.sweeps_with_table(sweeps)

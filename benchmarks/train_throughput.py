@@ -1,7 +1,9 @@
 """Training throughput on the copy task's paper model, for every execution path, and of the
 DNC with the same controller and memory beside it.
 
-Run: ``python benchmarks/train_throughput.py`` (add ``--quick`` for batch 32 only).
+Run: ``python benchmarks/train_throughput.py`` (add ``--quick`` for batch 32 only;
+``--json FILE`` keeps what it printed as a record, which :func:`table` renders as Markdown
+and ``scripts/make_results.py`` puts into ``benchmarks/README.md``).
 
 Each row: training sequences per second (forward, backward, Adam step) on copy batches with
 lengths 1 to 20, the ratio to the eager engine with one process and one thread at the same
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import socket
 import statistics
@@ -41,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -252,6 +256,7 @@ def main() -> int:
         default=default_baseline(),
         help="the plain NTM to compare with (a naive_ntm.py), or none",
     )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows here")
     parser.add_argument(
         "--layouts",
         default="1x1,1x2,2x1",
@@ -287,6 +292,14 @@ def main() -> int:
     print(f"{'batch':>5} {'engine':>9} {'procs':>5} {'threads':>7} {'seq/s':>9} {'x eager':>8} "
           f"{'x naive':>8} {'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     flops, dnc_flops = flops_per_step(task), dnc_flops_per_step(task)
+    record: dict[str, Any] = {
+        "benchmark": "train_throughput",
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+        "measured": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "matmul_peak_gflops": {str(n): peaks[n] for n in peaks},
+        "rows": [],
+    }
     for batch_size in batch_sizes:
         generator = torch.Generator().manual_seed(0)
         batches = [task.sample(batch_size, generator) for _ in range(8)]
@@ -311,10 +324,39 @@ def main() -> int:
             gflops = per_step * mean_steps * batch_size / per_batch / 1e9
             note = "" if (engine, procs, threads) in asked or engine == "naive" else "  reference"
             against = f"{rate / naive:>7.2f}x" if naive else f"{'':>8}"
+            record["rows"].append({
+                "batch": batch_size, "engine": engine, "procs": procs, "threads": threads,
+                "seq_per_s": rate, "x_eager": rate / reference,
+                "x_naive": rate / naive if naive else None, "gflops": gflops,
+                "of_peak": gflops / peaks[procs * threads], "reference": bool(note),
+            })  # fmt: skip
             print(f"{batch_size:>5} {engine:>9} {procs:>5} {threads:>7} {rate:>9.1f} "
                   f"{rate / reference:>7.2f}x {against} {gflops:>8.2f} "
                   f"{gflops / peaks[procs * threads]:>7.1%}{note}", flush=True)  # fmt: skip
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def table(record: dict[str, Any]) -> list[str]:
+    """A record of ``--json`` as a Markdown table, with the command and date it came from."""
+    naive = any(row["x_naive"] is not None for row in record["rows"])
+    lines = [
+        f"`{record['command']}` ({record['measured']}, torch {record['torch']}):",
+        "",
+        "| batch | engine | procs | threads | seq/s | x eager |"
+        + (" x naive |" if naive else "")
+        + " GFLOP/s | of peak |",
+        "|---:|---|---:|---:|---:|---:|" + ("---:|" if naive else "") + "---:|---:|",
+    ]
+    for row in record["rows"]:
+        cells = [str(row["batch"]), row["engine"], str(row["procs"]), str(row["threads"]),
+                 f"{row['seq_per_s']:.1f}", f"{row['x_eager']:.2f}"]  # fmt: skip
+        if naive:
+            cells.append("" if row["x_naive"] is None else f"{row['x_naive']:.2f}")
+        cells += [f"{row['gflops']:.2f}", f"{row['of_peak']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -33,13 +33,16 @@ To ship a bare run of ``ntm train --task T --seed S`` (its run folder ``RUN``):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass
 from math import inf
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import matplotlib as mpl
@@ -813,6 +816,36 @@ def sweeps_with_table(text: str) -> str:
     return _between(text, SWEEP_TABLE, lines)
 
 
+#: A table in ``benchmarks/README.md`` rendered from a benchmark's record: the record's path
+#: (from the repository) in the first line, the table up to the second.
+BENCHMARK_BLOCK = re.compile(r"<!-- record: (\S+) -->\n.*?<!-- end of record -->", re.DOTALL)
+
+
+def _benchmark(name: str) -> ModuleType:
+    """The benchmark script ``benchmarks/NAME.py``, imported."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def benchmarks_with_tables(text: str) -> str:
+    """``benchmarks/README.md``'s ``text`` with each record's table rendered from it by its
+    benchmark's ``table``."""
+
+    def render(match: re.Match[str]) -> str:
+        record = json.loads((REPO / match.group(1)).read_text())
+        lines = _benchmark(record["benchmark"]).table(record)
+        return (
+            f"<!-- record: {match.group(1)} -->\n" + "\n".join(lines) + "\n<!-- end of record -->"
+        )
+
+    return BENCHMARK_BLOCK.sub(render, text)
+
+
 def readme_with_tables(text: str) -> str:
     """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
     lines and the presets' recipes between the :data:`README_RECIPES` lines."""
@@ -869,7 +902,9 @@ def main() -> None:
     readme.write_text(readme_with_tables(readme.read_text()))
     sweeps = DOCS / "sweeps.md"
     sweeps.write_text(sweeps_with_table(sweeps.read_text()))
-    print(f"wrote {DOCS / 'results.md'} and the tables of {readme} and {sweeps}")
+    benchmarks = REPO / "benchmarks" / "README.md"
+    benchmarks.write_text(benchmarks_with_tables(benchmarks.read_text()))
+    print(f"wrote {DOCS / 'results.md'} and the tables of {readme}, {sweeps}, {benchmarks}")
 
 
 if __name__ == "__main__":

@@ -126,8 +126,8 @@ def _make_results() -> ModuleType:
 def test_the_documents_say_what_the_records_say() -> None:
     """``docs/results.md``, the README's tables and ``docs/sweeps.md``'s are what
     ``make_results.py`` makes of the records and the code (eval outputs, metrics,
-    reproduce.json, the sweep's summary, the recipes): a number changed by hand, or a record
-    changed without running the script, fails here."""
+    reproduce.json, the sweep's summary, the recipes, the benchmarks' records): a number
+    changed by hand, or a record changed without running the script, fails here."""
     make_results = _make_results()
     assert (ROOT / "docs" / "results.md").read_text() == make_results.report(draw=False)
     readme = (ROOT / "README.md").read_text()
@@ -137,3 +137,6 @@ def test_the_documents_say_what_the_records_say() -> None:
     sweeps = (ROOT / "docs" / "sweeps.md").read_text()
     assert make_results.SWEEP_TABLE[0] in sweeps
     assert sweeps == make_results.sweeps_with_table(sweeps)
+    benchmarks = (ROOT / "benchmarks" / "README.md").read_text()
+    assert make_results.BENCHMARK_BLOCK.search(benchmarks)
+    assert benchmarks == make_results.benchmarks_with_tables(benchmarks)

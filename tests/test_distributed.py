@@ -169,6 +169,8 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert launch.default_processes(train, torch.device("cuda", 0)) == 1  # one GPU: one process
     assert launch.default_processes(runconfig.TrainConfig(batch_size=1), cpu) == 1
     assert launch.default_processes(runconfig.TrainConfig(batch_size=8), cpu) == 1  # slower
+    dnc_at_8 = runconfig.TrainConfig(model="dnc", batch_size=8)
+    assert launch.default_processes(dnc_at_8, cpu) == 2  # a DNC gains at batch 8
     assert launch.default_processes(runconfig.TrainConfig(threads=2), cpu) == 1
     assert launch.default_processes(runconfig.TrainConfig(model="lstm"), cpu) == 1
     assert launch.default_processes(runconfig.TrainConfig(model="dnc"), cpu) == 2

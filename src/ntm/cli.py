@@ -167,9 +167,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser, *, single_run: bool = 
             type=int,
             metavar="N",
             help="data-parallel over N processes on this machine, sharing each batch (default: "
-            f"2 for an NTM or a DNC when two cores are free, the batch has "
-            f"{launch.MIN_SHARED_BATCH} or more sequences and --threads is 1, else 1; "
-            "$NTM_NPROC overrides). Across machines: torchrun ... -m "
+            "2 when two cores are free, --threads is 1 and the batch is as large as the "
+            "model needs to gain (NTM 16, DNC 8), else 1; $NTM_NPROC overrides). Across "
+            "machines: torchrun ... -m "
             "ntm train",
         )
     train = parser.add_argument_group("training (defaults: the preset, then these)")

@@ -328,9 +328,9 @@ class DNC(nn.Module):
         self.batch_first = batch_first
 
     config_class: ClassVar[type[DNCConfig]] = DNCConfig
-    #: Two single-threaded processes train it 1.2 times as fast as one on a 2-core machine
-    #: at batch 32, about as fast at batch 8 (benchmarks/README.md).
-    data_parallel_on_cpu: ClassVar[bool] = True
+    #: The smallest batch at which two single-threaded processes train it faster than one on
+    #: a 2-core machine: 1.28 times at batch 8, 1.34 at batch 32 (benchmarks/README.md).
+    two_processes_from_batch: ClassVar[int] = 8
     output_weights: ClassVar[tuple[str, ...]] = (
         "cell.output_layer.weight",
         "cell.output_layer.bias",

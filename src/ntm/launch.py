@@ -23,18 +23,15 @@ from ntm import devices
 from ntm.registry import model_class
 from ntm.runconfig import TrainConfig
 
-#: The smallest batch that two processes share to gain: the native NTM engine at batch 16
-#: trained 1.15 times as fast in two processes as in one, at batch 8 0.70 times
-#: (``benchmarks/train_throughput.py --layouts 1x1,2x1``, 2026-12-04).
-MIN_SHARED_BATCH = 16
-
 
 def default_processes(train: TrainConfig, device: torch.device) -> int:
     """How many processes ``ntm train`` starts without ``--nproc``: 2 when two cores are
-    free for a model that trains faster so (its ``data_parallel_on_cpu``: the NTM and the
-    DNC, measured in benchmarks/README.md), the batch has at least :data:`MIN_SHARED_BATCH`
-    sequences and each process one thread; else 1. On a GPU one: a second process would
-    need a second GPU (``--nproc N`` for N of them). ``$NTM_NPROC`` overrides."""
+    free, each process has one thread and the batch has at least as many sequences as the
+    model declares it needs to train faster in two processes (its
+    ``two_processes_from_batch``: 16 for the NTM, 8 for the DNC, measured in
+    benchmarks/README.md; a model that declares none trains in one); else 1. On a GPU one:
+    a second process would need a second GPU (``--nproc N`` for N of them).
+    ``$NTM_NPROC`` overrides."""
     if "WORLD_SIZE" in os.environ:  # one of the processes already started
         return 1
     chosen = os.environ.get("NTM_NPROC")
@@ -43,10 +40,10 @@ def default_processes(train: TrainConfig, device: torch.device) -> int:
             return int(chosen)
         except ValueError:
             raise ValueError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    gains = getattr(model_class(train.model), "data_parallel_on_cpu", False)
-    if not gains or device.type != "cpu":
+    smallest = int(getattr(model_class(train.model), "two_processes_from_batch", 0))
+    if not smallest or device.type != "cpu":
         return 1
-    if train.batch_size < MIN_SHARED_BATCH or train.threads != 1:
+    if train.batch_size < smallest or train.threads != 1:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     free = (cores or 1) - os.getloadavg()[0]

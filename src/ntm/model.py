@@ -473,9 +473,10 @@ class NTM(nn.Module):
 
     config_class: ClassVar[type[NTMConfig]] = NTMConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
-    #: Two single-threaded processes train it 1.1 to 1.4 times as fast as one on a 2-core
-    #: machine (native engine, batch 32; benchmarks/README.md).
-    data_parallel_on_cpu: ClassVar[bool] = True
+    #: The smallest batch at which two single-threaded processes train it faster than one on
+    #: a 2-core machine: native engine, 1.15 times at batch 16, 0.70 at batch 8
+    #: (benchmarks/train_throughput.py --layouts 1x1,2x1, 2026-12-04).
+    two_processes_from_batch: ClassVar[int] = 16
 
     @classmethod
     def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:

@@ -21,7 +21,9 @@ a model's
     per-task settings, a :class:`Recipe`), ``input_weights(config)`` and
     ``output_weights`` (the tensors whose columns are the input channels and whose rows
     are the output channels, for ``--init-from`` with more channels), ``from_config``,
-    and a ``trace(inputs)`` method for ``ntm viz``;
+    ``two_processes_from_batch`` (the smallest batch at which two processes on a CPU train
+    it faster than one: ``ntm train`` then starts two), and a ``trace(inputs)`` method for
+    ``ntm viz``;
 a task's
     ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
     it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside

@@ -23,7 +23,7 @@ than along words of 20, which measured 1.5x faster compiled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -137,6 +137,24 @@ def _exclusive_products(keep: Tensor) -> Tensor:
     return before * after
 
 
+class _StepSaved(NamedTuple):
+    """What one step's forward pass keeps for its backward pass."""
+
+    prev_reads: Tensor  # (B, R*M): the reads the controller saw
+    layers: tuple[tuple[Tensor, ...], ...]  # per layer: its input first (LSTM: then h, c, gates)
+    head_mask: Tensor | None
+    read_raw: Tensor
+    write_raw: Tensor
+    read_params: Any
+    write_params: Any
+    read_saved: tuple[Tensor, ...]
+    write_saved: tuple[Tensor, ...]
+    write_weights: Tensor  # (B, W, N)
+    read_weights: Tensor  # (B, R, N)
+    erase: Tensor
+    add: Tensor
+
+
 def _forward_step(
     spec: _Spec,
     ctrl: tuple[tuple[Tensor, ...], ...],
@@ -204,9 +222,9 @@ def _forward_step(
         new_memory, read_weights, read_params, eps, spec.broadcast
     )
     reads = _bmm(read_weights, new_memory.transpose(1, 2), spec.broadcast)
-    saved = (prev_reads, tuple(layer_saved), head_mask, read_raw, write_raw, read_params,
-             write_params, read_saved, write_saved, write_weights, read_weights, erase,
-             add)  # fmt: skip
+    saved = _StepSaved(prev_reads, tuple(layer_saved), head_mask, read_raw, write_raw,
+                       read_params, write_params, read_saved, write_saved, write_weights,
+                       read_weights, erase, add)  # fmt: skip
     state = (new_memory, reads, read_weights, write_weights, tuple(new_h), tuple(new_c))
     return state, top, saved
 
@@ -216,7 +234,7 @@ def _backward_step(
     ctrl: tuple[tuple[Tensor, ...], ...],
     head_w: Tensor,
     read_w: Tensor,
-    saved: tuple[Any, ...],
+    saved: _StepSaved,
     memory_old: Tensor,
     memory_new: Tensor,
     d_top_out: Tensor,
@@ -335,7 +353,7 @@ def _backward_steps(
     ctrl: tuple[tuple[Tensor, ...], ...],
     head_w: Tensor,
     read_w: Tensor,
-    saved: tuple[Any, ...],
+    saved: tuple[_StepSaved, ...],
     memories: tuple[Tensor, ...],
     d_top_out: Tensor,
     d_reads_out: Tensor,
@@ -592,8 +610,8 @@ class _FusedSequence(torch.autograd.Function):
         carries = (
             torch.zeros_like(memories[0]),
             torch.zeros_like(d_reads_out[0]),
-            torch.zeros_like(saved_steps[0][10]),
-            torch.zeros_like(saved_steps[0][9]),
+            torch.zeros_like(saved_steps[0].read_weights),
+            torch.zeros_like(saved_steps[0].write_weights),
             tuple(zeros for _ in ctrl) if spec.lstm else (),
             tuple(zeros for _ in ctrl) if spec.lstm else (),
         )
@@ -612,11 +630,11 @@ class _FusedSequence(torch.autograd.Function):
         d_raw_seq.reverse()
         d_gates_seq.reverse()
 
-        prev_reads = torch.stack([saved[0] for saved in saved_steps])  # (T, B, R*M)
-        layer_inputs = [torch.stack([saved[1][i][0] for saved in saved_steps])
+        prev_reads = torch.stack([saved.prev_reads for saved in saved_steps])  # (T, B, R*M)
+        layer_inputs = [torch.stack([saved.layers[i][0] for saved in saved_steps])
                         for i in range(1, len(ctrl))]  # fmt: skip
         hidden_prev = (
-            [torch.stack([saved[1][i][1] for saved in saved_steps]) for i in range(len(ctrl))]
+            [torch.stack([saved.layers[i][1] for saved in saved_steps]) for i in range(len(ctrl))]
             if spec.lstm
             else []
         )

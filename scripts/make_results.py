@@ -1,7 +1,8 @@
 """Write ``docs/results.md`` and its figures from the shipped models and the runs' records.
 
 Run: ``python scripts/make_results.py``; it also writes the README's results table (the
-summary's), between its ``README_TABLE`` lines. ``tests/test_docs.py`` fails when either
+summary's), the presets' recipes in ``docs/guide.md``, the sweep table of ``docs/sweeps.md``
+and the record tables of ``benchmarks/README.md``. ``tests/test_docs.py`` fails when either
 document disagrees with what this script makes of the records.
 
 Inputs:
@@ -789,9 +790,9 @@ README_TABLE = (
     "<!-- results table: python scripts/make_results.py -->",
     "<!-- end of results table -->",
 )
-#: Where the README holds each task's preset settings and their reasons (the models' and
-#: tasks' own, as ``ntm train --help`` shows them).
-README_RECIPES = ("<!-- recipes: python scripts/make_results.py -->", "<!-- end of recipes -->")
+#: Where ``docs/guide.md`` holds each task's preset settings and their reasons (the models'
+#: and tasks' own, as ``ntm train --help`` shows them).
+GUIDE_RECIPES = ("<!-- recipes: python scripts/make_results.py -->", "<!-- end of recipes -->")
 
 
 def _between(text: str, markers: tuple[str, str], lines: list[str]) -> str:
@@ -846,11 +847,16 @@ def benchmarks_with_tables(text: str) -> str:
     return BENCHMARK_BLOCK.sub(render, text)
 
 
-def readme_with_tables(text: str) -> str:
+def readme_with_table(text: str) -> str:
     """The README ``text`` with :func:`summary_table` between the :data:`README_TABLE`
-    lines and the presets' recipes between the :data:`README_RECIPES` lines."""
-    text = _between(text, README_TABLE, summary_table())
-    return _between(text, README_RECIPES, recipes_markdown())
+    lines."""
+    return _between(text, README_TABLE, summary_table())
+
+
+def guide_with_recipes(text: str) -> str:
+    """``docs/guide.md``'s ``text`` with the presets' recipes between the
+    :data:`GUIDE_RECIPES` lines."""
+    return _between(text, GUIDE_RECIPES, recipes_markdown())
 
 
 def report(draw: bool = True) -> str:
@@ -899,12 +905,16 @@ def report(draw: bool = True) -> str:
 def main() -> None:
     (DOCS / "results.md").write_text(report())
     readme = REPO / "README.md"
-    readme.write_text(readme_with_tables(readme.read_text()))
+    readme.write_text(readme_with_table(readme.read_text()))
+    guide = DOCS / "guide.md"
+    guide.write_text(guide_with_recipes(guide.read_text()))
     sweeps = DOCS / "sweeps.md"
     sweeps.write_text(sweeps_with_table(sweeps.read_text()))
     benchmarks = REPO / "benchmarks" / "README.md"
     benchmarks.write_text(benchmarks_with_tables(benchmarks.read_text()))
-    print(f"wrote {DOCS / 'results.md'} and the tables of {readme}, {sweeps}, {benchmarks}")
+    print(
+        f"wrote {DOCS / 'results.md'} and the tables of {readme}, {guide}, {sweeps}, {benchmarks}"
+    )
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def _make_results() -> ModuleType:
 
 
 def test_the_documents_say_what_the_records_say() -> None:
-    """``docs/results.md``, the README's tables and ``docs/sweeps.md``'s are what
+    """``docs/results.md`` and the tables of the README, the guide, ``docs/sweeps.md`` and
+    ``benchmarks/README.md`` are what
     ``make_results.py`` makes of the records and the code (eval outputs, metrics,
     reproduce.json, the sweep's summary, the recipes, the benchmarks' records): a number
     changed by hand, or a record changed without running the script, fails here."""
@@ -132,8 +133,10 @@ def test_the_documents_say_what_the_records_say() -> None:
     assert (ROOT / "docs" / "results.md").read_text() == make_results.report(draw=False)
     readme = (ROOT / "README.md").read_text()
     assert make_results.README_TABLE[0] in readme
-    assert make_results.README_RECIPES[0] in readme
-    assert readme == make_results.readme_with_tables(readme)
+    assert readme == make_results.readme_with_table(readme)
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    assert make_results.GUIDE_RECIPES[0] in guide
+    assert guide == make_results.guide_with_recipes(guide)
     sweeps = (ROOT / "docs" / "sweeps.md").read_text()
     assert make_results.SWEEP_TABLE[0] in sweeps
     assert sweeps == make_results.sweeps_with_table(sweeps)

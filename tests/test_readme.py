@@ -12,15 +12,19 @@ import pytest
 from ntm.cli import build_parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+#: The guide the README points to for the details of the command line.
+GUIDE = README.parent / "docs" / "guide.md"
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def blocks(language: str, *, guide: bool = False) -> list[str]:
+    """The README's fenced blocks of ``language`` (and the guide's, with ``guide``)."""
+    texts = [README.read_text(), *([GUIDE.read_text()] if guide else [])]
+    return [b for t in texts for b in re.findall(rf"```{language}\n(.*?)```", t, flags=re.DOTALL)]
 
 
 def ntm_commands() -> list[list[str]]:
     commands = []
-    for block in blocks("bash"):
+    for block in blocks("bash", guide=True):
         for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
             for part in line.split("&&"):
                 words = shlex.split(part.split("#")[0])

@@ -311,7 +311,7 @@ def describe_recipes() -> str:
 
 
 def recipes_markdown() -> list[str]:
-    """:func:`recipes` as a Markdown list, for the README."""
+    """:func:`recipes` as a Markdown list, for docs/guide.md."""
     lines = []
     for task, parts in recipes():
         lines.append(f"- `{task}`:")

@@ -201,9 +201,10 @@ def test_python_dash_m_and_console_script() -> None:
 def test_booleans_are_read_one_way() -> None:
     task = make_task("repeat_copy")
     for word, value in (("no", False), ("OFF", False), ("0", False), ("Yes", True), ("1", True)):
-        assert cli._task_args(task, [f"end_marker={word}"]) == {"end_marker": value}, word
+        read = cli._assignments("--task-arg", type(task), [f"end_marker={word}"])
+        assert read == {"end_marker": value}, word
     with pytest.raises(cli.UsageError, match="'maybe' is not a boolean"):
-        cli._task_args(task, ["end_marker=maybe"])
+        cli._assignments("--task-arg", type(task), ["end_marker=maybe"])
 
 
 def test_a_run_folder_trains_in_one_process_at_a_time(

@@ -221,10 +221,8 @@ def _sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         chosen.update(sections["train"])
         model = registry.model_class(chosen["model"])
         task = registry.task_class(chosen["task"])
-        for flag, section, cls in (("--model-arg", "model", model), ("--task-arg", "task", task)):
-            known = {name: kind for name, kind, _ in registry.settings_of(cls)}
-            items = getattr(args, flag[2:].replace("-", "_"))
-            sections[section].update(_assignments(flag, cls.__qualname__, known, items))
+        sections["model"].update(_assignments("--model-arg", model, args.model_arg))
+        sections["task"].update(_assignments("--task-arg", task, args.task_arg))
     return sections
 
 
@@ -425,18 +423,11 @@ def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> RunConfig:
     return _new_run(_train_parser("ntm sweep").parse_args([*shared, *flags]))
 
 
-def _task_args(task: Any, assignments: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings into settings of ``task``."""
-    known = {
-        name: kind for name, kind, _ in registry.settings_of(type(getattr(task, "task", task)))
-    }
-    return _assignments("--task-arg", type(task).__name__, known, assignments)
-
-
-def _assignments(
-    flag: str, owner: str, known: Mapping[str, Any], assignments: Sequence[str]
-) -> dict[str, Any]:
-    """Parse ``key=value`` strings into settings of types ``known`` (of ``owner``)."""
+def _assignments(flag: str, cls: type[Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (given to ``flag``) into settings of the registered model
+    or task class ``cls``, each of the type it declares."""
+    known = {name: kind for name, kind, _ in registry.settings_of(cls)}
+    owner = cls.__qualname__
     settings: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -500,7 +491,7 @@ def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] 
     if not assignments:
         return None
     run = read_run_config(run_dir)
-    return _task_args(run.task, assignments)
+    return _assignments("--task-arg", registry.task_class(run.train.task), assignments)
 
 
 def _viz(args: argparse.Namespace) -> int:

@@ -21,6 +21,21 @@ from ntm.native import native_available
 from ntm.runconfig import RunConfig
 
 
+def model_engine(requested: str, model: type[nn.Module]) -> tuple[str, str | None]:
+    """The engine of ``model``'s that ``requested`` means, whatever this machine can run:
+    ``requested`` where the model has it, else its first, or "" for a model without
+    ``engines``; and why it is not the one asked for. A model built so falls back at run
+    time where the engine cannot run (the NTM's ``native`` to ``fused``): what a loaded
+    model needs, with no compiler probed (:func:`choose_engine` probes, for training)."""
+    engines: tuple[str, ...] = getattr(model, "engines", ())
+    if not engines:
+        return "", None
+    if requested not in engines:
+        name = registry.model_name(model)
+        return engines[0], f"--engine {requested}: model {name} has {', '.join(engines)}"
+    return requested, None
+
+
 def choose_engine(
     requested: str, device: torch.device, dtype: torch.dtype, model: type[nn.Module]
 ) -> tuple[str, str | None]:
@@ -30,13 +45,10 @@ def choose_engine(
     A model without ``engines`` has none (""). One that lacks the engine asked for runs its
     first. ``native`` runs float32 on the CPU only, else ``fused``; where it cannot be
     built, ``compiled``; ``compiled`` needs a working ``torch.compile``, else ``fused``."""
-    engines: tuple[str, ...] = getattr(model, "engines", ())
-    if not engines:
-        return "", None
-    name = registry.model_name(model)
-    if requested not in engines:
-        return engines[0], f"--engine {requested}: model {name} has {', '.join(engines)}"
-    engine, problems = requested, []
+    engine, problem = model_engine(requested, model)
+    if engine != requested:
+        return engine, problem
+    problems = []
     if engine == "native" and (device.type != "cpu" or dtype != torch.float32):
         problems.append(f"native engine: float32 on the CPU only, not {dtype} on {device.type}")
         engine = "fused"
@@ -106,13 +118,12 @@ def load_run(
 ) -> tuple[RunConfig, nn.Module]:
     """The run's configuration and its model (see :func:`weights_file`), in eval mode, on
     ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); a model
-    with engines runs on ``engine`` where it can (:func:`choose_engine`)."""
+    with engines runs on ``engine`` where it can (:func:`model_engine`)."""
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
     if isinstance(device, str):
         device = devices.resolve(device)
-    cls = registry.model_class(run.train.model)
-    model = build_model(run, choose_engine(engine, device, torch.float32, cls)[0])
+    model = build_model(run, model_engine(engine, registry.model_class(run.train.model))[0])
     path = weights_file(run_dir, checkpoint)
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
     return run, model.to(device).eval()

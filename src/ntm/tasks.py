@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -100,6 +100,13 @@ def _check_batch_size(owner: str, batch_size: int) -> None:
         raise ValueError(f"{owner}.sample: batch_size must be an integer >= 1, got {batch_size!r}")
 
 
+def one_per_seed(sample: Callable[[int, torch.Generator], Batch], seeds: Sequence[int]) -> Batch:
+    """One sequence per seed, each ``sample(1, generator)`` from a generator seeded with it,
+    side by side (padded to the longest, as :func:`concat` pads)."""
+    generator = torch.Generator()
+    return concat([sample(1, generator.manual_seed(s)) for s in seeds])
+
+
 class _TaskBase:
     """Shared helpers: dict round trip and range checks."""
 
@@ -115,11 +122,7 @@ class _TaskBase:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     def sample_seeded(self, seeds: Sequence[int]) -> Batch:
-        """One sequence per seed, each ``sample(1, generator)`` from a generator seeded
-        with it, side by side (padded to the longest, as :func:`concat` pads)."""
-        generator = torch.Generator()
-        sample = self.sample  # type: ignore[attr-defined]
-        return concat([sample(1, generator.manual_seed(s)) for s in seeds])
+        return one_per_seed(self.sample, seeds)  # type: ignore[attr-defined]
 
     def _require_range(self, low_name: str, high_name: str, minimum: int) -> None:
         owner = type(self).__name__
@@ -554,8 +557,7 @@ class RegisteredTask:
         return Batch(inputs, targets, mask.bool())
 
     def sample_seeded(self, seeds: Sequence[int]) -> Batch:
-        generator = torch.Generator()
-        return concat([self.sample(1, generator.manual_seed(s)) for s in seeds])
+        return one_per_seed(self.sample, seeds)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._settings)

@@ -435,8 +435,9 @@ def _wait_for_metrics(process: subprocess.Popen[bytes], run_dir: Path, log: Path
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """Six SIGKILLs, each followed by ``--resume``: one in start-up, five at random moments
     between two checkpoints (a random fraction of the interval between the two checkpoints
-    before it, so the kills follow the run's progress on a fast machine and a slow one
-    alike). The model at the end is bit for bit the uninterrupted run's."""
+    before it, and never past the next one, so the kills follow the run's progress on a
+    fast machine and a slow one alike). The model at the end is bit for bit the
+    uninterrupted run's."""
     log = tmp_path / "stderr.txt"
     reference = tmp_path / "reference"
     assert ntm_process(log, "train", "--run-dir", str(reference), *KILL_RUN).wait() == 0
@@ -457,8 +458,14 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) 
     for target in targets:
         _wait_for_checkpoint(process, killed, target - 1)
         before = _wait_for_checkpoint(process, killed, _newest_checkpoint(killed))
-        after = _wait_for_checkpoint(process, killed, _newest_checkpoint(killed))
-        time.sleep(rng.random() * (after - before))
+        newest = _newest_checkpoint(killed)
+        after = _wait_for_checkpoint(process, killed, newest)
+        # The random moment, but no later than the next checkpoint: the interval measured
+        # may have been slow (a loaded moment) and the next ones fast, and the kill must
+        # still come while the run trains.
+        newest, moment = _newest_checkpoint(killed), after + rng.random() * (after - before)
+        while time.monotonic() < moment and _newest_checkpoint(killed) == newest:
+            time.sleep(0.002)
         assert process.poll() is None, "the run ended before it could be killed"
         process.send_signal(signal.SIGKILL)
         process.wait()

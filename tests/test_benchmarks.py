@@ -1,0 +1,87 @@
+"""The benchmarks' records: what they keep, how they render, and that benchmarks/README.md
+shows no table that is not rendered from one."""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from .conftest import tiny_flags
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- record: (\S+) -->\n.*?<!-- end of record -->", re.DOTALL)
+
+
+def benchmark(name: str) -> ModuleType:
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_table_in_the_benchmarks_readme_is_rendered_from_a_record() -> None:
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    records = BLOCK.findall(text)
+    assert records, "no record blocks"
+    for name in records:
+        record = json.loads((ROOT / name).read_text())
+        assert (ROOT / "benchmarks" / f"{record['benchmark']}.py").is_file(), name
+    outside = BLOCK.sub("", text)
+    typed = [line for line in outside.splitlines() if line.startswith("|")]
+    assert typed == [], f"tables typed by hand in benchmarks/README.md: {typed[:3]}"
+
+
+def test_time_to_solve_reads_the_run_it_started(tmp_path: Path) -> None:
+    bench = benchmark("time_to_solve")
+    flags = ["--nproc", "1", *tiny_flags(max_sequences=64, target_bit_errors=0.0)]
+    row = bench.run_seed(3, tmp_path, flags, cold=False)
+    assert row["seed"] == 3 and row["sequences"] == 64 and row["processes"] == 1
+    assert row["engine"] == "fused" and not row["solved"]
+    assert 0 < row["training_seconds"] < row["seconds"]
+
+
+def test_time_to_solve_renders_its_median() -> None:
+    record = {"command": "python benchmarks/time_to_solve.py", "measured": "2026-12-05",
+              "torch": "2.13.0", "rows": [
+                  {"seed": s, "solved": s != 2, "sequences": 4096 * s, "seconds": 10.0 * s,
+                   "training_seconds": 5.0 * s, "processes": 2, "engine": "native"}
+                  for s in (1, 2, 3)]}  # fmt: skip
+    lines = benchmark("time_to_solve").table(record)
+    assert "| 2 | native | 2 | no | 8,192 | 10.0 | 20.0 |" in lines
+    assert lines[-1] == "| median | | | 2/3 | 8,192 | 10.0 | 20.0 |"
+
+
+def test_real_run_renders_the_ratio_to_both_plain_timings() -> None:
+    record = {"command": "python benchmarks/real_run.py", "measured": "2026-12-05",
+              "torch": "2.13.0", "rows": [
+                  {"processes": 1, "sequences": 8192, "seconds": 8.0, "seq_per_s": 1024.0,
+                   "plain_before": 128.0, "plain_after": 256.0}]}  # fmt: skip
+    lines = benchmark("real_run").table(record)
+    assert lines[-1] == "| 1 | 8,192 | 8.0 | 1024 | 128, 256 | 4.0 to 8.0 |"
+
+
+def test_real_run_needs_the_plain_ntm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = benchmark("real_run")
+    monkeypatch.setattr("sys.argv", ["real_run.py", "--baseline", str(tmp_path / "none.py")])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code == 2
+
+
+def test_profile_step_keeps_every_part_and_renders_a_column_per_engine(tmp_path: Path) -> None:
+    bench = benchmark("profile_step")
+    entry = bench.profile_engine("fused", batch_size=2, seconds=0.0)
+    assert entry["updates"] == 1 and entry["seq_per_s"] > 0
+    assert set(bench.PARTS) <= set(entry["ms_per_update"])
+    assert entry["profiler"] and 0 < entry["profiler"][0]["share"] <= 1
+    record = {"command": "python benchmarks/profile_step.py", "measured": "2026-12-05",
+              "torch": "2.13.0", "batch": 2, "threads": 1,
+              "engines": [entry, {**entry, "engine": "eager"}]}  # fmt: skip
+    lines = bench.table(record)
+    assert "| part | fused | eager |" in lines
+    assert sum(line.startswith("| forward |") for line in lines) == 1

@@ -8,7 +8,9 @@ document disagrees with what this script makes of the records.
 Inputs:
 
 - ``SHIPPED`` below, one entry per task: how the shipped model was trained, the command that
-  reproduces it, the findings, and the records of runs worth knowing.
+  reproduces it, the findings, and the records of runs worth knowing. Its prose, like
+  ``DNC_NOTES`` and ``DNC_SUMMARY``, types no measured number: it names the record and field
+  that hold it, ``<<eval:copy-ntm-ff:length 50:bit_errors:.3f>>`` (:func:`fill`).
 - The shipped models, ``src/ntm/pretrained/ntm/TASK/``: config, weights, ``metrics.csv`` and
   ``eval.json`` (the output of ``ntm eval --pretrained TASK --json``).
 - The LSTM baselines' records, ``docs/results/runs/TASK-lstm/``: ``config.json``,
@@ -34,9 +36,11 @@ To ship a bare run of ``ntm train --task T --seed S`` (its run folder ``RUN``):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import operator
 import re
 import statistics
 import sys
@@ -95,75 +99,180 @@ class Shipped:
     unshipped: tuple[Unshipped, ...] = ()
 
 
+#: A measured number in the prose, named by its record (:func:`fill`).
+PLACEHOLDER = re.compile(r"<<(.*?)>>")
+OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+#: Per kind of reference: how many arguments name its row between the record and the field.
+WHERE = {"eval": 1, "at": 1, "last": 0, "met": 0, "best": 0, "reproduce": 1}
+
+
+def fill(text: str) -> str:
+    """``text`` with each placeholder ``<<REF:FORMAT>>`` replaced by the value that ``REF``
+    names in a record, written with the format spec ``FORMAT`` (``.3f``, ``,d``, ``.1%``;
+    ``s`` for text), and each ``<<REF OP REF:FORMAT>>`` by the result of one operation (OP:
+    ``+``, ``-``, ``*`` or ``/`` between spaces; a REF may be a number). A REF is
+
+    - ``eval:RECORD:SETTING:FIELD``: the row of ``RECORD/eval.json`` for that setting;
+    - ``last:RECORD:FIELD``, ``at:RECORD:SEQUENCES:FIELD``, ``met:RECORD:FIELD``,
+      ``best:RECORD:FIELD``: the row of ``RECORD/metrics.csv`` that is the last, the one at
+      that many sequences, the first with the target met, the one of the lowest held-out cost
+      (the trainer's best model); a column of ``ckpt.METRICS_COLUMNS``;
+    - ``reproduce:TASK:SEED:FIELD``: the row of ``docs/results/reproduce.json``.
+
+    RECORD: a folder of ``docs/results/runs/``, or ``ntm/TASK`` or ``dnc/TASK`` for a shipped
+    model. A placeholder that names no single row, field or number raises ValueError naming
+    it; so does a ``<<`` left unclosed."""
+
+    def row(kind: str, name: str, where: list[str]) -> dict[str, Any]:
+        if len(where) != WHERE[kind]:
+            raise ValueError(f"{kind} takes {WHERE[kind]} argument(s) between record and field")
+        if kind == "reproduce":
+            rows = json.loads(REPRODUCE.read_text())
+            found: list[dict[str, Any]] = [
+                r for r in rows if [r["task"], str(r["seed"])] == [name, *where]
+            ]
+        else:
+            model, _, task = name.partition("/")
+            folder = pretrained.path(task, model) if task else RECORDS / name
+            if kind == "eval":
+                rows = json.loads((folder / "eval.json").read_text())
+                found = [r for r in rows if [r["setting"]] == where]
+            else:
+                metrics = ckpt.read_metrics(folder)
+                found = {
+                    "last": metrics[-1:],
+                    "at": [r for r in metrics if [f"{r['sequences']:.0f}"] == where],
+                    "met": [r for r in metrics if r["target_met"] == 1][:1],
+                    "best": sorted(metrics, key=lambda r: r["eval_cost"])[:1],
+                }[kind]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} rows match, not 1")
+        return found[0]
+
+    def value(ref: str) -> Any:
+        with contextlib.suppress(ValueError):
+            return float(ref)  # a number
+        kind, name, *where, field = ref.split(":")
+        found = row(kind, name, where)[field]
+        if isinstance(found, float) and math.isnan(found):
+            raise ValueError(f"{field} is not recorded")
+        return found
+
+    def render(match: re.Match[str]) -> str:
+        expression, _, spec = match.group(1).rpartition(":")
+        try:
+            first, *operation = re.split(r" ([-+*/]) ", expression)
+            result = value(first)
+            if operation:
+                symbol, second = operation  # one operation at most
+                result = OPERATIONS[symbol](result, value(second))
+            if spec.endswith("d"):  # a count: a whole number, written as an int
+                if result != int(result):
+                    raise ValueError(f"{result} is not a whole number")
+                result = int(result)
+            return format(result, spec)
+        except Exception as error:
+            raise ValueError(f"placeholder {match.group()}: {error!r}") from error
+
+    filled = PLACEHOLDER.sub(render, text)
+    if "<<" in filled:
+        at = filled.index("<<")
+        raise ValueError(f"placeholder left unclosed: {filled[at : at + 60]!r}")
+    return filled
+
+
 #: The shipped models (one entry per task); swap an entry to ship another run (module doc).
+#: Their measured numbers are placeholders that name the record holding them (:func:`fill`).
 SHIPPED = {
     "copy": Shipped(
         command="ntm train --task copy --seed 1",
         record="copy-ntm",
-        findings="How far a model generalises varies by seed: the bare command's seeds 1, 2 "
-        "and 3 make 0.187, 0.197 and 0.005 bit errors per sequence at length 50, and 3.3, 38.2 "
-        "and 9.3 at length 120 (`ntm eval RUN`). The feed-forward controller (the paper's other "
-        "NTM: 1 head, 100 units, one seed) solves copy at 24,576 sequences and generalises "
-        "further: 0.000 bit errors at length 50 and 0.004 at 120.",
+        findings="How far a model generalises varies by seed: the bare command's seed 1, the "
+        "shipped model, makes <<eval:ntm/copy:length 50:bit_errors:.3f>> bit errors per "
+        "sequence at length 50 and <<eval:ntm/copy:length 120:bit_errors:.1f>> at length 120; "
+        "its seeds 2 and 3 (`ntm eval RUN`) make more at length 120, seed 3 almost none at "
+        "length 50. The feed-forward controller (the paper's other NTM: 1 head, 100 units, one "
+        "seed) solves copy at <<last:copy-ntm-ff:sequences:,d>> sequences and generalises "
+        "further: <<eval:copy-ntm-ff:length 50:bit_errors:.3f>> bit errors at length 50 and "
+        "<<eval:copy-ntm-ff:length 120:bit_errors:.3f>> at 120.",
         unshipped=(
             Unshipped("feed-forward controller", "copy-ntm-ff", "solved"),
             Unshipped(
                 "LSTM, `ntm train --task copy --model lstm` (the plateau schedule), unfinished",
                 "copy-lstm-plateau",
-                "6.0 bit errors per sequence on its 512-sequence check; the constant-rate "
-                "baseline, stopped at 60,000 sequences, makes 11.8 held out",
+                "<<last:copy-lstm-plateau:eval_bit_errors:.1f>> bit errors per sequence on its "
+                "512-sequence check; the constant-rate baseline, stopped at "
+                "<<last:copy-lstm:sequences:,d>> sequences, makes "
+                "<<eval:copy-lstm:training distribution:bit_errors:.1f>> held out",
             ),
         ),
     ),
     "repeat_copy": Shipped(
-        how="hand-made, without the end marker (`--no-end-marker`) to 49,152 sequences, then "
-        "with it from those weights (`--init-from`) at 3e-3 to 55,328 and 3e-4 to 69,632.",
+        how="hand-made, without the end marker (`--no-end-marker`) to "
+        "<<last:repeat_copy-ntm-stage1:sequences:,d>> sequences, then with it from those "
+        "weights (`--init-from`) at 3e-3 to 55,328 and 3e-4 to "
+        "<<last:ntm/repeat_copy:sequences:,d>>.",
         command="ntm train --task repeat_copy",
         stages=("repeat_copy-ntm-stage1",),
         findings="From scratch the end marker keeps the NTM from its memory: with one repeat "
-        "(`--max-repeats 1`) three seeds make 4.8 to 6.2 bit errors per sequence after 60,000 "
-        "sequences, both heads on slot 0; without the marker all three solve it by 32,768. So "
-        "the bare command withholds the marker until the copies are right, then starts its "
-        "optimiser afresh (with Adam's moments kept, seed 3 lost its copies when the marker "
-        "came). It stops at its target, 0.1 bit errors on its check: seeds 1, 2 and 3 then "
-        "make 0.169, 0.100 and 0.113 held out, the marker right in 96.7 to 98.1% of the "
-        "sequences (`ntm eval RUN`); the shipped model, trained on at 3e-4, makes none. Past "
-        "about 11 repeats the model ends early, like the paper's (last picture).",
+        "(`--max-repeats 1`) three seeds still make several bit errors per sequence after "
+        "60,000 sequences, both heads on slot 0; without the marker all three solve it in "
+        "fewer sequences. So the bare command withholds the marker until the copies are right, "
+        "then starts its optimiser afresh (with Adam's moments kept, seed 3 lost its copies when "
+        "the marker came). It stops at its target, 0.1 bit errors on its check: seeds 1, 2 and 3 "
+        "then make about as many held out, the marker wrong in a few percent of the sequences "
+        "(`ntm eval RUN`); the shipped model, trained on at 3e-4, makes none. Given many more "
+        "repeats than it trained on, the model ends early, like the paper's (last picture).",
         unshipped=(
             Unshipped(
                 "from scratch, end marker on",
                 "repeat_copy-ntm",
-                "stalls near 200 bits, the write head on slot 0",
+                "stalls at <<eval:repeat_copy-ntm:training distribution:cost_bits:.0f>> bits "
+                "held out, the write head on slot 0",
             ),
             Unshipped("hand-made, seed 2", "repeat_copy-ntm-seed2-stage2", "solved too"),
             Unshipped(
                 "seed 3, Adam's moments kept when the marker came",
                 "repeat_copy-ntm-seed3-moments-kept",
-                "copies right at 28,672 sequences, 176 bits one evaluation later, 154 at 135,168",
+                "copies right at 28,672 sequences, "
+                "<<at:repeat_copy-ntm-seed3-moments-kept:32768:eval_cost:.0f>> bits one "
+                "evaluation later, <<at:repeat_copy-ntm-seed3-moments-kept:135168:eval_cost:.0f>> "
+                "at 135,168",
             ),
             Unshipped(
                 "feed-forward controller, hand-made",
                 "repeat_copy-ntm-ff",
-                "counting the repeats is hard: 0.277 bit errors, the end marker right in 89.4%",
+                "counting the repeats is hard: "
+                "<<eval:repeat_copy-ntm-ff:training distribution:bit_errors:.3f>> bit errors, the "
+                "end marker right in "
+                "<<eval:repeat_copy-ntm-ff:training distribution:end_marker_right:.1%>>",
             ),
         ),
     ),
     "associative_recall": Shipped(
-        how="hand-made, Adam 1e-3 to 300,000 sequences, then `--resume --lr 1e-4` to 380,000.",
+        how="hand-made, Adam 1e-3 to 300,000 sequences, then `--resume --lr 1e-4` to "
+        "<<last:ntm/associative_recall:sequences:,d>>.",
         command="ntm train --task associative_recall",
-        findings="At Adam 3e-3 recall stalls near 3 bit errors per sequence; at 1e-3 it learns, "
-        "and the bare command trains at 1e-3. It stops at its target, 0.1 bit errors on its "
-        "check: seeds 1, 2 and 3 then make 0.095, 0.068 and 0.066 held out at 6 items and cost "
-        "2.6, 1.8 and 3.0 bits at 12 (`ntm eval RUN`), short of the report's target, which the "
+        findings="At Adam 3e-3 recall stalls near "
+        "<<eval:associative_recall-ntm:training distribution:bit_errors:.0f>> bit errors per "
+        "sequence; at 1e-3 it learns, and the bare command trains at 1e-3. It stops at its "
+        "target, 0.1 bit errors on its check: seeds 1, 2 and 3 then make fewer held out, but at "
+        "12 items they cost more than the report's target of 1 bit (`ntm eval RUN`), which the "
         "longer hand-made run meets. The NTM generalises to 15 items, as the paper's "
         "feed-forward NTM does; the LSTM does not learn the task.",
         unshipped=(
-            Unshipped("Adam 3e-3", "associative_recall-ntm", "3.3 bit errors per sequence"),
+            Unshipped(
+                "Adam 3e-3",
+                "associative_recall-ntm",
+                "<<eval:associative_recall-ntm:training distribution:bit_errors:.1f>> bit errors "
+                "per sequence",
+            ),
             Unshipped(
                 "feed-forward controller, 4 + 4 heads",
                 "associative_recall-ntm-ff",
-                "faster (2.48 bit errors at 86,016 sequences, the LSTM controller 5.24), "
-                "unfinished",
+                "faster (<<at:associative_recall-ntm-ff:86016:eval_bit_errors:.2f>> bit errors at "
+                "86,016 sequences, the LSTM controller "
+                "<<at:ntm/associative_recall:86016:eval_bit_errors:.2f>>), unfinished",
             ),
         ),
     ),
@@ -177,46 +286,66 @@ SHIPPED = {
             ("NTM after the second stage (400 steps)", "ngrams-ntm-len400"),
         ),
         findings="The NTM learns a tape, one slot per step, and finds the steps with the same "
-        "context by content. 128 slots cannot hold 200 steps (the Bayes-optimal estimator on "
-        "the last 128 transitions alone is 1.03 bits above the full one). The 400-step stage "
-        "taught the shipped model to make up for the overwritten steps (last figure). The bare "
-        "command gives the NTM a fixed random memory, which learns faster; 256 slots, room "
-        "for the whole tape, did not train (below). Its seed 1 met the target at 172,032 "
-        "sequences, after two plateau drops of the rate: 0.970 bits above optimal on the "
-        "1,000 held-out sequences (`ntm eval RUN`), where the shipped hand-made model, "
-        "trained on 5.8 times as many sequences, is 0.856 above.",
+        "context by content. 128 slots cannot hold 200 steps: the Bayes-optimal estimator on "
+        "the last 128 transitions alone falls behind the full one after step 128 (last "
+        "figure). The 400-step stage taught the shipped model to make up for the overwritten "
+        "steps (last figure). The bare command gives the NTM a fixed random memory, which "
+        "learns faster; 256 slots, room for the whole tape, did not train (below). Its seed 1 "
+        "met the target at <<met:ngrams-ntm-bare:sequences:,d>> sequences, after two plateau "
+        "drops of the rate: <<eval:ngrams-ntm-bare:training distribution:cost_bits - "
+        "eval:ngrams-ntm-bare:training distribution:optimal_cost_bits:.3f>> bits above optimal "
+        "on the 1,000 held-out sequences (`ntm eval RUN`), where the shipped hand-made model, "
+        "trained on far more sequences, is <<eval:ntm/ngrams:training distribution:cost_bits - "
+        "eval:ntm/ngrams:training distribution:optimal_cost_bits:.3f>> above.",
         unshipped=(
             Unshipped(
                 "`ntm train --task ngrams --seed 1`, unattended",
                 "ngrams-ntm-bare",
-                "0.970 bits above optimal held out",
+                "<<eval:ngrams-ntm-bare:training distribution:cost_bits - "
+                "eval:ngrams-ntm-bare:training distribution:optimal_cost_bits:.3f>> bits above "
+                "optimal held out",
             ),
             Unshipped(
                 "fixed random memory",
                 "ngrams-ntm-random-memory",
-                "faster (134.8 bits at 73,728 sequences, constant memory 159.5), the same tape",
+                "faster (<<at:ngrams-ntm-random-memory:73728:eval_cost:.1f>> bits at 73,728 "
+                "sequences, constant memory <<at:ngrams-ntm-stage1:73728:eval_cost:.1f>>), the "
+                "same tape",
             ),
-            Unshipped("no shifts", "ngrams-ntm-no-shift", "no tape: 166.2 bits, diffuse writes"),
+            Unshipped(
+                "no shifts",
+                "ngrams-ntm-no-shift",
+                "no tape: <<last:ngrams-ntm-no-shift:eval_cost:.1f>> bits, diffuse writes",
+            ),
             Unshipped(
                 "256 slots, fixed random memory",
                 "ngrams-ntm-256-slots",
-                "room for a 200-step tape, but 158.1 bits at 40,960 sequences, then a jump to "
-                "208 and 166.8 at 102,400",
+                "room for a 200-step tape, but <<at:ngrams-ntm-256-slots:40960:eval_cost:.1f>> "
+                "bits at 40,960 sequences, then a jump to "
+                "<<at:ngrams-ntm-256-slots:45056:eval_cost:.0f>> and "
+                "<<last:ngrams-ntm-256-slots:eval_cost:.1f>> at "
+                "<<last:ngrams-ntm-256-slots:sequences:,d>>",
             ),
         ),
     ),
     "priority_sort": Shipped(
         how="hand-made at batch 32, `--memory-init random`, Adam 1e-3, then `--resume --lr` "
-        "3e-4, 1e-3, 3e-4, 1e-4 and 3e-5; it is shipped because it is better (18.2 bits) than "
-        "the bare command's model, which stops at its target (20.7).",
+        "3e-4, 1e-3, 3e-4, 1e-4 and 3e-5; it is shipped because it is better "
+        "(<<eval:ntm/priority_sort:training distribution:cost_bits:.1f>> bits) than the bare "
+        "command's model, which stops at its target "
+        "(<<eval:priority_sort-ntm-bare:training distribution:cost_bits:.1f>>).",
         command="ntm train --task priority_sort --seed 1",
         findings="With a constant memory every slot looks alike to content addressing, so the "
         "NTM needs a fixed random one. The batch size decides the speed: at batch 32 the bare "
-        "command's schedule lowered the rate to its floor and stopped at 995,328 sequences with "
-        "32.6 bits, where at batch 8 (four times the updates for the same sequences) it met "
-        "its target at 200,704 sequences: 19.8 bits on its 512-sequence check, 20.7 on the "
-        "report's 1,000; the paper's NTM, at batch 1, had 18 to 20 after about a million. It "
-        "does not write as a linear function of priority (last figure).",
+        "command's schedule lowered the rate to its floor and stopped at "
+        "<<last:priority_sort-ntm-batch32:sequences:,d>> sequences with "
+        "<<best:priority_sort-ntm-batch32:eval_cost:.1f>> bits, where at batch 8 (four times "
+        "the updates for the same sequences) it met its target at "
+        "<<met:priority_sort-ntm-bare:sequences:,d>> sequences: "
+        "<<met:priority_sort-ntm-bare:eval_cost:.1f>> bits on its 512-sequence check, "
+        "<<eval:priority_sort-ntm-bare:training distribution:cost_bits:.1f>> on the report's "
+        "1,000; the paper's NTM, at batch 1, had 18 to 20 after about a million. It does not "
+        "write as a linear function of priority (last figure).",
         curves=(
             ("NTM, `ntm train --task priority_sort --seed 1` (batch 8)", "priority_sort-ntm-bare"),
             ("NTM, the same at batch 32", "priority_sort-ntm-batch32"),
@@ -225,12 +354,15 @@ SHIPPED = {
             Unshipped(
                 "`ntm train --task priority_sort --seed 1`, unattended (batch 8)",
                 "priority_sort-ntm-bare",
-                "20.7 bits on the report's 1,000 sequences (19.8 on its check, the target)",
+                "<<eval:priority_sort-ntm-bare:training distribution:cost_bits:.1f>> bits on the "
+                "report's 1,000 sequences (<<met:priority_sort-ntm-bare:eval_cost:.1f>> on its "
+                "check, the target)",
             ),
             Unshipped(
                 "the same at batch 32",
                 "priority_sort-ntm-batch32",
-                "stopped by its schedule at the floor rate with 32.6 bits",
+                "stopped by its schedule at the floor rate with "
+                "<<best:priority_sort-ntm-batch32:eval_cost:.1f>> bits",
             ),
         ),
     ),
@@ -292,45 +424,76 @@ CELLS = {
 #: heads as the NTM's, one write head, 128 x 20 memory); shipped where it met the target
 #: (``src/ntm/pretrained/dnc/T``), else its record ``docs/results/runs/T-dnc``.
 DNC_NOTES: dict[str, str] = {
-    "copy": "seeds 1, 2 and 3 meet the target at 12,288, 16,384 and 16,384 sequences (the NTM's "
-    "bare command: 20,480, 28,672 and 12,288), in 6.0, 5.7 and 4.4 minutes of training on one "
-    "core while other trainings shared the machine (the NTM: 1.0 to 1.7 with the native "
-    "engine). The DNC generalises better to length 50 (0.016, 0.001 and 0.001 bit errors per "
-    "sequence; the NTM's seeds 0.187, 0.197 and 0.005) and fails at 120 (194, 464 and 161; "
-    "the NTM's 3.3, 38.2 and 9.3): its 121 writes land on about 110 distinct slots, and its "
-    "reads lose their focus (a peak read weight of 0.63 on average), errors spread over the "
-    "whole answer. It writes where allocation points, one new slot per step, and reads them "
-    "back along the forward links (pictures).",
-    "repeat_copy": "seed 1 met the target at 94,208 sequences with the end marker on from the "
-    "start, where the NTM stalls near 200 bits and needs it withheld until its copies are "
-    "right (the NTM's bare command: 57,344 to 94,208 sequences); 58.9 minutes of training, "
-    "on a machine shared with other trainings (one process, then two from 49,472 sequences). "
-    "Held out: 0.043 bit errors per sequence, the end marker right in 99.1% (the NTM's bare "
-    "runs: 0.100 to 0.169, 96.7 to 98.1%). It generalises to sequences twice as long (L=20, "
-    "R=10: 1.7 bit errors, the marker right in 98.5%, where the NTM makes 381) but not to "
-    "more repeats than it saw (L=10, R=20: 133 bit errors, the marker never right; the NTM "
-    "389): following the links does not depend on the length, counting repeats does.",
-    "priority_sort": "seed 1 met the target (below 20 bits on its check) at 86,016 sequences "
-    "with the bare command `ntm train --task priority_sort --model dnc --seed 1` (the NTM's "
-    "recipe: batch 8, lr 1e-3, which it kept to the end; resumed once, which the trainer makes "
-    "exact), in 63.4 minutes of training with two processes on a machine shared with other "
-    "work. Held out on the report's 1,000 sequences: 16.3 bits per sequence (4.1 bit errors), "
-    "below the shipped hand-made NTM's 18.2 (2.1 million sequences over six stages), the NTM's "
-    "bare command's 20.7 (200,704 sequences) and the paper's NTM (about 18 to 20). Per "
-    "sequence it learns priority sort 2.3 times as fast as the NTM's bare command; per minute "
-    "it is slower (about 27 sequences per second against the NTM's 180). It writes each "
-    "input to a fresh slot by allocation and answers with every read head in content mode, "
-    "jumping from slot to slot in the order of the priorities (picture).",
+    "copy": "seed 1 meets the target at <<met:copy-dnc:sequences:,d>> sequences (the NTM's bare "
+    "command's seeds 1, 2 and 3: <<reproduce:copy:1:sequences:,d>>, "
+    "<<reproduce:copy:2:sequences:,d>> and <<reproduce:copy:3:sequences:,d>>), in "
+    "<<met:copy-dnc:seconds / 60:.1f>> minutes of training on one core while other trainings "
+    "shared the machine (the NTM: <<reproduce:copy:3:wall_minutes:.1f>> to "
+    "<<reproduce:copy:2:wall_minutes:.1f>> with the <<reproduce:copy:1:engine:s>> engine); "
+    "seeds 2 and 3 meet it too, in more sequences. The DNC generalises better to length "
+    "50 (<<eval:dnc/copy:length 50:bit_errors:.3f>> bit errors per sequence, the NTM's "
+    "<<eval:ntm/copy:length 50:bit_errors:.3f>>; seeds 2 and 3 alike) and fails at 120 "
+    "(<<eval:dnc/copy:length 120:bit_errors:.0f>>, the NTM's "
+    "<<eval:ntm/copy:length 120:bit_errors:.1f>>; seeds 2 and 3 alike): some of its writes "
+    "land on slots it has already written, and its reads lose their focus, errors spread over "
+    "the whole answer. It writes where allocation points, one new slot per step, and reads "
+    "them back along the forward links (pictures).",
+    "repeat_copy": "seed 1 met the target at <<met:repeat_copy-dnc:sequences:,d>> sequences with "
+    "the end marker on from the start, where the NTM stalls "
+    "(<<eval:repeat_copy-ntm:training distribution:cost_bits:.0f>> bits held out) and needs it "
+    "withheld until its copies are right (the NTM's bare command: "
+    "<<reproduce:repeat_copy:3:sequences:,d>> to <<reproduce:repeat_copy:1:sequences:,d>> "
+    "sequences); <<met:repeat_copy-dnc:seconds / 60:.1f>> minutes of training, on a machine "
+    "shared with other trainings (one process, then two once resumed; its `train.log`). Held "
+    "out: <<eval:dnc/repeat_copy:training distribution:bit_errors:.3f>> bit errors per "
+    "sequence, the end marker right in "
+    "<<eval:dnc/repeat_copy:training distribution:end_marker_right:.1%>> (the NTM's bare runs "
+    "make more, the marker right less often). It generalises to sequences twice as long "
+    "(L=20, R=10: <<eval:dnc/repeat_copy:L=20, R=10:bit_errors:.1f>> bit errors, the marker "
+    "right in <<eval:dnc/repeat_copy:L=20, R=10:end_marker_right:.1%>>, where the NTM makes "
+    "<<eval:ntm/repeat_copy:L=20, R=10:bit_errors:.0f>>) but not to more repeats than it saw "
+    "(L=10, R=20: <<eval:dnc/repeat_copy:L=10, R=20:bit_errors:.0f>> bit errors, the marker "
+    "never right; the NTM <<eval:ntm/repeat_copy:L=10, R=20:bit_errors:.0f>>): following the "
+    "links does not depend on the length, counting repeats does.",
+    "priority_sort": "seed 1 met the target (below 20 bits on its check) at "
+    "<<met:priority_sort-dnc:sequences:,d>> sequences with the bare command `ntm train --task "
+    "priority_sort --model dnc --seed 1` (the NTM's recipe: batch 8, lr 1e-3, which it kept to "
+    "the end; resumed once, which the trainer makes exact), in "
+    "<<met:priority_sort-dnc:seconds / 60:.1f>> minutes of training with two processes on a "
+    "machine shared with other work. Held out on the report's 1,000 sequences: "
+    "<<eval:dnc/priority_sort:training distribution:cost_bits:.1f>> bits per sequence "
+    "(<<eval:dnc/priority_sort:training distribution:bit_errors:.1f>> bit errors), below the "
+    "shipped hand-made NTM's <<eval:ntm/priority_sort:training distribution:cost_bits:.1f>> "
+    "(<<last:ntm/priority_sort:sequences / 1e6:.1f>> million sequences over six stages), the "
+    "NTM's bare command's <<eval:priority_sort-ntm-bare:training distribution:cost_bits:.1f>> "
+    "(<<met:priority_sort-ntm-bare:sequences:,d>> sequences) and the paper's NTM (about 18 to "
+    "20). Per sequence it learns priority sort "
+    "<<met:priority_sort-ntm-bare:sequences / met:priority_sort-dnc:sequences:.1f>> times as "
+    "fast as the NTM's bare command; per minute it is slower (about "
+    "<<met:priority_sort-dnc:sequences / met:priority_sort-dnc:seconds:.0f>> sequences per "
+    "second against the NTM's "
+    "<<met:priority_sort-ntm-bare:sequences / met:priority_sort-ntm-bare:seconds:.0f>>). It "
+    "writes each input to a fresh slot by allocation and answers with every read head in "
+    "content mode, jumping from slot to slot in the order of the priorities (picture).",
     "associative_recall": "seed 1 met the training target (0.1 bit errors on its check) at "
-    "77,824 sequences, in 22.7 minutes on one core while other trainings shared the machine "
-    "(the NTM's bare command: 118,784 to 122,880 sequences, 5.4 to 7.7 minutes). The shipped "
-    "DNC is that run continued with `ntm train --resume RUN --target-bit-errors 0 "
-    "--max-sequences 160000`, its best checkpoint at 151,552 sequences: 0.043 bit errors held "
-    "out, and 0.94 and 1.77 bits of cost at 12 and 15 items (0.28 and 0.50 bit errors), "
-    "where the NTM's bare runs cost 1.8 to 3.0 bits at 12 items and the shipped hand-made "
-    "NTM 0.02. It answers as the links allow: the read head finds the query's last vector by "
-    "content, then switches to the forward mode and reads the next item's three vectors in "
-    "the order they were written (picture).",
+    "<<met:associative_recall-dnc:sequences:,d>> sequences, in "
+    "<<met:associative_recall-dnc:seconds / 60:.1f>> minutes on one core while other trainings "
+    "shared the machine (the NTM's bare command: "
+    "<<reproduce:associative_recall:2:sequences:,d>> to "
+    "<<reproduce:associative_recall:1:sequences:,d>> sequences, "
+    "<<reproduce:associative_recall:3:wall_minutes:.1f>> to "
+    "<<reproduce:associative_recall:1:wall_minutes:.1f>> minutes). The shipped DNC is that run "
+    "continued with `ntm train --resume RUN --target-bit-errors 0 --max-sequences 160000`, its "
+    "best checkpoint at <<best:dnc/associative_recall:sequences:,d>> sequences: "
+    "<<eval:dnc/associative_recall:training distribution:bit_errors:.3f>> bit errors held out, "
+    "and <<eval:dnc/associative_recall:12 items:cost_bits:.2f>> and "
+    "<<eval:dnc/associative_recall:15 items:cost_bits:.2f>> bits of cost at 12 and 15 items "
+    "(<<eval:dnc/associative_recall:12 items:bit_errors:.2f>> and "
+    "<<eval:dnc/associative_recall:15 items:bit_errors:.2f>> bit errors), where the NTM's bare "
+    "runs cost more than 1 bit at 12 items and the shipped hand-made NTM "
+    "<<eval:ntm/associative_recall:12 items:cost_bits:.2f>>. It answers as the links allow: the "
+    "read head finds the query's last vector by content, then switches to the forward mode and "
+    "reads the next item's three vectors in the order they were written (picture).",
 }
 #: A picture of the shipped DNC beyond the training distribution, where it shows how it fails.
 DNC_BEYOND = {"copy": ("DNC, length 120", {"min_length": 120, "max_length": 120})}
@@ -339,14 +502,21 @@ DNC_SUMMARY = (
     "The DNC beside the NTM, with the same controller, memory, trainer and held-out sets: it "
     "meets the training targets of copy, repeat copy, associative recall and priority sort "
     "(shipped: `ntm eval --pretrained TASK --model dnc`) in fewer sequences than the NTM's "
-    "bare command (copy 12,288 to 16,384 against 12,288 to 28,672; repeat copy 94,208 with "
-    "the end marker from the start, where the NTM stalls; recall 77,824 against about "
-    "120,000; priority sort 86,016 against 200,704, to 16.3 bits, below every NTM here), and "
-    "generalises further in length (copy 50, repeat copy L=20, recall 12 and 15 items) but "
-    "not to copy length 120, where its writes collide. Each sequence costs it several times "
-    "the NTM's native time (`benchmarks/README.md`), so in minutes it is slower; the report's "
-    'stricter targets ("met") for copy, repeat copy and recall ask for no wrong bit in 1,000 '
-    "sequences, which the DNCs, trained to their training targets, narrowly miss (the table)."
+    "bare command (copy <<met:copy-dnc:sequences:,d>> against "
+    "<<reproduce:copy:1:sequences:,d>> for seed 1; repeat copy "
+    "<<met:repeat_copy-dnc:sequences:,d>> with the end marker from the start, where the NTM "
+    "stalls; recall <<met:associative_recall-dnc:sequences:,d>> against "
+    "<<reproduce:associative_recall:2:sequences:,d>> to "
+    "<<reproduce:associative_recall:1:sequences:,d>>; priority sort "
+    "<<met:priority_sort-dnc:sequences:,d>> against "
+    "<<reproduce:priority_sort:1:sequences:,d>>, to "
+    "<<eval:dnc/priority_sort:training distribution:cost_bits:.1f>> bits, below every NTM "
+    "here), and generalises further in length (copy 50, repeat copy L=20, recall 12 and 15 "
+    "items) but not to copy length 120, where its writes collide. Each sequence costs it "
+    "several times the NTM's native time (`benchmarks/README.md`), so in minutes it is slower; "
+    "the report's stricter targets "
+    '("met") for copy, repeat copy and recall ask for no wrong bit in 1,000 sequences, which '
+    "the DNCs, trained to their training targets, narrowly miss (the table)."
 )
 #: The DNC's unfinished n-gram run, and the NTM's bare run it is compared with.
 NGRAMS_DNC, NGRAMS_NTM = KEPT / "ngrams-dnc", RECORDS / "ngrams-ntm-bare"
@@ -899,7 +1069,7 @@ def report(draw: bool = True) -> str:
             *_reproduce_table(reproduced),
             "",
         ]
-    return "\n".join([*out, *sections]).rstrip("\n") + "\n"
+    return fill("\n".join([*out, *sections]).rstrip("\n") + "\n")
 
 
 def main() -> None:

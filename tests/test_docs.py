@@ -143,3 +143,32 @@ def test_the_documents_say_what_the_records_say() -> None:
     benchmarks = (ROOT / "benchmarks" / "README.md").read_text()
     assert make_results.BENCHMARK_BLOCK.search(benchmarks)
     assert benchmarks == make_results.benchmarks_with_tables(benchmarks)
+
+
+#: A placeholder that names a record's number, in a sentence.
+FILLED = "solved at <<last:copy-ntm-ff:sequences:,d>> sequences"
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "<<eval:no-such-run:training distribution:bit_errors:.3f>>",  # no record
+        "<<eval:copy-ntm-ff:length 999:bit_errors:.3f>>",  # no setting
+        "<<eval:ntm/no_such_task:training distribution:cost_bits:.1f>>",  # no shipped model
+        "<<last:copy-ntm-ff:no_such_column:.1f>>",  # no field
+        "<<at:copy-ntm-ff:12345:eval_cost:.1f>>",  # no row at that many sequences
+        "<<met:copy-ntm-ff:sequences:,d>>",  # no target_met column: never met
+        "<<reproduce:copy:99:sequences:,d>>",  # no seed
+        "<<last:copy-ntm-ff:eval_cost:,d>>",  # a cost is no count
+        "<<last:copy-ntm-ff:sequences / last:copy-ntm-ff:seconds / 2:.1f>>",  # two operations
+    ],
+)
+def test_a_placeholder_that_names_nothing_raises(placeholder: str) -> None:
+    """The prose of docs/results.md names its numbers' records: one that names none fails,
+    with the placeholder in the message, instead of being written as it is."""
+    fill = _make_results().fill
+    assert re.fullmatch(r"solved at [\d,]+ sequences", fill(FILLED))
+    with pytest.raises(ValueError, match=re.escape(placeholder)):
+        fill(f"solved at {placeholder} sequences")
+    with pytest.raises(ValueError, match="unclosed"):
+        fill(FILLED.replace(">>", ""))

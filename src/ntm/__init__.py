@@ -4,7 +4,7 @@ The Neural Turing Machine (Graves, Wayne & Danihelka, 2014) and the Differentiab
 Computer (Graves et al., 2016).
 """
 
-from ntm import addressing, dnc, memory, pretrained, tasks
+from ntm import addressing, dnc, mamba, memory, mqar, pretrained, tasks, transformer
 from ntm.config import (
     DNCConfig,
     LSTMConfig,
@@ -44,7 +44,9 @@ __all__ = [
     "dnc",
     "load",
     "make_task",
+    "mamba",
     "memory",
+    "mqar",
     "paper_lstm_config",
     "paper_ntm_config",
     "pretrained",
@@ -52,4 +54,5 @@ __all__ = [
     "register_task",
     "task_dnc_config",
     "tasks",
+    "transformer",
 ]

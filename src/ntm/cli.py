@@ -37,6 +37,8 @@ from ntm.runs import CHECKPOINTS, read_run_config, weights_file
 from ntm.viz import draw_run
 
 EXIT_USAGE = 2
+#: Where ``ntm eval RUN --ladder`` keeps its rows in the run folder.
+LADDER_FILE = "ladder.json"
 
 #: Model settings that ``ntm train`` takes from the run, not from a flag of their own.
 _MODEL_FIXED = {"input_size", "output_size", "controller"}
@@ -462,7 +464,13 @@ def _eval(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
-    rows = evaluate_run(run_dir, settings, args.size, args.seed, args.checkpoint, args.device)
+    if args.ladder and settings is not None:
+        raise UsageError("--ladder climbs the task's own settings; leave out --task-arg")
+    rows = evaluate_run(
+        run_dir, settings, args.size, args.seed, args.checkpoint, args.device, args.ladder
+    )
+    if args.ladder and not args.pretrained:
+        ckpt.write_text_atomic(run_dir / LADDER_FILE, json.dumps(rows, indent=2) + "\n")
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -607,6 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(evaluate, "seed of the held-out sets")
     evaluate.add_argument("--size", type=int, default=1000, help="sequences per setting")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument(
+        "--ladder",
+        action="store_true",
+        help="the task's settings beyond training (lengths, items or pairs x2, x4, ...) "
+        f"instead of the paper's; kept in the run folder as {LADDER_FILE}",
+    )
     evaluate.set_defaults(func=_eval)
 
     viz = commands.add_parser(

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ntm.runs import load_run, logits_of
-from ntm.tasks import Batch, bit_errors, cost_bits, generalisation
+from ntm.tasks import BITS, Batch, Scoring, generalisation, ladder, scoring
 
 #: Default seed of held-out sets drawn by ``ntm eval`` and ``ntm viz`` (never a training seed).
 HELD_OUT_SEED = 2_000_003
@@ -29,8 +29,10 @@ def evaluate(
     batch: Batch,
     chunk: int | None = None,
     inspect: Callable[[Tensor, Batch], None] | None = None,
+    score: Scoring = BITS,
 ) -> tuple[float, float]:
-    """Cost in bits and bit errors per sequence of ``model`` on ``batch``, in chunks.
+    """Cost in bits and errors per sequence of ``model`` on ``batch``, in chunks, as
+    ``score`` counts them (:func:`ntm.tasks.scoring`: wrong bits, or wrong tokens).
 
     Only the outputs that ``batch`` has targets for are scored (repeat copy without its end
     marker: the copy channels of a model that has one). ``inspect``, if given, sees each
@@ -55,8 +57,8 @@ def evaluate(
             mask = batch.mask[:, part].to(device)
             logits = logits_of(model(inputs))[..., : targets.shape[-1]]
             size = inputs.shape[1]
-            cost += cost_bits(logits, targets, mask) * size
-            errors += bit_errors(logits, targets, mask) * size
+            cost += score.cost(logits, targets, mask) * size
+            errors += float(score.wrong(logits, targets, mask).sum())
             if inspect is not None:
                 inspect(logits, Batch(inputs, targets, mask))
     finally:
@@ -64,6 +66,18 @@ def evaluate(
         if compiled is not None:
             compiled.engine = "compiled"
     return cost / total, errors / total
+
+
+class AllRight:
+    """The sequences with no wrong bit or token, tallied over evaluation chunks."""
+
+    def __init__(self, score: Scoring) -> None:
+        self.score = score
+        self.right = 0
+
+    def __call__(self, logits: torch.Tensor, batch: Batch) -> None:
+        wrong = self.score.wrong(logits, batch.targets, batch.mask)
+        self.right += int((wrong == 0).sum())
 
 
 class EndMarker:
@@ -84,6 +98,16 @@ class EndMarker:
         self.right += int((wrong == 0).sum())
 
 
+def _all(inspectors: list[Callable[[Tensor, Batch], None]]) -> Callable[[Tensor, Batch], None]:
+    """One inspector that calls each of ``inspectors``."""
+
+    def inspect(logits: Tensor, part: Batch) -> None:
+        for inspector in inspectors:
+            inspector(logits, part)
+
+    return inspect
+
+
 def _describe(task: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in task.to_dict().items())
 
@@ -95,13 +119,15 @@ def evaluate_run(
     seed: int = HELD_OUT_SEED,
     checkpoint: str = "best",
     device: str = "cpu",
+    climb: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder's
     model (``checkpoint``: see :func:`ntm.runs.weights_file`) run on ``device``.
 
     Without ``task_settings``: the training distribution and the paper's generalisation
-    settings for the task; with them, one row for the run's task so changed. Every row
-    draws its own held-out set from ``seed``.
+    settings for the task, or with ``climb`` (or for a task the paper does not have) its
+    ladder beyond the training distribution (:func:`ntm.tasks.ladder`); with them, one row
+    for the run's task so changed. Every row draws its own held-out set from ``seed``.
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
@@ -109,24 +135,32 @@ def evaluate_run(
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     if task_settings is None:
-        settings = [("training distribution", {}), *generalisation(run.train.task)]
+        # A task without the paper's settings shows its ladder.
+        beyond = (not climb and generalisation(run.train.task)) or ladder(task)
+        settings = [("training distribution", {}), *beyond]
     else:
         settings = [("custom", task_settings)]
     rows = []
     for label, changes in settings:
         variant = task.with_settings(**changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
+        score = scoring(variant)
+        inspectors: list[Callable[[Tensor, Batch], None]] = [right := AllRight(score)]
         marker = None
         if getattr(variant, "end_marker", False):
-            marker = EndMarker(variant.output_size - 1)
-        cost, errors = evaluate(model, batch, inspect=marker)
+            inspectors.append(marker := EndMarker(variant.output_size - 1))
+
+        cost, errors = evaluate(model, batch, inspect=_all(inspectors), score=score)
         row: dict[str, Any] = {
             "setting": label,
             "task": _describe(variant),
             "sequences": size,
             "cost_bits": cost,
             "bit_errors": errors,
+            "all_right": right.right / size,
         }
+        if score.unit != "bits":
+            row["errors_of"] = score.unit
         if marker is not None:
             row["end_marker_errors"] = marker.wrong / size
             row["end_marker_right"] = marker.right / size
@@ -140,7 +174,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of :func:`evaluate_run`'s rows."""
     optimal = any("optimal_cost_bits" in r for r in rows)
     marker = any("end_marker_errors" in r for r in rows)
-    header = ["setting", "sequences", "cost (bits/seq)", "bit errors/seq"]
+    unit = "token" if any(r.get("errors_of") == "tokens" for r in rows) else "bit"
+    right = any("all_right" in r for r in rows)
+    header = ["setting", "sequences", "cost (bits/seq)", f"{unit} errors/seq"]
+    if right:
+        header.append("all right")
     if optimal:
         header.append("Bayes-optimal cost")
     if marker:
@@ -153,6 +191,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['cost_bits']:.3f}",
             f"{r['bit_errors']:.3f}",
         ]
+        if right:
+            cells.append(f"{100 * r.get('all_right', float('nan')):.1f}%")
         if optimal:
             cells.append(f"{r.get('optimal_cost_bits', float('nan')):.3f}")
         if marker:

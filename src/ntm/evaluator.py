@@ -15,7 +15,7 @@ from ntm import checkpoint as ckpt
 from ntm.data import held_out_batch
 from ntm.evaluation import evaluate
 from ntm.runconfig import RunConfig
-from ntm.tasks import Batch
+from ntm.tasks import Batch, scoring
 
 
 class Evaluator:
@@ -45,7 +45,7 @@ class Evaluator:
                 variant = self.run.task.with_settings(end_marker=False)
                 self.withheld = held_out_batch(self.run, variant)
             batch = self.withheld
-        self.last = evaluate(model, batch)
+        self.last = evaluate(model, batch, score=scoring(self.run.task))
         return self.last
 
     def target_met(self, cost: float, errors: float) -> bool:

@@ -27,7 +27,10 @@ a model's
 a task's
     ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
     it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside
-    the training distribution), ``curriculum`` (the setting a curriculum raises and the
+    the training distribution), ``ladder()`` (the same for the settings beyond training
+    that ``ntm eval --ladder`` climbs, computed from the task's own settings), ``tokens``
+    (True: one-hot token inputs and targets, scored by cross-entropy and wrong tokens, see
+    :func:`ntm.tasks.scoring`), ``curriculum`` (the setting a curriculum raises and the
     one it starts above), ``optimal_cost(batch)`` (a reference cost, such as the n-grams
     Bayes optimum, that ``--target-excess`` is measured against), ``to_dict`` and
     ``with_settings``.

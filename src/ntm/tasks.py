@@ -157,6 +157,14 @@ class CopyTask(_TaskBase):
         require(self.bits >= 1, type(self).__name__, "bits", self.bits, "an integer >= 1")
         self._require_range("min_length", "max_length", 1)
 
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        """Lengths 2, 4 and 8 times the longest trained on."""
+        return [
+            (f"length {k * self.max_length} (x{k})",
+             {"min_length": k * self.max_length, "max_length": k * self.max_length})
+            for k in (2, 4, 8)
+        ]  # fmt: skip
+
     @property
     def input_size(self) -> int:
         return self.bits + 1
@@ -242,6 +250,17 @@ class RepeatCopyTask(_TaskBase):
         self._require_range("min_repeats", "max_repeats", 1)
         require(self.repeat_std > 0, owner, "repeat_std", self.repeat_std, "a number > 0")
 
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        """Sequences twice as long, twice as many repeats, and both."""
+        length, repeats = 2 * self.max_length, 2 * self.max_repeats
+        longer = {"min_length": length, "max_length": length}
+        more = {"min_repeats": repeats, "max_repeats": repeats}
+        return [
+            (f"L={length} (x2)", longer),
+            (f"R={repeats} (x2)", more),
+            (f"L={length}, R={repeats} (x2, x2)", {**longer, **more}),
+        ]
+
     @property
     def input_size(self) -> int:
         return self.bits + 2
@@ -306,6 +325,14 @@ class AssociativeRecallTask(_TaskBase):
         require(self.item_length >= 1, owner, "item_length", self.item_length, "an integer >= 1")
         self._require_range("min_items", "max_items", 2)
 
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        """Lists 2 and 4 times as long as the longest trained on."""
+        return [
+            (f"{k * self.max_items} items (x{k})",
+             {"min_items": k * self.max_items, "max_items": k * self.max_items})
+            for k in (2, 4)
+        ]  # fmt: skip
+
     @property
     def input_size(self) -> int:
         return self.bits + 2
@@ -365,6 +392,10 @@ class NGramsTask(_TaskBase):
         owner = type(self).__name__
         require(self.length >= 1, owner, "length", self.length, "an integer >= 1")
         require(self.order >= 2, owner, "order", self.order, "an integer >= 2")
+
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        """Sequences 2 and 4 times as long."""
+        return [(f"length {k * self.length} (x{k})", {"length": k * self.length}) for k in (2, 4)]
 
     @property
     def input_size(self) -> int:
@@ -487,6 +518,11 @@ class PrioritySortTask(_TaskBase):
             f"an integer in 1..num_inputs = {self.num_inputs}",
         )
 
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        """Twice as many inputs to sort, and outputs in proportion."""
+        changes = {"num_inputs": 2 * self.num_inputs, "num_outputs": 2 * self.num_outputs}
+        return [(f"{2 * self.num_inputs} inputs (x2)", changes)]
+
     @property
     def input_size(self) -> int:
         return self.bits + 2
@@ -585,6 +621,18 @@ def task_target(name: str) -> Recipe:
     return getattr(task_class(name), "target", Recipe())
 
 
+def ladder(task: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The settings beyond ``task``'s training distribution that ``ntm eval --ladder``
+    climbs: its ``ladder()`` (longer sequences, more items, ...; computed from its own
+    settings), else its class's generalisation settings."""
+    own = getattr(task, "ladder", None)
+    if callable(own):
+        return list(own())
+    if own is not None:
+        return list(own)
+    return list(getattr(task, "generalisation", []))
+
+
 def generalisation(name: str) -> list[tuple[str, dict[str, Any]]]:
     """The settings beside its training distribution that ``ntm eval`` reports for task
     ``name``: (label, settings changed)."""
@@ -624,5 +672,55 @@ def wrong_bits(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
 
     Shape: logits (T, B, O), targets (T, B, O), mask (T, B) -> scalar
     """
+    return wrong_bits_each(logits, targets, mask).sum()
+
+
+def wrong_bits_each(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """The wrong bits of each sequence. Shape: (T, B, O), (T, B, O), (T, B) -> (B,)"""
     wrong = ((logits > 0) != (targets > 0.5)).sum(-1)  # (T, B)
-    return (wrong * mask).sum()
+    return (wrong * mask).sum(0)
+
+
+def loss_tokens(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Cross-entropy in bits per sequence of one-hot ``targets`` under the softmax of
+    ``logits``, summed over the masked steps, averaged over the batch: a scalar tensor.
+
+    Shape: logits (T, B, V), targets (T, B, V) one-hot, mask (T, B) -> scalar
+    """
+    nats = -(targets.to(logits.dtype) * F.log_softmax(logits, -1)).sum(-1)  # (T, B)
+    return (nats * mask.to(logits.dtype)).sum() / (LN2 * logits.shape[1])
+
+
+def wrong_tokens_each(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """The wrong tokens of each sequence (the most likely token is not the target's).
+
+    Shape: logits (T, B, V), targets (T, B, V) one-hot, mask (T, B) -> (B,)
+    """
+    return ((logits.argmax(-1) != targets.argmax(-1)) & mask).sum(0)
+
+
+def cost_tokens(logits: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """:func:`loss_tokens` as a number, without its graph."""
+    return float(loss_tokens(logits.detach(), targets, mask))
+
+
+class Scoring(NamedTuple):
+    """How a task's outputs are scored: ``loss`` (differentiable, bits per sequence),
+    ``cost`` (the same as a float) and ``wrong`` (the wrong units of each sequence, (B,));
+    ``unit``: what is counted."""
+
+    loss: Callable[[Tensor, Tensor, Tensor], Tensor]
+    cost: Callable[[Tensor, Tensor, Tensor], float]
+    wrong: Callable[[Tensor, Tensor, Tensor], Tensor]
+    unit: str
+
+
+BITS = Scoring(loss_bits, cost_bits, wrong_bits_each, "bits")
+TOKENS = Scoring(loss_tokens, cost_tokens, wrong_tokens_each, "tokens")
+
+
+def scoring(task: Any) -> Scoring:
+    """:data:`TOKENS` for a task that declares ``tokens = True`` (one-hot token inputs and
+    targets, a vocabulary-sized output, cross-entropy); :data:`BITS` otherwise (independent
+    bits, binary cross-entropy, wrong bits at threshold 0.5)."""
+    return TOKENS if getattr(task, "tokens", False) else BITS

@@ -33,7 +33,7 @@ from ntm.registry import model_class
 from ntm.runconfig import RESUMABLE, RunConfig, TrainConfig, recipe_for
 from ntm.runs import build_model, choose_engine, default_run_dir, logits_of, read_run_config
 from ntm.schedule import PlateauSchedule
-from ntm.tasks import Batch, loss_bits, wrong_bits
+from ntm.tasks import Batch, scoring
 from ntm.transfer import InitSource, read_init_source, transferred
 
 #: The counters of a checkpoint's progress that are the curriculum's.
@@ -228,9 +228,10 @@ class Trainer:
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
         # steps instead, seeds 1 and 2 had not found their memory after 15 minutes).
         logits = logits[..., : batch.targets.shape[-1]]
-        loss = loss_bits(logits, batch.targets, batch.mask)
+        score = scoring(self.run.task)
+        loss = score.loss(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
-        wrong = wrong_bits(logits, batch.targets, batch.mask)
+        wrong = score.wrong(logits, batch.targets, batch.mask).sum()
         on_host = self.guard.tally is None
         level = from_level and (on_host or self.curriculum.climbing)
         step = Step(loss, wrong, batch.inputs.shape[1], size, stop, level)

@@ -1,0 +1,343 @@
+"""Memory against attention and state spaces: every model on the same tasks, trainer, targets
+and budget, each at its best learning rate, then three seeds, and the length ladder.
+
+Run: ``python benchmarks/compare.py`` (the tasks copy, associative_recall and mqar; the
+models ntm, lstm, dnc, transformer with RoPE and with ALiBi, and mamba). Stopped and
+started again with the same command, it goes on where it stopped: sweeps skip finished runs
+and resume the others from their checkpoints, and evaluations already written are read.
+
+For each task and model:
+
+1. **Equal parameters.** The NTM's parameter count for the task (its recipe) is the
+   reference; every other model gets the width (``d_model``, ``hidden_size`` or
+   ``controller_size``) whose count is nearest to it, and a model more than 10% away is
+   reported, not trained.
+2. **Its learning rate**, by ``ntm sweep --seeds 1 --set lr=R1,R2,R3`` within the budget of
+   sequences: the rate that meets the task's target in the fewest sequences, or, where none
+   does, the one with the lowest final held-out cost.
+3. **Three seeds** at that rate (seed 1 is the sweep's run; ``ntm sweep --seeds 2,3``).
+4. **The ladder**: ``ntm eval RUN --ladder`` on each seed's best model: the training
+   distribution and the task's settings beyond it (lengths, items or pairs x2, x4, ...),
+   errors per sequence and the share of sequences entirely right.
+
+Everything it measured goes into ``--record`` (``docs/comparison/records.json``), from which
+:func:`render` writes ``docs/comparison.md`` and one plot per task of the share of
+sequences entirely right against the test setting (``scripts/make_results.py`` renders the
+same from the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+import torch
+
+from ntm import checkpoint as ckpt
+from ntm import registry
+from ntm.runconfig import resolve_config
+from ntm.runs import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The models compared: (label, registered model, fixed model settings).
+MODELS = {
+    "ntm": ("ntm", {}),
+    "lstm": ("lstm", {}),
+    "dnc": ("dnc", {}),
+    "transformer-rope": ("transformer", {"position": "rope"}),
+    "transformer-alibi": ("transformer", {"position": "alibi"}),
+    "mamba": ("mamba", {}),
+}
+#: The setting that sets a model's width, and the step between the widths tried.
+WIDTH = {
+    "lstm": ("hidden_size", 1),
+    "dnc": ("controller_size", 1),
+    "transformer": ("d_model", 8),
+    "mamba": ("d_model", 2),
+}
+TOLERANCE = 0.10  # the largest relative difference of parameters from the NTM's
+
+
+def parameters(model: str, task: str, settings: dict[str, Any]) -> int:
+    """The parameter count of ``model`` with ``settings`` on ``task`` (its recipe applied)."""
+    run = resolve_config({"model": model, "task": task}, {}, settings)
+    return sum(p.numel() for p in build_model(run, "eager" if model == "ntm" else "").parameters())
+
+
+def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
+    """The model settings of ``label`` whose parameter count on ``task`` is nearest the
+    NTM's: (settings, its count, the NTM's)."""
+    reference = parameters("ntm", task, {})
+    model, fixed = MODELS[label]
+    if model not in WIDTH:
+        return dict(fixed), parameters(model, task, dict(fixed)), reference
+    name, step = WIDTH[model]
+    best: tuple[float, dict[str, Any], int] | None = None
+    width = step
+    while True:
+        settings = {**fixed, name: width}
+        count = parameters(model, task, settings)
+        gap = abs(count - reference) / reference
+        if best is None or gap < best[0]:
+            best = (gap, settings, count)
+        if count > reference:
+            break
+        width += step
+    return best[1], best[2], reference
+
+
+def _flags(task: str, model: str, settings: dict[str, Any], budget: int) -> list[str]:
+    flags = ["--task", task, "--model", model, "--max-sequences", str(budget), "--quiet"]
+    for key, value in settings.items():
+        flags += ["--model-arg", f"{key}={value}"]
+    return flags
+
+
+def sweep(flags: list[str], out: Path, seeds: str, rates: list[str], jobs: int) -> None:
+    """``ntm sweep`` with ``flags`` over ``rates`` and ``seeds`` into ``out`` (resumes)."""
+    command = [sys.executable, "-m", "ntm", "sweep", *flags, "--seeds", seeds]
+    command += ["--set", "lr=" + ",".join(rates), "--out", str(out), "--jobs", str(jobs)]
+    subprocess.run(command, check=True)
+
+
+def results(out: Path) -> list[dict[str, Any]]:
+    """The finished runs of a sweep folder: their settings, seeds and outcomes."""
+    found = []
+    for result in sorted(out.glob("*/seed-*/result.json")):
+        row = json.loads(result.read_text())
+        row["run_dir"] = str(result.parent)
+        row["lr"] = result.parent.parent.name.removeprefix("lr=")
+        row["seed"] = int(result.parent.name.removeprefix("seed-"))
+        found.append(row)
+    return found
+
+
+def chosen_rate(rows: list[dict[str, Any]]) -> str:
+    """The rate that met the target in the fewest sequences, else the lowest final cost."""
+
+    def key(row: dict[str, Any]) -> tuple[bool, float, float]:
+        to_target = row["sequences_to_target"] or math.inf
+        return (not row["solved"], to_target, row["final_eval_cost"])
+
+    return str(min(rows, key=key)["lr"])
+
+
+def ladder(run_dir: Path, size: int) -> list[dict[str, Any]]:
+    """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``)."""
+    kept = run_dir / "ladder.json"
+    if not kept.is_file():
+        command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
+        subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
+    rows: list[dict[str, Any]] = json.loads(kept.read_text())
+    return rows
+
+
+def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Steps 1 to 4 for one task and model; its entry of the record."""
+    settings, count, reference = matched(label, task)
+    entry: dict[str, Any] = {"task": task, "model": label, "settings": settings,
+                             "parameters": count, "ntm_parameters": reference}  # fmt: skip
+    if abs(count - reference) / reference > TOLERANCE:
+        entry["skipped"] = f"{count:,} parameters, the NTM {reference:,}: more than 10% apart"
+        return entry
+    model = MODELS[label][0]
+    flags = _flags(task, model, settings, args.budget)
+    folder = args.out / f"{task}-{args.budget}" / label
+    sweep(flags, folder / "rates", "1", args.rates.split(","), args.jobs)
+    rate = chosen_rate(results(folder / "rates"))
+    if args.seeds > 1:
+        sweep(flags, folder / "seeds", f"2-{args.seeds}", [rate], args.jobs)
+    rates = results(folder / "rates")
+    runs = [r for r in rates if r["lr"] == rate] + results(folder / "seeds")
+    entry["rates"] = [
+        {k: r[k] for k in ("lr", "solved", "sequences_to_target", "final_eval_cost")} for r in rates
+    ]
+    entry["lr"] = rate
+    entry["runs"] = []
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        run_dir = Path(run["run_dir"])
+        fields = ("seed", "solved", "sequences_to_target", "minutes_to_target", "sequences")
+        kept = {k: run[k] for k in (*fields, "final_eval_cost")}
+        kept["ladder"] = ladder(run_dir, args.size)
+        kept["minutes"] = ckpt.read_metrics(run_dir)[-1]["seconds"] / 60
+        entry["runs"].append(kept)
+    return entry
+
+
+def render(record: dict[str, Any], folder: Path) -> str:
+    """The text of ``docs/comparison.md`` from ``record``, and its plots into ``folder``."""
+    out = [
+        "# Memory against attention and state spaces",
+        "",
+        f"Generated from `{record['record']}` (written by `{record['command']}`, "
+        f"{record['measured']}, torch {record['torch']}). Every model trains with the same "
+        f"trainer, the task's target and a budget of {record['budget']:,} sequences, at the "
+        "learning rate of its sweep (`ntm sweep --set lr=...`, seed 1) that met the target "
+        "in the fewest sequences (else the lowest final held-out cost), then seeds 1 to "
+        f"{record['seeds']}; parameters within 10% of the NTM's. Errors: wrong bits (or "
+        "tokens, for MQAR) per sequence on held-out sets of "
+        f"{record['size']:,} sequences; right: the share of sequences with none wrong "
+        "(`ntm eval RUN --ladder`). Medians over the seeds.",
+        "",
+    ]
+    for task in record["tasks"]:
+        entries = [e for e in record["entries"] if e["task"] == task]
+        out += [f"## {task}", "", *_task_table(entries), ""]
+        picture = _plot(task, entries, folder)
+        if picture is not None:
+            out += [f"![{task}: share of sequences right along the ladder]({picture})", ""]
+        skipped = [e for e in entries if "skipped" in e]
+        out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
+        out += [""] if skipped else []
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def _task_table(entries: list[dict[str, Any]]) -> list[str]:
+    trained = [e for e in entries if e.get("runs")]
+    if not trained:
+        return ["Not measured yet."]
+    settings = list(
+        dict.fromkeys(row["setting"] for e in trained for row in e["runs"][0]["ladder"])
+    )
+    lines = [
+        "| model | parameters | lr | solved | sequences to target | minutes | "
+        + " | ".join(f"{s}: errors, right" for s in settings)
+        + " |",
+        "|---|---:|---:|:---:|---:|---:|" + "---:|" * len(settings),
+    ]
+    for e in trained:
+        runs = e["runs"]
+        solved = sum(r["solved"] for r in runs)
+        to_target = _median([r["sequences_to_target"] for r in runs if r["solved"]])
+        cells = [
+            e["model"],
+            f"{e['parameters']:,}",
+            e["lr"],
+            f"{solved}/{len(runs)}",
+            "–" if math.isnan(to_target) else f"{to_target:,.0f}",
+            f"{_median([r['minutes'] for r in runs]):.1f}",
+        ]
+        for setting in settings:
+            rows = [row for r in runs for row in r["ladder"] if row["setting"] == setting]
+            errors = _median([row["bit_errors"] for row in rows])
+            right = _median([row["all_right"] for row in rows])
+            cells.append(f"{errors:.2f}, {100 * right:.0f}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _plot(task: str, entries: list[dict[str, Any]], folder: Path) -> str | None:
+    trained = [e for e in entries if e.get("runs")]
+    if not trained:
+        return None
+    figure, axes = plt.subplots(figsize=(6.5, 3.8))
+    for e in trained:
+        settings = [row["setting"] for row in e["runs"][0]["ladder"]]
+        right = [
+            _median([row["all_right"] for r in e["runs"] for row in r["ladder"]
+                     if row["setting"] == s])
+            for s in settings
+        ]  # fmt: skip
+        axes.plot(range(len(settings)), right, marker="o", label=e["model"])
+        axes.set_xticks(range(len(settings)), settings, rotation=20, ha="right")
+    axes.set_ylabel("sequences entirely right")
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_title(f"{task}: the training distribution, then beyond it")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task}-ladder.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"comparison/{path.name}"
+
+
+def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The entries of the record at ``path`` that are complete for the same budget, seeds,
+    rates and held-out size as ``record``: a later run of the command keeps them even where
+    their run folders are gone (another machine)."""
+    if not path.is_file():
+        return {}
+    kept = json.loads(path.read_text())
+    same = ("budget", "seeds", "size", "rates")
+    if any(kept.get(key) != record[key] for key in same):
+        return {}
+    return {
+        (e["task"], e["model"]): e
+        for e in kept["entries"]
+        if "skipped" in e or len(e.get("runs", [])) == record["seeds"]
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="copy,associative_recall,mqar")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rates", default="3e-4,1e-3,3e-3", help="the sweep's rates")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell")
+    parser.add_argument("--budget", type=int, default=100_000, help="sequences per run")
+    parser.add_argument("--size", type=int, default=500, help="held-out sequences per setting")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (ntm sweep --jobs)")
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--record", type=Path, default=ROOT / "docs/comparison/records.json")
+    args = parser.parse_args()
+    tasks, labels = args.tasks.split(","), args.models.split(",")
+    for label in labels:
+        if label not in MODELS:
+            parser.error(f"--models: {label!r} is not one of {', '.join(MODELS)}")
+    for task in tasks:
+        try:
+            registry.task_class(task)
+        except registry.RegistryError as error:
+            parser.error(f"--tasks: {error}")
+    torch.set_num_threads(1)
+    record: dict[str, Any] = {
+        "benchmark": "compare",
+        "command": "python benchmarks/compare.py " + " ".join(sys.argv[1:]),
+        "measured": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "record": str(args.record.resolve().relative_to(ROOT))
+        if args.record.resolve().is_relative_to(ROOT)
+        else str(args.record),
+        "budget": args.budget,
+        "seeds": args.seeds,
+        "size": args.size,
+        "rates": args.rates,
+        "tasks": tasks,
+        "entries": [],
+    }
+    done = _finished(args.record, record)
+    for task in tasks:
+        for label in labels:
+            entry = done.get((task, label))
+            if entry is None:
+                print(f"{task} / {label}", flush=True)
+                entry = compare_one(task, label, args)
+            record["entries"].append(entry)
+            args.record.parent.mkdir(parents=True, exist_ok=True)
+            args.record.write_text(json.dumps(record, indent=2) + "\n")
+    text = render(record, args.record.parent)
+    (args.record.parent.parent / "comparison.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

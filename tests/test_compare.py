@@ -1,0 +1,82 @@
+"""benchmarks/compare.py: equal parameters, the rate it chooses, and what it renders."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def compare() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+    spec = importlib.util.spec_from_file_location("compare", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("label", ["lstm", "transformer-rope", "mamba"])
+def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str) -> None:
+    bench = compare()
+    settings, count, reference = bench.matched(label, "copy")
+    assert abs(count - reference) / reference <= bench.TOLERANCE
+    name, step = bench.WIDTH[bench.MODELS[label][0]]
+    for other in (settings[name] - step, settings[name] + step):
+        model = bench.MODELS[label][0]
+        nearer = abs(bench.parameters(model, "copy", {**settings, name: other}) - reference)
+        assert nearer >= abs(count - reference)
+
+
+def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
+    choose = compare().chosen_rate
+    rows = [
+        {"lr": "1e-3", "solved": True, "sequences_to_target": 8192, "final_eval_cost": 0.5},
+        {"lr": "3e-3", "solved": True, "sequences_to_target": 4096, "final_eval_cost": 0.9},
+        {"lr": "1e-2", "solved": False, "sequences_to_target": None, "final_eval_cost": 0.1},
+    ]
+    assert choose(rows) == "3e-3"
+    unsolved = [{**row, "solved": False, "sequences_to_target": None} for row in rows]
+    assert choose(unsolved) == "1e-2"  # none met it: the lowest final cost
+
+
+def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
+    bench = compare()
+
+    def ladder(right: float) -> list[dict]:
+        return [
+            {"setting": "training distribution", "bit_errors": 0.0, "all_right": 1.0},
+            {"setting": "length 40 (x2)", "bit_errors": 3.0, "all_right": right},
+        ]
+
+    runs = [
+        {"seed": s, "solved": True, "sequences_to_target": 4096 * s, "minutes": 1.0 * s,
+         "ladder": ladder(0.25 * s)}
+        for s in (1, 2, 3)
+    ]  # fmt: skip
+    record = {
+        "record": "docs/comparison/records.json", "command": "python benchmarks/compare.py",
+        "measured": "2026-12-05", "torch": "2.13.0", "budget": 50_000, "seeds": 3,
+        "size": 100, "tasks": ["copy"],
+        "entries": [
+            {"task": "copy", "model": "ntm", "parameters": 1000, "lr": "1e-3", "runs": runs},
+            {"task": "copy", "model": "mamba", "parameters": 1300,
+             "skipped": "1,300 parameters, the NTM 1,000: more than 10% apart"},
+        ],
+    }  # fmt: skip
+    text = bench.render(record, tmp_path)
+    assert "| ntm | 1,000 | 1e-3 | 3/3 | 8,192 | 2.0 | 0.00, 100% | 3.00, 50% |" in text
+    assert "- mamba: not trained (1,300 parameters" in text
+    assert (tmp_path / "copy-ladder.png").stat().st_size > 0
+    assert bench._median([None, math.nan, 2.0]) == 2.0
+
+
+def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    record = root / "docs" / "comparison" / "records.json"
+    if not record.is_file():
+        pytest.skip("no comparison measured yet")
+    text = compare().render(json.loads(record.read_text()), tmp_path)
+    assert (root / "docs" / "comparison.md").read_text() == text

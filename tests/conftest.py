@@ -1,7 +1,9 @@
 """Shared fixtures: tiny, fast training runs."""
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -23,6 +25,16 @@ TINY_TRAIN = {
     "seed": 3,
     "engine": "fused",  # the compiled engine is tested on its own: compiling takes a while
 }
+
+
+def benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/NAME.py``, imported as a module."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_run(**train: object) -> RunConfig:

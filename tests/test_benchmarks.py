@@ -1,27 +1,16 @@
 """The benchmarks' records: what they keep, how they render, and that benchmarks/README.md
 shows no table that is not rendered from one."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from .conftest import tiny_flags
+from .conftest import benchmark, tiny_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- record: (\S+) -->\n.*?<!-- end of record -->", re.DOTALL)
-
-
-def benchmark(name: str) -> ModuleType:
-    path = ROOT / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_table_in_the_benchmarks_readme_is_rendered_from_a_record() -> None:

@@ -1,26 +1,17 @@
 """benchmarks/compare.py: equal parameters, the rate it chooses, and what it renders."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-
-def compare() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
-    spec = importlib.util.spec_from_file_location("compare", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import benchmark
 
 
 @pytest.mark.parametrize("label", ["lstm", "transformer-rope", "mamba"])
 def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str) -> None:
-    bench = compare()
+    bench = benchmark("compare")
     settings, count, reference = bench.matched(label, "copy")
     assert abs(count - reference) / reference <= bench.TOLERANCE
     name, step = bench.WIDTH[bench.MODELS[label][0]]
@@ -31,7 +22,7 @@ def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str) -> N
 
 
 def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
-    choose = compare().chosen_rate
+    choose = benchmark("compare").chosen_rate
     rows = [
         {"lr": "1e-3", "solved": True, "sequences_to_target": 8192, "final_eval_cost": 0.5},
         {"lr": "3e-3", "solved": True, "sequences_to_target": 4096, "final_eval_cost": 0.9},
@@ -43,7 +34,7 @@ def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
 
 
 def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
-    bench = compare()
+    bench = benchmark("compare")
 
     def ladder(right: float) -> list[dict]:
         return [
@@ -78,5 +69,5 @@ def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:
     record = root / "docs" / "comparison" / "records.json"
     if not record.is_file():
         pytest.skip("no comparison measured yet")
-    text = compare().render(json.loads(record.read_text()), tmp_path)
+    text = benchmark("compare").render(json.loads(record.read_text()), tmp_path)
     assert (root / "docs" / "comparison.md").read_text() == text

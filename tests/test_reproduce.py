@@ -1,25 +1,14 @@
 """benchmarks/reproduce.py's table of the bare commands, read from run folders."""
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 from ntm import training
 
-from .conftest import tiny_run
-
-
-def reproduce() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "reproduce.py"
-    spec = importlib.util.spec_from_file_location("reproduce", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import benchmark, tiny_run
 
 
 def test_the_table_reads_finished_and_unfinished_runs(tmp_path: Path) -> None:
-    bench = reproduce()
+    bench = benchmark("reproduce")
     assert bench.recorded("copy", 1, tmp_path) is None  # never started
     solved = training.train(tiny_run(target_bit_errors=100.0), tmp_path / "copy-seed-1", quiet=True)
     assert solved.solved

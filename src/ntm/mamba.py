@@ -20,10 +20,10 @@ import importlib
 import importlib.util
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ntm.config import require
-from ntm.model import check_tensor
+from ntm.model import Framed
 from ntm.registry import register_model
 
 #: Whether ``mamba-ssm``'s CUDA kernels can be imported (used for inputs on a GPU).
@@ -41,7 +41,7 @@ def _mambapy() -> Any:
         ) from None
 
 
-class MambaModel(nn.Module):
+class MambaModel(Framed):
     """Mamba blocks between a linear input layer and a linear output layer: inputs (T, B, I)
     to logits (T, B, O). See the module's description for the settings."""
 
@@ -56,7 +56,6 @@ class MambaModel(nn.Module):
         expand: int = 2,
         d_conv: int = 4,
     ) -> None:
-        super().__init__()
         owner = type(self).__name__
         for name, value in (("input_size", input_size), ("output_size", output_size),
                             ("d_model", d_model), ("num_layers", num_layers),
@@ -64,7 +63,7 @@ class MambaModel(nn.Module):
                             ("d_conv", d_conv)):  # fmt: skip
             require(value >= 1, owner, name, value, "an integer >= 1")
         mamba = _mambapy()
-        self.input_size, self.output_size = input_size, output_size
+        super().__init__(input_size, output_size, d_model)
         self.backbone_config = mamba.MambaConfig(
             d_model=d_model,
             n_layers=num_layers,
@@ -73,25 +72,15 @@ class MambaModel(nn.Module):
             d_conv=d_conv,
             use_cuda=HAVE_MAMBA_SSM,
         )
-        self.input_layer = nn.Linear(input_size, d_model)
         self.backbone = mamba.Mamba(self.backbone_config)
         self.norm = mamba.RMSNorm(d_model)
-        self.output_layer = nn.Linear(d_model, output_size)
 
-    output_weights = ("output_layer.weight", "output_layer.bias")
-
-    @classmethod
-    def input_weights(cls, config: object) -> tuple[str, ...]:
-        return ("input_layer.weight",)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """inputs (T, B, I) -> logits (T, B, O)."""
-        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.input_size))
+    def body(self, x: Tensor) -> Tensor:
+        """(B, T, d_model) -> (B, T, d_model)."""
         # The CUDA scan of mamba-ssm for inputs on a GPU, the parallel scan in PyTorch else.
-        self.backbone_config.use_cuda = HAVE_MAMBA_SSM and inputs.is_cuda
-        x = self.backbone(self.input_layer(inputs.transpose(0, 1)))  # (B, T, d_model)
-        logits: Tensor = self.output_layer(self.norm(x))
-        return logits.transpose(0, 1)
+        self.backbone_config.use_cuda = HAVE_MAMBA_SSM and x.is_cuda
+        out: Tensor = self.norm(self.backbone(x))
+        return out
 
 
 register_model("mamba", MambaModel)

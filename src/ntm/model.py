@@ -574,6 +574,35 @@ class NTM(nn.Module):
         return outputs, state, record
 
 
+class Framed(nn.Module):
+    """A model body between a linear input layer (for a token task, its embedding) and a
+    linear output layer, batch-first inside: ``forward`` maps inputs (T, B, I) to logits
+    (T, B, O) through ``body`` ((B, T, width) -> (B, T, width)). The Transformer and Mamba
+    are framed so."""
+
+    output_weights: ClassVar[tuple[str, ...]] = ("output_layer.weight", "output_layer.bias")
+
+    def __init__(self, input_size: int, output_size: int, width: int) -> None:
+        super().__init__()
+        self.input_size, self.output_size = input_size, output_size
+        self.input_layer = nn.Linear(input_size, width)
+        self.output_layer = nn.Linear(width, output_size)
+
+    @classmethod
+    def input_weights(cls, config: object) -> tuple[str, ...]:
+        return ("input_layer.weight",)
+
+    def body(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """inputs (T, B, I) -> logits (T, B, O)."""
+        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.input_size))
+        x = self.body(self.input_layer(inputs.transpose(0, 1)))
+        logits: Tensor = self.output_layer(x)
+        return logits.transpose(0, 1)
+
+
 class LSTMBaseline(nn.Module):
     """The paper's baseline: stacked LSTM layers and a linear read-out, as logits.
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ntm.config import require
-from ntm.model import check_tensor
+from ntm.model import Framed
 from ntm.registry import register_model
 
 #: The position encodings a :class:`TransformerModel` takes.
@@ -112,7 +112,7 @@ class Block(nn.Module):
         return out
 
 
-class TransformerModel(nn.Module):
+class TransformerModel(Framed):
     """A decoder-only causal Transformer: inputs (T, B, I) to logits (T, B, O). See the
     module's description for the settings."""
 
@@ -128,7 +128,6 @@ class TransformerModel(nn.Module):
         position: str = "rope",
         max_positions: int = 2048,
     ) -> None:
-        super().__init__()
         owner = type(self).__name__
         for name, value in (("input_size", input_size), ("output_size", output_size),
                             ("d_model", d_model), ("num_layers", num_layers),
@@ -143,30 +142,18 @@ class TransformerModel(nn.Module):
             d_model,
             f"a multiple of 2 * num_heads = {2 * num_heads} (an even width per head)",
         )
-        self.input_size, self.output_size = input_size, output_size
+        super().__init__(input_size, output_size, d_model)
         self.position, self.max_positions = position, max_positions
-        self.input_layer = nn.Linear(input_size, d_model)
         if position == "learned":
             self.positions = nn.Embedding(max_positions, d_model)
         self.blocks = nn.ModuleList(
             Block(d_model, num_heads, ff_size, position) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.output_layer = nn.Linear(d_model, output_size)
 
-    #: The tensors whose columns are the input channels, and whose rows the output channels
-    #: (``--init-from`` a run with fewer channels).
-    output_weights = ("output_layer.weight", "output_layer.bias")
-
-    @classmethod
-    def input_weights(cls, config: object) -> tuple[str, ...]:
-        return ("input_layer.weight",)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """inputs (T, B, I) -> logits (T, B, O)."""
-        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.input_size))
-        steps = inputs.shape[0]
-        x = self.input_layer(inputs.transpose(0, 1))  # (B, T, width)
+    def body(self, x: Tensor) -> Tensor:
+        """(B, T, d_model) -> (B, T, d_model)."""
+        steps = x.shape[1]
         if self.position == "learned":
             if steps > self.max_positions:
                 raise ValueError(
@@ -178,8 +165,8 @@ class TransformerModel(nn.Module):
             x = x + sinusoidal(steps, x.shape[-1], x.device, x.dtype)
         for block in self.blocks:
             x = block(x)
-        logits: Tensor = self.output_layer(self.norm(x))
-        return logits.transpose(0, 1)
+        out: Tensor = self.norm(x)
+        return out
 
 
 register_model("transformer", TransformerModel)

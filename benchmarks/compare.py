@@ -189,12 +189,13 @@ def render(record: dict[str, Any], folder: Path) -> str:
         f"{record['seeds']}; parameters within 10% of the NTM's. Errors: wrong bits (or "
         "tokens, for MQAR) per sequence on held-out sets of "
         f"{record['size']:,} sequences; right: the share of sequences with none wrong "
-        "(`ntm eval RUN --ladder`). Medians over the seeds.",
+        "(`ntm eval RUN --ladder`). Minutes: the training time the run's metrics count, on "
+        "a 2-core CPU shared by the runs `--jobs` trained at once. Medians over the seeds.",
         "",
     ]
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
-        out += [f"## {task}", "", *_task_table(entries), ""]
+        out += [f"## {task}", "", *_task_table(entries), "", *_findings(entries)]
         picture = _plot(task, entries, folder)
         if picture is not None:
             out += [f"![{task}: share of sequences right along the ladder]({picture})", ""]
@@ -241,6 +242,38 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
             cells.append(f"{errors:.2f}, {100 * right:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _findings(entries: list[dict[str, Any]]) -> list[str]:
+    """What the table says, read from it: who met the target, and on each setting of the
+    ladder the model with the most sequences entirely right."""
+    trained = [e for e in entries if e.get("runs")]
+    if not trained:
+        return []
+    met = [f"{e['model']} ({sum(r['solved'] for r in e['runs'])}/{len(e['runs'])})"
+           for e in trained if any(r["solved"] for r in e["runs"])]  # fmt: skip
+    missed = [e["model"] for e in trained if not any(r["solved"] for r in e["runs"])]
+    lines = [
+        f"- Met the target within the budget: {', '.join(met) or 'none'}"
+        + (f"; not: {', '.join(missed)}." if missed else ".")
+    ]
+    settings = [row["setting"] for row in trained[0]["runs"][0]["ladder"]]
+    for setting in settings:
+        right = {
+            e["model"]: _median([row["all_right"] for r in e["runs"] for row in r["ladder"]
+                                 if row["setting"] == setting])
+            for e in trained
+        }  # fmt: skip
+        best = max(right, key=lambda model: (right[model], model))
+        if not right[best] > 0:
+            lines.append(f"- {setting}: no model gets a sequence entirely right.")
+            continue
+        rest = ", ".join(f"{m} {100 * v:.0f}%" for m, v in right.items() if m != best)
+        lines.append(
+            f"- {setting}: most sequences entirely right, {best} ({100 * right[best]:.0f}%)"
+            + (f"; {rest}." if rest else ".")
+        )
+    return [*lines, ""]
 
 
 def _plot(task: str, entries: list[dict[str, Any]], folder: Path) -> str | None:
@@ -329,12 +362,18 @@ def main() -> int:
             entry = done.get((task, label))
             if entry is None:
                 print(f"{task} / {label}", flush=True)
-                entry = compare_one(task, label, args)
+                try:
+                    entry = compare_one(task, label, args)
+                except subprocess.CalledProcessError as error:
+                    if error.returncode != 130:
+                        raise
+                    print("interrupted: the same command goes on from here", file=sys.stderr)
+                    return 130
             record["entries"].append(entry)
             args.record.parent.mkdir(parents=True, exist_ok=True)
             args.record.write_text(json.dumps(record, indent=2) + "\n")
-    text = render(record, args.record.parent)
-    (args.record.parent.parent / "comparison.md").write_text(text)
+            text = render(record, args.record.parent)  # after each cell: nothing waits
+            (args.record.parent.parent / "comparison.md").write_text(text)
     print(text)
     return 0
 

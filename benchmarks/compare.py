@@ -34,7 +34,6 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,10 @@ from ntm import checkpoint as ckpt
 from ntm import registry
 from ntm.runconfig import resolve_config
 from ntm.runs import build_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import header
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The models compared: (label, registered model, fixed model settings).
@@ -342,10 +345,7 @@ def main() -> int:
             parser.error(f"--tasks: {error}")
     torch.set_num_threads(1)
     record: dict[str, Any] = {
-        "benchmark": "compare",
-        "command": "python benchmarks/compare.py " + " ".join(sys.argv[1:]),
-        "measured": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **header("compare"),
         "record": str(args.record.resolve().relative_to(ROOT))
         if args.record.resolve().is_relative_to(ROOT)
         else str(args.record),

@@ -32,6 +32,10 @@ from torch.profiler import ProfilerActivity, profile
 import ntm
 import ntm.native
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import caption, header
+
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
 PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 
@@ -136,10 +140,7 @@ def main() -> int:
             parser.error(f"--engines: {engine!r} is not one of {', '.join(ntm.model.ENGINES)}")
     torch.set_num_threads(args.threads)
     record: dict[str, Any] = {
-        "benchmark": "profile_step",
-        "command": "python benchmarks/profile_step.py " + " ".join(sys.argv[1:]),
-        "measured": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **header("profile_step"),
         "batch": args.batch,
         "threads": args.threads,
         "engines": [],
@@ -165,7 +166,7 @@ def table(record: dict[str, Any]) -> list[str]:
     engines = record["engines"]
     parts = list(dict.fromkeys(part for e in engines for part in e["ms_per_update"]))
     lines = [
-        f"`{record['command']}` ({record['measured']}, torch {record['torch']}), "
+        f"{caption(record)}, "
         f"milliseconds per update (batch {record['batch']}, {record['threads']} thread(s)):",
         "",
         "| part | " + " | ".join(e["engine"] for e in engines) + " |",

@@ -23,14 +23,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import caption, header
 from train_throughput import default_baseline, measure_baseline
 
 BATCH = 32
@@ -60,10 +58,7 @@ def main() -> int:
     if args.baseline == "none" or not Path(args.baseline).is_file():
         parser.error(f"--baseline {args.baseline}: no such file (a naive_ntm.py is needed)")
     record: dict[str, Any] = {
-        "benchmark": "real_run",
-        "command": "python benchmarks/real_run.py " + " ".join(sys.argv[1:]),
-        "measured": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **header("real_run"),
         "rows": [],
     }
     root = Path(tempfile.mkdtemp(prefix="ntm-real-run-"))
@@ -87,7 +82,7 @@ def main() -> int:
 def table(record: dict[str, Any]) -> list[str]:
     """A record of ``--json`` as a Markdown table, with the command and date it came from."""
     lines = [
-        f"`{record['command']}` ({record['measured']}, torch {record['torch']}):",
+        f"{caption(record)}:",
         "",
         "| processes | sequences | seconds training | `ntm train` seq/s "
         "| plain NTM seq/s, before and after | x plain NTM |",

@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import caption, header
 
 
 def run_seed(seed: int, root: Path, flags: list[str], cold: bool) -> dict[str, Any]:
@@ -73,10 +75,7 @@ def main() -> None:
     flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
     root = args.runs or Path(tempfile.mkdtemp(prefix="ntm-time-to-solve-"))
     record: dict[str, Any] = {
-        "benchmark": "time_to_solve",
-        "command": "python benchmarks/time_to_solve.py " + " ".join(sys.argv[1:]),
-        "measured": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **header("time_to_solve"),
         "rows": [],
     }
     print(f"{'seed':>4} {'solved':>6} {'sequences':>10} {'seconds':>8} {'training':>8} "
@@ -97,7 +96,7 @@ def table(record: dict[str, Any]) -> list[str]:
     """A record of ``--json`` as a Markdown table, with the command and date it came from."""
     rows = record["rows"]
     lines = [
-        f"`{record['command']}` ({record['measured']}, torch {record['torch']}):",
+        f"{caption(record)}:",
         "",
         "| seed | engine | processes | solved | sequences | seconds training "
         "| seconds (process start to exit) |",

@@ -53,6 +53,10 @@ import torch.multiprocessing as mp
 import ntm
 from ntm.distributed import SINGLE, World, average_gradients
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import caption, header
+
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
 #: The row that "x eager" divides by: (engine, processes, threads).
 REFERENCE = ("eager", 1, 1)
@@ -293,10 +297,7 @@ def main() -> int:
           f"{'x naive':>8} {'GFLOP/s':>8} {'of peak':>8}")  # fmt: skip
     flops, dnc_flops = flops_per_step(task), dnc_flops_per_step(task)
     record: dict[str, Any] = {
-        "benchmark": "train_throughput",
-        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-        "measured": time.strftime("%Y-%m-%d"),
-        "torch": torch.__version__,
+        **header("train_throughput"),
         "matmul_peak_gflops": {str(n): peaks[n] for n in peaks},
         "rows": [],
     }
@@ -342,7 +343,7 @@ def table(record: dict[str, Any]) -> list[str]:
     """A record of ``--json`` as a Markdown table, with the command and date it came from."""
     naive = any(row["x_naive"] is not None for row in record["rows"])
     lines = [
-        f"`{record['command']}` ({record['measured']}, torch {record['torch']}):",
+        f"{caption(record)}:",
         "",
         "| batch | engine | procs | threads | seq/s | x eager |"
         + (" x naive |" if naive else "")

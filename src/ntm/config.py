@@ -82,6 +82,12 @@ def require(condition: bool, owner: str, name: str, value: Any, expected: str) -
         raise ValueError(f"{owner}.{name} = {value!r}: expected {expected}")
 
 
+def require_positive(owner: str, **values: int) -> None:
+    """:func:`require` each of ``values`` (setting name: value) to be an integer >= 1."""
+    for name, value in values.items():
+        require(value >= 1, owner, name, value, "an integer >= 1")
+
+
 class JSONConfig:
     """Round trips of a configuration dataclass through a dict and JSON, strictly checked."""
 
@@ -127,9 +133,8 @@ class NTMConfig(JSONConfig):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for key in ("input_size", "output_size", "controller_size", "memory_size", "word_size"):
-            value = getattr(self, key)
-            require(value >= 1, name, key, value, "an integer >= 1")
+        keys = ("input_size", "output_size", "controller_size", "memory_size", "word_size")
+        require_positive(name, **{key: getattr(self, key) for key in keys})
         require(
             self.controller_layers >= 1,
             name,
@@ -186,9 +191,8 @@ class LSTMConfig(JSONConfig):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for key in ("input_size", "output_size", "hidden_size", "num_layers"):
-            value = getattr(self, key)
-            require(value >= 1, name, key, value, "an integer >= 1")
+        keys = ("input_size", "output_size", "hidden_size", "num_layers")
+        require_positive(name, **{key: getattr(self, key) for key in keys})
         require(
             math.isfinite(self.output_clip) and self.output_clip >= 0,
             name,
@@ -219,17 +223,9 @@ class DNCConfig(JSONConfig):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for key in (
-            "input_size",
-            "output_size",
-            "controller_size",
-            "controller_layers",
-            "num_read_heads",
-            "memory_size",
-            "word_size",
-        ):
-            value = getattr(self, key)
-            require(value >= 1, name, key, value, "an integer >= 1")
+        keys = ("input_size", "output_size", "controller_size", "controller_layers",
+                "num_read_heads", "memory_size", "word_size")  # fmt: skip
+        require_positive(name, **{key: getattr(self, key) for key in keys})
         for key in ("interface_clip", "output_clip"):
             value = getattr(self, key)
             require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0 (0: off)")

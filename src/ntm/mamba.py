@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ntm.config import require
+from ntm.config import require_positive
 from ntm.model import Framed
 from ntm.registry import register_model
 
@@ -56,12 +56,9 @@ class MambaModel(Framed):
         expand: int = 2,
         d_conv: int = 4,
     ) -> None:
-        owner = type(self).__name__
-        for name, value in (("input_size", input_size), ("output_size", output_size),
-                            ("d_model", d_model), ("num_layers", num_layers),
-                            ("d_state", d_state), ("expand", expand),
-                            ("d_conv", d_conv)):  # fmt: skip
-            require(value >= 1, owner, name, value, "an integer >= 1")
+        require_positive(type(self).__name__, input_size=input_size, output_size=output_size,
+                         d_model=d_model, num_layers=num_layers, d_state=d_state,
+                         expand=expand, d_conv=d_conv)  # fmt: skip
         mamba = _mambapy()
         super().__init__(input_size, output_size, d_model)
         self.backbone_config = mamba.MambaConfig(

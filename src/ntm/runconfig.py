@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ntm import registry
-from ntm.config import CONTROLLERS, JSONConfig, from_dict, require
+from ntm.config import CONTROLLERS, JSONConfig, from_dict, require, require_positive
 from ntm.devices import DEVICE_FORMS, is_form
 from ntm.model import ENGINES
 from ntm.registry import Recipe
@@ -164,8 +164,7 @@ class TrainConfig:
             require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
         require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
-        for key in positive:
-            require(getattr(self, key) >= 1, name, key, getattr(self, key), "an integer >= 1")
+        require_positive(name, **{key: getattr(self, key) for key in positive})
         for key in ("checkpoint_every", "threads", "seed", "eval_seed"):
             require(getattr(self, key) >= 0, name, key, getattr(self, key), "an integer >= 0")
         require(math.isfinite(self.lr) and self.lr > 0, name, "lr", self.lr, "a finite number > 0")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ntm.config import require
+from ntm.config import require, require_positive
 from ntm.model import Framed
 from ntm.registry import register_model
 
@@ -129,11 +129,9 @@ class TransformerModel(Framed):
         max_positions: int = 2048,
     ) -> None:
         owner = type(self).__name__
-        for name, value in (("input_size", input_size), ("output_size", output_size),
-                            ("d_model", d_model), ("num_layers", num_layers),
-                            ("num_heads", num_heads), ("ff_size", ff_size),
-                            ("max_positions", max_positions)):  # fmt: skip
-            require(value >= 1, owner, name, value, "an integer >= 1")
+        require_positive(owner, input_size=input_size, output_size=output_size,
+                         d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                         ff_size=ff_size, max_positions=max_positions)  # fmt: skip
         require(position in POSITIONS, owner, "position", position, f"one of {POSITIONS}")
         require(
             d_model % num_heads == 0 and (d_model // num_heads) % 2 == 0,

@@ -159,10 +159,10 @@ def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, An
     flags = _flags(task, model, settings, args.budget)
     folder = args.out / f"{task}-{args.budget}" / label
     sweep(flags, folder / "rates", "1", args.rates.split(","), args.jobs)
-    rate = chosen_rate(results(folder / "rates"))
+    rates = results(folder / "rates")
+    rate = chosen_rate(rates)
     if args.seeds > 1:
         sweep(flags, folder / "seeds", f"2-{args.seeds}", [rate], args.jobs)
-    rates = results(folder / "rates")
     runs = [r for r in rates if r["lr"] == rate] + results(folder / "seeds")
     entry["rates"] = [
         {k: r[k] for k in ("lr", "solved", "sequences_to_target", "final_eval_cost")} for r in rates

@@ -626,11 +626,7 @@ def ladder(task: Any) -> list[tuple[str, dict[str, Any]]]:
     climbs: its ``ladder()`` (longer sequences, more items, ...; computed from its own
     settings), else its class's generalisation settings."""
     own = getattr(task, "ladder", None)
-    if callable(own):
-        return list(own())
-    if own is not None:
-        return list(own)
-    return list(getattr(task, "generalisation", []))
+    return list(own() if own is not None else getattr(task, "generalisation", []))
 
 
 def generalisation(name: str) -> list[tuple[str, dict[str, Any]]]:

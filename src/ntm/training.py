@@ -130,6 +130,7 @@ class Trainer:
         lock: ckpt.RunLock | None = None,
     ) -> None:
         self.run, self.run_dir, self.world = run, run_dir, world
+        self.score = scoring(run.task)  # wrong bits, or wrong tokens
         self.lock = lock  # rank 0's hold on the run folder, released when training ends
         self.quiet = quiet or not world.main
         train = run.train
@@ -228,10 +229,9 @@ class Trainer:
         # is left out of the loss, as if the model had none yet (scored as 0 on the copies'
         # steps instead, seeds 1 and 2 had not found their memory after 15 minutes).
         logits = logits[..., : batch.targets.shape[-1]]
-        score = scoring(self.run.task)
-        loss = score.loss(logits, batch.targets, batch.mask)
+        loss = self.score.loss(logits, batch.targets, batch.mask)
         self.optimizer.zero_grad(set_to_none=True)
-        wrong = score.wrong(logits, batch.targets, batch.mask).sum()
+        wrong = self.score.wrong(logits, batch.targets, batch.mask).sum()
         on_host = self.guard.tally is None
         level = from_level and (on_host or self.curriculum.climbing)
         step = Step(loss, wrong, batch.inputs.shape[1], size, stop, level)

@@ -247,6 +247,11 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _percent(share: float) -> str:
+    """A share as a percentage: whole percents, tenths below one percent (0.2%, not 0%)."""
+    return f"{100 * share:.1f}%" if 0 < share < 0.01 else f"{100 * share:.0f}%"
+
+
 def _findings(entries: list[dict[str, Any]]) -> list[str]:
     """What the table says, read from it: who met the target, and on each setting of the
     ladder the model with the most sequences entirely right."""
@@ -271,9 +276,9 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
         if not right[best] > 0:
             lines.append(f"- {setting}: no model gets a sequence entirely right.")
             continue
-        rest = ", ".join(f"{m} {100 * v:.0f}%" for m, v in right.items() if m != best)
+        rest = ", ".join(f"{m} {_percent(v)}" for m, v in right.items() if m != best)
         lines.append(
-            f"- {setting}: most sequences entirely right, {best} ({100 * right[best]:.0f}%)"
+            f"- {setting}: most sequences entirely right, {best} ({_percent(right[best])})"
             + (f"; {rest}." if rest else ".")
         )
     return [*lines, ""]

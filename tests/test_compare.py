@@ -62,6 +62,7 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     assert "- mamba: not trained (1,300 parameters" in text
     assert (tmp_path / "copy-ladder.png").stat().st_size > 0
     assert bench._median([None, math.nan, 2.0]) == 2.0
+    assert [bench._percent(v) for v in (0.0, 0.004, 0.5)] == ["0%", "0.4%", "50%"]
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 and budget, each at its best learning rate, then three seeds, and the length ladder.
 
 Run: ``python benchmarks/compare.py`` (the tasks copy, associative_recall and mqar; the
-models ntm, lstm, dnc, transformer with RoPE and with ALiBi, and mamba). Stopped and
+models ntm, lstm, dnc, transformer with RoPE and with ALiBi, mamba and xlstm). Stopped and
 started again with the same command, it goes on where it stopped: sweeps skip finished runs
 and resume the others from their checkpoints, and evaluations already written are read.
 
@@ -12,8 +12,9 @@ For each task and model:
    reference; every other model gets the width (``d_model``, ``hidden_size`` or
    ``controller_size``) whose count is nearest to it, and a model more than 10% away is
    reported, not trained.
-2. **Its learning rate**, by ``ntm sweep --seeds 1 --set lr=R1,R2,R3`` within the budget of
-   sequences: the rate that meets the task's target in the fewest sequences, or, where none
+2. **Its learning rate**, by ``ntm sweep --seeds 1 --set lr=R1,R2,R3`` within the task's
+   budget of sequences (``--budget 30000,mqar=100000``: 30,000 for every task, 100,000 for
+   MQAR): the rate that meets the task's target in the fewest sequences, or, where none
    does, the one with the lowest final held-out cost.
 3. **Three seeds** at that rate (seed 1 is the sweep's run; ``ntm sweep --seeds 2,3``).
 4. **The ladder**: ``ntm eval RUN --ladder`` on each seed's best model: the training
@@ -62,6 +63,7 @@ MODELS = {
     "transformer-rope": ("transformer", {"position": "rope"}),
     "transformer-alibi": ("transformer", {"position": "alibi"}),
     "mamba": ("mamba", {}),
+    "xlstm": ("xlstm", {}),
 }
 #: The setting that sets a model's width, and the step between the widths tried.
 WIDTH = {
@@ -69,6 +71,7 @@ WIDTH = {
     "dnc": ("controller_size", 1),
     "transformer": ("d_model", 8),
     "mamba": ("d_model", 2),
+    "xlstm": ("d_model", 8),  # a multiple of 2 * num_heads (4 heads)
 }
 TOLERANCE = 0.10  # the largest relative difference of parameters from the NTM's
 
@@ -77,6 +80,12 @@ def parameters(model: str, task: str, settings: dict[str, Any]) -> int:
     """The parameter count of ``model`` with ``settings`` on ``task`` (its recipe applied)."""
     run = resolve_config({"model": model, "task": task}, {}, settings)
     return sum(p.numel() for p in build_model(run, "eager" if model == "ntm" else "").parameters())
+
+
+def task_settings(task: str) -> dict[str, Any]:
+    """The settings of ``task`` that its runs train on (its defaults, its recipe applied)."""
+    settings: dict[str, Any] = resolve_config({"model": "ntm", "task": task}, {}, {}).to_dict()
+    return dict(settings["task"])
 
 
 def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
@@ -156,8 +165,10 @@ def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, An
         entry["skipped"] = f"{count:,} parameters, the NTM {reference:,}: more than 10% apart"
         return entry
     model = MODELS[label][0]
-    flags = _flags(task, model, settings, args.budget)
-    folder = args.out / f"{task}-{args.budget}" / label
+    budget = args.budget[task]
+    entry["budget"], entry["task_settings"] = budget, task_settings(task)
+    flags = _flags(task, model, settings, budget)
+    folder = args.out / f"{task}-{budget}" / label
     sweep(flags, folder / "rates", "1", args.rates.split(","), args.jobs)
     rates = results(folder / "rates")
     rate = chosen_rate(rates)
@@ -186,8 +197,8 @@ def render(record: dict[str, Any], folder: Path) -> str:
         "",
         f"Generated from `{record['record']}` (written by `{record['command']}`, "
         f"{record['measured']}, torch {record['torch']}). Every model trains with the same "
-        f"trainer, the task's target and a budget of {record['budget']:,} sequences, at the "
-        "learning rate of its sweep (`ntm sweep --set lr=...`, seed 1) that met the target "
+        "trainer, the task's target and the task's budget of sequences, at the learning rate "
+        "of its sweep (`ntm sweep --set lr=...`, seed 1) that met the target "
         "in the fewest sequences (else the lowest final held-out cost), then seeds 1 to "
         f"{record['seeds']}; parameters within 10% of the NTM's. Errors: wrong bits (or "
         "tokens, for MQAR) per sequence on held-out sets of "
@@ -198,7 +209,10 @@ def render(record: dict[str, Any], folder: Path) -> str:
     ]
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
-        out += [f"## {task}", "", *_task_table(entries), "", *_findings(entries)]
+        given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
+        budget = record["budgets"][task]
+        out += [f"## {task}", "", f"Task: {given}; budget: {budget:,} sequences per run.", ""]
+        out += [*_task_table(entries), "", *_findings(entries)]
         picture = _plot(task, entries, folder)
         if picture is not None:
             out += [f"![{task}: share of sequences right along the ladder]({picture})", ""]
@@ -311,20 +325,43 @@ def _plot(task: str, entries: list[dict[str, Any]], folder: Path) -> str | None:
 
 
 def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The entries of the record at ``path`` that are complete for the same budget, seeds,
-    rates and held-out size as ``record``: a later run of the command keeps them even where
-    their run folders are gone (another machine)."""
+    """The entries of the record at ``path`` that are complete for the same seeds, rates and
+    held-out size as ``record`` and their task's budget: a later run of the command keeps
+    them even where their run folders are gone (another machine)."""
     if not path.is_file():
         return {}
     kept = json.loads(path.read_text())
-    same = ("budget", "seeds", "size", "rates")
-    if any(kept.get(key) != record[key] for key in same):
+    if any(kept.get(key) != record[key] for key in ("seeds", "size", "rates")):
         return {}
     return {
         (e["task"], e["model"]): e
         for e in kept["entries"]
-        if "skipped" in e or len(e.get("runs", [])) == record["seeds"]
+        if e.get("budget") == record["budgets"].get(e["task"])
+        and e.get("task_settings") == record["task_settings"].get(e["task"])
+        and ("skipped" in e or len(e.get("runs", [])) == record["seeds"])
     }
+
+
+def budgets(text: str, tasks: list[str]) -> dict[str, int]:
+    """``--budget``: ``N`` for every task, with ``TASK=N`` for the tasks that differ
+    (``30000,mqar=100000``). A ValueError names the part that is wrong."""
+    default: int | None = None
+    given: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        task, _, value = part.rpartition("=")
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{part!r}: expected N or TASK=N with N an integer >= 1")
+        if task:
+            given[task] = int(value)
+        else:
+            default = int(value)
+    unknown = sorted(set(given) - set(tasks))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not among --tasks ({', '.join(tasks)})")
+    missing = [t for t in tasks if t not in given and default is None]
+    if missing:
+        raise ValueError(f"no budget for {', '.join(missing)}: give N for every task")
+    return {t: given.get(t, default or 0) for t in tasks}
 
 
 def main() -> int:
@@ -333,7 +370,11 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rates", default="3e-4,1e-3,3e-3", help="the sweep's rates")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell")
-    parser.add_argument("--budget", type=int, default=100_000, help="sequences per run")
+    parser.add_argument(
+        "--budget",
+        default="30000,mqar=100000",
+        help="sequences per run: N, and TASK=N where a task differs (default: %(default)s)",
+    )
     parser.add_argument("--size", type=int, default=500, help="held-out sequences per setting")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (ntm sweep --jobs)")
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -348,13 +389,18 @@ def main() -> int:
             registry.task_class(task)
         except registry.RegistryError as error:
             parser.error(f"--tasks: {error}")
+    try:
+        args.budget = budgets(args.budget, tasks)
+    except ValueError as error:
+        parser.error(f"--budget: {error}")
     torch.set_num_threads(1)
     record: dict[str, Any] = {
         **header("compare"),
         "record": str(args.record.resolve().relative_to(ROOT))
         if args.record.resolve().is_relative_to(ROOT)
         else str(args.record),
-        "budget": args.budget,
+        "budgets": args.budget,
+        "task_settings": {task: task_settings(task) for task in tasks},
         "seeds": args.seeds,
         "size": args.size,
         "rates": args.rates,

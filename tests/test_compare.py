@@ -49,8 +49,8 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     ]  # fmt: skip
     record = {
         "record": "docs/comparison/records.json", "command": "python benchmarks/compare.py",
-        "measured": "2026-12-05", "torch": "2.13.0", "budget": 50_000, "seeds": 3,
-        "size": 100, "tasks": ["copy"],
+        "measured": "2026-12-05", "torch": "2.13.0", "budgets": {"copy": 50_000}, "seeds": 3,
+        "size": 100, "tasks": ["copy"], "task_settings": {"copy": {"bits": 8, "max_length": 20}},
         "entries": [
             {"task": "copy", "model": "ntm", "parameters": 1000, "lr": "1e-3", "runs": runs},
             {"task": "copy", "model": "mamba", "parameters": 1300,
@@ -60,9 +60,38 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     text = bench.render(record, tmp_path)
     assert "| ntm | 1,000 | 1e-3 | 3/3 | 8,192 | 2.0 | 0.00, 100% | 3.00, 50% |" in text
     assert "- mamba: not trained (1,300 parameters" in text
+    assert "Task: bits 8, max_length 20; budget: 50,000 sequences per run." in text
     assert (tmp_path / "copy-ladder.png").stat().st_size > 0
     assert bench._median([None, math.nan, 2.0]) == 2.0
     assert [bench._percent(v) for v in (0.0, 0.004, 0.5)] == ["0%", "0.4%", "50%"]
+
+
+def test_a_budget_per_task_and_a_clear_error_for_a_wrong_one() -> None:
+    budgets = benchmark("compare").budgets
+    tasks = ["copy", "mqar"]
+    assert budgets("30000,mqar=100000", tasks) == {"copy": 30_000, "mqar": 100_000}
+    assert budgets("copy=5,mqar=6", tasks) == {"copy": 5, "mqar": 6}
+    with pytest.raises(ValueError, match="no budget for copy: give N for every task"):
+        budgets("mqar=6", tasks)
+    with pytest.raises(ValueError, match="recall: not among --tasks"):
+        budgets("5,recall=6", tasks)
+    with pytest.raises(ValueError, match="'mqar=0': expected N or TASK=N"):
+        budgets("5,mqar=0", tasks)
+
+
+def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: Path) -> None:
+    finished = benchmark("compare")._finished
+    runs = [{"seed": s} for s in (1, 2, 3)]
+    base = {"seeds": 3, "size": 100, "rates": "1e-3"}
+    entry = {"task": "copy", "model": "ntm", "budget": 5, "task_settings": {"bits": 8}}
+    lstm = {**entry, "model": "lstm", "runs": runs[:2]}
+    kept = {**base, "entries": [{**entry, "runs": runs}, lstm]}
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(kept))
+    record = {**base, "budgets": {"copy": 5}, "task_settings": {"copy": {"bits": 8}}}
+    assert list(finished(path, record)) == [("copy", "ntm")]  # lstm has two seeds of three
+    assert finished(path, {**record, "budgets": {"copy": 6}}) == {}
+    assert finished(path, {**record, "task_settings": {"copy": {"bits": 4}}}) == {}
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

@@ -80,6 +80,18 @@ def test_usage_by_hand() -> None:
     same(dnc.usage(previous, write_weights, psi), tensor([[0.75, 0.5, 1.0]]), "usage")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_slot_written_in_full_is_used_exactly_in_full(dtype: torch.dtype) -> None:
+    # u + w - u w rounds to just below 1 for about a fifth of these usages (1.3 - 0.3 < 1);
+    # u + (1 - u) w is exactly 1 for all of them, so a full slot keeps no allocation weight.
+    previous = torch.linspace(0.0, 1.0, 1001, dtype=dtype).unsqueeze(0)
+    full = torch.ones_like(previous)
+    assert (previous + full - previous * full != 1).any()  # the paper's order falls short
+    used = dnc.usage(previous, full, torch.ones_like(previous))
+    assert torch.equal(used, torch.ones_like(previous))
+    assert torch.equal(dnc.allocation(used), torch.zeros_like(used))
+
+
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [

@@ -97,7 +97,7 @@ def test_a_bad_setting_of_an_installed_model_is_named(tmp_path: Path) -> None:
 
 
 def test_the_built_in_models_and_tasks_are_registered_as_a_user_s_are() -> None:
-    built_in = {"ntm", "lstm", "dnc", "transformer", "mamba"}
+    built_in = {"ntm", "lstm", "dnc", "transformer", "mamba", "xlstm"}
     assert set(list(registry.models())[: len(built_in)]) == built_in
     assert list(registry.tasks())[:6] == [
         "copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort", "mqar",

@@ -18,6 +18,7 @@ from ntm.mamba import MambaModel
 from ntm.mqar import MQARTask
 from ntm.tasks import BITS, TOKENS, loss_tokens, scoring, wrong_tokens_each
 from ntm.transformer import TransformerModel
+from ntm.xlstm import XLSTMModel
 
 SMALL = {"d_model": 16, "num_layers": 2, "num_heads": 2, "ff_size": 32}
 
@@ -42,6 +43,26 @@ def test_the_transformer_is_causal_with_every_position_encoding(position: str) -
 
 def test_mamba_is_causal() -> None:
     _causal(MambaModel(5, 4, d_model=16, num_layers=2, d_state=4), 5)
+
+
+@pytest.mark.parametrize("slstm_at", ["", "1"])
+def test_xlstm_is_causal_with_and_without_slstm_blocks(slstm_at: str) -> None:
+    _causal(XLSTMModel(5, 4, d_model=16, num_layers=2, num_heads=2, slstm_at=slstm_at), 5)
+
+
+def test_xlstm_builds_the_blocks_asked_and_refuses_bad_settings_by_name() -> None:
+    kinds = [type(b).__name__ for b in XLSTMModel(3, 2, d_model=16, slstm_at="1").backbone.blocks]
+    assert kinds == ["mLSTMBlock", "sLSTMBlock"]
+    model = XLSTMModel(3, 2, d_model=16, num_heads=2, max_positions=8)
+    assert model(torch.zeros(8, 1, 3)).shape == (8, 1, 2)
+    with pytest.raises(ValueError, match="9 steps is longer than max_positions = 8"):
+        model(torch.zeros(9, 1, 3))
+    with pytest.raises(ValueError, match="slstm_at = '2': expected"):
+        XLSTMModel(3, 2, d_model=16, slstm_at="2")
+    with pytest.raises(ValueError, match="slstm_at = 'a': expected"):
+        XLSTMModel(3, 2, d_model=16, slstm_at="a")
+    with pytest.raises(ValueError, match="d_model = 20: expected a multiple of 4 and of 2 "):
+        XLSTMModel(3, 2, d_model=20, num_heads=4)
 
 
 def test_rope_scores_depend_on_the_distance_only() -> None:

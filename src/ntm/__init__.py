@@ -4,7 +4,7 @@ The Neural Turing Machine (Graves, Wayne & Danihelka, 2014) and the Differentiab
 Computer (Graves et al., 2016).
 """
 
-from ntm import addressing, dnc, mamba, memory, mqar, pretrained, tasks, transformer
+from ntm import addressing, dnc, mamba, memory, mqar, pretrained, tasks, transformer, xlstm
 from ntm.config import (
     DNCConfig,
     LSTMConfig,
@@ -55,4 +55,5 @@ __all__ = [
     "task_dnc_config",
     "tasks",
     "transformer",
+    "xlstm",
 ]

@@ -43,10 +43,14 @@ def usage(usage: Tensor, write_weights: Tensor, retention: Tensor) -> Tensor:
     r"""Usage after the last write and the frees:
     :math:`u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} \circ w^w_{t-1}) \circ \psi_t`.
 
+    Computed as :math:`u_{t-1} + (1 - u_{t-1}) \circ w^w_{t-1}`, as DeepMind's code does: the
+    same value, but exactly 1 for a slot written in full (``w = 1``), where the paper's order
+    of operations leaves ``1 - 1.1e-16`` and so a sliver of allocation weight on a full slot.
+
     Shape:
         usage (B, N), write_weights (B, N), retention (B, N) -> (B, N)
     """
-    return (usage + write_weights - usage * write_weights) * retention
+    return (usage + (1.0 - usage) * write_weights) * retention
 
 
 def allocation(usage: Tensor) -> Tensor:

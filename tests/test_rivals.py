@@ -115,8 +115,9 @@ def test_bad_transformer_settings_are_named(settings: dict, message: str) -> Non
         TransformerModel(3, 2, **{**SMALL, **settings})
 
 
-def test_mqar_asks_every_key_once_and_scores_its_value() -> None:
-    task = MQARTask(vocab_size=32, num_pairs=5, length=40)
+@pytest.mark.parametrize("random_fill", [False, True])
+def test_mqar_asks_every_key_once_and_scores_its_value(random_fill: bool) -> None:
+    task = MQARTask(vocab_size=32, num_pairs=5, length=40, random_fill=random_fill)
     batch = task.sample(64, torch.Generator().manual_seed(1))
     assert batch.inputs.shape == (40, 64, 32) and batch.targets.shape == (40, 64, 32)
     assert bool((batch.mask.sum(0) == 5).all())
@@ -131,7 +132,11 @@ def test_mqar_asks_every_key_once_and_scores_its_value() -> None:
         assert sorted(tokens[b, asked].tolist()) == sorted(keys)
         assert [pairs[int(tokens[b, p])] for p in asked] == answers[b, asked].tolist()
         filler = [p for p in range(10, 40) if p not in asked]
-        assert set(tokens[b, filler].tolist()) == {0}
+        if not random_fill:
+            assert set(tokens[b, filler].tolist()) == {0}
+    if random_fill:  # the fill is drawn from the whole vocabulary
+        between = [tokens[b, p] for b in range(64) for p in range(10, 40) if not batch.mask[p, b]]
+        assert len(set(torch.stack(between).tolist())) == 32
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from ntm import checkpoint as ckpt
-from ntm import data, launch, runconfig, training
+from ntm import data, evaluator, launch, runconfig, training
 from ntm.distributed import World
+from ntm.runs import build_model
 from ntm.tasks import concat, make_task
 
 from .conftest import tiny_flags, tiny_run
@@ -283,3 +285,41 @@ def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:
     rates = [row["lr"] for row in ckpt.read_metrics(one)]
     assert len(set(rates)) > 1  # the schedule acted
     assert [row["lr"] for row in ckpt.read_metrics(two)] == rates
+
+
+def _measure_share(rank: int, port: int, out: str) -> None:
+    """Rank ``rank`` of two: its Evaluator's result and the held-out sequences it scored."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        run = tiny_run(eval_size=7)
+        model = build_model(run, "")
+        seen: list[int] = []
+        scored = evaluator.evaluate
+
+        def counting(model: torch.nn.Module, batch: object, **kwargs: object) -> object:
+            seen.append(batch.inputs.shape[1])  # type: ignore[attr-defined]
+            return scored(model, batch, **kwargs)  # type: ignore[arg-type]
+
+        evaluator.evaluate = counting  # type: ignore[assignment]
+        result = evaluator.Evaluator(run, Path(out), World(rank, 2)).measure(model, False)
+        Path(out, f"rank{rank}.json").write_text(json.dumps({"result": result, "seen": seen}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_process_evaluates_its_share_and_all_get_the_whole_result(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_measure_share, args=(port, str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["seen"] for r in ranks] == [[3], [4]]  # 7 held-out sequences, shared
+    torch.manual_seed(0)
+    run = tiny_run(eval_size=7)
+    whole = evaluator.Evaluator(run, tmp_path).measure(build_model(run, ""), False)
+    for r in ranks:
+        torch.testing.assert_close(
+            torch.tensor(r["result"]), torch.tensor(whole), rtol=1e-6, atol=0
+        )

@@ -1,6 +1,7 @@
 """The trainer's evaluator: held-out results, targets, metrics rows and the best model.
 
-Rank 0 alone evaluates and writes; the trainer hands the result to the other processes.
+Every process evaluates its share of the held-out set and the sums are added up, so that no
+process waits while another evaluates; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from ntm import checkpoint as ckpt
+from ntm import distributed
 from ntm.data import held_out_batch
 from ntm.evaluation import evaluate
 from ntm.runconfig import RunConfig
@@ -26,10 +28,13 @@ class Evaluator:
     While repeat copy's end marker is withheld the held-out sequences come without it too
     (drawn when first needed), so the schedule and the switch judge what the run trains."""
 
-    def __init__(self, run: RunConfig, run_dir: Path, main: bool) -> None:
+    def __init__(
+        self, run: RunConfig, run_dir: Path, world: distributed.World = distributed.SINGLE
+    ) -> None:
         self.run = run
         self.run_dir = run_dir
-        self.held_out = held_out_batch(run) if main else None
+        self.world = world
+        self.held_out = held_out_batch(run)
         self.withheld: Batch | None = None
         self.optimal: float | None = None
         if self.held_out is not None and hasattr(run.task, "optimal_cost"):
@@ -37,15 +42,24 @@ class Evaluator:
         self.last = (math.nan, math.nan)  # the last held-out cost and bit errors
 
     def measure(self, model: nn.Module, withheld: bool) -> tuple[float, float]:
-        """The model's held-out cost and bit errors per sequence (rank 0 only)."""
-        assert self.held_out is not None  # rank 0 holds it
+        """The model's held-out cost and bit errors per sequence. Every process calls it:
+        each evaluates its contiguous share of the held-out set (:meth:`World.share`), and
+        the sums are added up across processes."""
         batch = self.held_out
         if withheld:
             if self.withheld is None:
                 variant = self.run.task.with_settings(end_marker=False)
                 self.withheld = held_out_batch(self.run, variant)
             batch = self.withheld
-        self.last = evaluate(model, batch, score=scoring(self.run.task))
+        total = batch.inputs.shape[1]
+        share = self.world.share(total)
+        part = slice(share.start, share.stop)
+        mine = Batch(batch.inputs[:, part], batch.targets[:, part], batch.mask[:, part])
+        cost = errors = 0.0
+        if len(share):
+            cost, errors = evaluate(model, mine, score=scoring(self.run.task))
+        sums = distributed.all_sum([cost * len(share), errors * len(share)], self.world)
+        self.last = (sums[0] / total, sums[1] / total)
         return self.last
 
     def target_met(self, cost: float, errors: float) -> bool:

@@ -141,7 +141,7 @@ class Trainer:
         self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.stage = EndMarkerStage(run.task, train.withhold_end_marker)
-        self.evaluator = Evaluator(run, run_dir, world.main)
+        self.evaluator = Evaluator(run, run_dir, world)
         self.schedule = PlateauSchedule(train, self.evaluator.optimal or 0.0)
         self.guard = UpdateGuard(world, self.device, train.clip_mode, train.clip)
         self.losses: list[float] = []
@@ -264,11 +264,13 @@ class Trainer:
 
     def _report(self) -> tuple[bool, bool]:
         """Evaluate, append a metrics row, log it, and follow the schedule. Returns whether
-        the target is met and whether the schedule ends the run. Rank 0 evaluates; every
-        process learns the result and the schedule's state."""
+        the target is met and whether the schedule ends the run. Every process evaluates its
+        share of the held-out set; rank 0 decides, and every process learns the decision
+        and the schedule's state."""
         self._settle()
         p, before = self.progress, self.stage.stage
-        decision = self._evaluate_and_decide() if self.world.main else (False, False)
+        cost, errors = self.evaluator.measure(self.model, self.stage.withheld)
+        decision = self._decide(cost, errors) if self.world.main else (False, False)
         lr = self.optimizer.param_groups[0]["lr"]
         shared = (decision, self.evaluator.last, lr, self.stage.stage, self.schedule.state_dict())
         decision, self.evaluator.last, lr, self.stage.stage, schedule = distributed.from_main(
@@ -286,9 +288,8 @@ class Trainer:
         p.window_sequences = 0
         return bool(decision[0]), bool(decision[1])
 
-    def _evaluate_and_decide(self) -> tuple[bool, bool]:
+    def _decide(self, cost: float, errors: float) -> tuple[bool, bool]:
         p, train = self.progress, self.run.train
-        cost, errors = self.evaluator.measure(self.model, self.stage.withheld)
         met = self.evaluator.target_met(cost, errors) and not self.stage.withheld
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.log(self.evaluator.record(p, self.guard.skipped, lr, met, self.stage.stage))

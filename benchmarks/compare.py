@@ -219,7 +219,62 @@ def render(record: dict[str, Any], folder: Path) -> str:
         skipped = [e for e in entries if "skipped" in e]
         out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
         out += [""] if skipped else []
+    out += _not_measured(record, _reproduced())
     return "\n".join(out).rstrip() + "\n"
+
+
+#: The paper's tasks a full comparison would add, in the order they are costed.
+MORE_TASKS = ("associative_recall", "repeat_copy", "priority_sort")
+
+
+def _reproduced() -> dict[str, float]:
+    """The NTM's median sequences to its target per task, from the reproduce runs of
+    ``docs/results/reproduce.json`` (solved runs only)."""
+    path = ROOT / "docs" / "results" / "reproduce.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    tasks = {row["task"] for row in rows}
+    return {
+        task: statistics.median(r["sequences"] for r in rows if r["task"] == task and r["solved"])
+        for task in tasks
+        if any(r["task"] == task and r["solved"] for r in rows)
+    }
+
+
+def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]:
+    """What the comparison leaves out, and what it would cost: each paper task not compared,
+    or compared on a budget below what the NTM needs (``needed``: its median sequences to
+    the target), at the seconds per sequence each model took here."""
+    trained = [e for e in record["entries"] if e.get("runs")]
+    per_sequence: dict[str, list[float]] = {}
+    for e in trained:
+        for r in e["runs"]:
+            per_sequence.setdefault(e["model"], []).append(r["minutes"] * 60 / r["sequences"])
+    runs = len(record["rates"].split(",")) + record["seeds"] - 1
+    lines = []
+    for task in MORE_TASKS:
+        budget = needed.get(task)
+        if budget is None or record["budgets"].get(task, 0) >= budget:
+            continue
+        hours = sum(statistics.median(v) * budget * runs for v in per_sequence.values()) / 3600
+        done = (
+            f"compared at {record['budgets'][task]:,} sequences per run"
+            if task in record["tasks"]
+            else "not compared"
+        )
+        lines.append(
+            f"- {task}: {done}; the NTM's reproduce runs needed {budget:,.0f} sequences "
+            f"(median, `docs/results/reproduce.json`). At that budget the {len(per_sequence)} "
+            f"models' {runs} runs each would take about {hours:.1f} hours of one core "
+            f"({hours / 2:.1f} with `--jobs 2`)."
+        )
+    if not lines:
+        return []
+    head = (
+        "Costs below are at the seconds per training sequence each model took in the runs "
+        "above (median over its runs); repeat copy's sequences are longer than these tasks', "
+        "so it would cost more."
+    )
+    return ["## Not measured", "", head, "", *lines, ""]
 
 
 def _median(values: list[float]) -> float:

@@ -44,12 +44,13 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
 
     runs = [
         {"seed": s, "solved": True, "sequences_to_target": 4096 * s, "minutes": 1.0 * s,
+         "sequences": 4096 * s,
          "ladder": ladder(0.25 * s)}
         for s in (1, 2, 3)
     ]  # fmt: skip
     record = {
         "record": "docs/comparison/records.json", "command": "python benchmarks/compare.py",
-        "measured": "2026-12-05", "torch": "2.13.0", "budgets": {"copy": 50_000}, "seeds": 3,
+        "measured": "2026-12-05", "torch": "2.13.0", "budgets": {"copy": 50_000}, "seeds": 3, "rates": "1e-3",
         "size": 100, "tasks": ["copy"], "task_settings": {"copy": {"bits": 8, "max_length": 20}},
         "entries": [
             {"task": "copy", "model": "ntm", "parameters": 1000, "lr": "1e-3", "runs": runs},
@@ -64,6 +65,28 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     assert (tmp_path / "copy-ladder.png").stat().st_size > 0
     assert bench._median([None, math.nan, 2.0]) == 2.0
     assert [bench._percent(v) for v in (0.0, 0.004, 0.5)] == ["0%", "0.4%", "50%"]
+
+
+def test_what_is_not_measured_is_said_with_its_cost() -> None:
+    bench = benchmark("compare")
+    runs = [{"minutes": 1.0, "sequences": 6000}, {"minutes": 3.0, "sequences": 6000}]
+    record = {
+        "rates": "1e-3,3e-3", "seeds": 2, "tasks": ["copy", "associative_recall"],
+        "budgets": {"copy": 6000, "associative_recall": 6000},
+        "entries": [{"task": "copy", "model": "ntm", "runs": runs}],
+    }  # fmt: skip
+    needed = {"copy": 5000, "associative_recall": 36_000, "priority_sort": 72_000}
+    text = "\n".join(bench._not_measured(record, needed))
+    assert "copy:" not in text  # its budget covers what the NTM needs
+    # 0.02 s per sequence (the median of 0.01 and 0.03), 3 runs: 36,000 -> 0.6 h.
+    assert (
+        "- associative_recall: compared at 6,000 sequences per run; the NTM's reproduce runs "
+        "needed 36,000 sequences" in text
+    )
+    assert "the 1 models' 3 runs each would take about 0.6 hours of one core (0.3 with" in text
+    assert "- priority_sort: not compared; the NTM's reproduce runs needed 72,000" in text
+    assert "about 1.2 hours" in text
+    assert bench._not_measured({**record, "budgets": {"associative_recall": 10**6}}, {}) == []
 
 
 def test_a_budget_per_task_and_a_clear_error_for_a_wrong_one() -> None:

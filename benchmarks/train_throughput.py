@@ -17,7 +17,8 @@ on is refused before anything is measured, with exit status 2: its numbers would
 the machine's sharing, not the layout.
 
 The engine ``dnc`` is a :class:`ntm.DNC` (one read head, one write head, the same LSTM
-controller and 128 x 20 memory); its FLOP count adds the temporal link matrix's (N x N per
+controller and 128 x 20 memory) on its eager engine, ``dnc-native`` the same on its native
+engine (:mod:`ntm.native.dnc`); their FLOP count adds the temporal link matrix's (N x N per
 step), so "of peak" compares like with like.
 
 The row ``naive`` is the plain eager batched NTM that the speed targets are set against
@@ -58,6 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import caption, header
 
 MODEL = {"controller_size": 100, "memory_size": 128, "word_size": 20}
+#: The DNC's rows: their engine names here, and the DNC's engine each runs.
+DNC_ENGINES = {"dnc": "eager", "dnc-native": "native"}
 #: The row that "x eager" divides by: (engine, processes, threads).
 REFERENCE = ("eager", 1, 1)
 
@@ -102,9 +105,9 @@ def dnc_flops_per_step(task: ntm.tasks.CopyTask) -> float:
 
 
 def build_model(engine: str, task: ntm.tasks.CopyTask) -> torch.nn.Module:
-    """The NTM on ``engine``, or for ``dnc`` the DNC."""
-    if engine == "dnc":
-        return ntm.DNC(task.input_size, task.output_size, **MODEL)
+    """The NTM on ``engine``, or for ``dnc`` and ``dnc-native`` the DNC (eager, native)."""
+    if engine in DNC_ENGINES:
+        return ntm.DNC(task.input_size, task.output_size, engine=DNC_ENGINES[engine], **MODEL)
     return ntm.NTM(task.input_size, task.output_size, engine=engine, **MODEL)
 
 
@@ -252,8 +255,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement")
     parser.add_argument(
         "--engines",
-        default="eager,fused,compiled,native,dnc",
-        help="NTM engines (eager, fused, compiled, native) and the DNC (dnc)",
+        default="eager,fused,compiled,native,dnc,dnc-native",
+        help="NTM engines (eager, fused, compiled, native) and the DNC's (dnc, dnc-native)",
     )
     parser.add_argument(
         "--baseline",
@@ -321,7 +324,7 @@ def main() -> int:
             reference = reference or rate  # the reference row is measured first
             if engine == "naive":
                 naive = rate
-            per_step = dnc_flops if engine == "dnc" else flops
+            per_step = dnc_flops if engine in DNC_ENGINES else flops
             gflops = per_step * mean_steps * batch_size / per_batch / 1e9
             note = "" if (engine, procs, threads) in asked or engine == "naive" else "  reference"
             against = f"{rate / naive:>7.2f}x" if naive else f"{'':>8}"

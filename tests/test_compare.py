@@ -50,7 +50,8 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     ]  # fmt: skip
     record = {
         "record": "docs/comparison/records.json", "command": "python benchmarks/compare.py",
-        "measured": "2026-12-05", "torch": "2.13.0", "budgets": {"copy": 50_000}, "seeds": 3, "rates": "1e-3",
+        "measured": "2026-12-05", "torch": "2.13.0", "budgets": {"copy": 50_000}, "seeds": 3,
+        "rates": "1e-3",
         "size": 100, "tasks": ["copy"], "task_settings": {"copy": {"bits": 8, "max_length": 20}},
         "entries": [
             {"task": "copy", "model": "ntm", "parameters": 1000, "lr": "1e-3", "runs": runs},

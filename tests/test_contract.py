@@ -16,7 +16,7 @@ import ntm
 from ntm import checkpoint as ckpt
 from ntm import registry, runconfig, training
 from ntm.cli import main
-from ntm.runs import build_model, logits_of
+from ntm.runs import build_model, logits_of, model_engine
 
 from .conftest import TINY_TASK, TINY_TRAIN
 
@@ -46,7 +46,7 @@ def flags(model: str, **train: object) -> list[str]:
 @pytest.mark.parametrize("model", MODELS)
 def test_forward_maps_time_major_inputs_to_logits(model: str) -> None:
     run = tiny(model)
-    net = build_model(run, "fused" if getattr(registry.model_class(model), "engines", ()) else "")
+    net = build_model(run, model_engine("fused", registry.model_class(model))[0])
     batch = run.task.sample(3, torch.Generator().manual_seed(0))
     logits = logits_of(net(batch.inputs))
     assert logits.shape == (*batch.inputs.shape[:2], run.task.output_size)

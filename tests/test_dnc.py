@@ -559,9 +559,13 @@ def test_trace_records_every_step_and_its_invariants() -> None:
         "write_gate": (t, b),
         "free_gates": (t, b, r),
         "reads": (t, b, r, m),
+        "memory": (t, b, n, m),
+        "erase": (t, b, 1, m),
+        "write_vector": (t, b, 1, m),
     }
     assert {name: tuple(value.shape) for name, value in trace._asdict().items()} == shapes
     same(trace.read_weights[-1], final.read_weights, "last read weights", atol=0.0)
+    same(trace.memory[-1], final.memory, "last memory", atol=0.0)
     same(trace.usage[-1], final.usage, "last usage", atol=0.0)
     tol = 1e-6
     for name in ("read_weights", "write_weights", "allocation"):

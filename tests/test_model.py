@@ -121,6 +121,13 @@ def test_trace_records_every_step() -> None:
     assert trace.write_weights.shape == (4, 2, 1, 10)
     assert trace.reads.shape == (4, 2, 2, 4)
     torch.testing.assert_close(trace.read_weights.sum(-1), torch.ones(4, 2, 2))
+    assert trace.memory.shape == (4, 2, 10, 4)
+    assert trace.erase.shape == trace.add.shape == (4, 2, 1, 4)
+    # Each step's memory is the last one's, erased and added to by the write weighting.
+    w = trace.write_weights[1:, :, 0].unsqueeze(-1)  # (T-1, B, N, 1)
+    erase, add = trace.erase[1:, :, 0].unsqueeze(-2), trace.add[1:, :, 0].unsqueeze(-2)
+    expected = trace.memory[:-1] * (1 - w * erase) + w * add
+    torch.testing.assert_close(trace.memory[1:], expected)
 
 
 #: Settings under which an independent path is compared with the module's step.

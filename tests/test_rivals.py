@@ -207,7 +207,7 @@ def test_each_task_climbs_from_its_own_training_settings() -> None:
     assert repeat["L=20, R=20 (x2, x2)"] == {"min_length": 20, "max_length": 20,
                                             "min_repeats": 20, "max_repeats": 20}  # fmt: skip
     assert dict(climb(ntm.make_task("associative_recall")))["24 items (x4)"]["min_items"] == 24
-    assert [label for label, _ in climb(MQARTask())] == ["16 pairs (x2)", "32 pairs (x4)"]
+    assert [label for label, _ in climb(MQARTask())] == ["8 pairs (x2)", "16 pairs (x4)"]
     for name in ntm.TASKS:
         task = ntm.make_task(name)
         for _, changes in climb(task):

@@ -377,7 +377,9 @@ def test_one_engine_choice_for_every_model(monkeypatch: pytest.MonkeyPatch) -> N
     """A model without engines has none; one asked for an engine it lacks runs its first;
     the native engine runs float32 on the CPU only."""
     cpu, f32 = torch.device("cpu"), torch.float32
-    assert runs.choose_engine("native", cpu, f32, ntm.DNC) == ("", None)
+    engine, why = runs.choose_engine("native", cpu, torch.float64, ntm.DNC)
+    assert engine == "eager"  # the DNC has no fused engine: its first instead
+    assert why is not None and "float32 on the CPU only" in why
     assert runs.choose_engine("native", cpu, f32, ntm.LSTMBaseline) == ("", None)
     engine, why = runs.choose_engine("native", cpu, torch.float64, ntm.NTM)
     assert engine == "fused"

@@ -124,6 +124,9 @@ def fake_sequence(writes: list[int], reads: list[int]) -> tuple[Batch, np.ndarra
         read_weights=torch.from_numpy(attending(reads)).unsqueeze(1).float(),  # (T, 1, 1, N)
         write_weights=torch.from_numpy(attending(writes)).unsqueeze(1).float(),
         reads=torch.zeros(steps, 1, 1, 4),
+        memory=torch.zeros(steps, 1, 128, 4),
+        erase=torch.zeros(steps, 1, 1, 4),
+        add=torch.zeros(steps, 1, 1, 4),
     )
     return batch, np.zeros((steps, bits)), trace
 

@@ -34,6 +34,7 @@ from ntm.runconfig import (
     resolve_config,
 )
 from ntm.runs import CHECKPOINTS, read_run_config, weights_file
+from ntm.viewer import draw_page
 from ntm.viz import draw_run
 
 EXIT_USAGE = 2
@@ -511,6 +512,11 @@ def _viz(args: argparse.Namespace) -> int:
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
     paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device)
+    if args.html:
+        try:
+            paths.append(draw_page(run_dir, out, settings, args.seed, args.checkpoint, args.device))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     for path in paths:
         print(path)
     return 0
@@ -632,6 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(viz, "seed of the drawn sequence")
     viz.add_argument(
         "--out", type=Path, metavar="DIR", help="folder for the PNGs (default: RUN_DIR)"
+    )
+    viz.add_argument(
+        "--html",
+        action="store_true",
+        help="also viewer.html: one self-contained page to move through the memory step by "
+        "step (time slider, every head's weightings, hover for values; no server needed)",
     )
     viz.set_defaults(func=_viz)
     return parser

@@ -18,7 +18,12 @@ from ntm.addressing import content_weights
 from ntm.config import PAPER_SETTINGS, DNCConfig, require
 from ntm.memory import read, write
 from ntm.model import check_tensor, clip_values
+from ntm.native.dnc import native_dnc_sequence
 from ntm.registry import Recipe, register_model
+
+#: How a :class:`DNC` may run a sequence: ``eager`` (the cell step by step under autograd)
+#: or ``native`` (the recurrence in C, :mod:`ntm.native.dnc`).
+ENGINES = ("eager", "native")
 
 
 class DNCState(NamedTuple):
@@ -60,6 +65,9 @@ class DNCTrace(NamedTuple):
         write_gate: (T, B)
         free_gates: (T, B, R)
         reads: (T, B, R, M)
+        memory: (T, B, N, M) the memory after each step's write.
+        erase: (T, B, 1, M) the write head's erase vector.
+        write_vector: (T, B, 1, M) the vector it adds.
     """
 
     read_weights: Tensor
@@ -71,6 +79,9 @@ class DNCTrace(NamedTuple):
     write_gate: Tensor
     free_gates: Tensor
     reads: Tensor
+    memory: Tensor
+    erase: Tensor
+    write_vector: Tensor
 
 
 class _StepRecord(NamedTuple):
@@ -280,8 +291,13 @@ class DNC(nn.Module):
     Args:
         input_size, output_size, controller_size, ..., eps: as for :class:`DNCCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        It runs eager, step by step under autograd: ``torch.compile`` of its step measured no
-        faster than the step with the link matrix's backward written by hand.
+        engine: how a sequence runs. ``eager``: the cell step by step under autograd.
+            ``native``: the whole sequence's recurrence in C, forward and backward one call
+            each (:mod:`ntm.native.dnc`, built in seconds the first time): same outputs and
+            gradients, several times faster; the final state then carries no gradient. For
+            float32 on the CPU; elsewhere, or without a C compiler, it runs as ``eager``
+            (:func:`ntm.native.native_available` says why). A choice of this model alone,
+            which may be changed between calls. :meth:`trace` always runs eager.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -307,6 +323,7 @@ class DNC(nn.Module):
         output_clip: float = DNCConfig.output_clip,
         eps: float = DNCConfig.eps,
         batch_first: bool = False,
+        engine: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -326,8 +343,20 @@ class DNC(nn.Module):
             dtype=dtype,
         )
         self.batch_first = batch_first
+        self.engine = engine
+
+    @property
+    def engine(self) -> str:
+        """How :meth:`forward` runs a sequence: eager or native."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        require(engine in ENGINES, type(self).__name__, "engine", engine, f"one of {ENGINES}")
+        self._engine = engine
 
     config_class: ClassVar[type[DNCConfig]] = DNCConfig
+    engines: ClassVar[tuple[str, ...]] = ENGINES
     #: The smallest batch at which two single-threaded processes train it faster than one on
     #: a 2-core machine: 1.28 times at batch 8, 1.34 at batch 32 (benchmarks/README.md).
     two_processes_from_batch: ClassVar[int] = 8
@@ -369,18 +398,21 @@ class DNC(nn.Module):
         config: DNCConfig,
         *,
         batch_first: bool = False,
+        engine: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> DNC:
         """Build from a configuration."""
-        return cls(**config.to_dict(), batch_first=batch_first, device=device, dtype=dtype)
+        return cls(
+            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
+        )
 
     @property
     def config(self) -> DNCConfig:
         return self.cell.config
 
     def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}"
+        return f"batch_first={self.batch_first}, engine={self.engine!r}"
 
     def initial_state(self, batch_size: int) -> DNCState:
         return self.cell.initial_state(batch_size)
@@ -388,37 +420,47 @@ class DNC(nn.Module):
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
 
-    def _run(
-        self, inputs: Tensor, state: DNCState | None, trace: bool
-    ) -> tuple[Tensor, DNCState, list[tuple[DNCState, _StepRecord]]]:
+    def _start(self, inputs: Tensor, state: DNCState | None) -> tuple[Tensor, DNCState]:
+        """Checked time-major inputs (T, B, I) and the state to start from."""
         check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
         if steps.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
         if state is None:
-            state = self.cell.initial_state(steps.shape[1])
-        else:
-            self.cell.check_state(state, steps.shape[1])
+            return steps, self.cell.initial_state(steps.shape[1])
+        self.cell.check_state(state, steps.shape[1])
+        return steps, state
+
+    def _run(
+        self, steps: Tensor, state: DNCState, trace: bool
+    ) -> tuple[Tensor, DNCState, list[tuple[DNCState, _StepRecord]]]:
+        """The cell step by step over checked time-major ``steps``: outputs (T, B, O)."""
         outputs, records = [], []
-        for x in steps:  # checked once above, not at every step
+        for x in steps:  # checked once in _start, not at every step
             y, state, record = self.cell.step(x, state)
             outputs.append(y)
             if trace:
                 records.append((state, record))
-        out = torch.stack(outputs)  # (T, B, O)
-        return (out.transpose(0, 1) if self.batch_first else out), state, records
+        return torch.stack(outputs), state, records
 
     def forward(self, inputs: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
-        outputs, state, _ = self._run(inputs, state, trace=False)
-        return outputs, state
+        steps, state = self._start(inputs, state)
+        native = native_dnc_sequence(self.cell, steps, state) if self.engine == "native" else None
+        if native is None:
+            outputs, state, _ = self._run(steps, state, trace=False)
+        else:
+            outputs, state = native
+        return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 
     def trace(
         self, inputs: Tensor, state: DNCState | None = None
     ) -> tuple[Tensor, DNCState, DNCTrace]:
         """Like :meth:`forward`, and also every step's weightings, usage, allocation, gates,
-        read modes and reads (time-major)."""
-        outputs, state, records = self._run(inputs, state, trace=True)
-
+        read modes, reads, memory and write vectors (time-major)."""
+        time_major, state = self._start(inputs, state)
+        outputs, state, records = self._run(time_major, state, trace=True)
+        if self.batch_first:
+            outputs = outputs.transpose(0, 1)
         states = [s for s, _ in records]
         steps = [r for _, r in records]
         record = DNCTrace(
@@ -431,6 +473,9 @@ class DNC(nn.Module):
             write_gate=torch.stack([r.interface.write_gate for r in steps]),
             free_gates=torch.stack([r.interface.free_gates for r in steps]),
             reads=torch.stack([s.reads for s in states]),
+            memory=torch.stack([s.memory for s in states]),
+            erase=torch.stack([r.interface.erase for r in steps]),
+            write_vector=torch.stack([r.interface.write_vector for r in steps]),
         )
         return outputs, state, record
 

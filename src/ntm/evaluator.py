@@ -40,6 +40,7 @@ class Evaluator:
         if self.held_out is not None and hasattr(run.task, "optimal_cost"):
             self.optimal = float(run.task.optimal_cost(self.held_out))
         self.last = (math.nan, math.nan)  # the last held-out cost and bit errors
+        self.last_row: dict[str, Any] = {}  # the last metrics row recorded
 
     def measure(self, model: nn.Module, withheld: bool) -> tuple[float, float]:
         """The model's held-out cost and bit errors per sequence. Every process calls it:
@@ -94,6 +95,7 @@ class Evaluator:
             "target_met": int(met),
         }
         ckpt.append_metrics(self.run_dir, row)
+        self.last_row = row
         excess = "" if self.optimal is None else f" ({cost - self.optimal:+.3f} optimal)"
         return (
             f"{progress.sequences:>10,d} seq {progress.seconds:8.1f} s  train cost "

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ntm.addressing import address
 from ntm.config import PAPER_SETTINGS, LSTMConfig, NTMConfig, paper_ntm_config, require
 from ntm.fused import fused_sequence
-from ntm.layout import CONTROLLER_LAYER_WEIGHTS, HeadLayout
+from ntm.layout import CONTROLLER_LAYER_WEIGHTS, HeadLayout, WriteVectors
 from ntm.memory import read, write
 from ntm.native import native_sequence
 from ntm.registry import Recipe, register_model
@@ -60,11 +60,17 @@ class NTMTrace(NamedTuple):
         read_weights: (T, B, R, N)
         write_weights: (T, B, W, N)
         reads: (T, B, R, M)
+        memory: (T, B, N, M) the memory after each step's write.
+        erase: (T, B, W, M) each write head's erase vector.
+        add: (T, B, W, M) each write head's add vector.
     """
 
     read_weights: Tensor
     write_weights: Tensor
     reads: Tensor
+    memory: Tensor
+    erase: Tensor
+    add: Tensor
 
 
 def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
@@ -313,8 +319,11 @@ class NTMCell(nn.Module):
             self._check_state(state, input.shape[0])
         return self._step(input, state)
 
-    def _step(self, input: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
-        """:meth:`forward` on arguments already checked."""
+    def _step(
+        self, input: Tensor, state: NTMState, written: list[WriteVectors] | None = None
+    ) -> tuple[Tensor, NTMState]:
+        """:meth:`forward` on arguments already checked; the step's erase and add vectors are
+        appended to ``written`` where it is given."""
         cfg = self.config
         batch_size = input.shape[0]
         previous_reads = state.reads.flatten(1)  # (B, R*M)
@@ -331,7 +340,10 @@ class NTMCell(nn.Module):
         writers = layout.activate(write_raw)
 
         write_weights = address(state.memory, state.write_weights, *writers, eps=cfg.eps)
-        memory = write(state.memory, write_weights, *layout.write_vectors(write_raw))
+        vectors = layout.write_vectors(write_raw)
+        if written is not None:
+            written.append(vectors)
+        memory = write(state.memory, write_weights, *vectors)
 
         read_weights = address(memory, state.read_weights, *readers, eps=cfg.eps)
         reads = read(memory, read_weights)  # (B, R, M)
@@ -538,14 +550,15 @@ class NTM(nn.Module):
 
     def _run(
         self, inputs: Tensor, state: NTMState | None, trace: bool
-    ) -> tuple[Tensor, NTMState, list[NTMState]]:
+    ) -> tuple[Tensor, NTMState, list[tuple[NTMState, WriteVectors]]]:
         steps, state = self._start(inputs, state)
         outputs, states = [], []
+        written: list[WriteVectors] | None = [] if trace else None
         for x in steps:  # checked once above, not at every step
-            y, state = self.cell._step(x, state)
+            y, state = self.cell._step(x, state, written)
             outputs.append(y)
-            if trace:
-                states.append(state)
+            if written is not None:
+                states.append((state, written[-1]))
         out = torch.stack(outputs)  # (T, B, O)
         return (out.transpose(0, 1) if self.batch_first else out), state, states
 
@@ -564,12 +577,16 @@ class NTM(nn.Module):
     def trace(
         self, inputs: Tensor, state: NTMState | None = None
     ) -> tuple[Tensor, NTMState, NTMTrace]:
-        """Like :meth:`forward`, and also every step's weightings and reads (time-major)."""
-        outputs, state, states = self._run(inputs, state, trace=True)
+        """Like :meth:`forward`, and also every step's weightings, reads, memory and write
+        vectors (time-major)."""
+        outputs, state, steps = self._run(inputs, state, trace=True)
         record = NTMTrace(
-            read_weights=torch.stack([s.read_weights for s in states]),
-            write_weights=torch.stack([s.write_weights for s in states]),
-            reads=torch.stack([s.reads for s in states]),
+            read_weights=torch.stack([s.read_weights for s, _ in steps]),
+            write_weights=torch.stack([s.write_weights for s, _ in steps]),
+            reads=torch.stack([s.reads for s, _ in steps]),
+            memory=torch.stack([s.memory for s, _ in steps]),
+            erase=torch.stack([v.erase for _, v in steps]),
+            add=torch.stack([v.add for _, v in steps]),
         )
         return outputs, state, record
 

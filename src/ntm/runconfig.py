@@ -121,6 +121,13 @@ class TrainConfig:
             "bit errors fall; evaluation always uses the full task"
         },
     )
+    tensorboard: bool = field(
+        default=False,
+        metadata={
+            "help": "also log each evaluation (costs, errors, learning rate, a held-out "
+            "sequence's picture) to RUN_DIR/tensorboard; needs the tensorboard extra"
+        },
+    )
     engine: str = field(
         default="native",
         metadata={

@@ -44,26 +44,33 @@ def choose_engine(
 
     A model without ``engines`` has none (""). One that lacks the engine asked for runs its
     first. ``native`` runs float32 on the CPU only, else ``fused``; where it cannot be
-    built, ``compiled``; ``compiled`` needs a working ``torch.compile``, else ``fused``."""
+    built, ``compiled``; ``compiled`` needs a working ``torch.compile``, else ``fused``. A
+    model without the engine fallen back to (the DNC has no ``compiled`` or ``fused``) runs
+    its first instead."""
     engine, problem = model_engine(requested, model)
     if engine != requested:
         return engine, problem
+    engines: tuple[str, ...] = getattr(model, "engines", ())
+
+    def instead(fallback: str) -> str:
+        return fallback if fallback in engines else engines[0]
+
     problems = []
     if engine == "native" and (device.type != "cpu" or dtype != torch.float32):
         problems.append(f"native engine: float32 on the CPU only, not {dtype} on {device.type}")
-        engine = "fused"
+        engine = instead("fused")
     if engine == "native":
         problem = native_available()
         if problem is None:
             return engine, None
         problems.append(f"native engine: {problem}")
-        engine = "compiled"
+        engine = instead("compiled")
     if engine == "compiled":
         problem = compiled_available()
         if problem is None:
             return engine, "; ".join(problems) or None
         problems.append(f"torch.compile: {problem}")
-        engine = "fused"
+        engine = instead("fused")
     return engine, "; ".join(problems) or None
 
 

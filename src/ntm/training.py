@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
 from ntm import devices, distributed
+from ntm.board import Board
 from ntm.data import Curriculum, CurriculumState, EndMarkerStage, draw_batch
 from ntm.distributed import SINGLE, World
 from ntm.evaluator import Evaluator
@@ -149,6 +150,8 @@ class Trainer:
         # CPU reading them costs nothing, and the host decides at once.
         self.sync_free = self.device.type == "cuda"
         self.on_update: Callable[[Trainer], None] | None = None
+        title = f"{train.task}, {train.model} ({run_dir.name})"
+        self.board = Board(run_dir, title) if train.tensorboard and world.main else None
 
     def _ckpt_every(self) -> int:
         return self.run.train.checkpoint_every or self.run.train.eval_every
@@ -293,6 +296,8 @@ class Trainer:
         met = self.evaluator.target_met(cost, errors) and not self.stage.withheld
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.log(self.evaluator.record(p, self.guard.skipped, lr, met, self.stage.stage))
+        if self.board is not None:
+            self.board.evaluation(self.evaluator.last_row, self.model, self.evaluator.held_out)
         if self.stage.withheld and errors < (train.target_bit_errors or COPIES_RIGHT):
             self.stage.stage = 1
             self.schedule.restart()
@@ -323,6 +328,9 @@ class Trainer:
 
     def close(self) -> None:
         """Let go of the run folder (another process may then train it)."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         if self.lock is not None:
             self.lock.release()
             self.lock = None

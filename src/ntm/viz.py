@@ -240,6 +240,25 @@ def draw_learning_curves(
     plt.close(fig)
 
 
+@torch.no_grad()
+def run_one(
+    model: Any, inputs: torch.Tensor
+) -> tuple[np.ndarray, NTMTrace | DNCTrace | None, np.ndarray | None]:
+    """The model on ``inputs`` (T, 1, I): P(bit = 1) per step (T, O), its trace where this
+    module draws it (an NTM's or a DNC's, on the CPU), and the memory after the last step."""
+    memory: np.ndarray | None = None
+    trace: NTMTrace | DNCTrace | None = None
+    traced = getattr(model, "trace", None)
+    if traced is None:  # a model without a trace: its outputs only
+        logits = logits_of(model(inputs))
+    else:
+        logits, state, steps = traced(inputs)
+        memory = state.memory[0].cpu().numpy()
+        if isinstance(steps, NTMTrace | DNCTrace):  # the weightings this module draws
+            trace = type(steps)(*(t.cpu() for t in steps))
+    return torch.sigmoid(logits[:, 0]).cpu().numpy(), trace, memory
+
+
 def draw_run(
     run_dir: Path,
     out: Path | None = None,
@@ -258,18 +277,7 @@ def draw_run(
     batch = task.sample(1, torch.Generator().manual_seed(seed))
     name = f"{run.train.task}, {run.train.model} ({run_dir.name})"
     paths = []
-    memory: np.ndarray | None = None
-    trace: NTMTrace | DNCTrace | None = None
-    with torch.no_grad():
-        traced = getattr(model, "trace", None)
-        if traced is None:  # a model without a trace: its outputs only
-            logits = logits_of(model(batch.inputs.to(on)))
-        else:
-            logits, state, steps = traced(batch.inputs.to(on))
-            memory = state.memory[0].cpu().numpy()
-            if isinstance(steps, NTMTrace | DNCTrace):  # the weightings this module draws
-                trace = type(steps)(*(t.cpu() for t in steps))
-    probabilities = torch.sigmoid(logits[:, 0]).cpu().numpy()
+    probabilities, trace, memory = run_one(model, batch.inputs.to(on))
     sequence = out / "sequence.png"
     draw_sequence(sequence, batch, probabilities, trace, f"{name}: one held-out sequence")
     paths.append(sequence)

@@ -1,5 +1,4 @@
-"""xLSTM (Beck et al., 2024), a recurrent model with exponential gating and a matrix memory,
-over the same time-major inputs.
+"""xLSTM (Beck et al., 2024), exponential gating and a matrix memory, over the same inputs.
 
 ``XLSTMModel(input_size, output_size, d_model=64, num_layers=2, num_heads=4, conv_width=4,
 slstm_at="", max_positions=2048)`` maps inputs (T, B, I) to logits (T, B, O): a linear

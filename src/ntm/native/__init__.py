@@ -1,18 +1,20 @@
-"""The native engine: the NTM's recurrence in C, a whole sequence per call.
+"""The native engines: the NTM's and the DNC's recurrences in C, a whole sequence per call.
 
 The fused path (:mod:`ntm.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
 code ``torch.compile`` generates. Here the recurrence of a whole sequence, forward and
-backward, is one call each into ``ntm_sequence.c``, built at first use with the system's C
-compiler (``cc``, or ``$CC``) for this machine's processor, in a second or two, and cached
-under ``$NTM_CACHE_DIR`` (default ``~/.cache/ntm``). The first controller layer's input
-projection, the output layer and every weight gradient stay in PyTorch as products over
-all time steps, exactly as in the fused path, whose functions they share.
+backward, is one call each into ``ntm_sequence.c`` (the NTM) or ``dnc_sequence.c`` (the
+DNC, :mod:`ntm.native.dnc`), which share ``kernels.h``. The three are built at first use
+into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
+processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
+``~/.cache/ntm``). The first controller layer's input projection, the output layer and
+every weight gradient stay in PyTorch as products over all time steps, exactly as in the
+fused path, whose functions they share.
 
 It computes the same function as :class:`ntm.NTMCell` stepped in a loop, in float32 on the
 CPU; tests compare its outputs and gradients with the eager path's. Where it cannot run
 (no C compiler, another dtype or device), :func:`native_available` says why and the NTM
-runs the fused path instead.
+runs the fused path instead (the DNC its eager one).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from ntm.fused import (
 )
 
 SOURCE = Path(__file__).with_name("ntm_sequence.c")
+#: The DNC's recurrence, and what both engines share: built into the same library.
+DNC_SOURCE = Path(__file__).with_name("dnc_sequence.c")
+HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
 #: machine), without errno from the maths functions so that their loops vectorise.
@@ -93,10 +98,11 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + compiler.encode())
+    sources = (SOURCE, DNC_SOURCE)
+    key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, HEADER)))
+    key.update(" ".join(FLAGS).encode() + compiler.encode())
     key.update(_machine().encode())
-    target = cache_dir() / f"ntm_sequence-{key.hexdigest()[:16]}.so"
+    target = cache_dir() / f"ntm_native-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +112,8 @@ def _build() -> Path:
         # (--nproc) never load a half-written file.
         handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(handle)
-        command = [compiler, *FLAGS, *extra[:1], "-o", partial, str(SOURCE), *extra[1:], "-lm"]
+        command = [compiler, *FLAGS, *extra[:1], "-I", str(HEADER.parent), "-o", partial,
+                   *map(str, sources), *extra[1:], "-lm"]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
         except OSError as error:
@@ -120,8 +127,9 @@ def _build() -> Path:
     raise RuntimeError(f"{compiler} failed: {errors[-1][0]}")
 
 
-#: The library's two entry points, each with a function that reports its pointer count.
-_FUNCTIONS = ("ntm_forward", "ntm_backward")
+#: The library's entry points, each with a function that reports its pointer count; each
+#: takes its engine's dimensions (a ctypes structure) and an array of pointers.
+_FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward")
 
 
 def _library() -> ctypes.CDLL:
@@ -129,9 +137,9 @@ def _library() -> ctypes.CDLL:
         library = ctypes.CDLL(str(_build()))
         for name in _FUNCTIONS:
             function = getattr(library, name)
-            function.argtypes = [ctypes.POINTER(_Dims), ctypes.POINTER(ctypes.c_void_p)]
+            function.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
             function.restype = ctypes.c_int
-        _LIBRARY["pointers"] = (library.ntm_forward_pointers(), library.ntm_backward_pointers())
+        _LIBRARY["pointers"] = tuple(getattr(library, f"{name}_pointers")() for name in _FUNCTIONS)
         _LIBRARY["library"] = library
     return _LIBRARY["library"]  # type: ignore[no-any-return]
 
@@ -190,18 +198,23 @@ class _ForwardBuffers(NamedTuple):
     write_saved_3: Tensor
 
 
-def _call(name: str, dims: _Dims, tensors: Sequence[Tensor]) -> None:
-    """Call ``name`` of the library with ``tensors``' data pointers, refusing a call whose
-    count is not the one the library reports (``ntm_forward_pointers()``)."""
+def _call(name: str, dims: ctypes.Structure, tensors: Sequence[Tensor]) -> None:
+    """Call ``name`` of the library with ``dims`` and ``tensors``' data pointers (float32,
+    or int32 and int64 where the C side says so), refusing a call whose count is not the one the
+    library reports (``ntm_forward_pointers()``)."""
     _library()
     expected = dict(zip(_FUNCTIONS, _LIBRARY["pointers"], strict=True))[name]
     if len(tensors) != expected:
         raise RuntimeError(f"ntm.native: {name} takes {expected} buffers, got {len(tensors)}")
     for tensor in tensors:
-        if not tensor.is_contiguous() or tensor.dtype != torch.float32:
+        if not tensor.is_contiguous() or tensor.dtype not in (
+            torch.float32,
+            torch.int32,
+            torch.int64,
+        ):
             raise RuntimeError(f"ntm.native: {name} needs contiguous float32 buffers")
     pointers = (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
-    status = getattr(_library(), name)(ctypes.byref(dims), pointers)
+    status = getattr(_library(), name)(ctypes.addressof(dims), pointers)
     if status != 0:
         raise RuntimeError(f"ntm.native: {name} failed with status {status}")
 

@@ -17,7 +17,7 @@ from ntm import dnc
 from ntm.addressing import content_weights
 from ntm.config import PAPER_SETTINGS, DNCConfig, require
 from ntm.memory import read, write
-from ntm.model import check_tensor, clip_values
+from ntm.model import Engined, check_tensor, clip_values
 from ntm.native.dnc import native_dnc_sequence
 from ntm.registry import Recipe, register_model
 
@@ -285,7 +285,7 @@ FAST_DNC: dict[str, Recipe] = {
 }
 
 
-class DNC(nn.Module):
+class DNC(Engined, nn.Module):
     """A Differentiable Neural Computer over whole sequences: :class:`DNCCell` step by step.
 
     Args:
@@ -344,16 +344,6 @@ class DNC(nn.Module):
         )
         self.batch_first = batch_first
         self.engine = engine
-
-    @property
-    def engine(self) -> str:
-        """How :meth:`forward` runs a sequence: eager or native."""
-        return self._engine
-
-    @engine.setter
-    def engine(self, engine: str) -> None:
-        require(engine in ENGINES, type(self).__name__, "engine", engine, f"one of {ENGINES}")
-        self._engine = engine
 
     config_class: ClassVar[type[DNCConfig]] = DNCConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES

@@ -382,7 +382,25 @@ FAST_NTM: dict[str, Recipe] = {
 }
 
 
-class NTM(nn.Module):
+class Engined:
+    """A model that runs a sequence by one of its ``engines``, chosen by ``engine``."""
+
+    engines: ClassVar[tuple[str, ...]]
+    _engine: str
+
+    @property
+    def engine(self) -> str:
+        """How ``forward`` runs a sequence: one of :attr:`engines`."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        engines = type(self).engines
+        require(engine in engines, type(self).__name__, "engine", engine, f"one of {engines}")
+        self._engine = engine
+
+
+class NTM(Engined, nn.Module):
     """A Neural Turing Machine over whole sequences: :class:`NTMCell` applied step by step.
 
     Args:
@@ -454,16 +472,6 @@ class NTM(nn.Module):
         )
         self.batch_first = batch_first
         self.engine = engine
-
-    @property
-    def engine(self) -> str:
-        """How :meth:`forward` runs a sequence: eager, fused, compiled or native."""
-        return self._engine
-
-    @engine.setter
-    def engine(self, engine: str) -> None:
-        require(engine in ENGINES, type(self).__name__, "engine", engine, f"one of {ENGINES}")
-        self._engine = engine
 
     def extra_repr(self) -> str:
         return f"batch_first={self.batch_first}, engine={self.engine!r}"

@@ -220,6 +220,7 @@ class DNCConfig(JSONConfig):
     interface_clip: float = 20.0  # clip the interface vector to +-20 before activations (0: off)
     output_clip: float = 20.0  # clip output logits to +-20 (0: off)
     eps: float = 1e-8  # guard in cosine similarity
+    link_sparsity: int = 0  # K: sparse links, K largest per row and column (0: dense; paper: 8)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -230,6 +231,8 @@ class DNCConfig(JSONConfig):
             value = getattr(self, key)
             require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0 (0: off)")
         require(0 < self.eps < 1, name, "eps", self.eps, "a number in (0, 1)")
+        require(self.link_sparsity >= 0, name, "link_sparsity", self.link_sparsity,
+                "an integer >= 0 (0: the dense link matrix)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,67 @@ def link(link: Tensor, precedence: Tensor, write_weights: Tensor) -> Tensor:
     return updated * off_diagonal
 
 
+_dense_link = link  # for sparse_link, whose argument of that name hides this function
+
+
+def largest_mask(values: Tensor, count: int, dim: int = -1) -> Tensor:
+    """1 at each of the ``count`` largest entries of ``values`` along ``dim``, 0 elsewhere
+    (all 1 when ``count`` is the size of ``dim`` or more). Equal values are taken in index
+    order, the lower index first. A mask, so no gradient: it flows through what it keeps.
+
+    Shape:
+        values (..., N, ...) -> the same shape and dtype, no gradient
+    """
+    size = values.shape[dim]
+    if count >= size:
+        return torch.ones_like(values)
+    order = torch.argsort(values.detach(), dim=dim, descending=True, stable=True)
+    chosen = order.narrow(dim, 0, count)
+    ones = torch.ones_like(chosen, dtype=values.dtype)
+    return torch.zeros_like(values).scatter(dim, chosen, ones)
+
+
+def keep_largest(weights: Tensor, count: int) -> Tensor:
+    """``weights`` with all but each row's ``count`` largest entries set to 0
+    (:func:`largest_mask`): the gradient reaches the entries kept.
+
+    Shape:
+        weights (..., N) -> (..., N)
+    """
+    return weights * largest_mask(weights, count)
+
+
+def sparse_link(link: Tensor, precedence: Tensor, write_weights: Tensor, sparsity: int) -> Tensor:
+    r"""The sparse temporal link matrix of the paper's Methods ("sparse link matrix"), with
+    ``sparsity`` :math:`K` (8 in the paper):
+
+    1. :math:`\hat w = ` the write weighting with its :math:`K` largest entries kept, the others
+       0, and :math:`\hat p` the previous precedence likewise (:func:`keep_largest`);
+    2. :math:`\hat L = ` :func:`link` of ``link``, :math:`\hat p` and :math:`\hat w`;
+    3. an entry of :math:`\hat L` is kept if it is among the :math:`K` largest of its row and
+       among the :math:`K` largest of its column (equal values: the lower index first), the
+       others set to 0. Each row and each column then holds :math:`K` entries or fewer.
+
+    No gradient through the choices (masks), through the kept values as :func:`link`'s. The
+    precedence itself stays :func:`precedence` of the full write weighting: the Methods
+    sparsify the write weighting and the precedence where they enter the link update and
+    leave the precedence's own recurrence (O(N) either way) as it was; that is the reading
+    taken here. With :math:`K \ge N` nothing is dropped: exactly :func:`link`.
+
+    For a link matrix of :math:`K` non-zeros or fewer per row and column the update touches
+    :math:`K` rows and :math:`K` columns, so the native engine does it in O(N K) a step
+    (:mod:`ntm.native.dnc`); here it runs on the dense matrix, with masks.
+
+    Shape:
+        link (B, N, N), precedence (B, N), write_weights (B, N) -> (B, N, N)
+    """
+    updated = _dense_link(
+        link, keep_largest(precedence, sparsity), keep_largest(write_weights, sparsity)
+    )
+    kept = largest_mask(updated, sparsity, dim=-1) * largest_mask(updated, sparsity, dim=-2)
+    return updated * kept
+
+
 def directional_weights(link: Tensor, read_weights: Tensor) -> tuple[Tensor, Tensor]:
     r"""Forward and backward weightings: one step along the links from each read weighting,
     :math:`f^i = L\, w^{r,i}` and :math:`b^i = L^\top w^{r,i}`.

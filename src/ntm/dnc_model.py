@@ -104,8 +104,10 @@ class DNCCell(nn.Module):
         input_size: features per input step ``I``.
         output_size: output logits per step ``O``.
         controller_size, controller_layers, num_read_heads, memory_size, word_size,
-        interface_clip, output_clip, eps: as the fields of :class:`ntm.DNCConfig`, whose
-            defaults they take.
+        interface_clip, output_clip, eps, link_sparsity: as the fields of
+            :class:`ntm.DNCConfig`, whose defaults they take. ``link_sparsity`` K >= 1 makes
+            the links the paper's sparse ones (:func:`ntm.dnc.sparse_link`; the same as the
+            dense ones from K = N on).
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: input, state
@@ -130,6 +132,7 @@ class DNCCell(nn.Module):
         interface_clip: float = DNCConfig.interface_clip,
         output_clip: float = DNCConfig.output_clip,
         eps: float = DNCConfig.eps,
+        link_sparsity: int = DNCConfig.link_sparsity,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -145,6 +148,7 @@ class DNCCell(nn.Module):
             interface_clip=interface_clip,
             output_clip=output_clip,
             eps=eps,
+            link_sparsity=link_sparsity,
         )
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.interface_layout = dnc.InterfaceLayout(num_read_heads, word_size)
@@ -249,10 +253,14 @@ class DNCCell(nn.Module):
         )
         memory = write(state.memory, write_weights.unsqueeze(1), face.erase, face.write_vector)
 
-        # The link matrix is most of the step's arithmetic: updated, and its backward, by hand.
-        link, forward, backward = dnc.link_and_directions(
-            state.link, state.precedence, write_weights, state.read_weights
-        )
+        if 0 < cfg.link_sparsity < cfg.memory_size:
+            link = dnc.sparse_link(state.link, state.precedence, write_weights, cfg.link_sparsity)
+            forward, backward = dnc.directional_weights(link, state.read_weights)
+        else:
+            # The dense link matrix is most of the step's arithmetic: its backward by hand.
+            link, forward, backward = dnc.link_and_directions(
+                state.link, state.precedence, write_weights, state.read_weights
+            )
         precedence = dnc.precedence(state.precedence, write_weights)
         read_content = content_weights(memory, face.read_keys, face.read_strengths, cfg.eps)
         read_weights = dnc.read_weighting(backward, read_content, forward, face.read_modes)
@@ -289,14 +297,16 @@ class DNC(Engined, nn.Module):
     """A Differentiable Neural Computer over whole sequences: :class:`DNCCell` step by step.
 
     Args:
-        input_size, output_size, controller_size, ..., eps: as for :class:`DNCCell`.
+        input_size, output_size, controller_size, ..., link_sparsity: as for :class:`DNCCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
         engine: how a sequence runs. ``eager``: the cell step by step under autograd.
             ``native``: the whole sequence's recurrence in C, forward and backward one call
             each (:mod:`ntm.native.dnc`, built in seconds the first time): same outputs and
             gradients, several times faster; the final state then carries no gradient. For
             float32 on the CPU; elsewhere, or without a C compiler, it runs as ``eager``
-            (:func:`ntm.native.native_available` says why). A choice of this model alone,
+            (:func:`ntm.native.native_available` says why), as does a sequence with sparse
+            links whose initial links have more than ``link_sparsity`` non-zero entries in a
+            row or a column (not a sparse DNC's state). A choice of this model alone,
             which may be changed between calls. :meth:`trace` always runs eager.
         device, dtype: where and in which precision to create the parameters.
 
@@ -322,6 +332,7 @@ class DNC(Engined, nn.Module):
         interface_clip: float = DNCConfig.interface_clip,
         output_clip: float = DNCConfig.output_clip,
         eps: float = DNCConfig.eps,
+        link_sparsity: int = DNCConfig.link_sparsity,
         batch_first: bool = False,
         engine: str = "eager",
         device: torch.device | str | None = None,
@@ -339,6 +350,7 @@ class DNC(Engined, nn.Module):
             interface_clip=interface_clip,
             output_clip=output_clip,
             eps=eps,
+            link_sparsity=link_sparsity,
             device=device,
             dtype=dtype,
         )

@@ -198,10 +198,13 @@ class _ForwardBuffers(NamedTuple):
     write_saved_3: Tensor
 
 
-def _call(name: str, dims: ctypes.Structure, tensors: Sequence[Tensor]) -> None:
+def _call(
+    name: str, dims: ctypes.Structure, tensors: Sequence[Tensor], accept: Sequence[int] = ()
+) -> int:
     """Call ``name`` of the library with ``dims`` and ``tensors``' data pointers (float32,
     or int32 and int64 where the C side says so), refusing a call whose count is not the one the
-    library reports (``ntm_forward_pointers()``)."""
+    library reports (``ntm_forward_pointers()``). Returns its status: 0, or one of ``accept``
+    for the caller to handle; any other raises a RuntimeError."""
     _library()
     expected = dict(zip(_FUNCTIONS, _LIBRARY["pointers"], strict=True))[name]
     if len(tensors) != expected:
@@ -214,9 +217,10 @@ def _call(name: str, dims: ctypes.Structure, tensors: Sequence[Tensor]) -> None:
         ):
             raise RuntimeError(f"ntm.native: {name} needs contiguous float32 buffers")
     pointers = (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
-    status = getattr(_library(), name)(ctypes.addressof(dims), pointers)
-    if status != 0:
+    status: int = getattr(_library(), name)(ctypes.addressof(dims), pointers)
+    if status != 0 and status not in accept:
         raise RuntimeError(f"ntm.native: {name} failed with status {status}")
+    return status
 
 
 def _stacked(tensors: list[Tensor], like: Tensor) -> Tensor:

@@ -15,6 +15,13 @@ pass keeps every step's state for the backward pass only when a gradient is want
 one it keeps two states in turn), and of the link matrices (``B * N * N`` floats a step)
 only every :data:`LINK_EVERY`-th state's, from which the backward pass recomputes the rest.
 
+With sparse links (``link_sparsity`` K, 0 < K < N; :func:`ntm.dnc.sparse_link`) every state's
+links are lists of each row's K kept entries (``B * N * K`` values and columns), all of them
+kept, and a step's links, directions and backward cost O(N K) instead of O(N^2). The initial
+state's link matrix must then have K non-zero entries or fewer in each row and column (as
+every sparse DNC's does); with more, the sequence runs eager (the C side finds it when it
+reads them: :class:`_TooDenseError`).
+
 Dimension legend: ``T`` time, ``B`` batch, ``I`` input size, ``O`` output size, ``L``
 controller layers, ``C`` controller size, ``G = 4C`` gate rows, ``R`` read heads, ``N``
 slots, ``M`` word size, ``P`` interface size.
@@ -46,7 +53,7 @@ class _Dims(ctypes.Structure):
     _fields_ = [
         *(
             (name, ctypes.c_int)
-            for name in ("T", "B", "L", "C", "R", "N", "M", "P", "keep", "link_every")
+            for name in ("T", "B", "L", "C", "R", "N", "M", "P", "keep", "link_every", "sparsity")
         ),
         ("part", ctypes.c_int * 10),
         ("eps", ctypes.c_float),
@@ -86,6 +93,10 @@ class _ForwardBuffers(NamedTuple):
     read_content: Tensor  # per step (B, R, N)
     forward: Tensor  # per step (B, R, N)
     backward: Tensor  # per step (B, R, N)
+    link_cols: Tensor  # sparse links: per state (B, N, K), int32; else one unused float each
+    link_values: Tensor  # per state (B, N, K)
+    link_counts: Tensor  # per state (B, N), int32
+    link_from: Tensor  # per step (B, N, K), int32
 
 
 def parameter_names(layers: int) -> list[str]:
@@ -104,12 +115,28 @@ def runs_natively(inputs: Tensor, tensors: list[Tensor]) -> bool:
     )
 
 
+def link_sparsity(cfg: DNCConfig) -> int:
+    """K of the sparse links the engine keeps as lists, or 0 for dense ones: from K = N on,
+    the sparse links are the dense ones."""
+    return cfg.link_sparsity if cfg.link_sparsity < cfg.memory_size else 0
+
+
+#: ``dnc_forward``'s status where the initial links are too dense for sparse links' lists.
+TOO_DENSE = 3
+
+
+class _TooDenseError(Exception):
+    """The initial state's links have more non-zero entries in a row or a column than the
+    sparse links' lists hold: the sequence is for the eager path."""
+
+
 def _dims(cfg: DNCConfig, steps: int, batch: int, keep: bool) -> _Dims:
     layout = InterfaceLayout(cfg.num_read_heads, cfg.word_size)
     starts = [sum(layout.sizes[:i]) for i in range(len(layout.sizes))]
     return _Dims(steps, batch, cfg.controller_layers, cfg.controller_size, cfg.num_read_heads,
                  cfg.memory_size, cfg.word_size, layout.size, int(keep), LINK_EVERY,
-                 (ctypes.c_int * 10)(*starts), cfg.eps, cfg.interface_clip)  # fmt: skip
+                 link_sparsity(cfg), (ctypes.c_int * 10)(*starts), cfg.eps,
+                 cfg.interface_clip)  # fmt: skip
 
 
 def _addresses(tensors: list[Tensor]) -> Tensor:
@@ -157,11 +184,23 @@ def _forward(
     per_state = [empty(states, *t.shape) for t in (read_w, write_w, usage, precedence)]
     for buffer, start in zip(per_state, (read_w, write_w, usage, precedence), strict=True):
         buffer[0] = start
-    # One tensor per kept state, two for the others in turn (see dnc_sequence.c).
-    kept_states = range(0, states, LINK_EVERY) if keep else range(1)
-    links = {s: link.clone() if s == 0 else empty(*link.shape) for s in kept_states}
-    turns = [empty(*link.shape) for _ in range(2 if keep else 1)]
-    link_list = [links.get(s, turns[s % len(turns)]) for s in range(states)]
+    sparsity = link_sparsity(cfg)
+    if sparsity:  # the initial links, read, and the final ones, written; lists between
+        links = {0: link.contiguous(), states - 1: empty(*link.shape)}
+        turns: list[Tensor] = []
+        link_list = list(links.values())
+        sparse = [
+            torch.empty((states, batch, slots, sparsity), dtype=torch.int32),
+            empty(states, batch, slots, sparsity),
+            torch.empty((states, batch, slots), dtype=torch.int32),
+            torch.empty((kept, batch, slots, sparsity), dtype=torch.int32),
+        ]
+    else:  # one tensor per kept state, two for the others in turn (see dnc_sequence.c)
+        kept_states = range(0, states, LINK_EVERY) if keep else range(1)
+        links = {s: link.clone() if s == 0 else empty(*link.shape) for s in kept_states}
+        turns = [empty(*link.shape) for _ in range(2 if keep else 1)]
+        link_list = [links.get(s, turns[s % len(turns)]) for s in range(states)]
+        sparse = [empty(1) for _ in range(4)]
     link_table = _addresses(link_list)
     hs = empty(steps + 1, layers, batch, size)
     hs[0] = hidden
@@ -184,9 +223,10 @@ def _forward(
     ]
     buffers = _ForwardBuffers._make([pre_input, *weights_t, mems, reads_seq, *per_state,
                                      link_table, empty(states, batch, slots), hs, cs,
-                                     *per_step])  # fmt: skip
+                                     *per_step, *sparse])  # fmt: skip
     dims = _dims(cfg, steps, batch, keep)
-    _call("dnc_forward", dims, buffers)
+    if _call("dnc_forward", dims, buffers, accept=(TOO_DENSE,)):
+        raise _TooDenseError
 
     hidden_seq = hs[1:].transpose(1, 2).reshape(steps, batch, layers * size)  # (T, B, L*C)
     out_in = torch.cat([hidden_seq, reads_seq[1:]], -1)
@@ -199,7 +239,7 @@ def _forward(
         mems[last].transpose(1, 2).contiguous(),
         reads_seq[steps].reshape(batch, heads, word).clone(),
         *(buffer[last].clone() for buffer in per_state),
-        link_list[last].clone(),
+        link_list[-1] if sparsity else link_list[last].clone(),  # sparse: made for it
         hs[steps].clone(),
         cs[last].clone(),
     )
@@ -255,7 +295,10 @@ class _NativeDNC(torch.autograd.Function):
             torch.stack([w_hh for _, w_hh, *_ in controller]).contiguous(),
             interface_w.contiguous(),
         ]
-        between = [inputs.new_empty(batch, slots, slots) for _ in range(ctx.dims.link_every - 1)]
+        dense = ctx.dims.sparsity == 0  # sparse links recompute none
+        between = [
+            inputs.new_empty(batch, slots, slots) for _ in range(ctx.dims.link_every - 1) if dense
+        ]
         _call("dnc_backward", ctx.dims, [*buffers, *weights, d_hidden, d_reads_out, d_raw,
                                          d_gates, _addresses(between), *carries])  # fmt: skip
 
@@ -288,14 +331,18 @@ class _NativeDNC(torch.autograd.Function):
 def native_dnc_sequence(cell: Any, inputs: Tensor, state: Any) -> tuple[Tensor, Any] | None:
     """Run ``cell`` (an :class:`ntm.DNCCell`) over ``inputs`` (T, B, I) from ``state`` (a
     :class:`ntm.DNCState`) natively: outputs (T, B, O) and the final state (which carries
-    no gradient); None where the native engine cannot run it (:func:`runs_natively`)."""
+    no gradient); None where the native engine cannot run it (:func:`runs_natively`; with
+    sparse links, initial links too dense for them)."""
     params = [cell.get_parameter(name) for name in parameter_names(cell.config.controller_layers)]
     if not runs_natively(inputs, [*state, *params]):
         return None
     wanted = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *state, *params))
-    if wanted:
-        outputs = _NativeDNC.apply(cell.config, inputs, *state, *params)  # type: ignore[no-untyped-call]
-    else:
-        logits, final, *_ = _forward(cell.config, inputs, tuple(state), tuple(params), keep=False)
-        outputs = (logits, *final)
+    try:
+        if wanted:
+            outputs = _NativeDNC.apply(cell.config, inputs, *state, *params)  # type: ignore[no-untyped-call]
+        else:
+            logits, final, *_ = _forward(cell.config, inputs, tuple(state), tuple(params), False)
+            outputs = (logits, *final)
+    except _TooDenseError:
+        return None
     return outputs[0], type(state)(*outputs[1:])

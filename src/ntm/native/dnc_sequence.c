@@ -9,7 +9,9 @@
  * PyTorch, as whole-sequence matrix products.
  *
  * The memory is held transposed, (M, N) per sequence, slots innermost, as the NTM's engine
- * holds it; the link matrix is (N, N) per sequence, L[i][j] for slot i written after j.
+ * holds it; the link matrix is (N, N) per sequence, L[i][j] for slot i written after j, or
+ * with sparse links (Dims.sparsity K > 0) lists of each row's K kept entries (see "Sparse
+ * links" below), the initial state's and the final one's alone dense.
  *
  * Dimension legend: T time, B batch, L controller layers, C controller size, G = 4C gate
  * rows, R read heads, N slots, M word size, P interface size.
@@ -62,6 +64,7 @@ enum {
 
 typedef struct {
     int T, B, L, C, R, N, M, P, keep, link_every;
+    int sparsity; /* K of the sparse links with 0 < K < N, else 0: the dense ones */
     int part[I_PARTS]; /* where each part starts: ntm.dnc.InterfaceLayout's, passed in */
     float eps, interface_clip;
 } Dims;
@@ -283,7 +286,290 @@ static inline __attribute__((always_inline)) void link_row_backward(
     for (int r = 0; r < R; r++) d_rw_old[(idx)r * N + i] += acc[r];
 }
 
-/* Pointers of dnc_forward, in order (int32_t for F_ORDER, float for the rest). */
+/* Sparse links (link_sparsity K, 0 < K < N; ntm.dnc.sparse_link). A state's links are
+ * held as lists, one per row, of the entries kept (K at most: the column and the value,
+ * kept zeros included); every other entry is 0. A step changes the rows of the write
+ * weighting's K kept slots and the columns of the precedence's, and no row or column then
+ * has more than 2K non-zero entries: the update, each row's and column's K largest, the
+ * directions and the backward all take O(N K) a step. */
+
+/* The K-th largest entry of a line (a row or a column): the line's K largest are those at
+ * or ahead of it, ahead meaning a larger value, or an equal one at a lower index. */
+typedef struct {
+    float value;
+    int index;
+} Bound;
+
+static inline int ahead(float value, int index, float other, int other_index) {
+    return value > other || (value == other && index < other_index);
+}
+
+static inline int within(float value, int index, Bound bound) {
+    return value > bound.value || (value == bound.value && index <= bound.index);
+}
+
+/* The K largest entries of x (N), equal ones in slot order: their slots (chosen, K) and x
+ * with every other entry 0 (kept). */
+static void keep_largest(int N, int K, const float *restrict x, int *restrict chosen,
+                         float *restrict kept) {
+    int count = 0;
+    for (int n = 0; n < N; n++) {
+        const float v = x[n];
+        if (count == K && !(v > x[chosen[K - 1]])) continue;
+        int at = count < K ? count++ : K - 1;
+        for (; at > 0 && v > x[chosen[at - 1]]; at--) chosen[at] = chosen[at - 1];
+        chosen[at] = n;
+    }
+    for (int n = 0; n < N; n++) kept[n] = 0.0f;
+    for (int k = 0; k < K; k++) kept[chosen[k]] = x[chosen[k]];
+}
+
+/* The bound of the K largest of a line of N entries whose non-zero ones are among the n
+ * listed (index, value), line[] holding every entry. sorted: room for n. */
+static Bound line_bound(int N, int K, int n, const int *restrict index,
+                        const float *restrict value, const float *restrict line,
+                        Bound *restrict sorted) {
+    int positive = 0, negative = 0;
+    for (int k = 0; k < n; k++) {
+        positive += value[k] > 0.0f;
+        negative += value[k] < 0.0f;
+    }
+    const int zeros = N - positive - negative;
+    if (positive < K && positive + zeros >= K) /* a zero: the (K - positive)-th by index */
+        for (int j = 0, need = K - positive; j < N; j++)
+            if (line[j] == 0.0f && --need == 0) return (Bound){0.0f, j};
+    if (positive == K) { /* the last of the positive ones */
+        Bound last = {INFINITY, -1};
+        for (int k = 0; k < n; k++)
+            if (value[k] > 0.0f && !ahead(value[k], index[k], last.value, last.index))
+                last = (Bound){value[k], index[k]};
+        return last;
+    }
+    int m = 0; /* the non-zero entries in order, by insertion: 2K of them at most */
+    for (int k = 0; k < n; k++) {
+        if (value[k] == 0.0f) continue;
+        int at = m++;
+        for (; at > 0 && ahead(value[k], index[k], sorted[at - 1].value, sorted[at - 1].index);
+             at--)
+            sorted[at] = sorted[at - 1];
+        sorted[at] = (Bound){value[k], index[k]};
+    }
+    const int rank = positive > K ? K : K - zeros; /* among the positive, or the negative */
+    return rank >= 1 && rank <= m ? sorted[rank - 1] : (Bound){-INFINITY, N}; /* NaN: all */
+}
+
+/* Scratch of the sparse links' forward and backward, for one sequence at a time. line and
+ * where are all 0 and all -1 between uses. */
+typedef struct {
+    Bound *column_bound, *sorted;  /* N; 2K */
+    float *w, *p, *line, *d_w, *d_p; /* N each: the kept write weighting and precedence */
+    float *row_value, *column_value; /* N * 2K each: each line's entries that may be non-zero */
+    int *w_slots, *p_slots;          /* K each: the slots they keep */
+    int *where, *row_count, *column_count; /* N each */
+    int *row_index, *row_from, *column_index; /* N * 2K each */
+    void *block;
+} SparseWork;
+
+static int sparse_work_alloc(int N, int K, SparseWork *s) {
+    const size_t n = (size_t)N, k2 = 2 * (size_t)K;
+    s->block = malloc(sizeof(Bound) * (n + k2) + sizeof(float) * (5 * n + 2 * n * k2) +
+                      sizeof(int) * (2 * (size_t)K + 3 * n + 3 * n * k2));
+    if (!s->block) return 2;
+    s->column_bound = s->block;
+    s->sorted = s->column_bound + n;
+    s->w = (float *)(s->sorted + k2);
+    s->p = s->w + n;
+    s->line = s->p + n;
+    s->d_w = s->line + n;
+    s->d_p = s->d_w + n;
+    s->row_value = s->d_p + n;
+    s->column_value = s->row_value + n * k2;
+    s->w_slots = (int *)(s->column_value + n * k2);
+    s->p_slots = s->w_slots + K;
+    s->where = s->p_slots + K;
+    s->row_count = s->where + n;
+    s->column_count = s->row_count + n;
+    s->row_index = s->column_count + n;
+    s->row_from = s->row_index + n * k2;
+    s->column_index = s->row_from + n * k2;
+    for (int i = 0; i < N; i++) {
+        s->line[i] = 0.0f;
+        s->where[i] = -1;
+    }
+    return 0;
+}
+
+/* One step's sparse links for one sequence, from the lists before it (cols, values, counts:
+ * (N, K), (N, K), (N)), the write weighting ww, the precedence before the step p_old and
+ * the read weightings before it rw_old (R, N): the lists after it (new_cols, new_values,
+ * new_counts), where each entry kept was in its row's list before (from: its place there,
+ * -1 if none) and the directions fwd, bwd (R, N) along the new links. */
+static void sparse_link_forward(int R, int N, int K, const int32_t *restrict cols,
+                                const float *restrict values, const int32_t *restrict counts,
+                                const float *restrict ww, const float *restrict p_old,
+                                const float *restrict rw_old, int32_t *restrict new_cols,
+                                float *restrict new_values, int32_t *restrict new_counts,
+                                int32_t *restrict from, float *restrict fwd,
+                                float *restrict bwd, const SparseWork *s) {
+    const idx K2 = 2 * (idx)K;
+    keep_largest(N, K, ww, s->w_slots, s->w);
+    keep_largest(N, K, p_old, s->p_slots, s->p);
+    const float *w = s->w, *p = s->p;
+    float *line = s->line;
+    int *where = s->where;
+    /* Each row's entries that may be non-zero: the ones it kept, updated, and for the rows
+     * of the kept write slots, w[i] p[j] at the kept precedence slots. */
+    for (int i = 0; i < N; i++) {
+        int *index = s->row_index + i * K2, *source = s->row_from + i * K2;
+        float *value = s->row_value + i * K2;
+        const int32_t *c = cols + (idx)i * K;
+        const float *v = values + (idx)i * K;
+        for (int k = 0; k < counts[i]; k++) {
+            const int j = c[k];
+            index[k] = j;
+            source[k] = k;
+            value[k] = link_value(w[i], w[j], v[k], p[j], j == i ? 0.0f : 1.0f);
+        }
+        s->row_count[i] = counts[i];
+    }
+    for (int a = 0; a < K; a++) {
+        const int i = s->w_slots[a], listed = s->row_count[i];
+        int *index = s->row_index + i * K2, *source = s->row_from + i * K2, n = listed;
+        float *value = s->row_value + i * K2;
+        for (int k = 0; k < listed; k++) where[index[k]] = k;
+        for (int e = 0; e < K; e++) {
+            const int j = s->p_slots[e];
+            if (j == i || where[j] >= 0) continue;
+            index[n] = j;
+            source[n] = -1;
+            value[n++] = link_value(w[i], w[j], 0.0f, p[j], 1.0f);
+        }
+        for (int k = 0; k < listed; k++) where[index[k]] = -1;
+        s->row_count[i] = n;
+    }
+    /* The columns' non-zero entries, and the bound of each column's K largest. */
+    for (int j = 0; j < N; j++) s->column_count[j] = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < s->row_count[i]; k++) {
+            const float x = s->row_value[i * K2 + k];
+            if (x == 0.0f) continue;
+            const int j = s->row_index[i * K2 + k], n = s->column_count[j]++;
+            s->column_index[j * K2 + n] = i;
+            s->column_value[j * K2 + n] = x;
+        }
+    for (int j = 0; j < N; j++) {
+        const int n = s->column_count[j], *index = s->column_index + j * K2;
+        const float *value = s->column_value + j * K2;
+        for (int k = 0; k < n; k++) line[index[k]] = value[k];
+        s->column_bound[j] = line_bound(N, K, n, index, value, line, s->sorted);
+        for (int k = 0; k < n; k++) line[index[k]] = 0.0f;
+    }
+    /* Each row keeps what is among its K largest and its column's; then the directions. */
+    for (int k = 0; k < R * N; k++) bwd[k] = 0.0f;
+    for (int i = 0; i < N; i++) {
+        const int n = s->row_count[i], *index = s->row_index + i * K2,
+                  *source = s->row_from + i * K2;
+        const float *value = s->row_value + i * K2;
+        int32_t *kept_cols = new_cols + (idx)i * K, *kept_from = from + (idx)i * K;
+        float *kept_values = new_values + (idx)i * K;
+        for (int k = 0; k < n; k++) {
+            line[index[k]] = value[k];
+            where[index[k]] = k;
+        }
+        const Bound bound = line_bound(N, K, n, index, value, line, s->sorted);
+        int kept = 0;
+        for (int k = 0; k < n && kept < K; k++) {
+            const int j = index[k];
+            const float x = value[k];
+            if (x != 0.0f && within(x, j, bound) && within(x, i, s->column_bound[j])) {
+                kept_cols[kept] = j;
+                kept_values[kept] = x;
+                kept_from[kept++] = source[k];
+            }
+        }
+        if (bound.value <= 0.0f) { /* its zeros, the lowest columns first */
+            const int last = bound.value == 0.0f ? bound.index : N - 1;
+            for (int j = 0; j <= last && kept < K; j++)
+                if (line[j] == 0.0f && within(0.0f, i, s->column_bound[j])) {
+                    kept_cols[kept] = j;
+                    kept_values[kept] = 0.0f;
+                    kept_from[kept++] = where[j] >= 0 ? source[where[j]] : -1;
+                }
+        }
+        new_counts[i] = kept;
+        for (int k = 0; k < n; k++) {
+            line[index[k]] = 0.0f;
+            where[index[k]] = -1;
+        }
+        for (int r = 0; r < R; r++) {
+            const float *wr = rw_old + (idx)r * N, wi = wr[i];
+            float *br = bwd + (idx)r * N, acc = 0.0f;
+            for (int k = 0; k < kept; k++) {
+                acc += kept_values[k] * wr[kept_cols[k]];
+                br[kept_cols[k]] += kept_values[k] * wi;
+            }
+            fwd[(idx)r * N + i] = acc;
+        }
+    }
+}
+
+/* sparse_link_forward()'s backward for one sequence, from the gradient of the new lists'
+ * values (d_new, aligned with them) and the directions' (d_fwd, d_bwd): accumulates the
+ * write weighting's (d_ww), the old precedence's (d_p_old) and the last read weightings'
+ * (d_rw_old) gradients, and sets the old links': aligned with the old lists (d_old), or
+ * where d_old_dense is not NULL, as a dense (N, N) matrix (the first step's, whose links
+ * came in dense; values then lists every non-zero entry of them). */
+static void sparse_link_backward(int R, int N, int K, const float *restrict values,
+                                 const int32_t *restrict new_cols,
+                                 const float *restrict new_values,
+                                 const int32_t *restrict new_counts,
+                                 const int32_t *restrict from, const float *restrict ww,
+                                 const float *restrict p_old, const float *restrict rw_old,
+                                 const float *restrict d_fwd, const float *restrict d_bwd,
+                                 const float *restrict d_new, float *restrict d_old,
+                                 float *restrict d_old_dense, float *restrict d_ww,
+                                 float *restrict d_p_old, float *restrict d_rw_old,
+                                 const SparseWork *s) {
+    keep_largest(N, K, ww, s->w_slots, s->w);
+    keep_largest(N, K, p_old, s->p_slots, s->p);
+    const float *w = s->w, *p = s->p;
+    float *d_w = s->d_w, *d_p = s->d_p;
+    for (int n = 0; n < N; n++) d_w[n] = d_p[n] = 0.0f;
+    if (d_old_dense)
+        for (idx k = 0; k < (idx)N * N; k++) d_old_dense[k] = 0.0f;
+    else
+        for (idx k = 0; k < (idx)N * K; k++) d_old[k] = 0.0f;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < new_counts[i]; k++) {
+            const idx at = (idx)i * K + k;
+            const int j = new_cols[at], source = from[at];
+            const float x = new_values[at];
+            float g = d_new[at];
+            for (int r = 0; r < R; r++) {
+                const float *wr = rw_old + (idx)r * N;
+                const float df = d_fwd[(idx)r * N + i], db = d_bwd[(idx)r * N + j];
+                g += df * wr[j] + wr[i] * db;
+                d_rw_old[(idx)r * N + j] += x * df;
+                d_rw_old[(idx)r * N + i] += x * db;
+            }
+            if (j == i) continue; /* the diagonal is 0 whatever the inputs */
+            const float old = source >= 0 ? values[(idx)i * K + source] : 0.0f;
+            d_w[i] += g * (p[j] - old);
+            d_w[j] -= g * old;
+            d_p[j] += g * w[i];
+            const float d_link = (1.0f - w[i] - w[j]) * g;
+            if (d_old_dense)
+                d_old_dense[(idx)i * N + j] = d_link;
+            else if (source >= 0)
+                d_old[(idx)i * K + source] = d_link;
+        }
+    for (int k = 0; k < K; k++) {
+        d_ww[s->w_slots[k]] += d_w[s->w_slots[k]];
+        d_p_old[s->p_slots[k]] += d_p[s->p_slots[k]];
+    }
+}
+
+/* Pointers of dnc_forward, in order (int32_t where said, float for the rest). */
 enum {
     F_PRE,      /* (T, L, B, G): the input's share of each layer's gate inputs, biases in */
     F_READ_WT,  /* (L, R*M, G): each layer's weights of the last reads, transposed */
@@ -298,7 +584,9 @@ enum {
     F_USAGE,    /* per state (B, N) */
     F_PREC,     /* per state (B, N): precedence */
     F_LINKS,    /* per state: the address of its link matrices (B, N, N); with keep = 1
-                 * the states not a multiple of link_every share two arrays in turn */
+                 * the states not a multiple of link_every share two arrays in turn. With
+                 * sparse links two only: the initial state's, read, and the final one's,
+                 * written; the states between are F_LINK_COLS' lists */
     F_NORMS,    /* per state (B, N): the memory's row norms */
     F_HS,       /* (T + 1, L, B, C) */
     F_CS,       /* per state (L, B, C) */
@@ -313,6 +601,12 @@ enum {
     F_R_CONTENT, /* per step (B, R, N) */
     F_FORWARD,  /* per step (B, R, N): forward weightings */
     F_BACKWARD, /* per step (B, R, N): backward weightings */
+    /* The sparse links' lists (sparsity K > 0; one float each otherwise, unused): */
+    F_LINK_COLS,   /* per state (B, N, K), int32: each row's kept columns */
+    F_LINK_VALUES, /* per state (B, N, K): their values */
+    F_LINK_COUNTS, /* per state (B, N), int32: how many each row keeps */
+    F_LINK_FROM,   /* per step (B, N, K), int32: each kept entry's place in its row's list
+                    * before the step, -1 if none */
     F_COUNT
 };
 
@@ -321,7 +615,8 @@ int dnc_forward_pointers(void) { return F_COUNT; }
 /* The memory part of step t for sequence b: from the state before the step and the
  * clipped interface vector (act holds it activated on return), the state after it. */
 static void memory_step(const Dims *d, void **p, int t, int b, const float *restrict raw,
-                        float *restrict act, float *restrict scratch) {
+                        float *restrict act, float *restrict scratch,
+                        const SparseWork *sparse) {
     const int B = d->B, R = d->R, N = d->N, M = d->M;
     const idx MN = (idx)M * N, NN = (idx)N * N;
     const int *at = d->part;
@@ -334,9 +629,6 @@ static void memory_step(const Dims *d, void **p, int t, int b, const float *rest
     float *rw_new = f[F_RW] + s1 * R * N, *ww_new = f[F_WW] + s1 * N;
     const float *u_old = f[F_USAGE] + s0 * N, *p_old = f[F_PREC] + s0 * N;
     float *u_new = f[F_USAGE] + s1 * N, *p_new = f[F_PREC] + s1 * N;
-    float *const *links = (float *const *)p[F_LINKS];
-    const float *link_old = links[state_at(d, t)] + (idx)b * NN;
-    float *link_new = links[state_at(d, t + 1)] + (idx)b * NN;
     int32_t *order = (int32_t *)p[F_ORDER] + st * N;
     float *alloc = f[F_ALLOC] + st * N, *w_cos = f[F_W_COS] + st * N,
           *w_content = f[F_W_CONTENT] + st * N;
@@ -379,17 +671,30 @@ static void memory_step(const Dims *d, void **p, int t, int b, const float *rest
     }
     for (int n = 0; n < N; n++) norm_new[n] = sqrtf(norm_new[n] + d->eps);
     /* Links, then the directions along them from the last read weightings. */
-    for (int k = 0; k < R * N; k++) bwd[k] = 0.0f;
-    for (int i = 0; i < N; i++) {
-        const float *old = link_old + (idx)i * N;
-        float *row = link_new + (idx)i * N;
-        switch (R) {
+    if (d->sparsity) {
+        const int K = d->sparsity;
+        int32_t *cols = (int32_t *)p[F_LINK_COLS], *counts = (int32_t *)p[F_LINK_COUNTS];
+        float *values = f[F_LINK_VALUES];
+        sparse_link_forward(R, N, K, cols + s0 * N * K, values + s0 * N * K, counts + s0 * N,
+                            ww_new, p_old, rw_old, cols + s1 * N * K, values + s1 * N * K,
+                            counts + s1 * N, (int32_t *)p[F_LINK_FROM] + st * N * K, fwd, bwd,
+                            sparse);
+    } else {
+        float *const *links = (float *const *)p[F_LINKS];
+        const float *link_old = links[state_at(d, t)] + (idx)b * NN;
+        float *link_new = links[state_at(d, t + 1)] + (idx)b * NN;
+        for (int k = 0; k < R * N; k++) bwd[k] = 0.0f;
+        for (int i = 0; i < N; i++) {
+            const float *old = link_old + (idx)i * N;
+            float *row = link_new + (idx)i * N;
+            switch (R) {
 #define ROW(heads) link_row_forward(heads, N, i, ww_new, old, p_old, rw_old, row, fwd, bwd)
-        case 1: ROW(1); break;
-        case 2: ROW(2); break;
-        case 4: ROW(4); break;
-        default: ROW(R);
+            case 1: ROW(1); break;
+            case 2: ROW(2); break;
+            case 4: ROW(4); break;
+            default: ROW(R);
 #undef ROW
+            }
         }
     }
     float written = 0.0f;
@@ -412,19 +717,67 @@ static void memory_step(const Dims *d, void **p, int t, int b, const float *rest
     }
 }
 
+/* The lists of sparse links (N, K) from a dense link matrix (N, N): every non-zero entry.
+ * Returns 3, with the lists unfinished, where a row or a column has more than K. column
+ * holds N ints. */
+static int sparse_links_from_dense(int N, int K, const float *restrict link,
+                                   int32_t *restrict cols, float *restrict values,
+                                   int32_t *restrict counts, int *restrict column) {
+    for (int j = 0; j < N; j++) column[j] = 0;
+    for (int i = 0; i < N; i++) {
+        int n = 0;
+        for (int j = 0; j < N; j++) {
+            const float x = link[(idx)i * N + j];
+            if (x == 0.0f) continue;
+            if (n == K || column[j]++ == K) return 3;
+            cols[(idx)i * K + n] = j;
+            values[(idx)i * K + n++] = x;
+        }
+        counts[i] = n;
+    }
+    return 0;
+}
+
+/* The dense link matrix (N, N) of sparse links' lists (N, K). */
+static void dense_from_sparse_links(int N, int K, const int32_t *restrict cols,
+                                    const float *restrict values,
+                                    const int32_t *restrict counts, float *restrict link) {
+    for (idx k = 0; k < (idx)N * N; k++) link[k] = 0.0f;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < counts[i]; k++)
+            link[(idx)i * N + cols[(idx)i * K + k]] = values[(idx)i * K + k];
+}
+
 /* The whole sequence forward. Entry 0 of the per-state arrays, reads and hs holds the
  * initial state on entry; entry t + 1 (per state: of t + 1 in turn) the state after step t
- * on exit. */
+ * on exit. With sparse links, returns 3 where the initial links have more than K non-zero
+ * entries in a row or a column (the caller checks first). */
 static int forward_sequence(const Dims *d, void **p) {
     const int T = d->T, B = d->B, L = d->L, C = d->C, G = 4 * C, R = d->R, N = d->N,
-              M = d->M, RM = R * M, P = d->P;
+              M = d->M, RM = R * M, P = d->P, K = d->sparsity;
     float **f = (float **)p;
+    SparseWork sparse = {0};
+    if (K && sparse_work_alloc(N, K, &sparse)) return 2;
     float *work = malloc(sizeof(float) * ((size_t)B * (G + 2 * (size_t)P) + 2 * (size_t)N));
-    if (!work) return 2;
+    if (!work) {
+        free(sparse.block);
+        return 2;
+    }
     float *pre = work, *raw_c = pre + (size_t)B * G, *act = raw_c + (size_t)B * P,
           *scratch = act + (size_t)B * P; /* memory_step's: 2N */
     for (int b = 0; b < B; b++)
         row_norms(d, f[F_MEMS] + (idx)b * M * N, f[F_NORMS] + (idx)b * N);
+    int32_t *link_cols = (int32_t *)p[F_LINK_COLS], *link_counts = (int32_t *)p[F_LINK_COUNTS];
+    float *const *links = (float *const *)p[F_LINKS];
+    for (int b = 0; K && b < B; b++)
+        if (sparse_links_from_dense(N, K, links[0] + (idx)b * N * N, link_cols + (idx)b * N * K,
+                                    f[F_LINK_VALUES] + (idx)b * N * K, link_counts + (idx)b * N,
+                                    sparse.where)) {
+            free(work);
+            free(sparse.block);
+            return 3;
+        }
+    for (int i = 0; K && i < N; i++) sparse.where[i] = -1; /* as sparse_work_alloc left it */
     for (int t = 0; t < T; t++) {
         const float *reads = f[F_READS] + (idx)t * B * RM;
         const idx s0 = state_at(d, t), s1 = state_at(d, t + 1), st = step_at(d, t);
@@ -453,9 +806,15 @@ static int forward_sequence(const Dims *d, void **p) {
                  f[F_IF_WT] + (idx)i * C * P, P, raw, P, 1);
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
         for (int b = 0; b < B; b++)
-            memory_step(d, p, t, b, raw_c + (idx)b * P, act + (idx)b * P, scratch);
+            memory_step(d, p, t, b, raw_c + (idx)b * P, act + (idx)b * P, scratch, &sparse);
     }
+    const idx last = state_at(d, T) * B;
+    for (int b = 0; K && b < B; b++)
+        dense_from_sparse_links(N, K, link_cols + (last + b) * N * K,
+                                f[F_LINK_VALUES] + (last + b) * N * K,
+                                link_counts + (last + b) * N, links[1] + (idx)b * N * N);
     free(work);
+    free(sparse.block);
     return 0;
 }
 
@@ -505,10 +864,14 @@ int dnc_backward(const Dims *d, void **p) {
 /* memory_step()'s backward for sequence b: from the carries (the gradient of the state
  * after step t), its links before the step (N, N) and the reads' gradient d_reads (R*M),
  * the carries of the state before it and the interface vector's gradient d_raw (P, before
- * the clip). work holds 2P + (8 + 4R) N floats. */
+ * the clip). work holds 2P + (8 + 4R) N floats. With sparse links, link_old is unused and
+ * the links' carries are d_links_new (N, K), aligned with the lists after the step, and
+ * d_links_old, with those before it (after the first step: the dense K_D_LINK's). */
 static void memory_backward(const Dims *d, void **p, int t, int b, const float *restrict raw,
                             const float *restrict link_old, const float *restrict d_reads,
-                            float *restrict d_raw, float *restrict work) {
+                            float *restrict d_raw, float *restrict work,
+                            const float *restrict d_links_new, float *restrict d_links_old,
+                            const SparseWork *sparse) {
     const int B = d->B, R = d->R, N = d->N, M = d->M, P = d->P;
     const idx MN = (idx)M * N, NN = (idx)N * N;
     const int *at = d->part;
@@ -584,7 +947,18 @@ static void memory_backward(const Dims *d, void **p, int t, int b, const float *
     }
     /* Links and directions, row by row, the row's loop specialised to a few head counts. */
     for (int k = 0; k < R * N; k++) d_rw_old[k] = 0.0f;
-    for (int i = 0; i < N; i++) {
+    if (d->sparsity) {
+        const int K = d->sparsity;
+        const int32_t *cols = (const int32_t *)p[F_LINK_COLS],
+                      *counts = (const int32_t *)p[F_LINK_COUNTS];
+        const float *values = f[F_LINK_VALUES];
+        sparse_link_backward(R, N, K, values + s0 * N * K, cols + s1 * N * K,
+                             values + s1 * N * K, counts + s1 * N,
+                             (const int32_t *)p[F_LINK_FROM] + s0 * N * K, ww_new, p_old,
+                             rw_old, d_fwd, d_bwd, d_links_new, d_links_old,
+                             t == 0 ? d_link : NULL, d_ww, d_p_old, d_rw_old, sparse);
+    }
+    for (int i = 0; !d->sparsity && i < N; i++) {
         const float *old = link_old + (idx)i * N;
         float *dl = d_link + (idx)i * N;
         switch (R) {
@@ -676,24 +1050,43 @@ static void memory_backward(const Dims *d, void **p, int t, int b, const float *
 /* The whole sequence backward, last step first, after dnc_forward with keep = 1. */
 static int backward_sequence(const Dims *d, void **p) {
     const int T = d->T, B = d->B, L = d->L, C = d->C, G = 4 * C, R = d->R, N = d->N,
-              RM = R * d->M, P = d->P, LC = L * C;
+              RM = R * d->M, P = d->P, LC = L * C, K = d->sparsity;
     if (!d->keep || d->link_every < 1) return 1;
     float **f = (float **)p;
     size_t work_size = (size_t)B * P                            /* clipped raw */
                        + (size_t)B * LC                         /* d_hidden */
-                       + 2 * (size_t)P + (8 + 4 * (size_t)R) * N; /* memory_backward's */
+                       + 2 * (size_t)P + (8 + 4 * (size_t)R) * N  /* memory_backward's */
+                       + 2 * (size_t)B * N * K;                 /* the sparse links' carries */
+    SparseWork sparse = {0};
+    if (K && sparse_work_alloc(N, K, &sparse)) return 2;
     float *work = malloc(sizeof(float) * work_size);
-    if (!work) return 2;
+    if (!work) {
+        free(sparse.block);
+        return 2;
+    }
     float *raw_c = work, *d_hidden = raw_c + (size_t)B * P, *step_work = d_hidden + (size_t)B * LC;
+    float *carries[2] = {step_work + 2 * (size_t)P + (8 + 4 * (size_t)R) * N, NULL};
+    carries[1] = carries[0] + (size_t)B * N * K;
     float *const *kept = (float *const *)p[F_LINKS], *const *between = (float *const *)p[K_LINKS];
     const int every = d->link_every;
-    const idx NN = (idx)N * N;
+    const idx NN = (idx)N * N, NK = (idx)N * K;
     float *d_reads = f[K_D_READS];
+    /* The sparse links' carry on entry: the final links' gradient at their lists' entries. */
+    for (int b = 0; K && b < B; b++) {
+        const idx at = (idx)T * B + b;
+        const int32_t *cols = (const int32_t *)p[F_LINK_COLS] + at * NK,
+                      *counts = (const int32_t *)p[F_LINK_COUNTS] + at * N;
+        const float *d_link = f[K_D_LINK] + b * NN;
+        float *carry = carries[T & 1] + b * NK;
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < counts[i]; k++)
+                carry[(idx)i * K + k] = d_link[(idx)i * N + cols[(idx)i * K + k]];
+    }
     for (int t = T - 1; t >= 0; t--) {
         const float *raw = f[F_RAW] + (idx)t * B * P;
         float *d_raw = f[K_D_RAW] + (idx)t * B * P;
         const int first = t - t % every; /* the kept state this step's links grew from */
-        if (t > first && (t == T - 1 || t % every == every - 1)) /* links first..t anew */
+        if (!K && t > first && (t == T - 1 || t % every == every - 1)) /* links first..t anew */
             for (int s = first; s < t; s++)
                 for (int b = 0; b < B; b++) {
                     const float *old = (s == first ? kept[s] : between[s - first - 1]) + b * NN;
@@ -703,14 +1096,15 @@ static int backward_sequence(const Dims *d, void **p) {
                     for (int i = 0; i < N; i++)
                         link_row(N, i, ww, old + (idx)i * N, p_old, links + (idx)i * N);
                 }
-        const float *links = t == first ? kept[t] : between[t - first - 1];
+        const float *links = K ? NULL : t == first ? kept[t] : between[t - first - 1];
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
         for (int b = 0; b < B; b++) {
             float *dr = d_reads + (idx)b * RM;
             const float *out = f[K_D_READS_OUT] + ((idx)t * B + b) * RM;
             for (int j = 0; j < RM; j++) dr[j] += out[j];
-            memory_backward(d, p, t, b, raw_c + (idx)b * P, links + b * NN, dr,
-                            d_raw + (idx)b * P, step_work);
+            memory_backward(d, p, t, b, raw_c + (idx)b * P, K ? NULL : links + b * NN, dr,
+                            d_raw + (idx)b * P, step_work, carries[(t + 1) & 1] + b * NK,
+                            carries[t & 1] + b * NK, &sparse);
         }
         /* Interface layer: d_hidden = d_raw @ W + the output layer's share. */
         gemm(B, P, LC, d_raw, P, f[K_IF_W], LC, d_hidden, LC, 0);
@@ -736,5 +1130,6 @@ static int backward_sequence(const Dims *d, void **p) {
         }
     }
     free(work);
+    free(sparse.block);
     return 0;
 }

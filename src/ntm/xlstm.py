@@ -29,6 +29,11 @@ from ntm.config import require, require_positive
 from ntm.model import Framed
 from ntm.registry import register_model
 
+#: The up-projections' widths are rounded up to a multiple of this (the package's default,
+#: 64, would make the parameter count jump by half between neighbouring widths, so no width
+#: matches another model's count within 10%).
+ROUND_TO = 8
+
 
 def _xlstm() -> Any:
     """The ``xlstm`` package, or a clear error naming the extra that brings it."""
@@ -84,14 +89,19 @@ class XLSTMModel(Framed):
         self.max_positions = max_positions
         mlstm = xl.mLSTMBlockConfig(
             mlstm=xl.mLSTMLayerConfig(
-                conv1d_kernel_size=conv_width, qkv_proj_blocksize=4, num_heads=num_heads
+                conv1d_kernel_size=conv_width,
+                qkv_proj_blocksize=4,
+                num_heads=num_heads,
+                round_proj_up_to_multiple_of=ROUND_TO,
             )
         )
         slstm = xl.sLSTMBlockConfig(
             slstm=xl.sLSTMLayerConfig(
                 backend="vanilla", num_heads=num_heads, conv1d_kernel_size=conv_width
             ),
-            feedforward=xl.FeedForwardConfig(proj_factor=4 / 3, act_fn="gelu"),
+            feedforward=xl.FeedForwardConfig(
+                proj_factor=4 / 3, act_fn="gelu", round_proj_up_to_multiple_of=ROUND_TO
+            ),
         )
         self.backbone = xl.xLSTMBlockStack(
             xl.xLSTMBlockStackConfig(

@@ -204,7 +204,8 @@ def render(record: dict[str, Any], folder: Path) -> str:
         "tokens, for MQAR) per sequence on held-out sets of "
         f"{record['size']:,} sequences; right: the share of sequences with none wrong "
         "(`ntm eval RUN --ladder`). Minutes: the training time the run's metrics count, on "
-        "a 2-core CPU shared by the runs `--jobs` trained at once. Medians over the seeds.",
+        "a 2-core CPU shared by the runs `--jobs` trained at once and at times by other work, "
+        "so they are rough. Medians over the seeds.",
         "",
     ]
     for task in record["tasks"]:

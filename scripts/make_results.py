@@ -512,9 +512,10 @@ DNC_SUMMARY = (
     "<<reproduce:priority_sort:1:sequences:,d>>, to "
     "<<eval:dnc/priority_sort:training distribution:cost_bits:.1f>> bits, below every NTM "
     "here), and generalises further in length (copy 50, repeat copy L=20, recall 12 and 15 "
-    "items) but not to copy length 120, where its writes collide. Each sequence costs it "
-    "several times the NTM's native time (`benchmarks/README.md`), so in minutes it is slower; "
-    "the report's stricter targets "
+    "items) but not to copy length 120, where its writes collide. The shipped DNCs trained "
+    "step by step under autograd, several times slower per sequence than the NTM's native "
+    "engine, so in minutes they were slower; the DNC's own native engine narrows that gap "
+    "(its rates beside the NTM's: `benchmarks/README.md`). The report's stricter targets "
     '("met") for copy, repeat copy and recall ask for no wrong bit in 1,000 sequences, which '
     "the DNCs, trained to their training targets, narrowly miss (the table)."
 )

@@ -49,9 +49,12 @@ def test_real_run_renders_the_ratio_to_both_plain_timings() -> None:
     record = {"command": "python benchmarks/real_run.py", "measured": "2026-12-05",
               "torch": "2.13.0", "rows": [
                   {"processes": 1, "sequences": 8192, "seconds": 8.0, "seq_per_s": 1024.0,
-                   "plain_before": 128.0, "plain_after": 256.0}]}  # fmt: skip
+                   "plain_before": 128.0, "plain_after": 256.0},
+                  {"model": "dnc", "processes": 1, "sequences": 4096, "seconds": 8.0,
+                   "seq_per_s": 512.0, "plain_before": 128.0, "plain_after": 128.0}]}  # fmt: skip
     lines = benchmark("real_run").table(record)
-    assert lines[-1] == "| 1 | 8,192 | 8.0 | 1024 | 128, 256 | 4.0 to 8.0 |"
+    assert lines[-2] == "| ntm | 1 | 8,192 | 8.0 | 1024 | 128, 256 | 4.0 to 8.0 | 1.00 |"
+    assert lines[-1] == "| dnc | 1 | 4,096 | 8.0 | 512 | 128, 128 | 4.0 to 4.0 | 0.50 |"
 
 
 def test_real_run_needs_the_plain_ntm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

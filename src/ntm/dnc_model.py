@@ -360,7 +360,8 @@ class DNC(Engined, nn.Module):
     config_class: ClassVar[type[DNCConfig]] = DNCConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
     #: The smallest batch at which two single-threaded processes train it faster than one on
-    #: a 2-core machine: 1.28 times at batch 8, 1.34 at batch 32 (benchmarks/README.md).
+    #: a 2-core machine, on its native engine: 1.06 times at batch 8, 1.81 at batch 32
+    #: (benchmarks/README.md).
     two_processes_from_batch: ClassVar[int] = 8
     output_weights: ClassVar[tuple[str, ...]] = (
         "cell.output_layer.weight",

@@ -73,6 +73,9 @@ FIGURES = DOCS / "results"
 RECORDS = FIGURES / "runs"
 KEPT = REPO / "runs-kept"
 REPRODUCE = FIGURES / "reproduce.json"
+#: The DNC's bare commands, as ``benchmarks/reproduce.py --runs runs/reproduce-dnc -- --model
+#: dnc`` writes them (its ``reproduce.json``, copied here).
+REPRODUCE_DNC = FIGURES / "reproduce-dnc.json"
 TASKS = ("copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort")
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
 
@@ -676,6 +679,29 @@ def _reproduce_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _medians(ntm_rows: list[dict[str, Any]], dnc_rows: list[dict[str, Any]]) -> list[str]:
+    """Per task, the NTM's and the DNC's bare commands side by side: seeds solved, and the
+    median sequences and minutes of the solved ones."""
+    lines = [
+        "| task | NTM solved | NTM sequences | NTM minutes | DNC solved | DNC sequences | "
+        "DNC minutes |",
+        "|---|:---:|---:|---:|:---:|---:|---:|",
+    ]
+    for task in dict.fromkeys(r["task"] for r in dnc_rows):
+        cells = [task]
+        for rows in (ntm_rows, dnc_rows):
+            mine = [r for r in rows if r["task"] == task]
+            solved = [r for r in mine if r["solved"]]
+            cells.append(f"{len(solved)}/{len(mine)}" if mine else "–")
+            if solved:
+                cells.append(f"{statistics.median(r['sequences'] for r in solved):,.0f}")
+                cells.append(f"{statistics.median(r['wall_minutes'] for r in solved):.1f}")
+            else:
+                cells += ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _unattended(rows: list[dict[str, Any]] | None) -> str:
     """Whether a task's bare command is measured to reach the target unattended (``rows``:
     its rows of the reproduce table; None: the table is not measured), and how fast."""
@@ -1068,6 +1094,18 @@ def report(draw: bool = True) -> str:
             "solved; minutes: from process start to exit.",
             "",
             *_reproduce_table(reproduced),
+            "",
+        ]
+    if REPRODUCE_DNC.is_file():
+        dnc_rows = json.loads(REPRODUCE_DNC.read_text())
+        out += [
+            "The DNC's bare commands, `ntm train --task T --model dnc --seed S`, the same way "
+            "(`python benchmarks/reproduce.py --runs runs/reproduce-dnc -- --model dnc`; rows in "
+            "`docs/results/reproduce-dnc.json`), on its native engine:",
+            "",
+            *_reproduce_table(dnc_rows),
+            "",
+            *_medians(reproduced or [], dnc_rows),
             "",
         ]
     return fill("\n".join([*out, *sections]).rstrip("\n") + "\n")

@@ -172,3 +172,14 @@ def test_a_placeholder_that_names_nothing_raises(placeholder: str) -> None:
         fill(f"solved at {placeholder} sequences")
     with pytest.raises(ValueError, match="unclosed"):
         fill(FILLED.replace(">>", ""))
+
+
+def test_the_dnc_s_bare_commands_sit_beside_the_ntm_s() -> None:
+    rows = [
+        {"task": "copy", "solved": True, "sequences": s, "wall_minutes": m}
+        for s, m in ((10, 1.0), (30, 3.0), (20, 2.0))
+    ]
+    dnc = [{**r, "sequences": r["sequences"] // 2} for r in rows[:2]]
+    dnc.append({**rows[2], "solved": False})
+    lines = _make_results()._medians(rows, dnc)
+    assert lines[-1] == "| copy | 3/3 | 20 | 2.0 | 2/3 | 10 | 2.0 |"

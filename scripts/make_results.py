@@ -1101,7 +1101,9 @@ def report(draw: bool = True) -> str:
         out += [
             "The DNC's bare commands, `ntm train --task T --model dnc --seed S`, the same way "
             "(`python benchmarks/reproduce.py --runs runs/reproduce-dnc -- --model dnc`; rows in "
-            "`docs/results/reproduce-dnc.json`), on its native engine:",
+            "`docs/results/reproduce-dnc.json`), on its native engine; then both models' "
+            "medians over their solved seeds (the NTM's minutes from its rows above, measured "
+            "another day on the engines they name):",
             "",
             *_reproduce_table(dnc_rows),
             "",

@@ -8,16 +8,13 @@ from typing import Any
 import pytest
 import torch
 
-from ntm import dnc, native
+from ntm import dnc
 from ntm.cli import main
 from ntm.config import DNCConfig
 from ntm.dnc_model import DNC, DNCCell, DNCState
 from ntm.native import dnc as native_dnc
 
-NATIVE = native.native_available()
-needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
-
-SMALL = {"controller_size": 8, "memory_size": 6, "word_size": 4}
+from .test_native_dnc import SMALL, _agree, _run, needs_native
 
 
 def _largest_reference(values: list[float], count: int) -> set[int]:
@@ -167,25 +164,6 @@ def test_the_cell_keeps_its_links_sparse() -> None:
     free.load_state_dict(cell.state_dict())
     x = torch.randn(3, 5)
     torch.testing.assert_close(dense(x, state)[0], free(x, state)[0], atol=0, rtol=0)
-
-
-def _run(model: DNC, engine: str, x: torch.Tensor, start: DNCState, weights: torch.Tensor) -> tuple:
-    """Outputs, final state and the gradients of inputs, initial state and parameters."""
-    model.engine = engine
-    start = DNCState(*(t.detach().clone().requires_grad_(True) for t in start))
-    x = x.detach().clone().requires_grad_(True)
-    outputs, final = model(x, start)
-    grads = torch.autograd.grad((outputs * weights).sum(), [x, *start, *model.parameters()])
-    return outputs.detach(), [t.detach() for t in final], grads
-
-
-def _agree(got: tuple, eager: tuple, tolerance: float = 1e-5) -> None:
-    torch.testing.assert_close(got[0], eager[0], atol=tolerance, rtol=tolerance)
-    for name, a, b in zip(DNCState._fields, got[1], eager[1], strict=True):
-        torch.testing.assert_close(a, b, atol=tolerance, rtol=tolerance, msg=f"final {name}")
-    for a, b in zip(got[2], eager[2], strict=True):
-        # Relative to the gradient's largest entry: entries near 0 carry rounding alone.
-        torch.testing.assert_close(a, b, atol=tolerance * float(b.abs().max()), rtol=tolerance)
 
 
 def _mid_sequence(model: DNC, batch: int, seed: int) -> DNCState:

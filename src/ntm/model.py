@@ -599,6 +599,16 @@ class NTM(Engined, nn.Module):
         return outputs, state, record
 
 
+def check_positions(owner: str, steps: int, max_positions: int, why: str) -> None:
+    """Refuse a sequence of ``steps`` longer than ``max_positions``, saying ``why`` that
+    bound holds."""
+    if steps > max_positions:
+        raise ValueError(
+            f"{owner}: a sequence of {steps} steps is longer than max_positions = "
+            f"{max_positions}{why}"
+        )
+
+
 class Framed(nn.Module):
     """A model body between a linear input layer (for a token task, its embedding) and a
     linear output layer, batch-first inside: ``forward`` maps inputs (T, B, I) to logits

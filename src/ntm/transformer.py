@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ntm.config import require, require_positive
-from ntm.model import Framed
+from ntm.model import Framed, check_positions
 from ntm.registry import register_model
 
 #: The position encodings a :class:`TransformerModel` takes.
@@ -153,11 +153,8 @@ class TransformerModel(Framed):
         """(B, T, d_model) -> (B, T, d_model)."""
         steps = x.shape[1]
         if self.position == "learned":
-            if steps > self.max_positions:
-                raise ValueError(
-                    f"{type(self).__name__}: a sequence of {steps} steps is longer than "
-                    f"max_positions = {self.max_positions}, the positions it has learned"
-                )
+            check_positions(type(self).__name__, steps, self.max_positions,
+                            ", the positions it has learned")  # fmt: skip
             x = x + self.positions.weight[:steps]
         elif self.position == "sinusoidal":
             x = x + sinusoidal(steps, x.shape[-1], x.device, x.dtype)

@@ -26,7 +26,7 @@ from typing import Any
 from torch import Tensor
 
 from ntm.config import require, require_positive
-from ntm.model import Framed
+from ntm.model import Framed, check_positions
 from ntm.registry import register_model
 
 #: The up-projections' widths are rounded up to a multiple of this (the package's default,
@@ -117,13 +117,9 @@ class XLSTMModel(Framed):
 
     def body(self, x: Tensor) -> Tensor:
         """(B, T, d_model) -> (B, T, d_model)."""
-        steps = x.shape[1]
-        if steps > self.max_positions:
-            raise ValueError(
-                f"{type(self).__name__}: a sequence of {steps} steps is longer than "
-                f"max_positions = {self.max_positions}; build the model with a larger "
-                "max_positions (--model-arg max_positions=N)"
-            )
+        check_positions(type(self).__name__, x.shape[1], self.max_positions,
+                        "; build the model with a larger max_positions "
+                        "(--model-arg max_positions=N)")  # fmt: skip
         out: Tensor = self.backbone(x)
         return out
 

@@ -12,7 +12,6 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 from torch import nn
 
 from ntm.tasks import Batch
@@ -63,7 +62,6 @@ class Board:
             model.train(was_training)
         figure = sequence_figure(one, probabilities, trace, f"{self.title}, {step:,d} sequences")
         self.writer.add_figure("held-out sequence", figure, step)  # closes the figure
-        plt.close(figure)
         self.writer.flush()
 
     def close(self) -> None:

@@ -71,19 +71,19 @@ def offered(
     return found
 
 
-def _replayable(model: Any, trace: Any) -> Tensor | None:
-    """The memory before the first step where the trace's erase and add vectors rebuild
-    every step's memory from it (checked here, as the page will rebuild it); else None."""
-    add = getattr(trace, "add", getattr(trace, "write_vector", None))
-    erase = getattr(trace, "erase", None)
-    if add is None or erase is None or not hasattr(model, "initial_state"):
+def _replayable(
+    model: Any, memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor
+) -> Tensor | None:
+    """The memory before the first step where the write weightings (T, B, W, N) and the
+    erase and add vectors (T, B, W, M) rebuild every step's ``memory`` (T, B, N, M) from it
+    (checked here, as the page will rebuild it); else None."""
+    if not hasattr(model, "initial_state"):
         return None
     start: Tensor = model.initial_state(1).memory.detach().cpu()
-    memory, weights = start, trace.write_weights
-    weights = weights if weights.dim() == 4 else weights.unsqueeze(2)  # (T, B, W, N)
+    rebuilt = start
     for t in range(weights.shape[0]):
-        memory = write(memory, weights[t], erase[t], add[t])
-        if not torch.allclose(memory, trace.memory[t], rtol=1e-4, atol=1e-5):
+        rebuilt = write(rebuilt, weights[t], erase[t], add[t])
+        if not torch.allclose(rebuilt, memory[t], rtol=1e-4, atol=1e-5):
             return None
     return start[0]
 
@@ -99,8 +99,9 @@ def sequence_data(model: Any, run: RunConfig, label: str, batch: Batch) -> dict[
     tokens = bool(getattr(run.task, "tokens", False))
     probabilities = torch.softmax(logits, -1) if tokens else torch.sigmoid(logits)
     mask = batch.mask[:, 0, None].float()
-    writes = trace.write_weights[:, 0]
-    writes = writes if writes.dim() == 3 else writes.unsqueeze(1)  # (T, W, N)
+    weights = trace.write_weights
+    weights = weights if weights.dim() == 4 else weights.unsqueeze(2)  # (T, B, W, N)
+    writes = weights[:, 0]  # (T, W, N)
     arrays = {
         "inputs": _array(batch.inputs[:, 0].clamp(0, 1)),
         "targets": _array(batch.targets[:, 0] * mask),
@@ -108,13 +109,16 @@ def sequence_data(model: Any, run: RunConfig, label: str, batch: Batch) -> dict[
         "read_weights": _array(trace.read_weights[:, 0]),
         "write_weights": _array(writes),
     }
-    start = _replayable(model, trace)
+    erase = getattr(trace, "erase", None)
+    add = getattr(trace, "add", getattr(trace, "write_vector", None))  # the DNC's name
+    start = None
+    if erase is not None and add is not None:
+        start = _replayable(model, trace.memory, weights, erase, add)
+        if start is not None:
+            arrays["initial_memory"] = _array(start)
+            arrays["erase"], arrays["add"] = _array(erase[:, 0]), _array(add[:, 0])
     if start is None:
         arrays["memory"] = _array(trace.memory[:, 0])
-    else:
-        arrays["initial_memory"] = _array(start)
-        add: Tensor = trace.add if hasattr(trace, "add") else trace.write_vector
-        arrays["erase"], arrays["add"] = _array(trace.erase[:, 0]), _array(add[:, 0])
     if hasattr(trace, "usage"):  # a DNC's
         arrays["usage"] = _array(trace.usage[:, 0])
         arrays["allocation"] = _array(trace.allocation[:, 0])

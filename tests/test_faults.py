@@ -27,6 +27,11 @@ from ntm.cli import build_parser, main
 
 from .conftest import tiny_run
 
+try:
+    from ntm import sweep_ray
+except ImportError:  # Ray is an optional extra
+    sweep_ray = None  # type: ignore[assignment]
+
 
 def nan_on_updates(trainer: training.Trainer, bad: set[int]) -> None:
     """Make the model's outputs NaN during the listed updates (1-based)."""
@@ -297,7 +302,8 @@ FLAGS = every_flag()
 # example's own empty folder, where the test sees it.
 VALUES = ["copy", "paper", "lstm", "0", "-1", "1e9", "nan", "inf", "x", "", "3", "0.5", "=",
           "max_length=3", "no/such/run", "--", "-", "feedforward", "learned", "1-3", "5-2",
-          "memory_init=constant,learned", "seed=1", "lr=0.1,0.2"]  # fmt: skip
+          "memory_init=constant,learned", "seed=1", "lr=0.1,0.2", "ray", "asha",
+          "127.0.0.1:1"]  # fmt: skip
 TOKENS = st.sampled_from(FLAGS + VALUES)
 
 
@@ -348,6 +354,8 @@ def _made_by_the_sweep(folder: Path, jobs: list[Any]) -> set[Path]:
 @example(["sweep", "--seeds", "1-3", "--set", "memory_init=constant,learned", "--jobs", "2"])
 @example(["sweep", "--out", "no/such/run", "--set", "seed=1"])
 @example(["sweep", "--out", "no/such/run"])
+@example(["sweep", "--backend", "ray", "--stop", "asha", "--stop-grace", "0"])
+@example(["sweep", "--backend", "ray", "--trial-cpus", "2", "--set", "lr=0.1,0.2"])
 @example(["viz", "--pretrained", "copy"])
 @example(["eval", "--pretrained", "copy", "--size", "3"])
 @example(["train", "--config", ""])
@@ -369,6 +377,7 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
             (training, "reopen"),
             (launch, "launch"),  # ntm train --nproc N: starts N processes
             (sweep, "run"),  # starts one ntm train process per run
+            *([(sweep_ray, "run")] if sweep_ray else []),  # starts Ray, then the runs there
             (viz, "draw_run"),  # writes PNGs
             (cli, "draw_run"),  # the same, imported by name
         ]:
@@ -384,7 +393,8 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
                 code = 0
         assert code in (0, 2)
         # Nothing written, but the empty output folder of a sweep that reached its runs.
-        jobs = reached["ntm.sweep.run"][0] if "ntm.sweep.run" in reached else []
+        sweeps = [reached[k] for k in ("ntm.sweep.run", "ntm.sweep_ray.run") if k in reached]
+        jobs = sweeps[0][0] if sweeps else []
         left = set(folder.rglob("*"))
         assert left == _made_by_the_sweep(folder, jobs), sorted(
             str(p.relative_to(folder)) for p in left

@@ -335,7 +335,20 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
 
 #: Options of ``ntm sweep`` that are not ``ntm train``'s (its own ``--quiet`` included: the
 #: runs are always quiet).
-_SWEEP_ONLY = ("--seeds", "--set", "--jobs", "--out", "--quiet")
+_SWEEP_ONLY = (
+    "--seeds",
+    "--set",
+    "--jobs",
+    "--out",
+    "--quiet",
+    "--backend",
+    "--address",
+    "--trial-cpus",
+    "--stop",
+    "--stop-grace",
+    "--stop-factor",
+    "--storage",
+)
 #: Settings a sweep sets itself, never by ``--set``.
 _SWEEP_OWN = ("seed", "run-dir", "resume")
 
@@ -383,8 +396,19 @@ def sweep_axes(items: Sequence[str]) -> list[tuple[str, list[str]]]:
 def _sweep(args: argparse.Namespace) -> int:
     seeds = sweep.parse_seeds(args.seeds)
     axes = sweep_axes(args.set or [])
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.backend != "ray":
+        ray_only = {
+            "--address": args.address is not None,
+            "--trial-cpus": args.trial_cpus is not None,
+            "--stop": args.stop != "none",
+            "--stop-grace": args.stop_grace is not None,
+            "--storage": args.storage != "auto",
+        }
+        given = [flag for flag, set_ in ray_only.items() if set_]
+        if given:
+            raise UsageError(f"{', '.join(given)}: for --backend ray only")
     rest = args.argv[args.argv.index("sweep") + 1 :] if "sweep" in args.argv else args.argv
     shared = _keep_options(rest, _arity(_sweep_parser()), lambda name: name not in _SWEEP_ONLY)
     # A resumed run keeps its own swept settings; the shared ones it may change, it is given.
@@ -407,9 +431,16 @@ def _sweep(args: argparse.Namespace) -> int:
     if len(targets) != 1:
         raise UsageError("--set target_bit_errors: a sweep compares runs against one target")
     out.mkdir(parents=True, exist_ok=True)
-    if not args.quiet:
-        print(f"sweep folder {out}: {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
-    code = sweep.run(jobs, command, targets.pop(), args.jobs, quiet=args.quiet)
+    if args.backend == "ray":
+        code = _ray_sweep(args, jobs, command, targets.pop(), out, shared)
+    else:
+        jobs_at_once = args.jobs or 1
+        if not args.quiet:
+            print(
+                f"sweep folder {out}: {len(jobs)} runs, {jobs_at_once} at a time",
+                file=sys.stderr,
+            )
+        code = sweep.run(jobs, command, targets.pop(), jobs_at_once, quiet=args.quiet)
     rows = sweep.summarize(jobs, out)
     curves = sweep.plot_curves(jobs, out)
     if not args.quiet:
@@ -418,6 +449,50 @@ def _sweep(args: argparse.Namespace) -> int:
         if code == 130:
             print("interrupted: the same command resumes the sweep", file=sys.stderr)
     return code
+
+
+def _ray_sweep(
+    args: argparse.Namespace,
+    jobs: list[sweep.Job],
+    command: Callable[[sweep.Job], list[str]],
+    target: float,
+    out: Path,
+    shared: Sequence[str],
+) -> int:
+    """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`)."""
+    try:
+        from ntm import sweep_ray  # noqa: PLC0415 - Ray is an optional extra
+    except ImportError:
+        raise UsageError("--backend ray needs Ray: pip install 'ntm[ray]'") from None
+    train = _resolved_run(shared, jobs[0].flags).train
+    cpus = 1.0 if args.trial_cpus is None else args.trial_cpus
+    if cpus <= 0:
+        raise UsageError(f"--trial-cpus must be positive, got {args.trial_cpus}")
+    grace = args.stop_grace or 4 * train.eval_every
+    if grace < 1 or args.stop_factor <= 1:
+        raise UsageError(
+            f"--stop-grace {args.stop_grace} and --stop-factor {args.stop_factor}: expected "
+            "a positive number of sequences and a factor above 1"
+        )
+    options = sweep_ray.RayOptions(
+        address=args.address,
+        cpus=cpus,
+        gpus=1.0 if train.device.startswith("cuda") else 0.0,
+        stop=args.stop,
+        grace=grace,
+        factor=args.stop_factor,
+        max_sequences=train.max_sequences,
+        storage=args.storage,
+        jobs=args.jobs,
+    )
+    if not args.quiet:
+        where = f"the Ray cluster at {args.address}" if args.address else "a local Ray"
+        stopping = f", ASHA from {grace:,d} sequences" if args.stop == "asha" else ""
+        print(f"sweep folder {out}: {len(jobs)} runs on {where}{stopping}", file=sys.stderr)
+    try:
+        return sweep_ray.run(jobs, command, target, out, options, quiet=args.quiet)
+    except sweep_ray.UnreachableError as error:
+        raise UsageError(str(error)) from None
 
 
 def _resolved_run(shared: Sequence[str], flags: Sequence[str]) -> RunConfig:
@@ -574,7 +649,58 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=V1,V2",
         help="a setting to vary, e.g. memory_init=constant,learned,random (repeatable: a grid)",
     )
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: 1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="runs at a time (default: 1; with --backend ray, as many as the cluster holds)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where the runs train: local processes (default), or trials on a Ray cluster "
+        "(pip install 'ntm[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to run on: HOST:PORT of its head, or auto for the one running "
+        "here (default: start a local Ray for the sweep)",
+    )
+    parser.add_argument(
+        "--trial-cpus",
+        type=float,
+        metavar="N",
+        help="CPUs per run on Ray (default 1; a run with --device cuda also takes a GPU)",
+    )
+    parser.add_argument(
+        "--stop",
+        choices=("none", "asha"),
+        default="none",
+        help="stop hopeless runs early (Ray): asha compares held-out costs at rungs of "
+        "sequences (default: none)",
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=int,
+        metavar="SEQUENCES",
+        help="ASHA's first rung (default: 4 evaluations, 4 x --eval-every)",
+    )
+    parser.add_argument(
+        "--stop-factor",
+        type=float,
+        default=3.0,
+        metavar="ETA",
+        help="ASHA's reduction factor: the best 1/ETA of the runs at a rung go on (default 3)",
+    )
+    parser.add_argument(
+        "--storage",
+        choices=("auto", "shared", "copy"),
+        default="auto",
+        help="Ray: shared (every node sees the sweep folder), copy (runs train on their "
+        "node and their folders are copied back after each evaluation) or auto (shared "
+        "where a run sees the folder; default)",
+    )
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="sweep folder (default: runs/sweep-TASK-HASH)"
     )

@@ -68,7 +68,7 @@ def check_gpus(nproc: int, spec: str, device: torch.device) -> None:
         )
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
     """In a started process (Linux): get SIGTERM when the launcher dies, even by SIGKILL,
     so no process trains on alone; SIGTERM makes it save a checkpoint and exit."""
     if sys.platform.startswith("linux"):
@@ -100,7 +100,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         subprocess.Popen(
             command,
             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            preexec_fn=_stop_with_parent,  # noqa: PLW1509 - one libc call, no locks taken
+            preexec_fn=stop_with_parent,  # noqa: PLW1509 - one libc call, no locks taken
         )
         for r in range(nproc)
     ]

@@ -116,6 +116,30 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
     }
 
 
+def finish(job: Job, target: float, stopped_at: int | None = None, retries: int = 0) -> str:
+    """Record a run that ended (trained to its end, or stopped early by the sweep at
+    ``stopped_at`` sequences) in its ``result.json``, which later sweeps skip it by; the
+    line that reports it."""
+    result: dict[str, Any] = {"setting": job.setting, "seed": job.seed}
+    result.update(outcome(job.run_dir, target))
+    result.update(stopped_at=stopped_at, retries=retries)
+    ckpt.write_text_atomic(job.run_dir / RESULT_FILE, json.dumps(result))
+    if stopped_at is not None:
+        said = f"stopped early at {stopped_at:,d} sequences"
+    elif result["solved"]:
+        said = f"solved after {result['sequences_to_target']:,d} sequences"
+    else:
+        said = f"not solved in {result['sequences']:,d} sequences"
+    return f"{job.setting} seed {job.seed}: {said}" + (
+        f" ({retries} {'retry' if retries == 1 else 'retries'})" if retries else ""
+    )
+
+
+def todo(jobs: list[Job]) -> list[Job]:
+    """The jobs that have not ended: not started, or stopped before their end."""
+    return [job for job in jobs if not (job.run_dir / RESULT_FILE).exists()]
+
+
 def run(
     jobs: list[Job],
     command: Callable[[Job], list[str]],
@@ -127,8 +151,8 @@ def run(
     ``ntm train`` command that starts or resumes its run). Returns 0, or 130 when
     interrupted (the runs save checkpoints; the same command resumes them), or 1 when a run
     failed (its output is in ``sweep.log``)."""
-    todo = [job for job in jobs if not (job.run_dir / RESULT_FILE).exists()]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", disable=quiet)
+    waiting = todo(jobs)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(waiting), unit="run", disable=quiet)
     running: list[tuple[Job, subprocess.Popen[bytes], Any]] = []
     failed = interrupted = False
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -138,9 +162,9 @@ def run(
         env.setdefault("NTM_NPROC", "1")
     try:
         with bar:
-            while todo or running:
-                while todo and len(running) < parallel and not (failed or interrupted):
-                    job = todo.pop(0)
+            while waiting or running:
+                while waiting and len(running) < parallel and not (failed or interrupted):
+                    job = waiting.pop(0)
                     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
                     log = (job.run_dir.parent / f"seed-{job.seed}.out").open("ab")
                     process = subprocess.Popen(
@@ -158,19 +182,8 @@ def run(
                     running.remove(entry)
                     log.close()
                     if code == 0:
-                        result = {"setting": job.setting, "seed": job.seed}
-                        result.update(outcome(job.run_dir, target))
-                        ckpt.write_text_atomic(job.run_dir / RESULT_FILE, json.dumps(result))
                         bar.update(1)
-                        bar.write(
-                            f"{job.setting} seed {job.seed}: "
-                            + (
-                                f"solved after {result['sequences_to_target']:,d} sequences"
-                                if result["solved"]
-                                else f"not solved in {result['sequences']:,d} sequences"
-                            ),
-                            file=sys.stderr,
-                        )
+                        bar.write(finish(job, target), file=sys.stderr)
                     elif code in (130, -2):
                         interrupted = True
                     else:
@@ -209,6 +222,11 @@ def summarize(jobs: list[Job], out: Path) -> list[dict[str, Any]]:
                 results.append(json.loads(path.read_text()))
         solved = [r for r in results if r["solved"]]
         row: dict[str, Any] = {"setting": setting, "runs": len(results), "solved": len(solved)}
+        # Runs stopped early (--stop) and runs retried after a lost worker, by seed.
+        row["stopped"] = {
+            r["seed"]: r["stopped_at"] for r in results if r.get("stopped_at") is not None
+        }
+        row["retried"] = {r["seed"]: r["retries"] for r in results if r.get("retries")}
         for key in ("sequences_to_target", "minutes_to_target"):
             row[key] = _quartiles([r[key] for r in solved]) if solved else None
         costs = [r["final_eval_cost"] for r in results if math.isfinite(r["final_eval_cost"])]
@@ -240,6 +258,19 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
             f"| {_cell(row['sequences_to_target'], 0)} | {_cell(row['minutes_to_target'], 2)} "
             f"| {_cell(row['final_eval_cost'], 3)} |"
         )
+    notes = []
+    for row in rows:
+        for seed, sequences in row.get("stopped", {}).items():
+            notes.append(
+                f"- {row['setting']} seed {seed}: stopped early at {sequences:,d} sequences"
+            )
+        for seed, retries in row.get("retried", {}).items():
+            notes.append(
+                f"- {row['setting']} seed {seed}: its worker was lost; retried {retries} "
+                f"{'time' if retries == 1 else 'times'} from its last checkpoint"
+            )
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 

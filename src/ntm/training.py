@@ -608,8 +608,10 @@ def reopen(
             if run.train.init_from:
                 _take(trainer, _on_main(world, lambda: read_init_source(run)))
             trainer.save()
-        elif not world.main:
-            trainer.adopt(state[0], state[1], run_dir)
+        else:
+            if not world.main:
+                trainer.adopt(state[0], state[1], run_dir)
+            trainer.log(f"{trainer.progress.sequences:>10,d} seq  resumed from its checkpoint")
         if "lr" in overrides:
             trainer.set_learning_rate(run.train.lr)
     except BaseException:

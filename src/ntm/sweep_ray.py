@@ -1,0 +1,375 @@
+"""Sweeps on a Ray cluster: ``ntm sweep --backend ray [--address ADDR] [--stop asha]``.
+
+The grid, run folders, summary, curves and resume are :mod:`ntm.sweep`'s; only where the
+runs train differs. Each run not yet ended is one Ray Tune trial with its resources (one
+CPU, or ``--trial-cpus``; a GPU when the runs train on ``--device cuda``), placed by Ray on
+any node of the cluster that ``--address`` names (``auto``: the one running on this
+machine; none: a local Ray started for the sweep). A trial starts or resumes the run's
+``ntm train`` as a child process (the same command as the local backend's), so a run's
+folder, checkpoints and metrics are those of a local run, and reports each held-out
+evaluation (sequences, cost) to Tune as it appears in ``metrics.csv``.
+
+Storage. A trial that sees the sweep folder (the driver leaves a probe file there: the
+folder is on storage shared by the nodes, or the trial is on the driver's machine) trains
+in it. One that does not trains in a folder on its own node and sends the whole run folder
+to the driver after every evaluation and at its end, through a small actor on the driver's
+node; a trial that starts on a node without the folder fetches it from there first, so a
+run resumes from its last checkpoint wherever it lands. ``--storage shared`` or ``copy``
+chooses instead of the probe.
+
+Early stopping (``--stop asha``): Tune's ASHA scheduler compares the trials' held-out cost
+at rungs of ``--stop-grace`` x ``--stop-factor`` ** k sequences and stops those below the
+best 1 / factor of the trials that reached the rung; a stopped run gets its
+``result.json`` with ``stopped_at`` and is not resumed.
+
+Faults. A trial whose worker dies (its node lost, its process killed) is retried by Tune at
+most twice; the retry resumes the run from its last checkpoint (the killed worker's child
+gets SIGTERM on Linux, saves and exits first), and ``result.json`` counts the retries. A
+cluster that cannot be reached is a :class:`UnreachableError` before any trial starts. Ctrl-C
+on the driver stops the trials, whose runs save their checkpoints; the same command
+resumes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tqdm import tqdm
+
+from ntm import checkpoint as ckpt
+from ntm import launch, sweep
+
+#: The file the driver leaves in the sweep folder: a trial that reads the same token there
+#: trains in the sweep folder itself.
+PROBE_FILE = ".ray-probe"
+#: Tune's own records of the sweep's trials, inside the sweep folder.
+TUNE_FOLDER = ".ray"
+STORAGE_CHOICES = ("auto", "shared", "copy")
+#: Retries of a trial whose worker died (the issue's "at most twice").
+MAX_RETRIES = 2
+
+
+class UnreachableError(RuntimeError):
+    """The Ray cluster named by ``--address`` cannot be reached."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: a local Ray for this sweep; "auto": the running one
+    cpus: float = 1.0  # per trial
+    gpus: float = 0.0  # per trial
+    stop: str = "none"  # or "asha"
+    grace: int = 0  # ASHA's first rung, in sequences
+    factor: float = 3.0  # ASHA's reduction factor
+    max_sequences: int = 0  # the runs' budget: ASHA's last rung is below it
+    storage: str = "auto"
+    jobs: int | None = None  # trials at a time (None: as many as the cluster holds)
+
+
+def connect(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address`` (None: start a local one); raise
+    :class:`UnreachableError` in one line when it cannot be reached."""
+    if address and address != "auto":
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=10):
+                pass
+        except (OSError, ValueError) as error:
+            raise UnreachableError(
+                f"no Ray cluster at --address {address}: {error} (start one with "
+                "`ray start --head`, or leave --address out for a local Ray)"
+            ) from None
+    try:
+        ray.init(
+            address=address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            include_dashboard=False if address is None else None,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        hint = (
+            ""
+            if os.environ.get("RAY_AUTH_MODE") or address in (None, "auto")
+            else " (a cluster with token authentication also needs RAY_AUTH_MODE=token and its "
+            "token, from `ray get-auth-token` on the head)"
+        )
+        raise UnreachableError(f"no Ray cluster at --address {address}: {first}{hint}") from None
+
+
+def pack(run_dir: Path) -> bytes:
+    """A run folder as tar bytes (without its lock file)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(run_dir.rglob("*")):
+            if path.name != ckpt.LOCK_FILE and path.is_file():
+                tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, run_dir: Path) -> None:
+    """Replace ``run_dir`` by the folder in ``data`` (written beside it, then renamed, so a
+    reader sees the old folder or the new one)."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-", dir=run_dir.parent))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(fresh, filter="data")
+    old = run_dir.with_name(f".{run_dir.name}-old-{uuid.uuid4().hex[:8]}")
+    if run_dir.exists():
+        run_dir.rename(old)
+    fresh.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class Depot:
+    """On the driver's node: the copies of run folders sent by trials that train away from
+    the sweep folder (a Ray actor; its methods run one at a time)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def store(self, relative: str, data: bytes, log: bytes) -> None:
+        run_dir = self.out / relative
+        unpack(data, run_dir)
+        (run_dir.parent / f"{run_dir.name}.out").write_bytes(log)
+
+    def fetch(self, relative: str) -> bytes | None:
+        run_dir = self.out / relative
+        return pack(run_dir) if (run_dir / ckpt.CONFIG_FILE).is_file() else None
+
+
+def _wait_unlocked(run_dir: Path) -> None:
+    """Wait while another process holds the run (a killed worker's child saving its last
+    checkpoint before it exits)."""
+    while True:
+        try:
+            ckpt.RunLock.acquire(run_dir, create=False).release()
+            return
+        except ckpt.RunError:
+            time.sleep(0.5)
+        except FileNotFoundError:  # no folder yet: nobody holds it
+            return
+
+
+def trial(
+    config: dict[str, Any],
+    *,
+    jobs: list[sweep.Job],
+    command: Callable[[sweep.Job], list[str]],
+    out: str,
+    token: str,
+    storage: str,
+    depot: Any,
+    cpus: int,
+) -> None:
+    """One Tune trial: train (or resume) job ``config["index"]``'s run to its end as a child
+    process, reporting every new row of its ``metrics.csv``; the last report carries
+    ``ended``: 1 when the run ended (0: it was interrupted)."""
+    job = jobs[config["index"]]
+    relative = job.run_dir.relative_to(out)
+    probe = Path(out) / PROBE_FILE
+    shared = storage == "shared" or (
+        storage == "auto" and probe.is_file() and probe.read_text() == token
+    )
+    if shared:
+        run_dir = job.run_dir
+    else:
+        run_dir = Path(tempfile.gettempdir()) / "ntm-sweeps" / token / relative
+        if not (run_dir / ckpt.CONFIG_FILE).is_file():
+            data = ray.get(depot.fetch.remote(str(relative)))
+            if data is not None:
+                unpack(data, run_dir)
+    _wait_unlocked(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.parent / f"{run_dir.name}.out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NTM_NPROC": str(cpus)}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command(replace(job, run_dir=run_dir)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=launch.stop_with_parent,  # noqa: PLW1509 - one libc call, no locks
+        )
+    reported = 0
+    last: dict[str, float] = {"sequences": 0, "eval_cost": math.nan}
+    while True:
+        code = process.poll()
+        rows = ckpt.read_metrics(run_dir) if (run_dir / ckpt.METRICS_FILE).is_file() else []
+        fresh = rows[reported:]
+        if fresh and not shared:
+            ray.get(depot.store.remote(str(relative), pack(run_dir), log_path.read_bytes()))
+        for row in fresh:
+            last = {"sequences": int(row["sequences"]), "eval_cost": row["eval_cost"]}
+            tune.report({**last, "ended": 0})
+        reported = max(reported, len(rows))
+        if code is not None:
+            break
+        time.sleep(0.5)
+    if code not in (0, 130, -15):
+        raise RuntimeError(f"ntm train exited with {code}; see {log_path}")
+    if not shared:
+        ray.get(depot.store.remote(str(relative), pack(run_dir), log_path.read_bytes()))
+        if code == 0:  # the driver has it all: the node's copy is not needed again
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log_path.unlink(missing_ok=True)
+    tune.report({**last, "ended": int(code == 0)})
+
+
+def run(
+    jobs: list[sweep.Job],
+    command: Callable[[sweep.Job], list[str]],
+    target: float,
+    out: Path,
+    options: RayOptions,
+    quiet: bool = False,
+) -> int:
+    """The jobs not yet ended, as trials on Ray. Returns 0, or 130 when interrupted (the
+    same command resumes), or 1 when a run failed after its retries."""
+    connect(options.address)
+    out = out.resolve()
+    jobs = [replace(job, run_dir=job.run_dir.resolve()) for job in jobs]
+    waiting = sweep.todo(jobs)
+    if not waiting:
+        return 0
+    token = uuid.uuid4().hex
+    ckpt.write_text_atomic(out / PROBE_FILE, token)
+    here = ray.get_runtime_context().get_node_id()
+    depot = (
+        ray.remote(Depot)
+        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        .remote(str(out))
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            trial,
+            jobs=waiting,
+            command=command,
+            out=str(out),
+            token=token,
+            storage=options.storage,
+            depot=depot,
+            cpus=max(1, int(options.cpus)),
+        ),
+        {"cpu": options.cpus, "gpu": options.gpus},
+    )
+    scheduler: Any = FIFOScheduler()  # type: ignore[no-untyped-call]
+    stopped: dict[int, int] = {}
+    if options.stop == "asha":
+        scheduler = RecordingAsha(
+            stopped,
+            time_attr="sequences",
+            metric="eval_cost",
+            mode="min",
+            grace_period=options.grace,
+            reduction_factor=options.factor,
+            max_t=max(options.max_sequences, options.grace) + 1,
+        )
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: Tune prints nothing
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # nor its advice on Tuner.restore
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(waiting), unit="run", disable=quiet)
+    progress = Progress(waiting, target, stopped, bar)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"index": tune.grid_search(list(range(len(waiting))))},
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler, reuse_actors=False, max_concurrent_trials=options.jobs
+        ),
+        run_config=tune.RunConfig(
+            name=f"sweep-{token[:8]}",
+            storage_path=str(out / TUNE_FOLDER),
+            failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+            verbose=0,
+            callbacks=[progress],
+        ),
+    )
+    with bar, contextlib.suppress(KeyboardInterrupt):
+        tuner.fit()
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+    if len(progress.ended) + len(progress.failed) < len(waiting):
+        return 130
+    return 1 if progress.failed else 0
+
+
+def _trial_index(trial: Any) -> int:
+    return int(trial.config["index"])
+
+
+class Progress(tune.Callback):
+    """Records each trial as it ends (``result.json``, a line, the progress bar), and
+    counts the retries of a trial whose worker was lost."""
+
+    def __init__(
+        self, jobs: list[sweep.Job], target: float, stopped: dict[int, int], bar: tqdm
+    ) -> None:
+        self.jobs = jobs
+        self.target = target
+        self.stopped = stopped
+        self.bar = bar
+        self.retries: dict[int, int] = {}
+        self.ended: set[int] = set()
+        self.failed: set[int] = set()
+
+    def on_trial_recover(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+        k = _trial_index(trial)
+        self.retries[k] = self.retries.get(k, 0) + 1
+
+    def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+        k = _trial_index(trial)
+        stopped_at = self.stopped.get(k)
+        if stopped_at is None and (trial.last_result or {}).get("ended") != 1:
+            return  # interrupted: resumed by the next sweep
+        line = sweep.finish(self.jobs[k], self.target, stopped_at, self.retries.get(k, 0))
+        self.ended.add(k)
+        self.bar.update(1)
+        self.bar.write(line, file=sys.stderr)
+
+    def on_trial_error(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+        k = _trial_index(trial)
+        job = self.jobs[k]
+        self.failed.add(k)
+        retries = self.retries.get(k, 0)
+        self.bar.write(
+            f"{job.setting} seed {job.seed}: failed after {retries} "
+            f"{'retry' if retries == 1 else 'retries'}; see "
+            f"{job.run_dir.parent / f'{job.run_dir.name}.out'}",
+            file=sys.stderr,
+        )
+
+
+class RecordingAsha(ASHAScheduler):
+    """Tune's ASHA scheduler, noting which trials it stopped and at how many sequences."""
+
+    def __init__(self, stopped: dict[int, int], **settings: Any) -> None:
+        super().__init__(**settings)
+        self.stopped = stopped
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if not math.isfinite(result.get("eval_cost", math.nan)):
+            return str(self.CONTINUE)  # nothing to compare yet
+        decision = str(super().on_trial_result(tune_controller, trial, result))
+        if decision == self.STOP and not result.get("ended"):
+            self.stopped[_trial_index(trial)] = int(result["sequences"])
+        return decision

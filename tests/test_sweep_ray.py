@@ -21,10 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from ntm import checkpoint as ckpt
+
 from .conftest import tiny_flags
 
-if os.environ.get("NTM_RAY_TESTS") != "required":
-    pytest.importorskip("ray")
+if os.environ.get("NTM_RAY_TESTS") == "required":
+    from ntm import sweep_ray
+else:
+    sweep_ray = pytest.importorskip("ntm.sweep_ray")
 
 #: Polling of files written by other processes: a short pause between looks, and a bound
 #: that only a broken run reaches.
@@ -178,7 +182,8 @@ def test_a_run_whose_worker_is_killed_is_retried_from_its_checkpoint(
     cluster: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "sweep"
-    flags = tiny_flags(max_sequences=4096, eval_every=32, target_bit_errors=0, seed=None)
+    # Long enough (several seconds) that the run is still training when its worker dies.
+    flags = tiny_flags(max_sequences=8192, eval_every=32, target_bit_errors=0, seed=None)
     driver = _start_sweep("--backend", "ray", "--address", cluster, "--out", str(out), *flags)
     run_dir = (out / "default" / "seed-1").resolve()
     _wait_for(lambda: _rows(run_dir) >= 2, "the run's second evaluation")
@@ -189,7 +194,7 @@ def test_a_run_whose_worker_is_killed_is_retried_from_its_checkpoint(
     assert driver.returncode == 0, stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert result["retries"] == 1
-    assert result["sequences"] == 4096 and result["stopped_at"] is None
+    assert result["sequences"] == 8192 and result["stopped_at"] is None
     assert "resumed" in (run_dir / "train.log").read_text()
     summary = (out / "summary.md").read_text()
     assert "default seed 1: its worker was lost; retried 1 time" in summary
@@ -198,7 +203,8 @@ def test_a_run_whose_worker_is_killed_is_retried_from_its_checkpoint(
 def test_an_interrupted_ray_sweep_resumes(cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     args = ["--backend", "ray", "--address", cluster, "--seeds", "1-2", "--out", str(out)]
-    flags = tiny_flags(max_sequences=4096, eval_every=32, target_bit_errors=0, seed=None)
+    # Long enough that both runs still train when the driver is stopped.
+    flags = tiny_flags(max_sequences=16384, eval_every=32, target_bit_errors=0, seed=None)
     driver = _start_sweep(*args, *flags)
     runs = [(out / "default" / f"seed-{s}").resolve() for s in (1, 2)]
     _wait_for(lambda: all(_rows(r) >= 1 for r in runs), "both runs' first evaluation")
@@ -211,13 +217,15 @@ def test_an_interrupted_ray_sweep_resumes(cluster: str, tmp_path: Path) -> None:
     again = _sweep(*args, *flags)
     assert again.returncode == 0, again.stderr
     for run_dir in runs:
-        assert json.loads((run_dir / "result.json").read_text())["sequences"] == 4096
+        assert json.loads((run_dir / "result.json").read_text())["sequences"] == 16384
         assert "resumed" in (run_dir / "train.log").read_text()
 
 
 def test_asha_stops_the_run_of_a_hopeless_learning_rate(cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
-    flags = tiny_flags(max_sequences=512, eval_every=32, target_bit_errors=0, seed=None)
+    # A budget far beyond the first rung: the stopped run's trainer is still training when
+    # its worker is stopped.
+    flags = tiny_flags(max_sequences=4096, eval_every=32, target_bit_errors=0, seed=None)
     # One seed, so both runs start from the same weights and their held-out costs differ
     # by what they learnt; one run at a time, so the good one reaches each rung first.
     grid = ["--seeds", "1", "--set", "lr=1e-2,1e-9", "--jobs", "1"]
@@ -228,11 +236,43 @@ def test_asha_stops_the_run_of_a_hopeless_learning_rate(cluster: str, tmp_path: 
     assert result.returncode == 0, result.stderr
     good = json.loads((out / "lr=1e-2" / "seed-1" / "result.json").read_text())
     hopeless = json.loads((out / "lr=1e-9" / "seed-1" / "result.json").read_text())
-    assert good["stopped_at"] is None and good["sequences"] == 512
+    assert good["stopped_at"] is None and good["sequences"] == 4096
     assert hopeless["stopped_at"] == 128
-    assert 128 <= hopeless["sequences"] < 512
+    assert 128 <= hopeless["sequences"] < 4096
     summary = (out / "summary.md").read_text()
     assert "lr=1e-9 seed 1: stopped early at 128 sequences" in summary
+
+
+def _metrics(*sequences: int) -> bytes:
+    """A ``metrics.csv`` with one row per evaluation at these sequences."""
+    rows = [",".join(ckpt.METRICS_COLUMNS)]
+    rows += [",".join([str(n)] + ["0"] * (len(ckpt.METRICS_COLUMNS) - 1)) for n in sequences]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def test_a_run_folder_travels_without_its_lock_and_temporary_files(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    files = {
+        "config.json": b"{}",
+        "metrics.csv": _metrics(32),
+        "checkpoints/latest": b"step-000000032\n",
+        "checkpoints/step-000000032/model.safetensors": b"weights",
+        "checkpoints/best/best.json": b"{}",
+    }
+    temporary = [".lock", "checkpoints/.step-000000064.x1/model.safetensors", ".config.json.tmp"]
+    for name in [*files, *temporary]:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_bytes(files.get(name, b"half written"))
+    copy = tmp_path / "copy" / "run"
+    sweep_ray.unpack(sweep_ray.pack(run_dir), copy)
+    assert {p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()} == set(files)
+    assert all((copy / name).read_bytes() == data for name, data in files.items())
+    assert sweep_ray.sequences_in(copy) == 32
+    # Unpacked again over an older copy: the new one replaces it whole.
+    (run_dir / "metrics.csv").write_bytes(_metrics(32, 64))
+    sweep_ray.unpack(sweep_ray.pack(run_dir), copy)
+    assert sweep_ray.sequences_in(copy) == 64
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["run"]
 
 
 def test_an_unreachable_cluster_is_one_line_before_any_run(tmp_path: Path) -> None:
@@ -270,3 +310,15 @@ def test_ray_flags_need_the_ray_backend(tmp_path: Path) -> None:
     result = _sweep("--stop", "asha", "--address", "auto", "--out", str(tmp_path / "s"))
     assert result.returncode == 2
     assert "--address, --stop: for --backend ray only" in result.stderr
+    out = ["--backend", "ray", "--out", str(tmp_path / "s")]
+    for flags, said in [
+        (["--stop-grace", "64"], "--stop-grace and --stop-factor are settings of --stop asha"),
+        (["--stop", "asha", "--stop-grace", "0"], "--stop-grace must be a positive number"),
+        (["--stop", "asha", "--stop-factor", "1"], "--stop-factor must be above 1, got 1.0"),
+        (["--trial-cpus", "0"], "--trial-cpus must be positive, got 0.0"),
+        (["--device", "cuda:1"], "use --device cuda, and Ray gives each run a GPU"),
+        (["--address", "ray://head:10001"], "Ray Client addresses are not supported"),
+    ]:
+        result = _sweep(*out, *flags)
+        assert result.returncode == 2, flags
+        assert said in result.stderr, result.stderr

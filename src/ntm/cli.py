@@ -404,6 +404,7 @@ def _sweep(args: argparse.Namespace) -> int:
             "--trial-cpus": args.trial_cpus is not None,
             "--stop": args.stop != "none",
             "--stop-grace": args.stop_grace is not None,
+            "--stop-factor": args.stop_factor is not None,
             "--storage": args.storage != "auto",
         }
         given = [flag for flag, set_ in ray_only.items() if set_]
@@ -466,21 +467,30 @@ def _ray_sweep(
         raise UsageError("--backend ray needs Ray: pip install 'ntm[ray]'") from None
     train = _resolved_run(shared, jobs[0].flags).train
     cpus = 1.0 if args.trial_cpus is None else args.trial_cpus
-    if cpus <= 0:
+    if not cpus > 0:
         raise UsageError(f"--trial-cpus must be positive, got {args.trial_cpus}")
-    grace = args.stop_grace or 4 * train.eval_every
-    if grace < 1 or args.stop_factor <= 1:
+    if args.stop != "asha" and (args.stop_grace is not None or args.stop_factor is not None):
+        raise UsageError("--stop-grace and --stop-factor are settings of --stop asha")
+    grace = 4 * train.eval_every if args.stop_grace is None else args.stop_grace
+    factor = 3.0 if args.stop_factor is None else args.stop_factor
+    if grace < 1:
+        raise UsageError(f"--stop-grace must be a positive number of sequences, got {grace}")
+    if not factor > 1:
+        raise UsageError(f"--stop-factor must be above 1, got {factor}")
+    if train.device.startswith("cuda:"):
         raise UsageError(
-            f"--stop-grace {args.stop_grace} and --stop-factor {args.stop_factor}: expected "
-            "a positive number of sequences and a factor above 1"
+            f"--device {train.device} with --backend ray: use --device cuda, and Ray gives "
+            "each run a GPU of its own"
         )
     options = sweep_ray.RayOptions(
         address=args.address,
         cpus=cpus,
-        gpus=1.0 if train.device.startswith("cuda") else 0.0,
+        # A GPU for a run that asks for one; on "auto" a run trains on the CPU, as Ray
+        # gives a task without a GPU none.
+        gpus=1.0 if train.device == "cuda" else 0.0,
         stop=args.stop,
         grace=grace,
-        factor=args.stop_factor,
+        factor=factor,
         max_sequences=train.max_sequences,
         storage=args.storage,
         jobs=args.jobs,
@@ -671,7 +681,8 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         "--trial-cpus",
         type=float,
         metavar="N",
-        help="CPUs per run on Ray (default 1; a run with --device cuda also takes a GPU)",
+        help="CPUs per run on Ray, and its processes (default 1; a run with --device cuda "
+        "takes a GPU and trains in one process; other runs train on the CPU)",
     )
     parser.add_argument(
         "--stop",
@@ -689,7 +700,6 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-factor",
         type=float,
-        default=3.0,
         metavar="ETA",
         help="ASHA's reduction factor: the best 1/ETA of the runs at a rung go on (default 3)",
     )

@@ -181,5 +181,10 @@ def test_the_dnc_s_bare_commands_sit_beside_the_ntm_s() -> None:
     ]
     dnc = [{**r, "sequences": r["sequences"] // 2} for r in rows[:2]]
     dnc.append({**rows[2], "solved": False})
-    lines = _make_results()._medians(rows, dnc)
-    assert lines[-1] == "| copy | 3/3 | 20 | 2.0 | 2/3 | 10 | 2.0 |"
+    lstm = [
+        {"task": "copy", "solved": False, "final_eval_cost": c, "ended_by": e}
+        for c, e in ((9.0, "budget"), (5.0, "budget"), (7.0, "floor"), (1.0, "unfinished"))
+    ]
+    lines = _make_results()._medians(rows, dnc, lstm)
+    assert lines[-1] == "| copy | 3/3 | 20 | 2.0 | 2/3 | 10 | 2.0 | 0/3 | 7.0 |"
+    assert _make_results()._medians(rows, dnc, [])[-1].endswith("| 2/3 | 10 | 2.0 | – | – |")

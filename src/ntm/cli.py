@@ -431,10 +431,10 @@ def _sweep(args: argparse.Namespace) -> int:
     targets = {_resolved_run(shared, job.flags).train.target_bit_errors for job in jobs}
     if len(targets) != 1:
         raise UsageError("--set target_bit_errors: a sweep compares runs against one target")
-    out.mkdir(parents=True, exist_ok=True)
     if args.backend == "ray":
         code = _ray_sweep(args, jobs, command, targets.pop(), out, shared)
     else:
+        out.mkdir(parents=True, exist_ok=True)
         jobs_at_once = args.jobs or 1
         if not args.quiet:
             print(
@@ -460,7 +460,8 @@ def _ray_sweep(
     out: Path,
     shared: Sequence[str],
 ) -> int:
-    """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`)."""
+    """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`); its settings are checked
+    before the sweep folder is made."""
     try:
         from ntm import sweep_ray  # noqa: PLC0415 - Ray is an optional extra
     except ImportError:
@@ -495,6 +496,7 @@ def _ray_sweep(
         storage=args.storage,
         jobs=args.jobs,
     )
+    out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         where = f"the Ray cluster at {args.address}" if args.address else "a local Ray"
         stopping = f", ASHA from {grace:,d} sequences" if args.stop == "asha" else ""

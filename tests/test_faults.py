@@ -22,15 +22,10 @@ from hypothesis import strategies as st
 
 import ntm
 from ntm import checkpoint as ckpt
-from ntm import cli, launch, sweep, training, viz
+from ntm import cli, launch, sweep, sweep_ray, training, viz
 from ntm.cli import build_parser, main
 
 from .conftest import tiny_run
-
-try:
-    from ntm import sweep_ray
-except ImportError:  # Ray is an optional extra
-    sweep_ray = None  # type: ignore[assignment]
 
 
 def nan_on_updates(trainer: training.Trainer, bad: set[int]) -> None:
@@ -377,7 +372,7 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
             (training, "reopen"),
             (launch, "launch"),  # ntm train --nproc N: starts N processes
             (sweep, "run"),  # starts one ntm train process per run
-            *([(sweep_ray, "run")] if sweep_ray else []),  # starts Ray, then the runs there
+            (sweep_ray, "run"),  # starts Ray, then the runs there
             (viz, "draw_run"),  # writes PNGs
             (cli, "draw_run"),  # the same, imported by name
         ]:

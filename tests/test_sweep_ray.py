@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 
 from ntm import checkpoint as ckpt
+from ntm import sweep_ray
 
 from .conftest import tiny_flags
 
-if os.environ.get("NTM_RAY_TESTS") == "required":
-    from ntm import sweep_ray
-else:
-    sweep_ray = pytest.importorskip("ntm.sweep_ray")
+if os.environ.get("NTM_RAY_TESTS") != "required":
+    pytest.importorskip("ray")
 
 #: Polling of files written by other processes: a short pause between looks, and a bound
 #: that only a broken run reaches.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ntm import checkpoint as ckpt
-from ntm import devices, distributed, launch, pretrained, registry, sweep, training
+from ntm import devices, distributed, launch, pretrained, registry, sweep, sweep_ray, training
 from ntm.checkpoint import RunError
 from ntm.config import check_value, from_dict, parse_bool
 from ntm.evaluation import HELD_OUT_SEED, evaluate_run, format_table
@@ -462,10 +462,6 @@ def _ray_sweep(
 ) -> int:
     """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`); its settings are checked
     before the sweep folder is made."""
-    try:
-        from ntm import sweep_ray  # noqa: PLC0415 - Ray is an optional extra
-    except ImportError:
-        raise UsageError("--backend ray needs Ray: pip install 'ntm[ray]'") from None
     train = _resolved_run(shared, jobs[0].flags).train
     cpus = 1.0 if args.trial_cpus is None else args.trial_cpus
     if not cpus > 0:
@@ -496,6 +492,10 @@ def _ray_sweep(
         storage=args.storage,
         jobs=args.jobs,
     )
+    try:
+        sweep_ray.load_ray()
+    except sweep_ray.RayUnavailableError as error:
+        raise UsageError(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         where = f"the Ray cluster at {args.address}" if args.address else "a local Ray"
@@ -503,7 +503,7 @@ def _ray_sweep(
         print(f"sweep folder {out}: {len(jobs)} runs on {where}{stopping}", file=sys.stderr)
     try:
         return sweep_ray.run(jobs, command, target, out, options, quiet=args.quiet)
-    except sweep_ray.UnreachableError as error:
+    except sweep_ray.RayUnavailableError as error:
         raise UsageError(str(error)) from None
 
 

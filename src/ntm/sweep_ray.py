@@ -28,7 +28,7 @@ most twice; the retry resumes the run from its last checkpoint (on the same node
 storage it first waits for the killed worker's ``ntm train``, which gets SIGTERM on Linux,
 saves and exits; elsewhere it starts from the driver's copy, of the last evaluation), and
 ``result.json`` counts the retries. A run that ``ntm train`` refuses or fails is not
-retried. A cluster that cannot be reached is a :class:`UnreachableError` before any trial
+retried. A cluster that cannot be reached is a :class:`RayUnavailableError` before any trial
 starts. Ctrl-C on the driver stops the trials, whose runs save their checkpoints; the same
 command resumes them.
 """
@@ -36,6 +36,7 @@ command resumes them.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import math
@@ -53,10 +54,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from ntm import checkpoint as ckpt
@@ -72,8 +69,20 @@ STORAGE_CHOICES = ("auto", "shared", "copy")
 MAX_RETRIES = 2
 
 
-class UnreachableError(RuntimeError):
-    """The Ray cluster named by ``--address`` cannot be reached."""
+class RayUnavailableError(RuntimeError):
+    """Ray is not installed, or the cluster named by ``--address`` cannot be reached."""
+
+
+def load_ray() -> Any:
+    """The ``ray`` package, imported only here and in the trials: this module (and the
+    command line, which imports it) works without Ray, and the local backend never loads
+    it. Raises :class:`RayUnavailableError` where it is not installed."""
+    try:
+        ray = importlib.import_module("ray")
+        importlib.import_module("ray.tune")
+    except ImportError:
+        raise RayUnavailableError("--backend ray needs Ray: pip install 'ntm[ray]'") from None
+    return ray
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,10 @@ class RayOptions:
 
 def connect(address: str | None) -> None:
     """Connect to the Ray cluster at ``address`` (None: start a local one); raise
-    :class:`UnreachableError` in one line when it cannot be reached."""
+    :class:`RayUnavailableError` in one line when it cannot be reached."""
+    ray = load_ray()
     if address and address.startswith("ray://"):
-        raise UnreachableError(
+        raise RayUnavailableError(
             f"--address {address}: Ray Client addresses are not supported (the sweep records "
             "its runs where it runs); run ntm sweep on a node of the cluster with --address "
             "auto or HOST:PORT"
@@ -104,7 +114,7 @@ def connect(address: str | None) -> None:
             with socket.create_connection((host or "127.0.0.1", int(port)), timeout=10):
                 pass
         except (OSError, ValueError) as error:
-            raise UnreachableError(
+            raise RayUnavailableError(
                 f"no Ray cluster at --address {address}: {error} (start one with "
                 "`ray start --head`, or leave --address out for a local Ray)"
             ) from None
@@ -124,7 +134,7 @@ def connect(address: str | None) -> None:
             else " (a cluster with token authentication also needs RAY_AUTH_MODE=token and its "
             "token, from `ray get-auth-token` on the head)"
         )
-        raise UnreachableError(f"no Ray cluster at --address {address}: {first}{hint}") from None
+        raise RayUnavailableError(f"no Ray cluster at --address {address}: {first}{hint}") from None
 
 
 def pack(run_dir: Path) -> bytes:
@@ -246,6 +256,7 @@ def trial(
     in the rows read once the run has trained to its end, ``failed`` 1 in a last report when
     ``ntm train`` refused or failed (no retry: it would fail again). A child killed by a
     signal other than SIGTERM raises, and Tune retries the trial."""
+    ray, tune = load_ray(), importlib.import_module("ray.tune")
     job = jobs[config["index"]]
     relative = job.run_dir.relative_to(place.out)
     probe = Path(place.out) / PROBE_FILE
@@ -309,6 +320,10 @@ def run(
     """The jobs not yet ended, as trials on Ray. Returns 0, or 130 when interrupted (the
     same command resumes), or 1 when a run failed."""
     connect(options.address)
+    ray, tune = load_ray(), importlib.import_module("ray.tune")
+    schedulers = importlib.import_module("ray.tune.schedulers")
+    affinity = importlib.import_module("ray.util.scheduling_strategies")
+    progress_class, asha_class = _tune_classes(tune, schedulers)
     out = out.resolve()
     jobs = [replace(job, run_dir=job.run_dir.resolve()) for job in jobs]
     waiting = sweep.todo(jobs)
@@ -319,7 +334,10 @@ def run(
     here = ray.get_runtime_context().get_node_id()
     depot = (
         ray.remote(Depot)
-        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        .options(
+            num_cpus=0,
+            scheduling_strategy=affinity.NodeAffinitySchedulingStrategy(here, soft=False),
+        )
         .remote(str(out))
     )
     place = Place(
@@ -334,9 +352,9 @@ def run(
         tune.with_parameters(trial, jobs=waiting, command=command, place=place, depot=depot),
         {"cpu": options.cpus, "gpu": options.gpus},
     )
-    scheduler: Any = FIFOScheduler()  # type: ignore[no-untyped-call]
+    scheduler: Any = schedulers.FIFOScheduler()
     if options.stop == "asha":
-        scheduler = RecordingAsha(
+        scheduler = asha_class(
             options.max_sequences,
             time_attr="sequences",
             metric="eval_cost",
@@ -349,7 +367,7 @@ def run(
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # nor its advice on Tuner.restore
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(waiting), unit="run", disable=quiet)
     stopped: dict[int, int] = getattr(scheduler, "stopped", {})
-    progress = Progress(waiting, target, bar, stopped)
+    progress = progress_class(waiting, target, bar, stopped)
     tuner = tune.Tuner(
         trainable,
         param_space={"index": tune.grid_search(list(range(len(waiting))))},
@@ -384,72 +402,77 @@ def _trial_index(trial: Any) -> int:
     return int(trial.config["index"])
 
 
-class Progress(tune.Callback):
-    """Records each trial as it ends (``result.json``, a line, the progress bar), and counts
-    the retries of a trial whose worker was lost (beside its run folder: a later sweep that
-    resumes the run adds to them)."""
+def _tune_classes(tune: Any, schedulers: Any) -> tuple[Any, Any]:
+    """The sweep's Tune callback and scheduler, subclasses of Tune's (made here, where Ray
+    has been imported)."""
 
-    def __init__(
-        self, jobs: list[sweep.Job], target: float, bar: tqdm, stopped_at: dict[int, int]
-    ) -> None:
-        self.jobs = jobs
-        self.target = target
-        self.bar = bar
-        self.stopped_at = stopped_at  # the scheduler's: trial -> sequences where it stopped it
-        self.ended: set[int] = set()
-        self.failed: set[int] = set()
-        self.stopped: set[int] = set()  # by the scheduler: recorded once their runs stop
+    class Progress(tune.Callback):  # type: ignore[misc]
+        """Records each trial as it ends (``result.json``, a line, the progress bar), and counts
+        the retries of a trial whose worker was lost (beside its run folder: a later sweep that
+        resumes the run adds to them)."""
 
-    def record(self, k: int, line: str) -> None:
-        self.ended.add(k)
-        self.bar.update(1)
-        self.bar.write(line, file=sys.stderr)
+        def __init__(
+            self, jobs: list[sweep.Job], target: float, bar: tqdm, stopped_at: dict[int, int]
+        ) -> None:
+            self.jobs = jobs
+            self.target = target
+            self.bar = bar
+            self.stopped_at = stopped_at  # the scheduler's: trial -> sequences where it stopped it
+            self.ended: set[int] = set()
+            self.failed: set[int] = set()
+            self.stopped: set[int] = set()  # by the scheduler: recorded once their runs stop
 
-    def on_trial_recover(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
-        run_dir = self.jobs[_trial_index(trial)].run_dir
-        ckpt.write_text_atomic(retries_file(run_dir), str(retries_of(run_dir) + 1))
+        def record(self, k: int, line: str) -> None:
+            self.ended.add(k)
+            self.bar.update(1)
+            self.bar.write(line, file=sys.stderr)
 
-    def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
-        k = _trial_index(trial)
-        job = self.jobs[k]
-        result = trial.last_result or {}
-        if result.get("failed") == 1:
-            self._failed(k, "ntm train failed")
-        elif k in self.stopped_at:
-            self.stopped.add(k)
-        elif result.get("ended") == 1:
-            self.record(k, sweep.finish(job, self.target, None, retries_of(job.run_dir)))
-        # else: interrupted, and resumed by the next sweep
+        def on_trial_recover(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            run_dir = self.jobs[_trial_index(trial)].run_dir
+            ckpt.write_text_atomic(retries_file(run_dir), str(retries_of(run_dir) + 1))
 
-    def on_trial_error(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
-        self._failed(_trial_index(trial), f"its worker was lost {MAX_RETRIES + 1} times")
+        def on_trial_complete(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            k = _trial_index(trial)
+            job = self.jobs[k]
+            result = trial.last_result or {}
+            if result.get("failed") == 1:
+                self._failed(k, "ntm train failed")
+            elif k in self.stopped_at:
+                self.stopped.add(k)
+            elif result.get("ended") == 1:
+                self.record(k, sweep.finish(job, self.target, None, retries_of(job.run_dir)))
+            # else: interrupted, and resumed by the next sweep
 
-    def _failed(self, k: int, why: str) -> None:
-        job = self.jobs[k]
-        self.failed.add(k)
-        self.bar.write(
-            f"{job.setting} seed {job.seed}: {why}; see "
-            f"{job.run_dir.parent / f'{job.run_dir.name}.out'}",
-            file=sys.stderr,
-        )
+        def on_trial_error(self, iteration: int, trials: Any, trial: Any, **info: Any) -> None:
+            self._failed(_trial_index(trial), f"its worker was lost {MAX_RETRIES + 1} times")
 
+        def _failed(self, k: int, why: str) -> None:
+            job = self.jobs[k]
+            self.failed.add(k)
+            self.bar.write(
+                f"{job.setting} seed {job.seed}: {why}; see "
+                f"{job.run_dir.parent / f'{job.run_dir.name}.out'}",
+                file=sys.stderr,
+            )
 
-class RecordingAsha(ASHAScheduler):
-    """Tune's ASHA scheduler, noting which trials it stopped and at how many sequences. A
-    run that has trained to its end (``max_sequences``) is left to end."""
+    class RecordingAsha(schedulers.ASHAScheduler):  # type: ignore[misc]
+        """Tune's ASHA scheduler, noting which trials it stopped and at how many sequences. A
+        run that has trained to its end (``max_sequences``) is left to end."""
 
-    def __init__(self, max_sequences: int, **settings: Any) -> None:
-        super().__init__(**settings)
-        self.max_sequences = max_sequences
-        self.stopped: dict[int, int] = {}
+        def __init__(self, max_sequences: int, **settings: Any) -> None:
+            super().__init__(**settings)
+            self.max_sequences = max_sequences
+            self.stopped: dict[int, int] = {}
 
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        ended = result.get("ended") or result.get("failed")
-        if ended or result.get("sequences", 0) >= self.max_sequences:
-            return str(self.CONTINUE)
-        if not math.isfinite(result.get("eval_cost", math.nan)):
-            return str(self.CONTINUE)  # nothing to compare yet
-        decision = str(super().on_trial_result(tune_controller, trial, result))
-        if decision == self.STOP:
-            self.stopped[_trial_index(trial)] = int(result["sequences"])
-        return decision
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            ended = result.get("ended") or result.get("failed")
+            if ended or result.get("sequences", 0) >= self.max_sequences:
+                return str(self.CONTINUE)
+            if not math.isfinite(result.get("eval_cost", math.nan)):
+                return str(self.CONTINUE)  # nothing to compare yet
+            decision = str(super().on_trial_result(tune_controller, trial, result))
+            if decision == self.STOP:
+                self.stopped[_trial_index(trial)] = int(result["sequences"])
+            return decision
+
+    return Progress, RecordingAsha

@@ -428,11 +428,12 @@ def _sweep(args: argparse.Namespace) -> int:
         task = _resolved_run(shared, probe.flags).train.task
         out = sweep.default_out(task, shared, axes, seeds)
     jobs = sweep.plan(out, axes, seeds, setting_flags)
-    targets = {_resolved_run(shared, job.flags).train.target_bit_errors for job in jobs}
+    runs = [_resolved_run(shared, job.flags) for job in jobs]
+    targets = {run.train.target_bit_errors for run in runs}
     if len(targets) != 1:
         raise UsageError("--set target_bit_errors: a sweep compares runs against one target")
     if args.backend == "ray":
-        code = _ray_sweep(args, jobs, command, targets.pop(), out, shared)
+        code = _ray_sweep(args, jobs, command, targets.pop(), out, runs[0].train)
     else:
         out.mkdir(parents=True, exist_ok=True)
         jobs_at_once = args.jobs or 1
@@ -458,11 +459,10 @@ def _ray_sweep(
     command: Callable[[sweep.Job], list[str]],
     target: float,
     out: Path,
-    shared: Sequence[str],
+    train: TrainConfig,
 ) -> int:
-    """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`); its settings are checked
-    before the sweep folder is made."""
-    train = _resolved_run(shared, jobs[0].flags).train
+    """The sweep's runs as trials on Ray (:mod:`ntm.sweep_ray`), with the training settings
+    of its first run (``train``); its settings are checked before the sweep folder is made."""
     cpus = 1.0 if args.trial_cpus is None else args.trial_cpus
     if not cpus > 0:
         raise UsageError(f"--trial-cpus must be positive, got {args.trial_cpus}")

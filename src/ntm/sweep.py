@@ -116,6 +116,11 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
     }
 
 
+def output_file(run_dir: Path) -> Path:
+    """Beside a run's folder: what its ``ntm train`` printed (``seed-1.out``)."""
+    return run_dir.parent / f"{run_dir.name}.out"
+
+
 def finish(job: Job, target: float, stopped_at: int | None = None, retries: int = 0) -> str:
     """Record a run that ended (trained to its end, or stopped early by the sweep at
     ``stopped_at`` sequences) in its ``result.json``, which later sweeps skip it by; the
@@ -150,7 +155,7 @@ def run(
     """Run the jobs not yet finished, ``parallel`` at a time, each as ``command(job)`` (the
     ``ntm train`` command that starts or resumes its run). Returns 0, or 130 when
     interrupted (the runs save checkpoints; the same command resumes them), or 1 when a run
-    failed (its output is in ``sweep.log``)."""
+    failed (its output is in :func:`output_file`)."""
     waiting = todo(jobs)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(waiting), unit="run", disable=quiet)
     running: list[tuple[Job, subprocess.Popen[bytes], Any]] = []
@@ -166,7 +171,7 @@ def run(
                 while waiting and len(running) < parallel and not (failed or interrupted):
                     job = waiting.pop(0)
                     job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                    log = (job.run_dir.parent / f"seed-{job.seed}.out").open("ab")
+                    log = output_file(job.run_dir).open("ab")
                     process = subprocess.Popen(
                         command(job), stdout=log, stderr=subprocess.STDOUT, env=env
                     )
@@ -190,7 +195,7 @@ def run(
                         failed = True
                         bar.write(
                             f"{job.setting} seed {job.seed}: ntm train failed (exit {code}); "
-                            f"see {job.run_dir.parent / f'seed-{job.seed}.out'}",
+                            f"see {output_file(job.run_dir)}",
                             file=sys.stderr,
                         )
     except KeyboardInterrupt:

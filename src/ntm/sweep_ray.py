@@ -98,8 +98,8 @@ class RayOptions:
     jobs: int | None = None  # trials at a time (None: as many as the cluster holds)
 
 
-def connect(address: str | None) -> None:
-    """Connect to the Ray cluster at ``address`` (None: start a local one); raise
+def connect(address: str | None) -> Any:
+    """Ray, connected to the cluster at ``address`` (None: a local one started here); raises
     :class:`RayUnavailableError` in one line when it cannot be reached."""
     ray = load_ray()
     if address and address.startswith("ray://"):
@@ -135,6 +135,7 @@ def connect(address: str | None) -> None:
             "token, from `ray get-auth-token` on the head)"
         )
         raise RayUnavailableError(f"no Ray cluster at --address {address}: {first}{hint}") from None
+    return ray
 
 
 def pack(run_dir: Path) -> bytes:
@@ -198,7 +199,7 @@ class Depot:
     def store(self, relative: str, data: bytes, log: bytes) -> None:
         run_dir = self.out / relative
         unpack(data, run_dir)
-        (run_dir.parent / f"{run_dir.name}.out").write_bytes(log)
+        sweep.output_file(run_dir).write_bytes(log)
 
     def fetch(self, relative: str, have: int) -> bytes | None:
         """The run's folder, if this copy has trained further than ``have`` sequences."""
@@ -272,7 +273,7 @@ def trial(
             unpack(data, run_dir)
     _wait_unlocked(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir.parent / f"{run_dir.name}.out"
+    log_path = sweep.output_file(run_dir)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NTM_NPROC": str(place.nproc)}
     if not place.gpus:  # a run without a GPU of its own must not take one it sees
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -319,8 +320,8 @@ def run(
 ) -> int:
     """The jobs not yet ended, as trials on Ray. Returns 0, or 130 when interrupted (the
     same command resumes), or 1 when a run failed."""
-    connect(options.address)
-    ray, tune = load_ray(), importlib.import_module("ray.tune")
+    ray = connect(options.address)
+    tune = importlib.import_module("ray.tune")
     schedulers = importlib.import_module("ray.tune.schedulers")
     affinity = importlib.import_module("ray.util.scheduling_strategies")
     progress_class, asha_class = _tune_classes(tune, schedulers)
@@ -450,8 +451,7 @@ def _tune_classes(tune: Any, schedulers: Any) -> tuple[Any, Any]:
             job = self.jobs[k]
             self.failed.add(k)
             self.bar.write(
-                f"{job.setting} seed {job.seed}: {why}; see "
-                f"{job.run_dir.parent / f'{job.run_dir.name}.out'}",
+                f"{job.setting} seed {job.seed}: {why}; see {sweep.output_file(job.run_dir)}",
                 file=sys.stderr,
             )
 

@@ -45,10 +45,10 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from ntm import checkpoint as ckpt
 from ntm import registry
-from ntm.runconfig import resolve_config
-from ntm.runs import build_model
+from ntm.runs import checkpoint as ckpt
+from ntm.runs.config import resolve_config
+from ntm.runs.load import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -33,9 +33,11 @@ from pathlib import Path
 import torch
 
 import ntm
-from ntm import devices, training
-from ntm.config import paper_ntm_config, task_dnc_config
-from ntm.runconfig import RunConfig, resolve_config
+from ntm.engines import devices
+from ntm.models.dnc.config import task_dnc_config
+from ntm.models.ntm.config import paper_ntm_config
+from ntm.runs.config import RunConfig, resolve_config
+from ntm.training import trainer as training
 
 TASKS = ("copy", "repeat_copy", "associative_recall", "ngrams", "priority_sort")
 

@@ -30,7 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import ntm
-import ntm.native
+import ntm.engines.native
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,7 +43,7 @@ PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 def timed_native_calls(totals: dict[str, float]) -> Callable[[], None]:
     """Time every call into the native library under ``totals['C forward' / 'C backward']``;
     returns the function that undoes it."""
-    original = ntm.native._call
+    original = ntm.engines.native._call
 
     def call(name: str, dims: Any, tensors: list[torch.Tensor]) -> None:
         start = time.perf_counter()
@@ -51,10 +51,10 @@ def timed_native_calls(totals: dict[str, float]) -> Callable[[], None]:
         part = "C forward" if name == "ntm_forward" else "C backward"
         totals[part] += time.perf_counter() - start
 
-    ntm.native._call = call
+    ntm.engines.native._call = call
 
     def undo() -> None:
-        ntm.native._call = original
+        ntm.engines.native._call = original
 
     return undo
 
@@ -128,7 +128,7 @@ def profile_engine(engine: str, batch_size: int, seconds: float) -> dict[str, An
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", default="native", help="comma-separated, of: "
-                        + ", ".join(ntm.model.ENGINES))  # fmt: skip
+                        + ", ".join(ntm.models.ntm.model.ENGINES))  # fmt: skip
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="time measured")
@@ -136,8 +136,8 @@ def main() -> int:
     args = parser.parse_args()
     engines = args.engines.split(",")
     for engine in engines:
-        if engine not in ntm.model.ENGINES:
-            parser.error(f"--engines: {engine!r} is not one of {', '.join(ntm.model.ENGINES)}")
+        if engine not in ntm.models.ntm.model.ENGINES:
+            parser.error(f"--engines: {engine!r} is not one of {', '.join(ntm.models.ntm.model.ENGINES)}")
     torch.set_num_threads(args.threads)
     record: dict[str, Any] = {
         **header("profile_step"),

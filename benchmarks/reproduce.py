@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ntm import checkpoint as ckpt
+from ntm.runs import checkpoint as ckpt
 
 TABLE_HEADER = [
     "| task | seed | engine | processes | solved | sequences | minutes to target (training) | "

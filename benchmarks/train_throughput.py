@@ -18,7 +18,7 @@ the machine's sharing, not the layout.
 
 The engine ``dnc`` is a :class:`ntm.DNC` (one read head, one write head, the same LSTM
 controller and 128 x 20 memory) on its eager engine, ``dnc-native`` the same on its native
-engine (:mod:`ntm.native.dnc`); their FLOP count adds the temporal link matrix's (N x N per
+engine (:mod:`ntm.engines.native.dnc`); their FLOP count adds the temporal link matrix's (N x N per
 step), so "of peak" compares like with like.
 
 The row ``naive`` is the plain eager batched NTM that the speed targets are set against
@@ -28,7 +28,7 @@ column "x naive" divides by it.
 
 Rows with ``procs`` 2 train data-parallel over gloo, as ``ntm train --nproc 2`` does: two
 processes of ``threads`` threads share each batch and average their gradients
-(``ntm.distributed.average_gradients``, one all-reduce per update); the rate is the whole
+(``ntm.training.distributed.average_gradients``, one all-reduce per update); the rate is the whole
 batch's.
 """
 
@@ -52,7 +52,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import ntm
-from ntm.distributed import SINGLE, World, average_gradients
+from ntm.training.distributed import SINGLE, World, average_gradients
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -95,7 +95,7 @@ def dnc_flops_per_step(task: ntm.tasks.CopyTask) -> float:
     forward)."""
     c, n, m = MODEL["controller_size"], MODEL["memory_size"], MODEL["word_size"]
     i, o, r = task.input_size, task.output_size, 1
-    interface = ntm.dnc.InterfaceLayout(r, m).size
+    interface = ntm.models.dnc.addressing.InterfaceLayout(r, m).size
     forward = 2 * 4 * c * (i + r * m + c)  # LSTM controller
     forward += 2 * interface * c + 2 * o * (c + r * m)  # interface and output layers
     forward += 2 * (4 * n * m + 4 * n)  # two content weightings

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ntm import pretrained
-from ntm.viewer import draw_page
+from ntm.pictures.viewer import draw_page
+from ntm.runs import pretrained
 
 STEPS = (0.05, 0.4, 0.8, 1.0, 0.2)  # slider positions, as shares of the sequence
 

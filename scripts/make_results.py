@@ -57,15 +57,15 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from ntm import checkpoint as ckpt
-from ntm import pretrained
-from ntm.data import held_out_batch
-from ntm.evaluation import HELD_OUT_SEED
-from ntm.model import NTM
-from ntm.runconfig import recipes_markdown
-from ntm.runs import load_run, read_run_config
-from ntm.sweep import format_summary
-from ntm.viz import draw_run
+from ntm.models.ntm.model import NTM
+from ntm.pictures.figures import draw_run
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import pretrained
+from ntm.runs.config import recipes_markdown
+from ntm.runs.evaluation import HELD_OUT_SEED
+from ntm.runs.load import load_run, read_run_config
+from ntm.sweeps.local import format_summary
+from ntm.training.data import held_out_batch
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

@@ -1,10 +1,10 @@
-"""Copy a trained run into the package as a shipped model: ``ntm.pretrained.load(NAME)``.
+"""Copy a trained run into the package as a shipped model: ``ntm.runs.pretrained.load(NAME)``.
 
 Run: ``python scripts/ship_model.py RUN_DIR NAME [--checkpoint latest]`` (NAME is the task
 name, e.g. ``copy``).
 
 Writes ``src/ntm/pretrained/MODEL/NAME/`` (``ntm/copy/``, ``dnc/copy/``, read by
-``ntm.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
+``ntm.runs.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
 weights of its best checkpoint (lowest held-out cost; ``--checkpoint latest``: the newest)
 as ``model.safetensors``, ``eval.json`` (what ``ntm eval
 --pretrained NAME`` prints, as JSON, for the report) and ``check.json`` (the cost and bit
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ntm import checkpoint as ckpt
-from ntm.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
-from ntm.runs import CHECKPOINTS, load_run, read_run_config, weights_file
+from ntm.runs import checkpoint as ckpt
+from ntm.runs.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
+from ntm.runs.load import CHECKPOINTS, load_run, read_run_config, weights_file
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
     args = parser.parse_args()
     kind = read_run_config(args.run_dir).train.model
-    folder = ROOT / kind / args.name  # as ntm.pretrained reads
+    folder = ROOT / kind / args.name  # as ntm.runs.pretrained reads
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.run_dir / ckpt.CONFIG_FILE, folder / ckpt.CONFIG_FILE)
     shutil.copyfile(args.run_dir / ckpt.METRICS_FILE, folder / ckpt.METRICS_FILE)

@@ -8,7 +8,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from ntm.runconfig import RunConfig, resolve_config
+from ntm.runs.config import RunConfig, resolve_config
 
 # `ntm train` run by the tests uses one process unless a test asks for more (--nproc): the
 # default depends on how busy the machine is, and the tests should not.

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from ntm import addressing
+from ntm.models.ntm import addressing
 
 B, H, N, M, S = 3, 2, 7, 5, 3
 

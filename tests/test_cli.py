@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ntm import checkpoint as ckpt
-from ntm import cli, fused, runs
+from ntm import cli
 from ntm.cli import main
+from ntm.engines import fused
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import load as runs
 from ntm.tasks import make_task
 
 TINY = [
@@ -234,7 +236,7 @@ def test_a_lock_left_by_a_killed_process_is_stale(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hold = (
-        "import sys; from pathlib import Path; from ntm.checkpoint import RunLock; "
+        "import sys; from pathlib import Path; from ntm.runs.checkpoint import RunLock; "
         "lock = RunLock.acquire(Path(sys.argv[1]), create=False); print('held', flush=True); "
         "sys.stdin.read()"
     )  # holds the lock until it is killed, however long the resume below takes

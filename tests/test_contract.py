@@ -13,10 +13,12 @@ import pytest
 import torch
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import registry, runconfig, training
+from ntm import registry
 from ntm.cli import main
-from ntm.runs import build_model, logits_of, model_engine
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.runs.load import build_model, logits_of, model_engine
+from ntm.training import trainer as training
 
 from .conftest import TINY_TASK, TINY_TRAIN
 

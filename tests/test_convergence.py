@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from ntm import runconfig, training
-from ntm.evaluation import evaluate_run
+from ntm.runs import config as runconfig
+from ntm.runs.evaluation import evaluate_run
+from ntm.training import trainer as training
 
 
 @pytest.mark.slow

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import devices, training
 from ntm.cli import main
+from ntm.engines import devices
+from ntm.runs import checkpoint as ckpt
+from ntm.training import trainer as training
 from tests.conftest import tiny_flags, tiny_run
 from tests.test_faults import nan_on_updates
 

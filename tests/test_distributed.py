@@ -13,11 +13,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ntm import checkpoint as ckpt
-from ntm import data, evaluator, launch, runconfig, training
-from ntm.distributed import World
-from ntm.runs import build_model
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.runs.load import build_model
 from ntm.tasks import concat, make_task
+from ntm.training import data, evaluator, launch
+from ntm.training import trainer as training
+from ntm.training.distributed import World
 
 from .conftest import tiny_flags, tiny_run
 

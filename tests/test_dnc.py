@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from ntm import dnc
-from ntm.config import DNCConfig, task_dnc_config
-from ntm.dnc_model import DNC, DNCCell, DNCState, DNCTrace
+from ntm.models.dnc import addressing as dnc
+from ntm.models.dnc.config import DNCConfig, task_dnc_config
+from ntm.models.dnc.model import DNC, DNCCell, DNCState, DNCTrace
 
 B, R, N, M = 3, 2, 6, 4
 F64 = torch.float64

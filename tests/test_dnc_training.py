@@ -10,12 +10,14 @@ import pytest
 import torch
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import pretrained, runconfig, transfer
 from ntm.cli import main
-from ntm.config import DNCConfig, task_dnc_config
-from ntm.evaluation import evaluate
-from ntm.runs import load_run
+from ntm.models.dnc.config import DNCConfig, task_dnc_config
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.runs import pretrained
+from ntm.runs.evaluation import evaluate
+from ntm.runs.load import load_run
+from ntm.training import transfer
 
 from .conftest import TINY_TASK, TINY_TRAIN
 
@@ -95,7 +97,7 @@ def test_presets_give_the_dnc_its_tasks_settings() -> None:
         assert run.train.schedule == "plateau"
         paper = runconfig.resolve_config({"task": task, "model": "dnc", "preset": "paper"}, {}, {})
         assert paper.train.optimizer == "rmsprop"
-        assert paper.train.lr == ntm.config.PAPER_SETTINGS[task]["lstm"].learning_rate
+        assert paper.train.lr == ntm.models.paper.PAPER_SETTINGS[task]["lstm"].learning_rate
     sort = runconfig.resolve_config({"task": "priority_sort", "model": "dnc"}, {}, {})
     assert sort.model.num_read_heads == 5 and sort.model.controller_layers == 2
     assert sort.train.target_cost == 20.0

@@ -21,9 +21,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import cli, launch, sweep, sweep_ray, training, viz
+from ntm import cli
 from ntm.cli import build_parser, main
+from ntm.pictures import figures as viz
+from ntm.runs import checkpoint as ckpt
+from ntm.sweeps import local as sweep
+from ntm.sweeps import ray_backend as sweep_ray
+from ntm.training import launch
+from ntm.training import trainer as training
 
 from .conftest import tiny_run
 
@@ -164,13 +169,13 @@ def extreme_inputs(draw: st.DrawFn) -> dict[str, torch.Tensor | torch.dtype]:
 @given(extreme_inputs())
 def test_addressing_stays_finite_and_normalised(x: dict[str, torch.Tensor]) -> None:
     leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
-    weights = ntm.addressing.address(**leaves)
+    weights = ntm.models.ntm.addressing.address(**leaves)
     assert torch.isfinite(weights).all()
     assert (weights >= 0).all()
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, dtype=weights.dtype))
-    reads = ntm.memory.read(leaves["memory"], weights)
+    reads = ntm.models.ntm.memory.read(leaves["memory"], weights)
     erase = torch.sigmoid(leaves["key"])
-    written = ntm.memory.write(leaves["memory"], weights, erase, torch.tanh(leaves["key"]))
+    written = ntm.models.ntm.memory.write(leaves["memory"], weights, erase, torch.tanh(leaves["key"]))
     probe = torch.randn(written.shape, generator=torch.Generator().manual_seed(0))
     (
         (weights * weights.detach()).sum() + reads.sum() + (written * probe.to(written.dtype)).sum()
@@ -388,7 +393,7 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
                 code = 0
         assert code in (0, 2)
         # Nothing written, but the empty output folder of a sweep that reached its runs.
-        sweeps = [reached[k] for k in ("ntm.sweep.run", "ntm.sweep_ray.run") if k in reached]
+        sweeps = [reached[k] for k in ("ntm.sweeps.local.run", "ntm.sweeps.ray_backend.run") if k in reached]
         jobs = sweeps[0][0] if sweeps else []
         left = set(folder.rglob("*"))
         assert left == _made_by_the_sweep(folder, jobs), sorted(

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntm import checkpoint as ckpt
-from ntm import evaluation, training
-from ntm.runs import read_run_config
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import evaluation
+from ntm.runs.load import read_run_config
+from ntm.training import trainer as training
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: A copy NTM trained for 64 sequences (``ntm train --task copy --max-sequences 64

@@ -3,7 +3,7 @@
 import torch
 from torch.autograd import gradcheck
 
-from ntm import memory
+from ntm.models.ntm import memory
 
 B, H, N, M = 3, 2, 6, 4
 

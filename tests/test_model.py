@@ -9,13 +9,9 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 import ntm
-from ntm.config import (
-    PAPER_SETTINGS,
-    LSTMConfig,
-    NTMConfig,
-    paper_lstm_config,
-    paper_ntm_config,
-)
+from ntm.models.lstm import LSTMConfig, paper_lstm_config
+from ntm.models.ntm.config import NTMConfig, paper_ntm_config
+from ntm.models.paper import PAPER_SETTINGS
 
 SMALL = {"controller_size": 16, "memory_size": 10, "word_size": 4}
 
@@ -189,7 +185,7 @@ def reference_step(
     cell: ntm.NTMCell, x: torch.Tensor, state: ntm.NTMState
 ) -> tuple[torch.Tensor, ntm.NTMState]:
     """One NTM step from the paper's equations, written apart from ``NTMCell``: only the
-    cell's layers and the pure functions of ``ntm.addressing`` and ``ntm.memory``."""
+    cell's layers and the pure functions of ``ntm.models.ntm.addressing`` and ``ntm.models.ntm.memory``."""
     cfg = cell.config
     batch, word, offsets = x.shape[0], cfg.word_size, 2 * cfg.shift_range + 1
     previous_reads = state.reads.reshape(batch, cfg.num_read_heads * word)
@@ -218,7 +214,7 @@ def reference_step(
     write_raw = raw[:, read_part:].reshape(batch, cfg.num_write_heads, -1)
 
     def addressed(memory: torch.Tensor, previous: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return ntm.addressing.address(
+        return ntm.models.ntm.addressing.address(
             memory,
             previous,
             p[..., :word],  # key
@@ -233,9 +229,9 @@ def reference_step(
     write_weights = addressed(state.memory, state.write_weights, write_raw)
     erase = torch.sigmoid(write_raw[..., word + 3 + offsets : 2 * word + 3 + offsets])
     add = torch.tanh(write_raw[..., 2 * word + 3 + offsets :])
-    memory = ntm.memory.write(state.memory, write_weights, erase, add)
+    memory = ntm.models.ntm.memory.write(state.memory, write_weights, erase, add)
     read_weights = addressed(memory, state.read_weights, read_raw)
-    reads = ntm.memory.read(memory, read_weights)
+    reads = ntm.models.ntm.memory.read(memory, read_weights)
     output = cell.output_layer(torch.cat([h, reads.reshape(batch, -1)], 1))
     if cfg.output_clip > 0:
         output = output.clamp(-cfg.output_clip, cfg.output_clip)

@@ -1,4 +1,4 @@
-"""The native engine (``ntm.native``): the same function as the eager path, its fallbacks,
+"""The native engine (``ntm.engines.native``): the same function as the eager path, its fallbacks,
 and its build."""
 
 from pathlib import Path
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import ntm
-from ntm import native, runs
+from ntm.engines import native
+from ntm.runs import load as runs
 
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")

@@ -1,4 +1,4 @@
-"""The DNC's native engine (``ntm.native.dnc``): the same function as the eager path, with
+"""The DNC's native engine (``ntm.engines.native.dnc``): the same function as the eager path, with
 the same gradients, and its fallbacks."""
 
 from typing import Any
@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import ntm
-from ntm import dnc, native, runs
-from ntm.dnc_model import DNC, DNCState
-from ntm.native import dnc as native_dnc
+from ntm.engines import native
+from ntm.engines.native import dnc as native_dnc
+from ntm.models.dnc import addressing as dnc
+from ntm.models.dnc.model import DNC, DNCState
+from ntm.runs import load as runs
 
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import registry, runconfig, training
+from ntm import registry
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.training import trainer as training
 
 #: A folder holding a package and its ``*.dist-info`` with ``entry_points.txt``: on
 #: ``sys.path`` it is an installed distribution, as ``pip install`` would leave it.

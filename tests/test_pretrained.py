@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from ntm import checkpoint as ckpt
-from ntm import pretrained
-from ntm.evaluation import evaluate
-from ntm.runs import load_run
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import pretrained
+from ntm.runs.evaluation import evaluate
+from ntm.runs.load import load_run
 
 
 def test_unknown_names_are_refused_with_the_list() -> None:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ntm import training
+from ntm.training import trainer as training
 
 from .conftest import benchmark, tiny_run
 

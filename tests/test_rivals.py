@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 import ntm
-from ntm import transformer
-from ntm.mamba import MambaModel
-from ntm.mqar import MQARTask
+from ntm.models import transformer
+from ntm.models.mamba import MambaModel
+from ntm.models.transformer import TransformerModel
+from ntm.models.xlstm import XLSTMModel
 from ntm.tasks import BITS, TOKENS, loss_tokens, scoring, wrong_tokens_each
-from ntm.transformer import TransformerModel
-from ntm.xlstm import XLSTMModel
+from ntm.tasks.mqar import MQARTask
 
 SMALL = {"d_model": 16, "num_layers": 2, "num_heads": 2, "ff_size": 32}
 

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import data, runconfig, runs, training
 from ntm.cli import main
-from ntm.evaluation import evaluate
-from ntm.viz import changes
+from ntm.pictures.figures import changes
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.runs import load as runs
+from ntm.runs.evaluation import evaluate
+from ntm.training import data
+from ntm.training import trainer as training
 
 from .conftest import TINY_MODEL, TINY_TRAIN, tiny_run
 
@@ -283,7 +286,7 @@ def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     recipes = [(task, ntm.registry.task_class(task).target) for task in ("ngrams", "priority_sort")]
-    recipes += list(ntm.model.FAST_NTM.items()) + list(ntm.dnc_model.FAST_DNC.items())
+    recipes += list(ntm.models.ntm.model.FAST_NTM.items()) + list(ntm.models.dnc.model.FAST_DNC.items())
     for task, recipe in recipes:
         for key in [*recipe.train, *recipe.model]:
             assert f"--{key.replace('_', '-')}" in text.split(f"{task}:", 1)[1]

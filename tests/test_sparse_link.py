@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from ntm import dnc
 from ntm.cli import main
-from ntm.config import DNCConfig
-from ntm.dnc_model import DNC, DNCCell, DNCState
-from ntm.native import dnc as native_dnc
+from ntm.engines.native import dnc as native_dnc
+from ntm.models.dnc import addressing as dnc
+from ntm.models.dnc.config import DNCConfig
+from ntm.models.dnc.model import DNC, DNCCell, DNCState
 
 from .test_native_dnc import SMALL, _agree, _run, needs_native
 

@@ -93,14 +93,78 @@ def reachable(start: str) -> set[str]:
     return seen
 
 
+#: The layers, lowest first: a module may import its own layer and those below it. The tree
+#: shows them: one subpackage a layer (the models' equations and settings sit below the
+#: engines, their modules above).
+LAYERS = (
+    ("base", ("ntm.config", "ntm.registry")),
+    (
+        "model math",
+        (
+            "ntm.models.paper",
+            "ntm.models.ntm.addressing",
+            "ntm.models.ntm.memory",
+            "ntm.models.ntm.layout",
+            "ntm.models.ntm.config",
+            "ntm.models.dnc.addressing",
+            "ntm.models.dnc.config",
+        ),
+    ),
+    ("engines", ("ntm.engines",)),
+    ("models", ("ntm.models",)),
+    ("tasks", ("ntm.tasks",)),
+    ("runs", ("ntm.runs",)),
+    ("pictures", ("ntm.pictures",)),
+    ("training", ("ntm.training",)),
+    ("sweeps", ("ntm.sweeps",)),
+    ("command line", ("ntm.cli", "ntm.__main__")),
+    ("package", ("ntm",)),
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the most specific prefix that names ``module``."""
+    best, found = -1, -1
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), index
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_has_a_layer(name: str) -> None:
+    assert layer_of(name) >= 0, f"{name} is in no layer of LAYERS"
+
+
+def test_imports_run_down_the_layers() -> None:
+    """A module imports only from its own layer and the layers below it."""
+    wrong = [
+        f"{source} ({LAYERS[layer_of(source)][0]}) imports {target} "
+        f"({LAYERS[layer_of(target)][0]})"
+        for source, targets in graph().items()
+        for target in targets
+        if layer_of(target) > layer_of(source)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_layers() -> None:
-    """The math knows nothing of modules, modules nothing of runs, runs nothing of training,
-    and only the command line knows the command line."""
-    for math_module in ("ntm.addressing", "ntm.memory", "ntm.layout", "ntm.config"):
-        assert reachable(math_module) <= {"ntm.config"}, math_module
-    assert "ntm.runs" not in reachable("ntm.model")
-    for runs_module in ("ntm.runs", "ntm.pretrained", "ntm.evaluation", "ntm.viz", "ntm.data"):
-        assert "ntm.training" not in reachable(runs_module), runs_module
-    assert all("ntm.cli" not in reachable(m) for m in MODULES if m not in ("ntm.__main__",))
+    """The math knows nothing of modules, tasks nothing of models, runs nothing of
+    training, and only the command line knows the command line."""
+    math = LAYERS[1][1]
+    for math_module in math:
+        assert reachable(math_module) <= {"ntm.config", "ntm.registry", *math}, math_module
+    for task_module in (m for m in MODULES if m.startswith("ntm.tasks")):
+        assert not any(m.startswith("ntm.models") for m in reachable(task_module)), task_module
+    for module in MODULES:
+        if module.startswith(("ntm.runs", "ntm.pictures")):
+            assert not any(m.startswith("ntm.training") for m in reachable(module)), module
+    assert all(
+        not any(m.startswith("ntm.cli") for m in reachable(module))
+        for module in MODULES
+        if not module.startswith(("ntm.cli", "ntm.__main__"))
+    )
     # A sweep starts `ntm train` processes: it needs neither the trainer nor torch.distributed.
-    assert not reachable("ntm.sweep") & {"ntm.training", "ntm.distributed", "ntm.cli"}
+    needs = reachable("ntm.sweeps.local") | reachable("ntm.sweeps.ray_backend")
+    assert not needs & {"ntm.training.trainer", "ntm.training.distributed"}

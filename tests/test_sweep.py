@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ntm import cli, sweep
+from ntm import cli
+from ntm.sweeps import local as sweep
 
 from .conftest import tiny_flags
 

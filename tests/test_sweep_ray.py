@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ntm import checkpoint as ckpt
-from ntm import sweep_ray
+from ntm.runs import checkpoint as ckpt
+from ntm.sweeps import ray_backend as sweep_ray
 
 from .conftest import tiny_flags
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ntm import checkpoint as ckpt
-from ntm import distributed, training
-from ntm.optim import GravesRMSprop
+from ntm.runs import checkpoint as ckpt
+from ntm.training import distributed
+from ntm.training import trainer as training
+from ntm.training.optim import GravesRMSprop
 
 from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
 
@@ -97,7 +98,7 @@ import json, sys
 from pathlib import Path
 import torch
 from ntm import distributed, training
-from ntm.runconfig import resolve_config
+from ntm.runs.config import resolve_config
 train, task, model = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 world = distributed.join(torch.device("cpu"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ntm
-from ntm.evaluation import EndMarker
+from ntm.runs.evaluation import EndMarker
 from ntm.tasks import (
     TASKS,
     AssociativeRecallTask,

@@ -11,10 +11,15 @@ import pytest
 import torch
 
 import ntm
-from ntm import checkpoint as ckpt
-from ntm import data, fused, registry, runconfig, runs, training
-from ntm.fused import compiled_available, fused_sequence
-from ntm.optim import GravesRMSprop
+from ntm import registry
+from ntm.engines import fused
+from ntm.engines.fused import compiled_available, fused_sequence
+from ntm.runs import checkpoint as ckpt
+from ntm.runs import config as runconfig
+from ntm.runs import load as runs
+from ntm.training import data
+from ntm.training import trainer as training
+from ntm.training.optim import GravesRMSprop
 
 from .conftest import TINY_MODEL, TINY_TASK, TINY_TRAIN, tiny_run
 

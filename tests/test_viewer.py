@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from ntm import board, cli, pretrained, training, viewer
-from ntm.evaluation import HELD_OUT_SEED
-from ntm.runconfig import resolve_config
-from ntm.runs import load_run
+from ntm import cli
+from ntm.pictures import board, viewer
+from ntm.runs import pretrained
+from ntm.runs.config import resolve_config
+from ntm.runs.evaluation import HELD_OUT_SEED
+from ntm.runs.load import load_run
+from ntm.training import trainer as training
 
 from .conftest import TINY_TASK, TINY_TRAIN, tiny_run
 

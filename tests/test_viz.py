@@ -9,9 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ntm.model import NTMTrace
+from ntm.models.ntm.model import NTMTrace
+from ntm.pictures.figures import (
+    SLOT_MARGIN,
+    draw_sequence,
+    sequence_figure,
+    shown_slots,
+    slot_ticks,
+)
 from ntm.tasks import Batch
-from ntm.viz import SLOT_MARGIN, draw_sequence, sequence_figure, shown_slots, slot_ticks
 
 N = 128
 

@@ -58,7 +58,7 @@ SETTING_TYPES = (int, float, str, bool)
 @dataclass(frozen=True)
 class Recipe:
     """Settings that suit one task, and why: training settings (``train``, the fields of
-    :class:`ntm.runconfig.TrainConfig`) and model settings (``model``)."""
+    :class:`ntm.runs.config.TrainConfig`) and model settings (``model``)."""
 
     train: Mapping[str, Any] = field(default_factory=dict)
     model: Mapping[str, Any] = field(default_factory=dict)

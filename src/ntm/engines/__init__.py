@@ -1,0 +1,1 @@
+"""How a model runs a sequence: the engine selector, the fused engine and the native one."""

@@ -1,0 +1,11 @@
+"""The models, each registered by name where it is written.
+
+The NTM and the DNC (one subpackage each: equations, settings, modules), the paper's LSTM
+baseline, and the rivals: the Transformer, Mamba and the xLSTM.
+"""
+
+from ntm.models import lstm, mamba, transformer, xlstm
+from ntm.models.dnc import model as dnc_model
+from ntm.models.ntm import model as ntm_model
+
+__all__ = ["dnc_model", "lstm", "mamba", "ntm_model", "transformer", "xlstm"]

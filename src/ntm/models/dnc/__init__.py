@@ -1,0 +1,1 @@
+"""The Differentiable Neural Computer: its equations, settings and modules."""

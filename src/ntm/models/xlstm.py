@@ -1,0 +1,127 @@
+"""xLSTM (Beck et al., 2024), exponential gating and a matrix memory, over the same inputs.
+
+``XLSTMModel(input_size, output_size, d_model=64, num_layers=2, num_heads=4, conv_width=4,
+slstm_at="", max_positions=2048)`` maps inputs (T, B, I) to logits (T, B, O): a linear
+input layer (for a token task, an embedding), ``num_layers`` residual xLSTM blocks, the
+stack's final layer norm and a linear output layer. A block is an mLSTM block (up-projection
+by 2, a causal convolution of width ``conv_width``, a matrix memory of ``num_heads`` heads
+with exponential input and sigmoid forget gates, read by queries; computed in its parallel
+form) unless its index is listed in ``slstm_at`` (``"1"``, ``"0,2"``): then an sLSTM block
+(scalar memory with exponential gating and recurrent head-wise connections, stepped in
+PyTorch on the CPU) followed by a gated feed-forward layer. The default, mLSTM blocks only,
+is the paper's xLSTM[1:0], its variant for associative recall.
+
+The blocks are those of the ``xlstm`` package of the paper's authors (``pip install
+"ntm[xlstm]"``), chosen over writing them here because it is the reference implementation
+and its mLSTM's parallel form and sLSTM's "vanilla" step run in plain PyTorch on the CPU (its
+CUDA kernels are not used). The parallel form builds a causal mask of ``max_positions``
+steps once; a longer sequence is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from torch import Tensor
+
+from ntm.config import require, require_positive
+from ntm.models.common import Framed, check_positions
+from ntm.registry import register_model
+
+#: The up-projections' widths are rounded up to a multiple of this (the package's default,
+#: 64, would make the parameter count jump by half between neighbouring widths, so no width
+#: matches another model's count within 10%).
+ROUND_TO = 8
+
+
+def _xlstm() -> Any:
+    """The ``xlstm`` package, or a clear error naming the extra that brings it."""
+    try:
+        return importlib.import_module("xlstm")
+    except ImportError:
+        raise ImportError(
+            '--model xlstm needs the package xlstm: pip install "ntm[xlstm]" (or pip install xlstm)'
+        ) from None
+
+
+def _blocks(owner: str, slstm_at: str, num_layers: int) -> list[int]:
+    """The block indices listed in ``slstm_at`` ("" or comma-separated integers)."""
+    expected = f'"" or block indices from 0 to {num_layers - 1}, comma-separated, such as "1"'
+    try:
+        at = sorted({int(part) for part in slstm_at.split(",") if part.strip()})
+    except ValueError:
+        at = [-1]
+    require(all(0 <= i < num_layers for i in at), owner, "slstm_at", slstm_at, expected)
+    return at
+
+
+class XLSTMModel(Framed):
+    """xLSTM blocks between a linear input layer and a linear output layer: inputs (T, B, I)
+    to logits (T, B, O). See the module's description for the settings."""
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        d_model: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        conv_width: int = 4,
+        slstm_at: str = "",
+        max_positions: int = 2048,
+    ) -> None:
+        owner = type(self).__name__
+        require_positive(owner, input_size=input_size, output_size=output_size,
+                         d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                         conv_width=conv_width, max_positions=max_positions)  # fmt: skip
+        require(
+            d_model % (2 * num_heads) == 0 and d_model % 4 == 0,
+            owner,
+            "d_model",
+            d_model,
+            f"a multiple of 4 and of 2 * num_heads = {2 * num_heads}",
+        )
+        at = _blocks(owner, slstm_at, num_layers)
+        xl = _xlstm()
+        super().__init__(input_size, output_size, d_model)
+        self.max_positions = max_positions
+        mlstm = xl.mLSTMBlockConfig(
+            mlstm=xl.mLSTMLayerConfig(
+                conv1d_kernel_size=conv_width,
+                qkv_proj_blocksize=4,
+                num_heads=num_heads,
+                round_proj_up_to_multiple_of=ROUND_TO,
+            )
+        )
+        slstm = xl.sLSTMBlockConfig(
+            slstm=xl.sLSTMLayerConfig(
+                backend="vanilla", num_heads=num_heads, conv1d_kernel_size=conv_width
+            ),
+            feedforward=xl.FeedForwardConfig(
+                proj_factor=4 / 3, act_fn="gelu", round_proj_up_to_multiple_of=ROUND_TO
+            ),
+        )
+        self.backbone = xl.xLSTMBlockStack(
+            xl.xLSTMBlockStackConfig(
+                mlstm_block=mlstm,
+                slstm_block=slstm if at else None,
+                context_length=max_positions,
+                num_blocks=num_layers,
+                embedding_dim=d_model,
+                slstm_at=at,
+            )
+        )
+        self.backbone.reset_parameters()
+
+    def body(self, x: Tensor) -> Tensor:
+        """(B, T, d_model) -> (B, T, d_model)."""
+        check_positions(type(self).__name__, x.shape[1], self.max_positions,
+                        "; build the model with a larger max_positions "
+                        "(--model-arg max_positions=N)")  # fmt: skip
+        out: Tensor = self.backbone(x)
+        return out
+
+
+register_model("xlstm", XLSTMModel)

@@ -1,0 +1,1 @@
+"""Run folders: their configuration, checkpoints, loading, evaluation and the shipped models."""

@@ -1,0 +1,1 @@
+"""Training: the trainer and its parts (data, evaluator, guard, schedule, optimisers, transfer, processes)."""

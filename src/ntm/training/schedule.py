@@ -1,0 +1,77 @@
+"""The learning rate on plateaus of the held-out cost, as an object that keeps its own state.
+
+In the manner of ``torch.optim.lr_scheduler``: the trainer hands it each held-out cost and
+saves it by asking for its ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ntm.runs.config import TrainConfig
+
+#: A held-out cost counts as a new best when it is below the best by this fraction.
+IMPROVEMENT = 1e-3
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one held-out cost means for the run."""
+
+    best: bool = False  # a new best: keep this model
+    lower_to: float | None = None  # a plateau: train on at this rate
+    stop: bool = False  # a plateau at the floor rate: the run ends
+
+
+class PlateauSchedule:
+    """Keep the best held-out cost; once the network has learned (its cost, above
+    ``reference``, below ``plateau_after`` of its first), lower the rate by ``lr_decay``
+    after ``lr_patience`` evaluations without a new best, down to ``lr_floor``, where the
+    next such plateau ends the run. With ``schedule="constant"`` it only keeps the best.
+
+    ``reference``: what no model can beat (0, or a task's reference cost such as the
+    n-grams Bayes optimum)."""
+
+    def __init__(self, train: TrainConfig, reference: float = 0.0) -> None:
+        self.lowers = train.schedule == "plateau"
+        self.decay, self.patience = train.lr_decay, train.lr_patience
+        self.floor, self.plateau_after = train.lr_floor, train.plateau_after
+        self.reference = reference
+        self.best_cost = math.inf
+        self.first_cost = math.nan  # the first cost above the reference
+        self.stale_evals = 0  # evaluations since the best, once the network has learned
+
+    def observe(self, cost: float, lr: float) -> Decision:
+        """Take one held-out cost, at learning rate ``lr``."""
+        if math.isnan(self.first_cost):
+            self.first_cost = cost - self.reference
+        if cost < self.best_cost * (1 - IMPROVEMENT):
+            self.best_cost, self.stale_evals = cost, 0
+            return Decision(best=True)
+        if self.best_cost - self.reference > self.plateau_after * self.first_cost:
+            return Decision()  # not learned yet: a flat start is no plateau
+        self.stale_evals += 1
+        if not self.lowers or self.stale_evals < self.patience:
+            return Decision()
+        if lr <= self.floor * (1 + 1e-6):
+            return Decision(stop=True)
+        self.stale_evals = 0
+        return Decision(lower_to=max(lr * self.decay, self.floor))
+
+    def restart(self) -> None:
+        """Begin again, as for a new stage of the task (repeat copy's end marker)."""
+        self.best_cost, self.first_cost, self.stale_evals = math.inf, math.nan, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_cost": self.best_cost,
+            "first_cost": self.first_cost,
+            "stale_evals": self.stale_evals,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_cost = float(state["best_cost"])
+        self.first_cost = float(state["first_cost"])
+        self.stale_evals = int(state["stale_evals"])

@@ -137,7 +137,9 @@ def main() -> int:
     engines = args.engines.split(",")
     for engine in engines:
         if engine not in ntm.models.ntm.model.ENGINES:
-            parser.error(f"--engines: {engine!r} is not one of {', '.join(ntm.models.ntm.model.ENGINES)}")
+            parser.error(
+                f"--engines: {engine!r} is not one of {', '.join(ntm.models.ntm.model.ENGINES)}"
+            )
     torch.set_num_threads(args.threads)
     record: dict[str, Any] = {
         **header("profile_step"),

@@ -12,6 +12,7 @@ import pytest
 
 from ntm import cli
 from ntm.cli import main
+from ntm.cli.common import _assignments
 from ntm.engines import fused
 from ntm.runs import checkpoint as ckpt
 from ntm.runs import load as runs
@@ -203,10 +204,10 @@ def test_python_dash_m_and_console_script() -> None:
 def test_booleans_are_read_one_way() -> None:
     task = make_task("repeat_copy")
     for word, value in (("no", False), ("OFF", False), ("0", False), ("Yes", True), ("1", True)):
-        read = cli._assignments("--task-arg", type(task), [f"end_marker={word}"])
+        read = _assignments("--task-arg", type(task), [f"end_marker={word}"])
         assert read == {"end_marker": value}, word
     with pytest.raises(cli.UsageError, match="'maybe' is not a boolean"):
-        cli._assignments("--task-arg", type(task), ["end_marker=maybe"])
+        _assignments("--task-arg", type(task), ["end_marker=maybe"])
 
 
 def test_a_run_folder_trains_in_one_process_at_a_time(

@@ -175,7 +175,9 @@ def test_addressing_stays_finite_and_normalised(x: dict[str, torch.Tensor]) -> N
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, dtype=weights.dtype))
     reads = ntm.models.ntm.memory.read(leaves["memory"], weights)
     erase = torch.sigmoid(leaves["key"])
-    written = ntm.models.ntm.memory.write(leaves["memory"], weights, erase, torch.tanh(leaves["key"]))
+    written = ntm.models.ntm.memory.write(
+        leaves["memory"], weights, erase, torch.tanh(leaves["key"])
+    )
     probe = torch.randn(written.shape, generator=torch.Generator().manual_seed(0))
     (
         (weights * weights.detach()).sum() + reads.sum() + (written * probe.to(written.dtype)).sum()
@@ -393,7 +395,11 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
                 code = 0
         assert code in (0, 2)
         # Nothing written, but the empty output folder of a sweep that reached its runs.
-        sweeps = [reached[k] for k in ("ntm.sweeps.local.run", "ntm.sweeps.ray_backend.run") if k in reached]
+        sweeps = [
+            reached[k]
+            for k in ("ntm.sweeps.local.run", "ntm.sweeps.ray_backend.run")
+            if k in reached
+        ]
         jobs = sweeps[0][0] if sweeps else []
         left = set(folder.rglob("*"))
         assert left == _made_by_the_sweep(folder, jobs), sorted(

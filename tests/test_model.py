@@ -185,7 +185,8 @@ def reference_step(
     cell: ntm.NTMCell, x: torch.Tensor, state: ntm.NTMState
 ) -> tuple[torch.Tensor, ntm.NTMState]:
     """One NTM step from the paper's equations, written apart from ``NTMCell``: only the
-    cell's layers and the pure functions of ``ntm.models.ntm.addressing`` and ``ntm.models.ntm.memory``."""
+    cell's layers and the pure functions of ``ntm.models.ntm.addressing`` and
+    ``ntm.models.ntm.memory``."""
     cfg = cell.config
     batch, word, offsets = x.shape[0], cfg.word_size, 2 * cfg.shift_range + 1
     previous_reads = state.reads.reshape(batch, cfg.num_read_heads * word)

@@ -286,7 +286,9 @@ def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     recipes = [(task, ntm.registry.task_class(task).target) for task in ("ngrams", "priority_sort")]
-    recipes += list(ntm.models.ntm.model.FAST_NTM.items()) + list(ntm.models.dnc.model.FAST_DNC.items())
+    recipes += list(ntm.models.ntm.model.FAST_NTM.items()) + list(
+        ntm.models.dnc.model.FAST_DNC.items()
+    )
     for task, recipe in recipes:
         for key in [*recipe.train, *recipe.model]:
             assert f"--{key.replace('_', '-')}" in text.split(f"{task}:", 1)[1]

@@ -140,8 +140,7 @@ def test_every_module_has_a_layer(name: str) -> None:
 def test_imports_run_down_the_layers() -> None:
     """A module imports only from its own layer and the layers below it."""
     wrong = [
-        f"{source} ({LAYERS[layer_of(source)][0]}) imports {target} "
-        f"({LAYERS[layer_of(target)][0]})"
+        f"{source} ({LAYERS[layer_of(source)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
         for source, targets in graph().items()
         for target in targets
         if layer_of(target) > layer_of(source)

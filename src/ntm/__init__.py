@@ -74,6 +74,8 @@ __all__ = [
     "models",
     "mqar",
     "native",
+    "paper_lstm_config",
+    "paper_ntm_config",
     "pretrained",
     "register_model",
     "register_task",

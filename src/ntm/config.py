@@ -1,4 +1,6 @@
-"""Settings as dataclasses: the one source of defaults, round-tripping through JSON, strictly checked.
+"""Settings as dataclasses: the one source of defaults, strictly checked.
+
+A configuration round-trips through a dict and JSON.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def _rolled(weights: Tensor, k: int, sign: int) -> Tensor:
 def _address_forward(
     memory: Tensor, previous: Tensor, params: HeadParameters, eps: float, broadcast: bool
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """The addressing of ``ntm.models.ntm.addressing.address`` with a head's activated parameters."""
+    """The addressing of ``ntm.models.ntm.addressing.address`` with a head's activated
+    parameters."""
     key, strength, gate, shift_weights, gamma = params
     key_norm = torch.sqrt(key.pow(2).sum(-1) + eps)  # (B, H)
     row_norm = torch.sqrt(memory.pow(2).sum(1) + eps)  # (B, N)
@@ -442,7 +443,8 @@ def _compile_problem() -> str | None:
 
 
 def _split_params(spec: _Spec, params: tuple[Tensor, ...]) -> tuple[Any, ...]:
-    """The weights in :func:`ntm.models.ntm.layout.cell_weight_names`'s order, grouped for the steps."""
+    """The weights in :func:`ntm.models.ntm.layout.cell_weight_names`'s order, grouped for
+    the steps."""
     per_layer = len(CONTROLLER_LAYER_WEIGHTS[spec.config.controller])
     layers = spec.config.controller_layers
     params = tuple(p.detach() for p in params)  # plain tensors: the steps run without autograd

@@ -1,5 +1,4 @@
-"""The engine a model runs a sequence on.
-"""
+"""The engine a model runs a sequence on."""
 
 from __future__ import annotations
 

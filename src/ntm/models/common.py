@@ -1,4 +1,6 @@
-"""What the models share: input checks, clipping, and the frame of a body between an input and an output layer.
+"""What the models share: input checks, clipping, and a frame around a body.
+
+The frame puts a model's body between an input layer and an output layer.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The paper's LSTM baseline: its settings and its module.
-"""
+"""The paper's LSTM baseline: its settings and its module."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The paper's tables 1-3: each task's heads, controller size, layers and learning rate.
-"""
+"""The paper's tables 1-3: each task's heads, controller size, layers and learning rate."""
 
 from __future__ import annotations
 

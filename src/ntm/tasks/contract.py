@@ -1,4 +1,6 @@
-"""What every task is: a batch of sequences, the task protocol, the base of the built-in tasks, and the registered tasks by name.
+"""What every task is: a batch, the task protocol, and the tasks by name.
+
+Also the base class of the built-in tasks.
 
 Dimension legend: ``T`` time, ``B`` batch, ``I`` input channels, ``O`` target channels.
 """

@@ -20,6 +20,7 @@ from torch import Tensor
 from ntm.config import require
 from ntm.registry import Recipe, register_task
 from ntm.tasks.contract import Batch, _check_batch_size, _random_bits, _TaskBase, _uniform_int
+from ntm.tasks.scoring import cost_bits
 
 
 @dataclass(frozen=True)

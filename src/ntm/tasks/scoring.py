@@ -1,4 +1,6 @@
-"""How a task's outputs are scored: cost and wrong bits for bit tasks, cross-entropy and wrong tokens for token tasks.
+"""How a task's outputs are scored: bits, or tokens.
+
+Cost and wrong bits for bit tasks, cross-entropy and wrong tokens for token tasks.
 
 Dimension legend: ``T`` time, ``B`` batch, ``O`` target channels.
 """

@@ -1,1 +1,4 @@
-"""Training: the trainer and its parts (data, evaluator, guard, schedule, optimisers, transfer, processes)."""
+"""Training: the trainer and its parts.
+
+Data, evaluator, update guard, schedule, optimisers, transfer, processes.
+"""

@@ -208,7 +208,9 @@ def _call(
     _library()
     expected = dict(zip(_FUNCTIONS, _LIBRARY["pointers"], strict=True))[name]
     if len(tensors) != expected:
-        raise RuntimeError(f"ntm.engines.native: {name} takes {expected} buffers, got {len(tensors)}")
+        raise RuntimeError(
+            f"ntm.engines.native: {name} takes {expected} buffers, got {len(tensors)}"
+        )
     for tensor in tensors:
         if not tensor.is_contiguous() or tensor.dtype not in (
             torch.float32,

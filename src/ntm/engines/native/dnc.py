@@ -15,10 +15,10 @@ pass keeps every step's state for the backward pass only when a gradient is want
 one it keeps two states in turn), and of the link matrices (``B * N * N`` floats a step)
 only every :data:`LINK_EVERY`-th state's, from which the backward pass recomputes the rest.
 
-With sparse links (``link_sparsity`` K, 0 < K < N; :func:`ntm.models.dnc.addressing.sparse_link`) every state's
-links are lists of each row's K kept entries (``B * N * K`` values and columns), all of them
-kept, and a step's links, directions and backward cost O(N K) instead of O(N^2). The initial
-state's link matrix must then have K non-zero entries or fewer in each row and column (as
+With sparse links (``link_sparsity`` K, 0 < K < N;
+:func:`ntm.models.dnc.addressing.sparse_link`) every state's links are lists of each row's
+K kept entries (``B * N * K`` values and columns), all of them kept, and a step's links,
+directions and backward cost O(N K) instead of O(N^2). The initial state's link matrix must then have K non-zero entries or fewer in each row and column (as
 every sparse DNC's does); with more, the sequence runs eager (the C side finds it when it
 reads them: :class:`_TooDenseError`).
 

@@ -4,7 +4,8 @@ Dynamic memory allocation and temporal links (Graves et al., 2016, Nature 538, M
 the layout of the DNC's interface vector.
 
 Pure functions: tensors in, tensors out, no state, inputs never modified in place. Content
-weighting and erase/add writing are :mod:`ntm.models.ntm.addressing`'s and :mod:`ntm.models.ntm.memory`'s.
+weighting and erase/add writing are :mod:`ntm.models.ntm.addressing`'s and
+:mod:`ntm.models.ntm.memory`'s.
 
 Dimension legend used in every docstring of this module:
 

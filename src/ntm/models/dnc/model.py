@@ -99,9 +99,10 @@ class DNCCell(nn.Module):
     The controller, a stack of LSTM layers, sees the input and the previous reads,
     :math:`\chi_t = [x_t; r_{t-1}]`; each layer above the first also sees the layer below.
     From all layers' hidden states :math:`h_t` a linear layer makes the interface vector
-    :math:`\xi_t` (:class:`ntm.models.dnc.addressing.InterfaceLayout`). The memory then frees and allocates
-    slots, writes, updates the temporal links and reads (:mod:`ntm.models.dnc.addressing`). The output logits
-    are :math:`y_t = W [h_t; r_t] + b`, the paper's :math:`W_y h_t + W_r r_t`.
+    :math:`\xi_t` (:class:`ntm.models.dnc.addressing.InterfaceLayout`). The memory then
+    frees and allocates slots, writes, updates the temporal links and reads
+    (:mod:`ntm.models.dnc.addressing`). The output logits are :math:`y_t = W [h_t; r_t] + b`,
+    the paper's :math:`W_y h_t + W_r r_t`.
 
     Args:
         input_size: features per input step ``I``.
@@ -109,8 +110,9 @@ class DNCCell(nn.Module):
         controller_size, controller_layers, num_read_heads, memory_size, word_size,
         interface_clip, output_clip, eps, link_sparsity: as the fields of
             :class:`ntm.DNCConfig`, whose defaults they take. ``link_sparsity`` K >= 1 makes
-            the links the paper's sparse ones (:func:`ntm.models.dnc.addressing.sparse_link`; the same as the
-            dense ones from K = N on).
+            the links the paper's sparse ones
+            (:func:`ntm.models.dnc.addressing.sparse_link`; the same as the dense ones from
+            K = N on).
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: input, state

@@ -1,1 +1,1 @@
-"""The Neural Turing Machine: its addressing and memory equations, head layout, settings and modules."""
+"""The Neural Turing Machine: equations, head layout, settings and modules."""

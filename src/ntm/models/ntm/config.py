@@ -1,5 +1,4 @@
-"""The NTM's settings: one dataclass, the source of its defaults and checks.
-"""
+"""The NTM's settings: one dataclass, the source of its defaults and checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The Neural Turing Machine as PyTorch modules: one step (:class:`NTMCell`) and a whole sequence (:class:`NTM`).
+"""The Neural Turing Machine as PyTorch modules: a step and a whole sequence.
+
+:class:`NTMCell` is one step, :class:`NTM` a whole sequence.
 
 Dimension legend: ``B`` batch, ``T`` time, ``I`` input size, ``O`` output size,
 ``R`` read heads, ``W`` write heads, ``N`` memory slots, ``M`` word size,
@@ -378,8 +380,8 @@ class NTM(Engined, nn.Module):
             (:mod:`ntm.engines.fused`): same outputs and gradients, several times faster on a CPU;
             the final state then carries no gradient. ``compiled``: ``fused`` with its steps
             compiled by ``torch.compile`` (a minute or two the first time). ``native``:
-            ``fused`` with the recurrence in C (:mod:`ntm.engines.native`, built in seconds the first
-            time), for float32 on the CPU; elsewhere, or without a C compiler, it runs as
+            ``fused`` with the recurrence in C (:mod:`ntm.engines.native`, built in seconds
+            the first time), for float32 on the CPU; elsewhere, or without a C compiler, it runs as
             ``fused``. A choice of this model alone, which may be changed between calls.
         device, dtype: where and in which precision to create the parameters.
 

@@ -1,0 +1,29 @@
+"""``ntm viz``: pictures of a run, and the browser viewer of its memory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ntm.cli.common import UsageError, _run_dir, _say_which_model, _task_args_for
+from ntm.pictures.figures import draw_run
+from ntm.pictures.viewer import draw_page
+
+
+def _viz(args: argparse.Namespace) -> int:
+    run_dir = _run_dir(args)
+    out = args.out
+    if out is None and args.pretrained:
+        kind = "" if (args.model or "ntm") == "ntm" else f"-{args.model}"
+        out = Path(f"pretrained-{args.pretrained}{kind}")  # never into the installed package
+    _say_which_model(run_dir, args.checkpoint)
+    settings = _task_args_for(run_dir, args.task_arg)
+    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device)
+    if args.html:
+        try:
+            paths.append(draw_page(run_dir, out, settings, args.seed, args.checkpoint, args.device))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    for path in paths:
+        print(path)
+    return 0

@@ -16,11 +16,12 @@ one it keeps two states in turn), and of the link matrices (``B * N * N`` floats
 only every :data:`LINK_EVERY`-th state's, from which the backward pass recomputes the rest.
 
 With sparse links (``link_sparsity`` K, 0 < K < N;
-:func:`ntm.models.dnc.addressing.sparse_link`) every state's links are lists of each row's
-K kept entries (``B * N * K`` values and columns), all of them kept, and a step's links,
-directions and backward cost O(N K) instead of O(N^2). The initial state's link matrix must then have K non-zero entries or fewer in each row and column (as
-every sparse DNC's does); with more, the sequence runs eager (the C side finds it when it
-reads them: :class:`_TooDenseError`).
+:func:`ntm.models.dnc.addressing.sparse_link`) every state's links are lists of each row's K
+kept entries (``B * N * K`` values and columns), all of them kept, and a step's links,
+directions and backward cost O(N K) instead of O(N^2). The initial state's link matrix must
+then have K non-zero entries or fewer in each row and column (as every sparse DNC's does);
+with more, the sequence runs eager (the C side finds it when it reads them:
+:class:`_TooDenseError`).
 
 Dimension legend: ``T`` time, ``B`` batch, ``I`` input size, ``O`` output size, ``L``
 controller layers, ``C`` controller size, ``G = 4C`` gate rows, ``R`` read heads, ``N``

@@ -6,10 +6,13 @@ A configuration round-trips through a dict and JSON.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
 import typing
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -91,8 +94,66 @@ def require_positive(owner: str, **values: int) -> None:
         require(value >= 1, owner, name, value, "an integer >= 1")
 
 
+class Check(NamedTuple):
+    """A condition on one setting's value, and what it expects, said in words."""
+
+    holds: Callable[[Any], bool]
+    expected: str
+
+
+#: The checks most settings need.
+AT_LEAST_ONE = Check(lambda v: v >= 1, "an integer >= 1")
+AT_LEAST_ZERO = Check(lambda v: v >= 0, "an integer >= 0")
+OFF_OR_POSITIVE = Check(lambda v: math.isfinite(v) and v >= 0, "a number >= 0 (0: off)")
+SMALL_POSITIVE = Check(lambda v: 0 < v < 1, "a number in (0, 1)")
+
+
+def one_of(*choices: str) -> Check:
+    """The check that a value is one of ``choices``."""
+    return Check(lambda v: v in choices, f"one of {', '.join(choices)}")
+
+
+def setting(default: Any, check: Check | None = None) -> Any:
+    """A field of a settings dataclass: its default and the check its value must pass (run
+    by :class:`JSONConfig` after construction). The field's comment says why the default."""
+    return dataclasses.field(default=default, metadata={"check": check} if check else {})
+
+
 class JSONConfig:
-    """Round trips of a configuration dataclass through a dict and JSON, strictly checked."""
+    """Round trips of a configuration dataclass through a dict and JSON, strictly checked.
+
+    Every field declared with :func:`setting` and a check is checked when the dataclass is
+    built; a subclass adds checks that relate two settings in :meth:`check`. Its fields are
+    the keyword arguments of the modules built from it (:meth:`of`), so each setting is
+    declared once, with its default, its check and the reason for its default.
+    """
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for f in fields(self):  # type: ignore[arg-type]
+            check: Check | None = f.metadata.get("check")
+            value = self.to_dict()[f.name] if check else None
+            if check is not None:
+                require(check.holds(value), name, f.name, value, check.expected)
+        self.check()
+
+    def check(self) -> None:
+        """Checks that relate two settings or more (none by default)."""
+
+    @classmethod
+    def of(
+        cls: type[C], owner: str, input_size: int, output_size: int, settings: dict[str, Any]
+    ) -> C:
+        """The settings given to ``owner``'s constructor as keyword arguments; a name that
+        is not a field is refused, naming the fields."""
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise TypeError(
+                f"{owner}: unknown setting(s) {', '.join(map(repr, unknown))}; expected some "
+                f"of: {', '.join(n for n in names if n not in ('input_size', 'output_size'))}"
+            )
+        return cls(input_size=input_size, output_size=output_size, **settings)  # type: ignore[call-arg]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
@@ -107,3 +168,38 @@ class JSONConfig:
     @classmethod
     def from_json(cls: type[C], text: str) -> C:
         return from_dict(cls, json.loads(text))
+
+
+def settings_signature(config: type[JSONConfig], *after: inspect.Parameter) -> inspect.Signature:
+    """The signature of a module built from ``config``: ``(input_size, output_size, *,
+    SETTING=DEFAULT, ..., *after)``, what ``help()`` and :func:`inspect.signature` show of
+    a constructor that takes the settings as ``**settings``."""
+    hints = typing.get_type_hints(config)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [
+            inspect.Parameter("input_size", positional, annotation=int),
+            inspect.Parameter("output_size", positional, annotation=int),
+            *(
+                inspect.Parameter(f.name, keyword, default=f.default, annotation=hints[f.name])
+                for f in fields(config)  # type: ignore[arg-type]
+                if f.name not in ("input_size", "output_size")
+            ),
+            *after,
+        ]
+    )
+
+
+#: The keyword arguments of a module that say where its parameters live, not what it is.
+PLACEMENT = (
+    inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None),
+    inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=None),
+)
+#: Those of a model over whole sequences: its layout of time, its engine (``auto`` where it
+#: has engines), and :data:`PLACEMENT`.
+WRAPPER_ARGUMENTS = (
+    inspect.Parameter("batch_first", inspect.Parameter.KEYWORD_ONLY, default=False),
+    inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, default="auto"),
+    *PLACEMENT,
+)

@@ -12,28 +12,34 @@ keyword arguments, whose instances have ``input_size``, ``output_size`` and
 
 The built-in models and tasks register themselves the same way, in their own modules.
 
-Everything richer is optional, declared on the class itself:
+Everything richer is optional, declared on the class itself, and read only through this
+module's accessor of the same name (:func:`engines`, :func:`optimal_cost`, ...):
 
 a model's
     ``config_class`` (a dataclass of its settings; by default one is made from the
-    constructor's annotated keyword arguments), ``engines`` (the values its constructor's
-    ``engine=`` takes, the first the default), ``recipe(task, preset, train)`` (its
-    per-task settings, a :class:`Recipe`), ``input_weights(config)`` and
-    ``output_weights`` (the tensors whose columns are the input channels and whose rows
-    are the output channels, for ``--init-from`` with more channels), ``from_config``,
-    ``two_processes_from_batch`` (the smallest batch at which two processes on a CPU train
-    it faster than one: ``ntm train`` then starts two), and a ``trace(inputs)`` method for
-    ``ntm viz``;
+    constructor's annotated keyword arguments), ``engines`` (the engines its constructor's
+    ``engine=`` names besides ``auto``; :mod:`ntm.engines.select` chooses among them),
+    ``recipe(task, preset, train)`` (its per-task settings, a :class:`Recipe`),
+    ``input_weights(config)`` and ``output_weights`` (the tensors whose columns are the
+    input channels and whose rows are the output channels, for ``--init-from`` with more
+    channels), ``from_config``, ``two_processes_from_batch`` (the smallest batch at which
+    two processes on a CPU train it faster than one: ``ntm train`` then starts two),
+    ``width_setting`` (the setting that scales its width, which ``benchmarks/compare.py``
+    adjusts to match parameter counts), and a ``trace(inputs)`` method for ``ntm viz``
+    returning ``(logits, final state, trace)``, whose trace declares what it holds
+    (``trace.contents()``, a :class:`TraceContents`);
 a task's
     ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
     it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside
     the training distribution), ``ladder()`` (the same for the settings beyond training
     that ``ntm eval --ladder`` climbs, computed from the task's own settings), ``tokens``
     (True: one-hot token inputs and targets, scored by cross-entropy and wrong tokens, see
-    :func:`ntm.tasks.scoring`), ``curriculum`` (the setting a curriculum raises and the
-    one it starts above), ``optimal_cost(batch)`` (a reference cost, such as the n-grams
-    Bayes optimum, that ``--target-excess`` is measured against), ``to_dict`` and
-    ``with_settings``.
+    :func:`ntm.tasks.scoring`), ``end_marker`` (True: the last target channel marks the end
+    of the answer, as repeat copy's does; the trainer may withhold it until the rest is
+    right, and evaluation reports it apart), ``curriculum`` (the setting a curriculum
+    raises and the one it starts above), ``optimal_cost(batch)`` (a reference cost, such as
+    the n-grams Bayes optimum, that ``--target-excess`` is measured against), ``to_dict``
+    and ``with_settings``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
+
+from torch import Tensor
 
 from ntm.config import JSONConfig
 
@@ -63,6 +71,30 @@ class Recipe:
     train: Mapping[str, Any] = field(default_factory=dict)
     model: Mapping[str, Any] = field(default_factory=dict)
     why: str = ""
+
+
+class TraceContents(NamedTuple):
+    """What a model's trace holds, declared by the trace (``trace.contents()``), for
+    ``ntm viz`` and the viewer, time-major, on the trace's device.
+
+    Fields:
+        read_weights: (T, B, R, N) each read head's weighting.
+        write_weights: (T, B, W, N) each write head's weighting.
+        memory: (T, B, N, M) the memory after each step's write.
+        erase: (T, B, W, M) each write head's erase vector, or None.
+        add: (T, B, W, M) each write head's add vector, or None.
+        panels: the extra pictures the trace offers, by name: ``usage`` (T, B, N),
+            ``allocation`` (T, B, N), ``gates`` (T, B, 2: allocation and write gate),
+            ``read_modes`` (T, B, R, 3: backward, content, forward), ``free_gates``
+            (T, B, R). The pictures draw the ones they know, by these names.
+    """
+
+    read_weights: Tensor
+    write_weights: Tensor
+    memory: Tensor
+    erase: Tensor | None = None
+    add: Tensor | None = None
+    panels: Mapping[str, Tensor] = {}
 
 
 class RegistryError(ValueError):
@@ -235,12 +267,109 @@ def settings_of(cls: type[Any]) -> list[tuple[str, type[Any], Any]]:
     ]
 
 
-def build_model(cls: type[Any], config: Any, engine: str = "") -> Any:
+def build_model(cls: type[Any], config: Any, engine: str = "auto") -> Any:
     """A model of class ``cls`` from its settings ``config`` (an instance of
-    :func:`config_class`), running on ``engine`` when it has engines."""
+    :func:`config_class`), asking for ``engine`` when it has engines (``auto``: its own
+    default)."""
     from_config: Callable[..., Any] | None = getattr(cls, "from_config", None)
-    engines: tuple[str, ...] = getattr(cls, "engines", ())
-    extra = {"engine": engine} if engine and engines else {}
+    extra = {"engine": engine} if engine != "auto" and engines(cls) else {}
     if from_config is not None:
         return from_config(config, **extra)
     return cls(**config.to_dict(), **extra)
+
+
+# --- The optional members: read here, and nowhere else ------------------------------------
+#
+# Each accessor reads one optional member of the contract (the module's docstring lists them)
+# and says what its absence means, so the rest of the library never probes a model, a task
+# or a trace for what it may have.
+
+
+def engines(model: Any) -> tuple[str, ...]:
+    """The engines a model class (or model) runs a sequence on; () for one without."""
+    return tuple(getattr(model, "engines", ()))
+
+
+def recipe(cls: type[Any]) -> Callable[[str, str, Mapping[str, Any]], Any] | None:
+    """A model class's ``recipe(task, preset, train)``; None where it has none."""
+    return getattr(cls, "recipe", None)
+
+
+def input_weights(cls: type[Any], config: Any) -> tuple[str, ...] | None:
+    """The tensors whose first columns are a model's input channels (None: undeclared)."""
+    declared = getattr(cls, "input_weights", None)
+    return None if declared is None else tuple(declared(config))
+
+
+def output_weights(cls: type[Any]) -> tuple[str, ...]:
+    """The tensors whose rows are a model's output channels; () where undeclared."""
+    return tuple(getattr(cls, "output_weights", ()))
+
+
+def two_processes_from_batch(cls: type[Any]) -> int:
+    """The smallest batch at which two processes train the model faster than one on a CPU
+    (0: never, as far as it knows)."""
+    return int(getattr(cls, "two_processes_from_batch", 0))
+
+
+def width_setting(cls: type[Any]) -> str | None:
+    """The setting that scales a model's width (``width_setting``), which a comparison at
+    equal parameter counts adjusts; None where the model declares none."""
+    declared = getattr(cls, "width_setting", None)
+    return None if declared is None else str(declared)
+
+
+def tracer(model: Any) -> Callable[..., tuple[Any, Any, Any]] | None:
+    """A model's ``trace(inputs) -> (logits, final state, trace)``; None without one."""
+    return getattr(model, "trace", None)
+
+
+def initial_state(model: Any) -> Callable[[int], Any] | None:
+    """A model's ``initial_state(batch_size)``; None without one."""
+    return getattr(model, "initial_state", None)
+
+
+def trace_contents(trace: Any) -> TraceContents | None:
+    """What a trace declares it holds (its ``contents()``); None where it declares nothing."""
+    declared = getattr(trace, "contents", None)
+    return None if declared is None else typing.cast("TraceContents", declared())
+
+
+def task_target(cls: type[Any]) -> Recipe:
+    """A task class's ``target`` (its training settings); the default target otherwise."""
+    declared = getattr(cls, "target", None)
+    return declared if isinstance(declared, Recipe) else Recipe()
+
+
+def generalisation(task: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A task's (class's or instance's) ``generalisation`` settings; [] without."""
+    return list(getattr(task, "generalisation", []))
+
+
+def ladder(task: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A task's ``ladder()``, else its generalisation settings."""
+    own = getattr(task, "ladder", None)
+    return list(own()) if own is not None else generalisation(task)
+
+
+def tokens(task: Any) -> bool:
+    """Whether a task is a token task (``tokens = True``)."""
+    return bool(getattr(task, "tokens", False))
+
+
+def end_marker(task: Any) -> bool:
+    """Whether a task's targets end with an end-marker channel (``end_marker = True``)."""
+    return bool(getattr(task, "end_marker", False))
+
+
+def curriculum(cls: type[Any]) -> tuple[str, str] | None:
+    """A task class's ``curriculum``: (the setting a curriculum raises, the one it starts
+    above); None without one."""
+    declared = getattr(cls, "curriculum", None)
+    return None if declared is None else (str(declared[0]), str(declared[1]))
+
+
+def optimal_cost(task: Any) -> Callable[[Any], float] | None:
+    """A task's ``optimal_cost(batch)`` (a reference cost, such as the n-grams Bayes
+    optimum), or a task class's; None without one."""
+    return getattr(task, "optimal_cost", None)

@@ -206,7 +206,7 @@ def _sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if section in sections and name:
             sections[section][name] = value
     if args.model_arg or args.task_arg:
-        if getattr(args, "resume", None) is not None:
+        if vars(args).get("resume") is not None:
             chosen = dataclasses.asdict(read_run_config(args.resume).train)
         else:
             base = _read_json(args.config) if args.config else {}

@@ -432,6 +432,7 @@ def compiled_available() -> str | None:
 
 
 def _compile_problem() -> str | None:
+    # A setting of torch's, present in the releases the compiled steps were written for.
     if not hasattr(torch._dynamo.config, RECOMPILE_LIMIT):
         return f"torch {torch.__version__} has no torch._dynamo.config.{RECOMPILE_LIMIT}"
     try:

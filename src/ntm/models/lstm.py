@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -10,7 +10,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ntm.config import JSONConfig, require, require_positive
+from ntm.config import (
+    AT_LEAST_ONE,
+    OFF_OR_POSITIVE,
+    PLACEMENT,
+    WRAPPER_ARGUMENTS,
+    JSONConfig,
+    setting,
+    settings_signature,
+)
 from ntm.models.common import check_tensor, clip_values
 from ntm.models.paper import PAPER_SETTINGS
 from ntm.registry import Recipe, register_model
@@ -18,25 +26,14 @@ from ntm.registry import Recipe, register_model
 
 @dataclass(frozen=True)
 class LSTMConfig(JSONConfig):
-    """The paper's baseline: a stack of LSTM layers and a linear read-out."""
+    """The paper's baseline: a stack of LSTM layers and a linear read-out. Each field is a
+    keyword argument of :class:`LSTMBaseline`, declared here once."""
 
-    input_size: int = 9
-    output_size: int = 8
-    hidden_size: int = 256  # copy: 3 x 256 (paper table 1)
-    num_layers: int = 3
-    output_clip: float = 20.0  # clip output logits to +-20 (0: off)
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        keys = ("input_size", "output_size", "hidden_size", "num_layers")
-        require_positive(name, **{key: getattr(self, key) for key in keys})
-        require(
-            math.isfinite(self.output_clip) and self.output_clip >= 0,
-            name,
-            "output_clip",
-            self.output_clip,
-            "a number >= 0 (0: off)",
-        )
+    input_size: int = setting(9, AT_LEAST_ONE)
+    output_size: int = setting(8, AT_LEAST_ONE)
+    hidden_size: int = setting(256, AT_LEAST_ONE)  # copy: 3 x 256 (paper table 1)
+    num_layers: int = setting(3, AT_LEAST_ONE)
+    output_clip: float = setting(20.0, OFF_OR_POSITIVE)  # clip output logits to +-20 (0: off)
 
 
 def paper_lstm_config(task: str, input_size: int, output_size: int) -> LSTMConfig:
@@ -57,26 +54,23 @@ class LSTMBaseline(nn.Module):
     (outputs (T, B, O), (h, c))`` with ``h`` and ``c`` of shape (layers, B, hidden).
     """
 
+    #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`LSTMConfig`.
+    __signature__: ClassVar[inspect.Signature] = settings_signature(
+        LSTMConfig, WRAPPER_ARGUMENTS[0], *PLACEMENT
+    )
+
     def __init__(
         self,
         input_size: int,
         output_size: int,
         *,
-        hidden_size: int = LSTMConfig.hidden_size,
-        num_layers: int = LSTMConfig.num_layers,
-        output_clip: float = LSTMConfig.output_clip,
         batch_first: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        self.config = LSTMConfig(
-            input_size=input_size,
-            output_size=output_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            output_clip=output_clip,
-        )
+        self.config = LSTMConfig.of(type(self).__name__, input_size, output_size, settings)
         self.batch_first = batch_first
         cfg = self.config
         self.lstm = nn.LSTM(

@@ -15,9 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ntm import registry
 from ntm.models.dnc.addressing import READ_MODES
-from ntm.models.dnc.model import DNCTrace
-from ntm.models.ntm.model import NTMTrace
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import TrainConfig
 from ntm.runs.evaluation import HELD_OUT_SEED
@@ -100,8 +99,9 @@ def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, ti
     Args:
         batch: a ``Batch`` whose sequence 0 is drawn.
         probabilities: (T, O) the model's P(bit = 1) for that sequence.
-        trace: an ``NTMTrace`` or a ``DNCTrace`` of the run, or None for a model without
-            memory. A DNC's also shows its usage, its read modes and its write gates.
+        trace: the run's trace (one that declares its ``contents()``), or None for a model
+            without memory. The panels it offers are drawn too (a DNC's usage, write gates
+            and read modes).
         title: the figure's title.
 
     Returns:
@@ -117,23 +117,24 @@ def sequence_figure(batch: Any, probabilities: np.ndarray, trace: Any | None, ti
     ]
     row_names: dict[str, list[str]] = {}  # panels whose rows are named, not numbered
     slots = np.arange(0)
-    if trace is not None:
-        dnc = isinstance(trace, DNCTrace)
-        writes = trace.write_weights[:, 0].numpy()  # (T, W, N); a DNC's (T, N)
-        writes = writes[:, None] if dnc else writes
-        reads = trace.read_weights[:, 0].numpy()  # (T, R, N)
+    contents = None if trace is None else registry.trace_contents(trace)
+    if contents is not None:
+        writes = contents.write_weights[:, 0].numpy()  # (T, W, N)
+        reads = contents.read_weights[:, 0].numpy()  # (T, R, N)
         slots = shown_slots(writes, reads)  # (K,)
         for h in range(min(writes.shape[1], 4)):
             panels.append((writes[:, h, slots].T, f"write weighting, head {h}", "slot"))
         for h in range(min(reads.shape[1], 4)):
             panels.append((reads[:, h, slots].T, f"read weighting, head {h}", "slot"))
-        if isinstance(trace, DNCTrace):
-            usage = trace.usage[:, 0].numpy()  # (T, N)
+        extra = contents.panels  # the ones this figure knows, where the trace offers them
+        if "usage" in extra:
+            usage = extra["usage"][:, 0].numpy()  # (T, N)
             panels.append((usage[:, slots].T, "usage (before the step's write)", "slot"))
-            gates = torch.stack([trace.allocation_gate[:, 0], trace.write_gate[:, 0]])
-            panels.append((gates.numpy(), "write gates", "gates"))
+        if "gates" in extra:
+            panels.append((extra["gates"][:, 0].numpy().T, "write gates", "gates"))
             row_names["gates"] = ["allocation", "write"]
-            modes = trace.read_modes[:, 0].numpy()  # (T, R, 3)
+        if "read_modes" in extra:
+            modes = extra["read_modes"][:, 0].numpy()  # (T, R, 3)
             for h in range(min(modes.shape[1], 4)):
                 panels.append((modes[:, h].T, f"read modes, head {h}", "modes"))
             row_names["modes"] = list(READ_MODES)
@@ -241,20 +242,18 @@ def draw_learning_curves(
 
 
 @torch.no_grad()
-def run_one(
-    model: Any, inputs: torch.Tensor
-) -> tuple[np.ndarray, NTMTrace | DNCTrace | None, np.ndarray | None]:
-    """The model on ``inputs`` (T, 1, I): P(bit = 1) per step (T, O), its trace where this
-    module draws it (an NTM's or a DNC's, on the CPU), and the memory after the last step."""
+def run_one(model: Any, inputs: torch.Tensor) -> tuple[np.ndarray, Any | None, np.ndarray | None]:
+    """The model on ``inputs`` (T, 1, I): P(bit = 1) per step (T, O), its trace where it
+    declares its contents (on the CPU), and the memory after the last step."""
     memory: np.ndarray | None = None
-    trace: NTMTrace | DNCTrace | None = None
-    traced = getattr(model, "trace", None)
-    if traced is None:  # a model without a trace: its outputs only
+    trace: Any | None = None
+    tracer = registry.tracer(model)
+    if tracer is None:  # a model without a trace: its outputs only
         logits = logits_of(model(inputs))
     else:
-        logits, state, steps = traced(inputs)
+        logits, state, steps = tracer(inputs)
         memory = state.memory[0].cpu().numpy()
-        if isinstance(steps, NTMTrace | DNCTrace):  # the weightings this module draws
+        if registry.trace_contents(steps) is not None:
             trace = type(steps)(*(t.cpu() for t in steps))
     return torch.sigmoid(logits[:, 0]).cpu().numpy(), trace, memory
 

@@ -10,10 +10,12 @@ beside it and the slots a head weights above 0.1 outlined, each weighting as bar
 slots, the NTM's erase and add vectors, the DNC's usage, allocation, gates and read modes.
 Hovering over a cell shows its value, slot and step.
 
-Any model whose ``trace(inputs)`` returns ``(logits, state, trace)`` with ``read_weights``
-(T, B, R, N), ``write_weights`` (T, B, W, N) or (T, B, N) and ``memory`` (T, B, N, M) gets a
-page. The memory at each step is not written out where it can be rebuilt: with the memory
-before the first step (``initial_state``) and the trace's erase and add vectors, the page
+Any model whose ``trace(inputs)`` returns ``(logits, state, trace)`` with a trace that
+declares what it holds (``trace.contents()``, an :class:`ntm.registry.TraceContents`: the
+weightings, the memory, perhaps erase and add vectors and extra panels) gets a page, drawn
+from that declaration. The memory at each step is not written out where it can be rebuilt:
+with the memory before the first step (``initial_state``) and the erase and add vectors, the
+page
 replays the writes (a copy of length 120 then takes tens of kilobytes, not megabytes);
 otherwise each step's memory is written in full.
 """
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ntm import registry
 from ntm.models.dnc.addressing import READ_MODES
 from ntm.models.ntm.memory import write
 from ntm.pictures.figures import shown_slots
@@ -78,9 +81,10 @@ def _replayable(
     """The memory before the first step where the write weightings (T, B, W, N) and the
     erase and add vectors (T, B, W, M) rebuild every step's ``memory`` (T, B, N, M) from it
     (checked here, as the page will rebuild it); else None."""
-    if not hasattr(model, "initial_state"):
+    initial_state = registry.initial_state(model)
+    if initial_state is None:
         return None
-    start: Tensor = model.initial_state(1).memory.detach().cpu()
+    start: Tensor = initial_state(1).memory.detach().cpu()
     rebuilt = start
     for t in range(weights.shape[0]):
         rebuilt = write(rebuilt, weights[t], erase[t], add[t])
@@ -93,50 +97,53 @@ def _replayable(
 def sequence_data(model: Any, run: RunConfig, label: str, batch: Batch) -> dict[str, Any]:
     """What the page shows of one sequence (``batch``, on the CPU, of one): arrays of its
     steps and a summary line."""
-    logits, _, trace = model.trace(batch.inputs.to(next(model.parameters()).device))
-    trace = type(trace)(*(t.detach().cpu() for t in trace))
+    tracer = registry.tracer(model)
+    if tracer is None:
+        raise ValueError(f"model {run.train.model!r} has no trace")
+    logits, _, trace = tracer(batch.inputs.to(next(model.parameters()).device))
+    contents = registry.trace_contents(trace)
+    if contents is None:
+        raise ValueError(
+            f"--html: the trace of model {run.train.model!r} declares no contents() (which "
+            "weightings, memory and panels it holds), so the page cannot draw it"
+        )
     logits = logits.detach().cpu()[..., : batch.targets.shape[-1]]
     score = scoring(run.task)
-    tokens = bool(getattr(run.task, "tokens", False))
+    tokens = registry.tokens(run.task)
     probabilities = torch.softmax(logits, -1) if tokens else torch.sigmoid(logits)
     mask = batch.mask[:, 0, None].float()
-    weights = trace.write_weights
-    weights = weights if weights.dim() == 4 else weights.unsqueeze(2)  # (T, B, W, N)
+    memory = contents.memory.detach().cpu()  # (T, B, N, M)
+    weights = contents.write_weights.detach().cpu()  # (T, B, W, N)
     writes = weights[:, 0]  # (T, W, N)
+    reads = contents.read_weights.detach().cpu()[:, 0]  # (T, R, N)
     arrays = {
         "inputs": _array(batch.inputs[:, 0].clamp(0, 1)),
         "targets": _array(batch.targets[:, 0] * mask),
         "outputs": _array(probabilities[:, 0] * mask),
-        "read_weights": _array(trace.read_weights[:, 0]),
+        "read_weights": _array(reads),
         "write_weights": _array(writes),
     }
-    erase = getattr(trace, "erase", None)
-    add = getattr(trace, "add", getattr(trace, "write_vector", None))  # the DNC's name
     start = None
-    if erase is not None and add is not None:
-        start = _replayable(model, trace.memory, weights, erase, add)
+    if contents.erase is not None and contents.add is not None:
+        erase, add = contents.erase.detach().cpu(), contents.add.detach().cpu()
+        start = _replayable(model, memory, weights, erase, add)
         if start is not None:
             arrays["initial_memory"] = _array(start)
             arrays["erase"], arrays["add"] = _array(erase[:, 0]), _array(add[:, 0])
     if start is None:
-        arrays["memory"] = _array(trace.memory[:, 0])
-    if hasattr(trace, "usage"):  # a DNC's
-        arrays["usage"] = _array(trace.usage[:, 0])
-        arrays["allocation"] = _array(trace.allocation[:, 0])
-        gates = torch.stack([trace.allocation_gate[:, 0], trace.write_gate[:, 0]], -1)
-        arrays["gates"] = _array(gates)
-        arrays["read_modes"] = _array(trace.read_modes[:, 0])
-        arrays["free_gates"] = _array(trace.free_gates[:, 0])
+        arrays["memory"] = _array(memory[:, 0])
+    for name, values in contents.panels.items():  # the extra panels the trace declares
+        arrays[name] = _array(values.detach().cpu()[:, 0])
     wrong = float(score.wrong(logits, batch.targets, batch.mask).sum())
     unit = score.unit.removesuffix("s") if wrong == 1 else score.unit
-    steps, slots, word = trace.memory.shape[0], trace.memory.shape[2], trace.memory.shape[3]
+    steps, slots, word = memory.shape[0], memory.shape[2], memory.shape[3]
     return {
         "label": f"{label} ({steps} steps)",
         "summary": f"{wrong:g} wrong {unit} in this sequence",
         "slots": slots,
         "word": word,
         # The slots the panels over time show: the band the heads attend to (as ntm viz).
-        "shown": shown_slots(writes.numpy(), trace.read_weights[:, 0].numpy()).tolist(),
+        "shown": shown_slots(writes.numpy(), reads.numpy()).tolist(),
         "arrays": arrays,
     }
 
@@ -159,7 +166,7 @@ def draw_page(
     :func:`ntm.runs.load.weights_file`) into ``out`` (default: the run folder); returns its path.
     A model without a trace is refused by name."""
     run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
-    if not hasattr(model, "trace"):
+    if registry.tracer(model) is None:
         raise ValueError(
             f"--html: the model {run.train.model!r} has no trace (a trace(inputs) method "
             "returning its weightings and memory per step), so there is no memory to show"

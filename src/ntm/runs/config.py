@@ -19,8 +19,8 @@ from typing import Any
 from ntm import registry
 from ntm.config import JSONConfig, from_dict, require, require_positive
 from ntm.engines.devices import DEVICE_FORMS, is_form
+from ntm.engines.select import AUTO, ENGINES
 from ntm.models.ntm.config import CONTROLLERS
-from ntm.models.ntm.model import ENGINES
 from ntm.registry import Recipe
 from ntm.tasks.contract import Task, make_task, task_target
 
@@ -130,12 +130,14 @@ class TrainConfig:
         },
     )
     engine: str = field(
-        default="native",
+        default=AUTO,
         metadata={
-            "help": "NTM execution: eager (autograd step by step), fused (hand-written "
-            "backward), compiled (fused, steps compiled with torch.compile; on a GPU replayed "
-            "as CUDA graphs), native (fused, the recurrence in C, built in seconds with the "
-            "system's C compiler; where that cannot build, compiled; on a GPU, fused)"
+            "help": "how the model runs a sequence: auto (the fastest that runs here: native, "
+            "else fused, else eager), eager (autograd step by step), fused (hand-written "
+            "backward), compiled (fused, steps compiled with torch.compile), native (the "
+            "recurrence in C, built in seconds with the system's C compiler). One fallback "
+            "chain for every model: native and compiled fall back to fused where they cannot "
+            "run, fused to eager where the model has no fused (ntm.engines.select)"
         },
     )
     device: str = field(
@@ -157,6 +159,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        values = dataclasses.asdict(self)
         choices = {
             "task": tuple(registry.tasks()),
             "preset": PRESETS,
@@ -164,28 +167,28 @@ class TrainConfig:
             "controller": CONTROLLERS,
             "optimizer": OPTIMIZERS,
             "clip_mode": CLIP_MODES,
-            "engine": ENGINES,
+            "engine": (AUTO, *ENGINES),
             "schedule": SCHEDULES,
         }
         for key, allowed in choices.items():
-            value = getattr(self, key)
+            value = values[key]
             require(value in allowed, name, key, value, f"one of {', '.join(allowed)}")
         require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
-        require_positive(name, **{key: getattr(self, key) for key in positive})
+        require_positive(name, **{key: values[key] for key in positive})
         for key in ("checkpoint_every", "threads", "seed", "eval_seed"):
-            require(getattr(self, key) >= 0, name, key, getattr(self, key), "an integer >= 0")
+            require(values[key] >= 0, name, key, values[key], "an integer >= 0")
         require(math.isfinite(self.lr) and self.lr > 0, name, "lr", self.lr, "a finite number > 0")
         require(0 <= self.momentum < 1, name, "momentum", self.momentum, "a number in [0, 1)")
         require(
             math.isfinite(self.clip) and self.clip >= 0, name, "clip", self.clip, "a number >= 0"
         )
         for key in ("target_bit_errors", "target_cost", "target_excess"):
-            value = getattr(self, key)
+            value = values[key]
             require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0")
         task = registry.task_class(self.task)
         require(
-            self.target_excess == 0 or hasattr(task, "optimal_cost"),
+            self.target_excess == 0 or registry.optimal_cost(task) is not None,
             name,
             "target_excess",
             self.target_excess,
@@ -253,7 +256,7 @@ def recipe_for(preset: str, task: str, model: str, train: dict[str, Any]) -> Rec
     """The model's recipe for ``task`` under ``preset`` (None: the model has none for it,
     and trains with its own defaults); ``train``: the training settings chosen so far."""
     cls = registry.model_class(model)
-    recipe = getattr(cls, "recipe", None)
+    recipe = registry.recipe(cls)
     if recipe is None:
         return None
     return typing.cast("Recipe | None", recipe(task, preset, train))
@@ -283,7 +286,7 @@ def recipes() -> list[tuple[str, list[tuple[str, str, str]]]]:
             base = registry.config_class(cls)()
             changed = {
                 **recipe.train,
-                **{k: v for k, v in recipe.model.items() if getattr(base, k) != v},
+                **{k: v for k, v in recipe.model.items() if base.to_dict()[k] != v},
             }
             if changed:
                 parts.append((model, _flags(changed), recipe.why))
@@ -395,7 +398,7 @@ class RunConfig:
             ("input_size", self.task.input_size),
             ("output_size", self.task.output_size),
         ):
-            value = getattr(self.model, key)
+            value = self.model.to_dict()[key]
             require(
                 value == task_value,
                 type(self.model).__name__,

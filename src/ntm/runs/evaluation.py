@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ntm import registry
+from ntm.engines.select import Engined
 from ntm.runs.load import load_run, logits_of
 from ntm.tasks.contract import Batch, generalisation, ladder
 from ntm.tasks.scoring import BITS, Scoring, scoring
@@ -37,20 +39,24 @@ def evaluate(
 
     Only the outputs that ``batch`` has targets for are scored (repeat copy without its end
     marker: the copy channels of a model that has one). ``inspect``, if given, sees each
-    chunk's logits with that chunk of the batch. A compiled
-    NTM is evaluated uncompiled: evaluation is rare and at its own batch sizes, which
-    compiling would cost more (a graph per size, tens of seconds each) than it saves.
+    chunk's logits with that chunk of the batch. A model asked to run compiled runs fused
+    here, as :mod:`ntm.engines.select` decides without gradients: evaluation is rare and at
+    its own batch sizes, which compiling would cost more (a graph per size, tens of seconds
+    each) than it saves. The model's engine is never changed.
     """
     total = batch.inputs.shape[1]
-    if chunk is None:
-        chunk = NATIVE_CHUNK if getattr(model, "engine", "") == "native" else CHUNK
-    cost = errors = 0.0
     device = next(model.parameters()).device  # batches are drawn on the CPU
+    if chunk is None:
+        # The engine the model runs here without gradients (ntm.engines.select decides).
+        engine = (
+            model.engine_for(device, batch.inputs.dtype).engine
+            if isinstance(model, Engined)
+            else ""
+        )
+        chunk = NATIVE_CHUNK if engine == "native" else CHUNK
+    cost = errors = 0.0
     was_training = model.training
-    compiled: Any = model if getattr(model, "engine", "") == "compiled" else None
     model.eval()
-    if compiled is not None:
-        compiled.engine = "fused"
     try:
         for start in range(0, total, chunk):
             part = slice(start, start + chunk)
@@ -64,8 +70,6 @@ def evaluate(
                 inspect(logits, Batch(inputs, targets, mask))
     finally:
         model.train(was_training)
-        if compiled is not None:
-            compiled.engine = "compiled"
     return cost / total, errors / total
 
 
@@ -148,7 +152,7 @@ def evaluate_run(
         score = scoring(variant)
         inspectors: list[Callable[[Tensor, Batch], None]] = [right := AllRight(score)]
         marker = None
-        if getattr(variant, "end_marker", False):
+        if registry.end_marker(variant):
             inspectors.append(marker := EndMarker(variant.output_size - 1))
 
         cost, errors = evaluate(model, batch, inspect=_all(inspectors), score=score)
@@ -165,8 +169,9 @@ def evaluate_run(
         if marker is not None:
             row["end_marker_errors"] = marker.wrong / size
             row["end_marker_right"] = marker.right / size
-        if hasattr(variant, "optimal_cost"):
-            row["optimal_cost_bits"] = float(variant.optimal_cost(batch))
+        optimal = registry.optimal_cost(variant)
+        if optimal is not None:
+            row["optimal_cost_bits"] = float(optimal(batch))
         rows.append(row)
     return rows
 

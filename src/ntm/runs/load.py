@@ -16,68 +16,14 @@ from torch import Tensor, nn
 
 from ntm import registry
 from ntm.engines import devices
-from ntm.engines.fused import compiled_available
-from ntm.engines.native import native_available
+from ntm.engines.select import AUTO
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import RunConfig
 
 
-def model_engine(requested: str, model: type[nn.Module]) -> tuple[str, str | None]:
-    """The engine of ``model``'s that ``requested`` means, whatever this machine can run:
-    ``requested`` where the model has it, else its first, or "" for a model without
-    ``engines``; and why it is not the one asked for. A model built so falls back at run
-    time where the engine cannot run (the NTM's ``native`` to ``fused``): what a loaded
-    model needs, with no compiler probed (:func:`choose_engine` probes, for training)."""
-    engines: tuple[str, ...] = getattr(model, "engines", ())
-    if not engines:
-        return "", None
-    if requested not in engines:
-        name = registry.model_name(model)
-        return engines[0], f"--engine {requested}: model {name} has {', '.join(engines)}"
-    return requested, None
-
-
-def choose_engine(
-    requested: str, device: torch.device, dtype: torch.dtype, model: type[nn.Module]
-) -> tuple[str, str | None]:
-    """How a model of class ``model`` runs when ``requested`` is asked for on ``device``
-    in ``dtype``: the engine, and why it is not the one asked for (None when it is).
-
-    A model without ``engines`` has none (""). One that lacks the engine asked for runs its
-    first. ``native`` runs float32 on the CPU only, else ``fused``; where it cannot be
-    built, ``compiled``; ``compiled`` needs a working ``torch.compile``, else ``fused``. A
-    model without the engine fallen back to (the DNC has no ``compiled`` or ``fused``) runs
-    its first instead."""
-    engine, problem = model_engine(requested, model)
-    if engine != requested:
-        return engine, problem
-    engines: tuple[str, ...] = getattr(model, "engines", ())
-
-    def instead(fallback: str) -> str:
-        return fallback if fallback in engines else engines[0]
-
-    problems = []
-    if engine == "native" and (device.type != "cpu" or dtype != torch.float32):
-        problems.append(f"native engine: float32 on the CPU only, not {dtype} on {device.type}")
-        engine = instead("fused")
-    if engine == "native":
-        problem = native_available()
-        if problem is None:
-            return engine, None
-        problems.append(f"native engine: {problem}")
-        engine = instead("compiled")
-    if engine == "compiled":
-        problem = compiled_available()
-        if problem is None:
-            return engine, "; ".join(problems) or None
-        problems.append(f"torch.compile: {problem}")
-        engine = instead("fused")
-    return engine, "; ".join(problems) or None
-
-
-def build_model(run: RunConfig, engine: str = "") -> nn.Module:
-    """The model of ``run`` (its registered class, built from ``run.model``), running on
-    ``engine`` when it has engines (see :func:`choose_engine`)."""
+def build_model(run: RunConfig, engine: str = AUTO) -> nn.Module:
+    """The model of ``run`` (its registered class, built from ``run.model``), asking for
+    ``engine`` when it has engines (:mod:`ntm.engines.select` decides what runs)."""
     cls = registry.model_class(run.train.model)
     model = registry.build_model(cls, run.model, engine)
     if not isinstance(model, nn.Module):
@@ -120,18 +66,18 @@ def weights_file(run_dir: Path, checkpoint: str = "best") -> Path:
 
 def load_run(
     run_dir: str | Path,
-    engine: str = "native",
+    engine: str = AUTO,
     checkpoint: str = "best",
     device: torch.device | str = "cpu",
 ) -> tuple[RunConfig, nn.Module]:
     """The run's configuration and its model (see :func:`weights_file`), in eval mode, on
     ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); a model
-    with engines runs on ``engine`` where it can (:func:`model_engine`)."""
+    with engines asks for ``engine`` (:func:`ntm.engines.select.select_engine` decides)."""
     run_dir = Path(run_dir)
     run = read_run_config(run_dir)
     if isinstance(device, str):
         device = devices.resolve(device)
-    model = build_model(run, model_engine(engine, registry.model_class(run.train.model))[0])
+    model = build_model(run, engine)
     path = weights_file(run_dir, checkpoint)
     ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
     return run, model.to(device).eval()

@@ -368,6 +368,7 @@ def run(
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: Tune prints nothing
     logging.getLogger("ray.tune").setLevel(logging.ERROR)  # nor its advice on Tuner.restore
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(waiting), unit="run", disable=quiet)
+    # Our ASHA subclass notes what it stopped; another scheduler has no such record.
     stopped: dict[int, int] = getattr(scheduler, "stopped", {})
     progress = progress_class(waiting, target, bar, stopped)
     tuner = tune.Tuner(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from ntm import registry
 from ntm.config import check_value, from_dict, require
 from ntm.registry import Recipe, settings_of, task_class
 
@@ -119,7 +120,8 @@ class _TaskBase:
 
     def _require_range(self, low_name: str, high_name: str, minimum: int) -> None:
         owner = type(self).__name__
-        low, high = getattr(self, low_name), getattr(self, high_name)
+        settings = self.to_dict()
+        low, high = settings[low_name], settings[high_name]
         require(low >= minimum, owner, low_name, low, f"an integer >= {minimum}")
         require(high >= low, owner, high_name, high, f"an integer >= {low_name} = {low}")
 
@@ -127,8 +129,8 @@ class _TaskBase:
 class RegisteredTask:
     """A registered task class that is not one of this module's, given what the library
     asks of every task beyond the contract (``input_size``, ``output_size``, ``sample``):
-    its settings as a dict, a copy with other settings, one sequence per seed. Whatever
-    else the task has (``optimal_cost``, its own attributes) is reached through it."""
+    its settings as a dict, a copy with other settings, one sequence per seed; and the
+    contract's optional members, as the wrapped task (``.task``) has them."""
 
     def __init__(self, name: str, cls: type[Any], settings: Mapping[str, Any]) -> None:
         owner = cls.__qualname__
@@ -169,10 +171,25 @@ class RegisteredTask:
     def with_settings(self, **changes: Any) -> RegisteredTask:
         return RegisteredTask(self.name, type(self.task), {**self._settings, **changes})
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "task":  # not yet set: construction failed
-            raise AttributeError(name)
-        return getattr(self.task, name)
+    # The optional members of the contract, as the wrapped task has them (see ntm.registry).
+    @property
+    def generalisation(self) -> list[tuple[str, dict[str, Any]]]:
+        return registry.generalisation(self.task)
+
+    def ladder(self) -> list[tuple[str, dict[str, Any]]]:
+        return registry.ladder(self.task)
+
+    @property
+    def tokens(self) -> bool:
+        return registry.tokens(self.task)
+
+    @property
+    def end_marker(self) -> bool:
+        return registry.end_marker(self.task)
+
+    @property
+    def optimal_cost(self) -> Callable[[Batch], float] | None:
+        return registry.optimal_cost(self.task)
 
 
 def make_task(name: str, **settings: Any) -> Any:
@@ -186,18 +203,17 @@ def make_task(name: str, **settings: Any) -> Any:
 def task_target(name: str) -> Recipe:
     """The training settings that suit task ``name`` (its target and budget; the default
     target, held-out bit errors below 0.1, where it declares none)."""
-    return getattr(task_class(name), "target", Recipe())
+    return registry.task_target(task_class(name))
 
 
 def ladder(task: Any) -> list[tuple[str, dict[str, Any]]]:
     """The settings beyond ``task``'s training distribution that ``ntm eval --ladder``
     climbs: its ``ladder()`` (longer sequences, more items, ...; computed from its own
     settings), else its class's generalisation settings."""
-    own = getattr(task, "ladder", None)
-    return list(own() if own is not None else getattr(task, "generalisation", []))
+    return registry.ladder(task)
 
 
 def generalisation(name: str) -> list[tuple[str, dict[str, Any]]]:
     """The settings beside its training distribution that ``ntm eval`` reports for task
     ``name``: (label, settings changed)."""
-    return list(getattr(task_class(name), "generalisation", []))
+    return registry.generalisation(task_class(name))

@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 import torch.nn.functional as F
 from torch import Tensor
 
+from ntm import registry
+
 LN2 = math.log(2.0)
 
 
@@ -103,4 +105,4 @@ def scoring(task: Any) -> Scoring:
     """:data:`TOKENS` for a task that declares ``tokens = True`` (one-hot token inputs and
     targets, a vocabulary-sized output, cross-entropy); :data:`BITS` otherwise (independent
     bits, binary cross-entropy, wrong bits at threshold 0.5)."""
-    return TOKENS if getattr(task, "tokens", False) else BITS
+    return TOKENS if registry.tokens(task) else BITS

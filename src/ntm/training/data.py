@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ntm import registry
 from ntm.registry import task_class
 from ntm.runs.config import RunConfig
 from ntm.tasks.contract import Batch, Task
@@ -69,7 +70,7 @@ class Curriculum:
     def __init__(self, task: Task, task_name: str, enabled: bool) -> None:
         self.task = task
         # The setting a curriculum raises and the one it starts above (a task's own).
-        self.knob = getattr(task_class(task_name), "curriculum", None) if enabled else None
+        self.knob = registry.curriculum(task_class(task_name)) if enabled else None
         self.state = CurriculumState()
         if self.knob is not None:
             self.state.level = min(self._low + 3, self._full)
@@ -77,12 +78,12 @@ class Curriculum:
     @property
     def _full(self) -> int:
         assert self.knob is not None
-        return int(getattr(self.task, self.knob[0]))
+        return int(self.task.to_dict()[self.knob[0]])
 
     @property
     def _low(self) -> int:
         assert self.knob is not None
-        return int(getattr(self.task, self.knob[1]))
+        return int(self.task.to_dict()[self.knob[1]])
 
     def task_for(self, update: int) -> tuple[Task, bool]:
         """The task update ``update`` draws from, and whether it is the curriculum's level
@@ -127,7 +128,7 @@ class EndMarkerStage:
     the sequences come without the marker and without its target channel."""
 
     def __init__(self, task: Task, withhold: bool) -> None:
-        self.stage = 0 if withhold and getattr(task, "end_marker", False) else 1
+        self.stage = 0 if withhold and registry.end_marker(task) else 1
 
     @property
     def withheld(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from ntm import registry
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import RunConfig
 from ntm.runs.evaluation import evaluate
@@ -38,8 +39,9 @@ class Evaluator:
         self.held_out = held_out_batch(run)
         self.withheld: Batch | None = None
         self.optimal: float | None = None
-        if self.held_out is not None and hasattr(run.task, "optimal_cost"):
-            self.optimal = float(run.task.optimal_cost(self.held_out))
+        optimal = registry.optimal_cost(run.task)
+        if self.held_out is not None and optimal is not None:
+            self.optimal = float(optimal(self.held_out))
         self.last = (math.nan, math.nan)  # the last held-out cost and bit errors
         self.last_row: dict[str, Any] = {}  # the last metrics row recorded
 

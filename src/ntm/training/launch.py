@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ntm import registry
 from ntm.engines import devices
 from ntm.registry import model_class
 from ntm.runs.config import TrainConfig
@@ -40,11 +41,12 @@ def default_processes(train: TrainConfig, device: torch.device) -> int:
             return int(chosen)
         except ValueError:
             raise ValueError(f"NTM_NPROC={chosen!r} is not a number of processes") from None
-    smallest = int(getattr(model_class(train.model), "two_processes_from_batch", 0))
+    smallest = registry.two_processes_from_batch(model_class(train.model))
     if not smallest or device.type != "cpu":
         return 1
     if train.batch_size < smallest or train.threads != 1:
         return 1
+    # sched_getaffinity is Linux's: elsewhere every core counts.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     free = (cores or 1) - os.getloadavg()[0]
     return 2 if free >= 1.5 else 1

@@ -52,6 +52,7 @@ class GravesRMSprop(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Set on the optimiser by torch.amp.GradScaler when it checked the gradients.
         found_inf: Tensor | None = getattr(self, "found_inf", None)
         keep = None if found_inf is None else found_inf != 0  # once per step, not per weight
         for group in self.param_groups:

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ntm import registry
 from ntm.engines import devices
+from ntm.engines.select import select_engine
 from ntm.pictures.board import Board
 from ntm.registry import model_class
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import RESUMABLE, RunConfig, TrainConfig, recipe_for
-from ntm.runs.load import build_model, choose_engine, default_run_dir, logits_of, read_run_config
+from ntm.runs.load import build_model, default_run_dir, logits_of, read_run_config
 from ntm.tasks.contract import Batch
 from ntm.tasks.scoring import scoring
 from ntm.training import distributed
@@ -409,8 +411,9 @@ def _replica(
             f"--batch-size {train.batch_size} cannot be shared among {world.size} "
             f"processes: use at least {world.size}"
         )
-    engine, problem = choose_engine(train.engine, device, torch.float32, model_class(train.model))
-    model = build_model(run, engine).to(device)
+    engines = registry.engines(model_class(train.model))
+    engine, problem = select_engine(engines, train.engine, device, torch.float32)
+    model = build_model(run, train.engine).to(device)
     distributed.broadcast([*model.parameters(), *model.buffers()], world)
     return model, engine, problem
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor
 
+from ntm import registry
 from ntm.config import JSONConfig
 from ntm.registry import model_class
 from ntm.runs import checkpoint as ckpt
@@ -24,13 +24,12 @@ def input_weights(model: str, config: JSONConfig) -> tuple[str, ...]:
     """The tensors of model ``model`` (a registered name) with settings ``config`` whose
     first columns are the input channels (its ``input_weights``; none declared: no input
     channels can be added)."""
-    declared = getattr(model_class(model), "input_weights", None)
-    return tuple(declared(config)) if declared is not None else ()
+    return registry.input_weights(model_class(model), config) or ()
 
 
 def output_weights(model: str) -> tuple[str, ...]:
     """The tensors of model ``model`` whose rows are the output channels."""
-    return tuple(getattr(model_class(model), "output_weights", ()))
+    return registry.output_weights(model_class(model))
 
 
 def init_source(name: str, model: str = "ntm") -> tuple[Path, str]:
@@ -64,8 +63,7 @@ def read_init_source(run: RunConfig) -> InitSource:
     must agree in every setting but their channel counts, and ``run`` may only add channels."""
     source, label = init_source(run.train.init_from, run.train.model)
     trained_run, trained = load_run(source, checkpoint="latest")
-    old: Any = trained_run.model
-    config: Any = run.model
+    old, config = trained_run.model.to_dict(), run.model.to_dict()
     where = f"--init-from {run.train.init_from}"
     if trained_run.train.model != run.train.model:
         raise ckpt.RunError(
@@ -73,40 +71,38 @@ def read_init_source(run: RunConfig) -> InitSource:
         )
     channels = ("input_size", "output_size")
     differ = [
-        f"{f.name} is {getattr(old, f.name)!r} there, {getattr(config, f.name)!r} here"
-        for f in dataclasses.fields(config)
-        if f.name not in channels and getattr(old, f.name) != getattr(config, f.name)
+        f"{f.name} is {old[f.name]!r} there, {config[f.name]!r} here"
+        for f in dataclasses.fields(run.model)  # type: ignore[arg-type]
+        if f.name not in channels and old[f.name] != config[f.name]
     ]
     can_grow = {
-        "input_size": input_weights(run.train.model, config),
+        "input_size": input_weights(run.train.model, run.model),
         "output_size": output_weights(run.train.model),
     }
     for name in channels:
-        if getattr(config, name) > getattr(old, name) and not can_grow[name]:
+        if config[name] > old[name] and not can_grow[name]:
             differ.append(
-                f"{name} is {getattr(old, name)} there, {getattr(config, name)} here (model "
+                f"{name} is {old[name]} there, {config[name]} here (model "
                 f"{run.train.model} declares no {name.replace('_size', '')} weights to grow)"
             )
-        if getattr(config, name) < getattr(old, name):
+        if config[name] < old[name]:
             differ.append(
-                f"{name} is {getattr(old, name)} there, {getattr(config, name)} here "
+                f"{name} is {old[name]} there, {config[name]} here "
                 "(channels can be added, not removed)"
             )
     if differ:
         raise ckpt.RunError(f"{where}: the models must match: {'; '.join(differ)}")
     grown = [
-        f"{name} {getattr(old, name)} -> {getattr(config, name)}"
-        for name in channels
-        if getattr(old, name) != getattr(config, name)
+        f"{name} {old[name]} -> {config[name]}" for name in channels if old[name] != config[name]
     ]
     line = f"weights from {label} ({trained_run.train.task})"
     if grown:
         line += f": {', '.join(grown)}"
     return InitSource(
         trained.state_dict(),
-        old.input_size,
+        int(old["input_size"]),
         line,
-        input_weights(run.train.model, config),
+        input_weights(run.train.model, run.model),
         output_weights(run.train.model),
     )
 

@@ -135,11 +135,15 @@ _FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward")
 def _library() -> ctypes.CDLL:
     if "library" not in _LIBRARY:
         library = ctypes.CDLL(str(_build()))
+        # The C library's symbols, by name: ctypes offers no other way to them.
         for name in _FUNCTIONS:
             function = getattr(library, name)
             function.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
             function.restype = ctypes.c_int
-        _LIBRARY["pointers"] = tuple(getattr(library, f"{name}_pointers")() for name in _FUNCTIONS)
+        _LIBRARY["pointers"] = tuple(
+            getattr(library, f"{name}_pointers")()
+            for name in _FUNCTIONS  # C symbols
+        )
         _LIBRARY["library"] = library
     return _LIBRARY["library"]  # type: ignore[no-any-return]
 
@@ -219,7 +223,7 @@ def _call(
         ):
             raise RuntimeError(f"ntm.engines.native: {name} needs contiguous float32 buffers")
     pointers = (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
-    status: int = getattr(_library(), name)(ctypes.addressof(dims), pointers)
+    status: int = getattr(_library(), name)(ctypes.addressof(dims), pointers)  # a C symbol
     if status != 0 and status not in accept:
         raise RuntimeError(f"ntm.engines.native: {name} failed with status {status}")
     return status

@@ -2,44 +2,37 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ntm.config import JSONConfig, require, require_positive
+from ntm.config import AT_LEAST_ONE, OFF_OR_POSITIVE, SMALL_POSITIVE, Check, JSONConfig, setting
 from ntm.models.paper import PAPER_SETTINGS
 
 
 @dataclass(frozen=True)
 class DNCConfig(JSONConfig):
-    """Everything needed to build an :class:`ntm.DNCCell` or :class:`ntm.DNC`.
+    """Everything needed to build an :class:`ntm.DNCCell` or :class:`ntm.DNC`: each field is
+    a keyword argument of both, declared here once with its default, its check and why.
 
     Defaults are the copy task's: the NTM's controller and memory sizes, so the two compare
     on equal terms.
     """
 
-    input_size: int = 9  # copy: 8 data bits + 1 delimiter channel
-    output_size: int = 8  # copy: the 8 data bits
-    controller_size: int = 100  # hidden units per LSTM layer
-    controller_layers: int = 1  # stacked LSTM layers, each seeing the input and the one below
-    num_read_heads: int = 1  # R; one write head, as in the paper
-    memory_size: int = 128  # N: slots, as the NTM's
-    word_size: int = 20  # M: width of a slot (the paper's W), as the NTM's
-    interface_clip: float = 20.0  # clip the interface vector to +-20 before activations (0: off)
-    output_clip: float = 20.0  # clip output logits to +-20 (0: off)
-    eps: float = 1e-8  # guard in cosine similarity
-    link_sparsity: int = 0  # K: sparse links, K largest per row and column (0: dense; paper: 8)
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        keys = ("input_size", "output_size", "controller_size", "controller_layers",
-                "num_read_heads", "memory_size", "word_size")  # fmt: skip
-        require_positive(name, **{key: getattr(self, key) for key in keys})
-        for key in ("interface_clip", "output_clip"):
-            value = getattr(self, key)
-            require(math.isfinite(value) and value >= 0, name, key, value, "a number >= 0 (0: off)")
-        require(0 < self.eps < 1, name, "eps", self.eps, "a number in (0, 1)")
-        require(self.link_sparsity >= 0, name, "link_sparsity", self.link_sparsity,
-                "an integer >= 0 (0: the dense link matrix)")  # fmt: skip
+    input_size: int = setting(9, AT_LEAST_ONE)  # copy: 8 data bits + 1 delimiter channel
+    output_size: int = setting(8, AT_LEAST_ONE)  # copy: the 8 data bits
+    controller_size: int = setting(100, AT_LEAST_ONE)  # hidden units per LSTM layer
+    # Stacked LSTM layers, each seeing the input and the one below.
+    controller_layers: int = setting(1, AT_LEAST_ONE)
+    num_read_heads: int = setting(1, AT_LEAST_ONE)  # R; one write head, as in the paper
+    memory_size: int = setting(128, AT_LEAST_ONE)  # N: slots, as the NTM's
+    word_size: int = setting(20, AT_LEAST_ONE)  # M: width of a slot (the paper's W)
+    # Clip the interface vector to +-20 before activations (0: off).
+    interface_clip: float = setting(20.0, OFF_OR_POSITIVE)
+    output_clip: float = setting(20.0, OFF_OR_POSITIVE)  # clip output logits to +-20 (0: off)
+    eps: float = setting(1e-8, SMALL_POSITIVE)  # guard in cosine similarity
+    # K: sparse links, the K largest per row and column (0: dense; the paper's Methods: 8).
+    link_sparsity: int = setting(
+        0, Check(lambda v: v >= 0, "an integer >= 0 (0: the dense link matrix)")
+    )
 
 
 def task_dnc_config(task: str, input_size: int, output_size: int) -> DNCConfig:

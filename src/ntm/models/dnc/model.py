@@ -7,22 +7,23 @@ heads, ``N`` memory slots, ``M`` word size, ``L`` controller layers, ``C`` contr
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ntm.config import require
+from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.dnc import native_dnc_sequence
-from ntm.engines.select import Engined
+from ntm.engines.select import AUTO, Engined
 from ntm.models.common import check_tensor, clip_values
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.config import DNCConfig
 from ntm.models.ntm.addressing import content_weights
 from ntm.models.ntm.memory import read, write
 from ntm.models.paper import PAPER_SETTINGS
-from ntm.registry import Recipe, register_model
+from ntm.registry import Recipe, TraceContents, register_model
 
 #: How a :class:`DNC` may run a sequence: ``eager`` (the cell step by step under autograd)
 #: or ``native`` (the recurrence in C, :mod:`ntm.engines.native.dnc`).
@@ -86,6 +87,24 @@ class DNCTrace(NamedTuple):
     erase: Tensor
     write_vector: Tensor
 
+    def contents(self) -> TraceContents:
+        """What this trace holds, for the pictures (:class:`ntm.registry.TraceContents`):
+        the one write head as a head axis, and the DNC's own panels."""
+        return TraceContents(
+            self.read_weights,
+            self.write_weights.unsqueeze(2),  # (T, B, 1, N)
+            self.memory,
+            self.erase,
+            self.write_vector,
+            {
+                "usage": self.usage,
+                "allocation": self.allocation,
+                "gates": torch.stack([self.allocation_gate, self.write_gate], -1),
+                "read_modes": self.read_modes,
+                "free_gates": self.free_gates,
+            },
+        )
+
 
 class _StepRecord(NamedTuple):
     usage: Tensor
@@ -124,48 +143,33 @@ class DNCCell(nn.Module):
         - state: the new :class:`DNCState`.
     """
 
+    #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`DNCConfig`.
+    __signature__: ClassVar[inspect.Signature] = settings_signature(DNCConfig, *PLACEMENT)
+
     def __init__(
         self,
         input_size: int,
         output_size: int,
         *,
-        controller_size: int = DNCConfig.controller_size,
-        controller_layers: int = DNCConfig.controller_layers,
-        num_read_heads: int = DNCConfig.num_read_heads,
-        memory_size: int = DNCConfig.memory_size,
-        word_size: int = DNCConfig.word_size,
-        interface_clip: float = DNCConfig.interface_clip,
-        output_clip: float = DNCConfig.output_clip,
-        eps: float = DNCConfig.eps,
-        link_sparsity: int = DNCConfig.link_sparsity,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        self.config = DNCConfig(
-            input_size=input_size,
-            output_size=output_size,
-            controller_size=controller_size,
-            controller_layers=controller_layers,
-            num_read_heads=num_read_heads,
-            memory_size=memory_size,
-            word_size=word_size,
-            interface_clip=interface_clip,
-            output_clip=output_clip,
-            eps=eps,
-            link_sparsity=link_sparsity,
-        )
+        self.config = DNCConfig.of(type(self).__name__, input_size, output_size, settings)
+        cfg = self.config
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.interface_layout = dnc.InterfaceLayout(num_read_heads, word_size)
-        read_size = num_read_heads * word_size
-        chi_size = input_size + read_size
+        self.interface_layout = dnc.InterfaceLayout(cfg.num_read_heads, cfg.word_size)
+        read_size = cfg.num_read_heads * cfg.word_size
+        chi_size = cfg.input_size + read_size
+        size = cfg.controller_size
         self.controller = nn.ModuleList(
-            nn.LSTMCell(chi_size + (controller_size if i else 0), controller_size, **factory)
-            for i in range(controller_layers)
+            nn.LSTMCell(chi_size + (size if i else 0), size, **factory)
+            for i in range(cfg.controller_layers)
         )
-        hidden_size = controller_layers * controller_size
+        hidden_size = cfg.controller_layers * size
         self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
-        self.output_layer = nn.Linear(hidden_size + read_size, output_size, **factory)
+        self.output_layer = nn.Linear(hidden_size + read_size, cfg.output_size, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -218,7 +222,7 @@ class DNCCell(nn.Module):
             "controller_cell": layers,
         }
         for field, shape in expected.items():
-            check_tensor(name, f"state.{field}", getattr(state, field), shape)
+            check_tensor(name, f"state.{field}", state._asdict()[field], shape)
 
     def forward(self, input: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
         check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
@@ -324,41 +328,22 @@ class DNC(Engined, nn.Module):
         - state: the :class:`DNCState` after the last step.
     """
 
+    #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`DNCConfig`.
+    __signature__: ClassVar[inspect.Signature] = settings_signature(DNCConfig, *WRAPPER_ARGUMENTS)
+
     def __init__(
         self,
         input_size: int,
         output_size: int,
         *,
-        controller_size: int = DNCConfig.controller_size,
-        controller_layers: int = DNCConfig.controller_layers,
-        num_read_heads: int = DNCConfig.num_read_heads,
-        memory_size: int = DNCConfig.memory_size,
-        word_size: int = DNCConfig.word_size,
-        interface_clip: float = DNCConfig.interface_clip,
-        output_clip: float = DNCConfig.output_clip,
-        eps: float = DNCConfig.eps,
-        link_sparsity: int = DNCConfig.link_sparsity,
         batch_first: bool = False,
-        engine: str = "eager",
+        engine: str = AUTO,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        self.cell = DNCCell(
-            input_size,
-            output_size,
-            controller_size=controller_size,
-            controller_layers=controller_layers,
-            num_read_heads=num_read_heads,
-            memory_size=memory_size,
-            word_size=word_size,
-            interface_clip=interface_clip,
-            output_clip=output_clip,
-            eps=eps,
-            link_sparsity=link_sparsity,
-            device=device,
-            dtype=dtype,
-        )
+        self.cell = DNCCell(input_size, output_size, device=device, dtype=dtype, **settings)
         self.batch_first = batch_first
         self.engine = engine
 
@@ -406,7 +391,7 @@ class DNC(Engined, nn.Module):
         config: DNCConfig,
         *,
         batch_first: bool = False,
-        engine: str = "eager",
+        engine: str = AUTO,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> DNC:
@@ -453,7 +438,10 @@ class DNC(Engined, nn.Module):
 
     def forward(self, inputs: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
         steps, state = self._start(inputs, state)
-        native = native_dnc_sequence(self.cell, steps, state) if self.engine == "native" else None
+        engine = self.engine_for(steps.device, steps.dtype).engine
+        # The native engine declines a sequence it cannot hold (an initial link matrix denser
+        # than its sparsity): that one runs eager, the next step of the chain for the DNC.
+        native = native_dnc_sequence(self.cell, steps, state) if engine == "native" else None
         if native is None:
             outputs, state, _ = self._run(steps, state, trace=False)
         else:

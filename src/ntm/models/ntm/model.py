@@ -9,22 +9,24 @@ Dimension legend: ``B`` batch, ``T`` time, ``I`` input size, ``O`` output size,
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, settings_signature
 from ntm.engines.fused import fused_sequence
 from ntm.engines.native import native_sequence
-from ntm.engines.select import Engined
+from ntm.engines.select import AUTO, Engined
 from ntm.models.common import check_tensor, clip_values
 from ntm.models.ntm.addressing import address
 from ntm.models.ntm.config import NTMConfig, paper_ntm_config
 from ntm.models.ntm.layout import CONTROLLER_LAYER_WEIGHTS, HeadLayout, WriteVectors
 from ntm.models.ntm.memory import read, write
 from ntm.models.paper import PAPER_SETTINGS
-from ntm.registry import Recipe, register_model
+from ntm.registry import Recipe, TraceContents, register_model
 
 #: How an :class:`NTM` runs a sequence: ``eager`` (autograd through every step), ``fused``
 #: (one autograd node with a hand-written backward, :mod:`ntm.engines.fused`), ``compiled`` (the
@@ -80,6 +82,12 @@ class NTMTrace(NamedTuple):
     erase: Tensor
     add: Tensor
 
+    def contents(self) -> TraceContents:
+        """What this trace holds, for the pictures (:class:`ntm.registry.TraceContents`)."""
+        return TraceContents(
+            self.read_weights, self.write_weights, self.memory, self.erase, self.add
+        )
+
 
 class NTMCell(nn.Module):
     r"""One step of a Neural Turing Machine (Graves et al., 2014).
@@ -111,47 +119,20 @@ class NTMCell(nn.Module):
         - state: the new :class:`NTMState`.
     """
 
+    #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`NTMConfig`.
+    __signature__: ClassVar[inspect.Signature] = settings_signature(NTMConfig, *PLACEMENT)
+
     def __init__(
         self,
         input_size: int,
         output_size: int,
         *,
-        controller: str = NTMConfig.controller,
-        controller_size: int = NTMConfig.controller_size,
-        controller_layers: int = NTMConfig.controller_layers,
-        num_read_heads: int = NTMConfig.num_read_heads,
-        num_write_heads: int = NTMConfig.num_write_heads,
-        memory_size: int = NTMConfig.memory_size,
-        word_size: int = NTMConfig.word_size,
-        shift_range: int = NTMConfig.shift_range,
-        memory_init: str = NTMConfig.memory_init,
-        learn_initial_reads: bool = NTMConfig.learn_initial_reads,
-        learn_initial_weights: bool = NTMConfig.learn_initial_weights,
-        head_clip: float = NTMConfig.head_clip,
-        output_clip: float = NTMConfig.output_clip,
-        eps: float = NTMConfig.eps,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        self.config = NTMConfig(
-            input_size=input_size,
-            output_size=output_size,
-            controller=controller,
-            controller_size=controller_size,
-            controller_layers=controller_layers,
-            num_read_heads=num_read_heads,
-            num_write_heads=num_write_heads,
-            memory_size=memory_size,
-            word_size=word_size,
-            shift_range=shift_range,
-            memory_init=memory_init,
-            learn_initial_reads=learn_initial_reads,
-            learn_initial_weights=learn_initial_weights,
-            head_clip=head_clip,
-            output_clip=output_clip,
-            eps=eps,
-        )
+        self.config = NTMConfig.of(type(self).__name__, input_size, output_size, settings)
         cfg = self.config
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         read_size = cfg.num_read_heads * cfg.word_size
@@ -280,7 +261,7 @@ class NTMCell(nn.Module):
             "controller_cell": (layers, batch_size, cfg.controller_size),
         }
         for field, shape in expected.items():
-            check_tensor(name, f"state.{field}", getattr(state, field), shape)
+            check_tensor(name, f"state.{field}", state._asdict()[field], shape)
 
     def _controller_step(self, x: Tensor, state: NTMState) -> tuple[Tensor, Tensor, Tensor]:
         """Run the controller layers. Returns output (B, C), hidden and cell (L, B, C)."""
@@ -394,51 +375,22 @@ class NTM(Engined, nn.Module):
         - state: the :class:`NTMState` after the last step.
     """
 
+    #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`NTMConfig`.
+    __signature__: ClassVar[inspect.Signature] = settings_signature(NTMConfig, *WRAPPER_ARGUMENTS)
+
     def __init__(
         self,
         input_size: int,
         output_size: int,
         *,
-        controller: str = NTMConfig.controller,
-        controller_size: int = NTMConfig.controller_size,
-        controller_layers: int = NTMConfig.controller_layers,
-        num_read_heads: int = NTMConfig.num_read_heads,
-        num_write_heads: int = NTMConfig.num_write_heads,
-        memory_size: int = NTMConfig.memory_size,
-        word_size: int = NTMConfig.word_size,
-        shift_range: int = NTMConfig.shift_range,
-        memory_init: str = NTMConfig.memory_init,
-        learn_initial_reads: bool = NTMConfig.learn_initial_reads,
-        learn_initial_weights: bool = NTMConfig.learn_initial_weights,
-        head_clip: float = NTMConfig.head_clip,
-        output_clip: float = NTMConfig.output_clip,
-        eps: float = NTMConfig.eps,
         batch_first: bool = False,
-        engine: str = "eager",
+        engine: str = AUTO,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        self.cell = NTMCell(
-            input_size,
-            output_size,
-            controller=controller,
-            controller_size=controller_size,
-            controller_layers=controller_layers,
-            num_read_heads=num_read_heads,
-            num_write_heads=num_write_heads,
-            memory_size=memory_size,
-            word_size=word_size,
-            shift_range=shift_range,
-            memory_init=memory_init,
-            learn_initial_reads=learn_initial_reads,
-            learn_initial_weights=learn_initial_weights,
-            head_clip=head_clip,
-            output_clip=output_clip,
-            eps=eps,
-            device=device,
-            dtype=dtype,
-        )
+        self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **settings)
         self.batch_first = batch_first
         self.engine = engine
 
@@ -451,7 +403,7 @@ class NTM(Engined, nn.Module):
         config: NTMConfig,
         *,
         batch_first: bool = False,
-        engine: str = "eager",
+        engine: str = AUTO,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> NTM:
@@ -526,12 +478,12 @@ class NTM(Engined, nn.Module):
         return steps, state
 
     def _run(
-        self, inputs: Tensor, state: NTMState | None, trace: bool
+        self, steps: Tensor, state: NTMState, trace: bool
     ) -> tuple[Tensor, NTMState, list[tuple[NTMState, WriteVectors]]]:
-        steps, state = self._start(inputs, state)
+        """The cell step by step over checked time-major ``steps`` (see :meth:`_start`)."""
         outputs, states = [], []
         written: list[WriteVectors] | None = [] if trace else None
-        for x in steps:  # checked once above, not at every step
+        for x in steps:  # checked once in _start, not at every step
             y, state = self.cell._step(x, state, written)
             outputs.append(y)
             if written is not None:
@@ -540,13 +492,16 @@ class NTM(Engined, nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), state, states
 
     def forward(self, inputs: Tensor, state: NTMState | None = None) -> tuple[Tensor, NTMState]:
-        if self.engine == "eager":
-            outputs, state, _ = self._run(inputs, state, trace=False)
-            return outputs, state
         steps, state = self._start(inputs, state)
-        native = native_sequence(self.cell, steps, state) if self.engine == "native" else None
+        engine = self.engine_for(steps.device, steps.dtype).engine
+        if engine == "eager":
+            outputs, state, _ = self._run(steps, state, trace=False)
+            return outputs, state
+        # The native engine declines a sequence it cannot hold (a shift range past its
+        # bound): that one runs fused, the next step of the chain.
+        native = native_sequence(self.cell, steps, state) if engine == "native" else None
         if native is None:
-            outputs, state = fused_sequence(self.cell, steps, state, self.engine == "compiled")
+            outputs, state = fused_sequence(self.cell, steps, state, engine == "compiled")
         else:
             outputs, state = native
         return (outputs.transpose(0, 1) if self.batch_first else outputs), state
@@ -556,7 +511,8 @@ class NTM(Engined, nn.Module):
     ) -> tuple[Tensor, NTMState, NTMTrace]:
         """Like :meth:`forward`, and also every step's weightings, reads, memory and write
         vectors (time-major)."""
-        outputs, state, steps = self._run(inputs, state, trace=True)
+        time_major, state = self._start(inputs, state)
+        outputs, state, steps = self._run(time_major, state, trace=True)
         record = NTMTrace(
             read_weights=torch.stack([s.read_weights for s, _ in steps]),
             write_weights=torch.stack([s.write_weights for s, _ in steps]),

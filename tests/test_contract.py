@@ -17,7 +17,7 @@ from ntm import registry
 from ntm.cli import main
 from ntm.runs import checkpoint as ckpt
 from ntm.runs import config as runconfig
-from ntm.runs.load import build_model, logits_of, model_engine
+from ntm.runs.load import build_model, logits_of
 from ntm.training import trainer as training
 
 from .conftest import TINY_TASK, TINY_TRAIN
@@ -48,7 +48,7 @@ def flags(model: str, **train: object) -> list[str]:
 @pytest.mark.parametrize("model", MODELS)
 def test_forward_maps_time_major_inputs_to_logits(model: str) -> None:
     run = tiny(model)
-    net = build_model(run, model_engine("fused", registry.model_class(model))[0])
+    net = build_model(run, "fused")
     batch = run.task.sample(3, torch.Generator().manual_seed(0))
     logits = logits_of(net(batch.inputs))
     assert logits.shape == (*batch.inputs.shape[:2], run.task.output_size)

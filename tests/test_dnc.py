@@ -540,7 +540,7 @@ def test_state_carries_across_calls() -> None:
 
 def test_trace_records_every_step_and_its_invariants() -> None:
     torch.manual_seed(0)
-    model = DNC(5, 3, **SMALL)
+    model = DNC(5, 3, engine="eager", **SMALL)  # the trace runs eager: the same operations
     inputs = torch.randn(7, 2, 5)
     outputs_, final, trace = model.trace(inputs)
     assert isinstance(trace, DNCTrace)

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import ntm
-from ntm.engines import native
-from ntm.runs import load as runs
+from ntm.engines import native, select
 
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
@@ -89,18 +88,11 @@ def test_other_dtypes_run_fused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_a_compiler_training_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, f32 = torch.device("cpu"), torch.float32
-    monkeypatch.setattr(runs, "native_available", lambda: "no C compiler")
-    monkeypatch.setattr(runs, "compiled_available", lambda: None)
-    assert runs.choose_engine("native", cpu, f32, ntm.NTM) == (
-        "compiled",
-        "native engine: no C compiler",
-    )
-    monkeypatch.setattr(runs, "compiled_available", lambda: "no C++ compiler")
-    engine, problem = runs.choose_engine("native", cpu, f32, ntm.NTM)
-    assert engine == "fused"
-    assert problem == "native engine: no C compiler; torch.compile: no C++ compiler"
-    monkeypatch.setattr(runs, "native_available", lambda: None)
-    assert runs.choose_engine("native", cpu, f32, ntm.NTM) == ("native", None)
+    monkeypatch.setattr(select, "native_available", lambda: "no C compiler")
+    choice = select.select_engine(ntm.NTM.engines, "native", cpu, f32)
+    assert choice == ("fused", "native: no C compiler")
+    monkeypatch.setattr(select, "native_available", lambda: None)
+    assert select.select_engine(ntm.NTM.engines, "native", cpu, f32) == ("native", None)
 
 
 def test_a_missing_compiler_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

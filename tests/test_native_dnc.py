@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import ntm
-from ntm.engines import native
+from ntm.engines import native, select
 from ntm.engines.native import dnc as native_dnc
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.model import DNC, DNCState
-from ntm.runs import load as runs
 
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
@@ -228,12 +227,14 @@ def test_training_chooses_the_native_engine_or_says_why_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpu, f32 = torch.device("cpu"), torch.float32
-    monkeypatch.setattr(runs, "native_available", lambda: None)
-    assert runs.choose_engine("native", cpu, f32, DNC) == ("native", None)
-    monkeypatch.setattr(runs, "native_available", lambda: "no C compiler")
-    assert runs.choose_engine("native", cpu, f32, DNC) == ("eager", "native engine: no C compiler")
-    assert runs.choose_engine("eager", cpu, f32, DNC) == ("eager", None)
-    assert runs.choose_engine("fused", cpu, f32, DNC)[0] == "eager"
+    monkeypatch.setattr(select, "native_available", lambda: None)
+    assert select.select_engine(DNC.engines, "native", cpu, f32) == ("native", None)
+    monkeypatch.setattr(select, "native_available", lambda: "no C compiler")
+    engine, why = select.select_engine(DNC.engines, "native", cpu, f32)
+    assert engine == "eager"
+    assert why is not None and "native: no C compiler" in why
+    assert select.select_engine(DNC.engines, "eager", cpu, f32) == ("eager", None)
+    assert select.select_engine(DNC.engines, "fused", cpu, f32)[0] == "eager"
 
 
 @needs_native

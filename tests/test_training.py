@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import ntm
-from ntm import registry
 from ntm.engines import fused
 from ntm.engines.fused import compiled_available, fused_sequence
 from ntm.runs import checkpoint as ckpt
@@ -366,41 +365,6 @@ def test_chunks_cover_every_step_once_in_two_shapes() -> None:
         covered = [t for start, stop in chunks for t in range(start, stop)]
         assert covered == list(range(steps))
         assert {stop - start for start, stop in chunks} <= {1, 4}
-
-
-def test_compiled_engine_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs, "compiled_available", lambda: "no C++ compiler")
-    cpu, f32 = torch.device("cpu"), torch.float32
-    assert runs.choose_engine("compiled", cpu, f32, ntm.NTM) == (
-        "fused",
-        "torch.compile: no C++ compiler",
-    )
-    assert runs.choose_engine("eager", cpu, f32, ntm.NTM) == ("eager", None)
-
-
-def test_one_engine_choice_for_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A model without engines has none; one asked for an engine it lacks runs its first;
-    the native engine runs float32 on the CPU only."""
-    cpu, f32 = torch.device("cpu"), torch.float32
-    engine, why = runs.choose_engine("native", cpu, torch.float64, ntm.DNC)
-    assert engine == "eager"  # the DNC has no fused engine: its first instead
-    assert why is not None and "float32 on the CPU only" in why
-    assert runs.choose_engine("native", cpu, f32, ntm.LSTMBaseline) == ("", None)
-    engine, why = runs.choose_engine("native", cpu, torch.float64, ntm.NTM)
-    assert engine == "fused"
-    assert why is not None and "float32 on the CPU only" in why
-
-    class TwoWays(torch.nn.Module):
-        engines = ("slow", "fast")
-
-        def __init__(self, input_size: int, output_size: int, engine: str = "slow") -> None:
-            super().__init__()
-
-    monkeypatch.setitem(registry._MODELS, "two_ways_engine_test", TwoWays)
-    assert runs.choose_engine("native", cpu, f32, TwoWays) == (
-        "slow",
-        "--engine native: model two_ways_engine_test has slow, fast",
-    )
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ntm.engines.select import compiling
+
 
 def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
     """Raise a ValueError unless ``value`` is a floating tensor of ``shape`` (None: any) and,
@@ -24,7 +26,8 @@ def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, 
         raise ValueError(f"{owner}: {name} has shape {tuple(value.shape)}, expected {expected}")
     if not value.is_floating_point():
         raise ValueError(f"{owner}: {name} must be a floating-point tensor, got {value.dtype}")
-    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+    # Under torch.compile the values are not read either: reading them would break its graph.
+    if value.device.type == "cpu" and not compiling() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{owner}: {name} contains NaN or infinite values")
 
 

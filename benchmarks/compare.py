@@ -22,9 +22,9 @@ For each task and model:
    errors per sequence and the share of sequences entirely right.
 
 Everything it measured goes into ``--record`` (``docs/comparison/records.json``), from which
-:func:`render` writes ``docs/comparison.md`` and one plot per task of the share of
-sequences entirely right against the test setting (``scripts/make_results.py`` renders the
-same from the record).
+:func:`render` writes ``docs/comparison.md`` (its prose: the templates
+``docs/templates/comparison.md`` and ``docs/templates/comparison/``) and one plot per task of
+the share of sequences entirely right against the test setting.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ntm import registry
+from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
 from ntm.runs.load import build_model
@@ -55,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The templates of ``docs/comparison.md``: its top, and the parts in ``comparison/``.
+TEMPLATES = ROOT / "docs" / "templates"
 #: The models compared: (label, registered model, fixed model settings).
 MODELS = {
     "ntm": ("ntm", {}),
@@ -192,27 +195,12 @@ def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, An
 
 def render(record: dict[str, Any], folder: Path) -> str:
     """The text of ``docs/comparison.md`` from ``record``, and its plots into ``folder``."""
-    out = [
-        "# Memory against attention and state spaces",
-        "",
-        f"Generated from `{record['record']}` (written by `{record['command']}`, "
-        f"{record['measured']}, torch {record['torch']}). Every model trains with the same "
-        "trainer, the task's target and the task's budget of sequences, at the learning rate "
-        "of its sweep (`ntm sweep --set lr=...`, seed 1) that met the target "
-        "in the fewest sequences (else the lowest final held-out cost), then seeds 1 to "
-        f"{record['seeds']}; parameters within 10% of the NTM's. Errors: wrong bits (or "
-        "tokens, for MQAR) per sequence on held-out sets of "
-        f"{record['size']:,} sequences; right: the share of sequences with none wrong "
-        "(`ntm eval RUN --ladder`). Minutes: the training time the run's metrics count, on "
-        "a 2-core CPU shared by the runs `--jobs` trained at once and at times by other work, "
-        "so they are rough. Medians over the seeds.",
-        "",
-    ]
+    out = [_template("comparison.md", record), ""]
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
-        budget = record["budgets"][task]
-        out += [f"## {task}", "", f"Task: {given}; budget: {budget:,} sequences per run.", ""]
+        values = {"task": task, "task_settings": given, "budget": record["budgets"][task]}
+        out += [_template("comparison/task.md", values), ""]
         out += [*_task_table(entries), "", *_findings(entries)]
         picture = _plot(task, entries, folder)
         if picture is not None:
@@ -222,6 +210,11 @@ def render(record: dict[str, Any], folder: Path) -> str:
         out += [""] if skipped else []
     out += _not_measured(record, _reproduced())
     return "\n".join(out).rstrip() + "\n"
+
+
+def _template(name: str, values: dict[str, Any]) -> str:
+    """The template ``docs/templates/NAME`` filled with ``values``, without its last newline."""
+    return documents.fill((TEMPLATES / name).read_text(), values).rstrip("\n")
 
 
 #: The paper's tasks a full comparison would add, in the order they are costed.
@@ -257,25 +250,17 @@ def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]
         if budget is None or record["budgets"].get(task, 0) >= budget:
             continue
         hours = sum(statistics.median(v) * budget * runs for v in per_sequence.values()) / 3600
-        done = (
+        compared = (
             f"compared at {record['budgets'][task]:,} sequences per run"
             if task in record["tasks"]
             else "not compared"
         )
-        lines.append(
-            f"- {task}: {done}; the NTM's reproduce runs needed {budget:,.0f} sequences "
-            f"(median, `docs/results/reproduce.json`). At that budget the {len(per_sequence)} "
-            f"models' {runs} runs each would take about {hours:.1f} hours of one core "
-            f"({hours / 2:.1f} with `--jobs 2`)."
-        )
+        values = {"task": task, "compared": compared, "needed": budget, "hours": hours}
+        values |= {"models": len(per_sequence), "runs": runs}
+        lines.append(_template("comparison/not-measured-task.md", values))
     if not lines:
         return []
-    head = (
-        "Costs below are at the seconds per training sequence each model took in the runs "
-        "above (median over its runs); repeat copy's sequences are longer than these tasks', "
-        "so it would cost more."
-    )
-    return ["## Not measured", "", head, "", *lines, ""]
+    return [_template("comparison/not-measured.md", {}), "", *lines, ""]
 
 
 def _median(values: list[float]) -> float:

@@ -302,7 +302,7 @@ def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 2
-    assert "--backend ray needs Ray: pip install 'ntm[ray]'" in done.stderr
+    assert "--backend ray needs Ray: pip install 'torch-ntm[ray]'" in done.stderr
 
 
 def test_ray_flags_need_the_ray_backend(tmp_path: Path) -> None:

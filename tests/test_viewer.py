@@ -253,5 +253,6 @@ def test_tensorboard_missing_is_said_in_one_line(
     flags = ["train", "--task", "copy", "--max-sequences", "32", "--tensorboard", "--quiet"]
     assert cli.main([*flags, "--run-dir", str(tmp_path / "r"), "--nproc", "1"]) == 2
     err = capsys.readouterr().err
-    assert '--tensorboard needs the package tensorboard: pip install "ntm[tensorboard]"' in err
+    needs = '--tensorboard needs the package tensorboard: pip install "torch-ntm[tensorboard]"'
+    assert needs in err
     assert "Traceback" not in err

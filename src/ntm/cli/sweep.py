@@ -215,7 +215,7 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("local", "ray"),
         default="local",
         help="where the runs train: local processes (default), or trials on a Ray cluster "
-        "(pip install 'ntm[ray]')",
+        "(pip install 'torch-ntm[ray]')",
     )
     parser.add_argument(
         "--address",

@@ -7,9 +7,9 @@ branches of ``expand * d_model`` channels, a causal depthwise convolution of wid
 ``d_conv``, the input-dependent selective scan with a state of ``d_state`` per channel,
 gating, output projection), a final RMS norm and a linear output layer.
 
-The blocks are those of the ``mambapy`` package (``pip install "ntm[mamba]"``): Mamba in
-pure PyTorch, its selective scan a parallel (Blelloch) scan over time, so it trains on the
-CPU; on a GPU where ``mamba-ssm`` is installed, the blocks run its fused CUDA scan instead.
+The blocks are those of the ``mambapy`` package (``pip install "torch-ntm[mamba]"``):
+Mamba in pure PyTorch, its selective scan a parallel (Blelloch) scan over time, so it trains
+on the CPU; on a GPU where ``mamba-ssm`` is installed, the blocks run its fused CUDA scan instead.
 Chosen over writing the blocks here because the package is the reference pure-PyTorch
 Mamba (the one the ``transformers`` library adopted), small, and depends on torch alone.
 """
@@ -36,7 +36,7 @@ def _mambapy() -> Any:
         return importlib.import_module("mambapy.mamba")
     except ImportError:
         raise ImportError(
-            '--model mamba needs the package mambapy: pip install "ntm[mamba]" '
+            '--model mamba needs the package mambapy: pip install "torch-ntm[mamba]" '
             "(or pip install mambapy)"
         ) from None
 

@@ -12,10 +12,10 @@ PyTorch on the CPU) followed by a gated feed-forward layer. The default, mLSTM b
 is the paper's xLSTM[1:0], its variant for associative recall.
 
 The blocks are those of the ``xlstm`` package of the paper's authors (``pip install
-"ntm[xlstm]"``), chosen over writing them here because it is the reference implementation
-and its mLSTM's parallel form and sLSTM's "vanilla" step run in plain PyTorch on the CPU (its
-CUDA kernels are not used). The parallel form builds a causal mask of ``max_positions``
-steps once; a longer sequence is refused.
+"torch-ntm[xlstm]"``), chosen over writing them here because it is the reference
+implementation and its mLSTM's parallel form and sLSTM's "vanilla" step run in plain
+PyTorch on the CPU (its CUDA kernels are not used). The parallel form builds a causal mask
+of ``max_positions`` steps once; a longer sequence is refused.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _xlstm() -> Any:
         return importlib.import_module("xlstm")
     except ImportError:
         raise ImportError(
-            '--model xlstm needs the package xlstm: pip install "ntm[xlstm]" (or pip install xlstm)'
+            '--model xlstm needs the package xlstm: pip install "torch-ntm[xlstm]" '
+            "(or pip install xlstm)"
         ) from None
 
 

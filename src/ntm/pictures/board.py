@@ -1,8 +1,9 @@
 """``ntm train --tensorboard``: each evaluation as TensorBoard scalars and a picture.
 
 Written under ``RUN_DIR/tensorboard`` through ``torch.utils.tensorboard`` (the
-``tensorboard`` package: ``pip install "ntm[tensorboard]"``); watch with ``tensorboard
---logdir RUN_DIR/tensorboard``. Only the process that writes the run folder logs.
+``tensorboard`` package: ``pip install "torch-ntm[tensorboard]"``); watch with
+``tensorboard --logdir RUN_DIR/tensorboard``. Only the process that writes the run folder
+logs.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class Board:
     def __init__(self, run_dir: Path, title: str) -> None:
         if not available():
             raise ValueError(
-                '--tensorboard needs the package tensorboard: pip install "ntm[tensorboard]" '
-                "(or pip install tensorboard)"
+                "--tensorboard needs the package tensorboard: "
+                'pip install "torch-ntm[tensorboard]" (or pip install tensorboard)'
             )
         writer = importlib.import_module("torch.utils.tensorboard").SummaryWriter
         self.writer = writer(str(run_dir / FOLDER))

@@ -82,7 +82,7 @@ def load_ray() -> Any:
         ray = importlib.import_module("ray")
         importlib.import_module("ray.tune")
     except ImportError:
-        raise RayUnavailableError("--backend ray needs Ray: pip install 'ntm[ray]'") from None
+        raise RayUnavailableError("--backend ray needs Ray: pip install 'torch-ntm[ray]'") from None
     return ray
 
 

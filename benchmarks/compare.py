@@ -58,23 +58,19 @@ from common import header
 ROOT = Path(__file__).resolve().parent.parent
 #: The templates of ``docs/comparison.md``: its top, and the parts in ``comparison/``.
 TEMPLATES = ROOT / "docs" / "templates"
-#: The models compared: (label, registered model, fixed model settings).
-MODELS = {
-    "ntm": ("ntm", {}),
-    "lstm": ("lstm", {}),
-    "dnc": ("dnc", {}),
-    "transformer-rope": ("transformer", {"position": "rope"}),
-    "transformer-alibi": ("transformer", {"position": "alibi"}),
-    "mamba": ("mamba", {}),
-    "xlstm": ("xlstm", {}),
+#: Models compared in more than one setting: label -> (registered model, its settings).
+VARIANTS = {
+    "transformer": {
+        "transformer-rope": {"position": "rope"},
+        "transformer-alibi": {"position": "alibi"},
+    },
 }
-#: The setting that sets a model's width, and the step between the widths tried.
-WIDTH = {
-    "lstm": ("hidden_size", 1),
-    "dnc": ("controller_size", 1),
-    "transformer": ("d_model", 8),
-    "mamba": ("d_model", 2),
-    "xlstm": ("d_model", 8),  # a multiple of 2 * num_heads (4 heads)
+#: The models compared: every registered one (a plugin's too), by label: (registered model,
+#: fixed model settings). Each scales its width by its own ``width_setting``.
+MODELS = {
+    label: (name, settings)
+    for name in registry.models()
+    for label, settings in VARIANTS.get(name, {name: {}}).items()
 }
 TOLERANCE = 0.10  # the largest relative difference of parameters from the NTM's
 
@@ -96,9 +92,10 @@ def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
     NTM's: (settings, its count, the NTM's)."""
     reference = parameters("ntm", task, {})
     model, fixed = MODELS[label]
-    if model not in WIDTH:
+    width = registry.width_setting(registry.model_class(model))
+    if width is None:
         return dict(fixed), parameters(model, task, dict(fixed)), reference
-    name, step = WIDTH[model]
+    name, step = width
     best: tuple[float, dict[str, Any], int] | None = None
     width = step
     while True:

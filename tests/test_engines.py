@@ -111,3 +111,20 @@ def test_a_plugin_model_without_the_engine_runs_its_first(
     choice = select_engine(registry.engines(TwoWays), "native", CPU, torch.float32)
     assert choice.engine == "slow"
     assert choice.reason is not None and "the model has slow, fast" in choice.reason
+
+
+# Raised inside Dynamo (torch 2.13) as it traces a custom autograd function, not by this project.
+@pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")
+@pytest.mark.parametrize("cls", [ntm.NTM, ntm.DNC])
+def test_torch_compile_traces_the_model_whole(cls: type) -> None:
+    """``torch.compile(model, fullgraph=True)`` refuses any graph break: the model runs its
+    eager engine while traced, and its input check reads no value then. The ``eager``
+    backend traces with Dynamo as every backend does, without Inductor's code generation."""
+    torch.manual_seed(0)
+    model = cls(5, 3, controller_size=8, memory_size=8, word_size=4)
+    inputs = torch.rand(3, 2, 5)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    outputs, _ = compiled(inputs)
+    expected, _ = model(inputs)
+    torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=1e-6)

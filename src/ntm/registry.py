@@ -312,11 +312,12 @@ def two_processes_from_batch(cls: type[Any]) -> int:
     return int(getattr(cls, "two_processes_from_batch", 0))
 
 
-def width_setting(cls: type[Any]) -> str | None:
-    """The setting that scales a model's width (``width_setting``), which a comparison at
-    equal parameter counts adjusts; None where the model declares none."""
+def width_setting(cls: type[Any]) -> tuple[str, int] | None:
+    """The setting that scales a model's width and the step between its widths
+    (``width_setting``), which a comparison at equal parameter counts adjusts; None where
+    the model declares none."""
     declared = getattr(cls, "width_setting", None)
-    return None if declared is None else str(declared)
+    return None if declared is None else (str(declared[0]), int(declared[1]))
 
 
 def tracer(model: Any) -> Callable[..., tuple[Any, Any, Any]] | None:

@@ -4,8 +4,11 @@ The NTM and the DNC (one subpackage each: equations, settings, modules), the pap
 baseline, and the rivals: the Transformer, Mamba and the xLSTM.
 """
 
-from ntm.models import lstm, mamba, transformer, xlstm
+# The order of registration, which listings keep: the NTM and its baseline first.
+from ntm.models.ntm import model as ntm_model  # isort: split
+
+from ntm.models import lstm, mamba, transformer, xlstm  # isort: split
+
 from ntm.models.dnc import model as dnc_model
-from ntm.models.ntm import model as ntm_model
 
 __all__ = ["dnc_model", "lstm", "mamba", "ntm_model", "transformer", "xlstm"]

@@ -54,6 +54,10 @@ class LSTMBaseline(nn.Module):
     (outputs (T, B, O), (h, c))`` with ``h`` and ``c`` of shape (layers, B, hidden).
     """
 
+    #: The setting that scales its width, and the step between widths (benchmarks/compare.py
+    #: matches parameter counts with it).
+    width_setting: ClassVar[tuple[str, int]] = ("hidden_size", 1)
+
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`LSTMConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(
         LSTMConfig, WRAPPER_ARGUMENTS[0], *PLACEMENT

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -44,6 +44,10 @@ def _mambapy() -> Any:
 class MambaModel(Framed):
     """Mamba blocks between a linear input layer and a linear output layer: inputs (T, B, I)
     to logits (T, B, O). See the module's description for the settings."""
+
+    #: The setting that scales its width, and the step between widths (benchmarks/compare.py
+    #: matches parameter counts with it).
+    width_setting: ClassVar[tuple[str, int]] = ("d_model", 2)
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ for its core comparison.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +116,10 @@ class Block(nn.Module):
 class TransformerModel(Framed):
     """A decoder-only causal Transformer: inputs (T, B, I) to logits (T, B, O). See the
     module's description for the settings."""
+
+    #: The setting that scales its width, and the step between widths (benchmarks/compare.py
+    #: matches parameter counts with it).
+    width_setting: ClassVar[tuple[str, int]] = ("d_model", 8)
 
     def __init__(
         self,

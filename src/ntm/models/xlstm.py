@@ -21,7 +21,7 @@ of ``max_positions`` steps once; a longer sequence is refused.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -60,6 +60,10 @@ def _blocks(owner: str, slstm_at: str, num_layers: int) -> list[int]:
 class XLSTMModel(Framed):
     """xLSTM blocks between a linear input layer and a linear output layer: inputs (T, B, I)
     to logits (T, B, O). See the module's description for the settings."""
+
+    #: The setting that scales its width, and the step between widths (benchmarks/compare.py
+    #: matches parameter counts with it).
+    width_setting: ClassVar[tuple[str, int]] = ("d_model", 8)  # a multiple of 2 x its 4 heads
 
     def __init__(
         self,

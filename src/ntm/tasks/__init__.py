@@ -4,7 +4,6 @@ Every name of :mod:`ntm.tasks.contract`, :mod:`ntm.tasks.paper` and
 :mod:`ntm.tasks.scoring` is reachable from here, as ``ntm.tasks.NAME``.
 """
 
-from ntm.tasks import mqar
 from ntm.tasks.contract import (
     Batch,
     RegisteredTask,
@@ -24,6 +23,9 @@ from ntm.tasks.paper import (
     PrioritySortTask,
     RepeatCopyTask,
 )
+
+# MQAR after the paper's five: listings keep the order of registration.
+from ntm.tasks import mqar  # isort: skip
 from ntm.tasks.scoring import (
     BITS,
     LN2,

@@ -328,6 +328,10 @@ class DNC(Engined, nn.Module):
         - state: the :class:`DNCState` after the last step.
     """
 
+    #: The setting that scales its width, and the step between widths (benchmarks/compare.py
+    #: matches parameter counts with it).
+    width_setting: ClassVar[tuple[str, int]] = ("controller_size", 1)
+
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`DNCConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(DNCConfig, *WRAPPER_ARGUMENTS)
 

@@ -288,5 +288,5 @@ def test_compiled_engine_falls_back_where_dynamo_lacks_its_setting(
     flags = [*TINY[: TINY.index("--engine")], "--engine", "compiled"]
     assert run_cli("train", "--task", "copy", "--run-dir", str(tmp_path / "r"), *flags) == 0
     log = (tmp_path / "r" / "train.log").read_text()
-    assert "engine fused: torch.compile: torch " in log
+    assert "engine fused: compiled: torch " in log
     assert "no torch._dynamo.config.no_such_setting" in log

@@ -214,13 +214,14 @@ def test_other_dtypes_and_the_eager_engine_run_eager(monkeypatch: pytest.MonkeyP
 
 
 def test_the_engine_is_a_setting_of_the_model_alone() -> None:
-    eager = DNC(5, 3, **SMALL)
+    eager = DNC(5, 3, **SMALL, engine="eager")
     native_model = DNC(5, 3, **SMALL, engine="native")
+    assert DNC(5, 3, **SMALL).engine == "auto"
     assert eager.engine == "eager" and "engine='native'" in repr(native_model)
     assert DNC.from_config(eager.config, engine="native").engine == "native"
     assert list(eager.state_dict()) == list(native_model.state_dict())  # checkpoints as before
-    with pytest.raises(ValueError, match="engine = 'fused'"):
-        DNC(5, 3, engine="fused")
+    with pytest.raises(ValueError, match="engine = 'warp'"):
+        DNC(5, 3, engine="warp")
 
 
 def test_training_chooses_the_native_engine_or_says_why_not(

@@ -68,7 +68,7 @@ def test_readme_inline_python_works_after_import_ntm() -> None:
     """Everything ``ntm.…`` the README's prose names exists after a bare ``import ntm`` (in a
     fresh interpreter), and every call with literal arguments runs."""
     spans = inline_python()
-    assert 'ntm.runs.pretrained.load("copy")' in spans
+    assert 'ntm.pretrained.load("copy")' in spans
     assert "ntm.NTM(9, 8, memory_size=64, num_read_heads=2)" in spans
     lines = ["import ntm"]
     for span in spans:

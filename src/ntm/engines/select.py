@@ -107,7 +107,7 @@ def compiling() -> bool:
 
 class Engined:
     """A model that runs a sequence on one of its ``engines``, as :func:`select_engine`
-    decides from its ``engine`` (``auto`` or one of ``engines``)."""
+    decides from its ``engine`` (``auto``, or any engine of the chain)."""
 
     engines: ClassVar[tuple[str, ...]]
     _engine: str
@@ -120,7 +120,8 @@ class Engined:
 
     @engine.setter
     def engine(self, engine: str) -> None:
-        allowed = (AUTO, *type(self).engines)
+        # Any engine of the chain may be asked for: one the model lacks falls down the chain.
+        allowed = (AUTO, *ENGINES)
         require(engine in allowed, type(self).__name__, "engine", engine, f"one of {allowed}")
         self._engine = engine
 

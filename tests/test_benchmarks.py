@@ -65,6 +65,7 @@ def test_real_run_needs_the_plain_ntm(tmp_path: Path, monkeypatch: pytest.Monkey
     assert exit_.value.code == 2
 
 
+@pytest.mark.models
 def test_profile_step_keeps_every_part_and_renders_a_column_per_engine(tmp_path: Path) -> None:
     bench = benchmark("profile_step")
     entry = bench.profile_engine("fused", batch_size=2, seconds=0.0)

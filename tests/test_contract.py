@@ -84,6 +84,7 @@ def test_a_resumed_run_computes_the_uninterrupted_run(model: str, tmp_path: Path
         assert torch.equal(resumed.model[name], tensor), name
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("model", MODELS)
 def test_two_processes_learn_what_one_does(model: str, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"

@@ -197,6 +197,9 @@ import json, os, sys
 from pathlib import Path
 from ntm import cli, distributed
 
+#: Outside the default run (every test starts several training processes): pytest -m processes.
+pytestmark = pytest.mark.processes
+
 def threads():
     return sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip()
                   for t in os.listdir("/proc/self/task"))

@@ -40,6 +40,7 @@ def _ntm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes
 def test_an_installed_model_and_task_train_evaluate_resume_and_sweep(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     flags = ["--model-arg", "hidden_size=8", "--task-arg", "length=3"]

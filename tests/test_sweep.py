@@ -47,6 +47,7 @@ def test_seeds_and_settings_parse() -> None:
         cli.setting_flags("curriculum", "maybe")
 
 
+@pytest.mark.processes
 def test_a_tiny_grid_runs_resumes_and_is_summarised(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     args = ["--seeds", "1-2", "--set", "memory_init=constant,random", "--jobs", "2"]

@@ -26,6 +26,9 @@ from ntm.sweeps import ray_backend as sweep_ray
 
 from .conftest import tiny_flags
 
+#: Outside the default run (each sweep starts Ray): pytest -m ray.
+pytestmark = pytest.mark.ray
+
 if os.environ.get("NTM_RAY_TESTS") != "required":
     pytest.importorskip("ray")
 

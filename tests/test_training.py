@@ -296,6 +296,7 @@ def test_fused_path_matches_eager_in_float32(controller: str) -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.models
 def test_compiled_engine_matches_eager() -> None:
     torch.manual_seed(0)
     model = ntm.NTM(5, 3, controller_size=8, memory_size=10, word_size=4)

@@ -161,6 +161,7 @@ def test_the_page_shows_the_models_trace_at_the_steps_it_is_moved_to(
     page.page.close()
 
 
+@pytest.mark.browser
 def test_play_switch_and_keys(browser: Any, shipped: Any) -> None:
     path, run, model = shipped
     page = Page(browser, path)

@@ -23,6 +23,9 @@ from ntm.training.distributed import World
 
 from .conftest import tiny_flags, tiny_run
 
+#: Outside the default run (every test starts several training processes): pytest -m processes.
+pytestmark = pytest.mark.processes
+
 
 def _flags(**train: object) -> list[str]:
     return tiny_flags(**{"eval_every": 16, **train})
@@ -197,8 +200,6 @@ import json, os, sys
 from pathlib import Path
 from ntm import cli, distributed
 
-#: Outside the default run (every test starts several training processes): pytest -m processes.
-pytestmark = pytest.mark.processes
 
 def threads():
     return sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip()

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import ntm
+from ntm import registry
+
 from .conftest import benchmark
 
 
@@ -14,7 +17,9 @@ def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str) -> N
     bench = benchmark("compare")
     settings, count, reference = bench.matched(label, "copy")
     assert abs(count - reference) / reference <= bench.TOLERANCE
-    name, step = bench.WIDTH[bench.MODELS[label][0]]
+    width = registry.width_setting(registry.model_class(bench.MODELS[label][0]))
+    assert width is not None
+    name, step = width
     for other in (settings[name] - step, settings[name] + step):
         model = bench.MODELS[label][0]
         nearer = abs(bench.parameters(model, "copy", {**settings, name: other}) - reference)
@@ -125,3 +130,20 @@ def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:
         pytest.skip("no comparison measured yet")
     text = benchmark("compare").render(json.loads(record.read_text()), tmp_path)
     assert (root / "docs" / "comparison.md").read_text() == text
+
+
+def test_every_registered_model_is_compared_without_a_table_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """compare.py takes the registered models, a plugin's too, each by its width setting."""
+
+    class Wide(ntm.LSTMBaseline):
+        pass
+
+    monkeypatch.setitem(registry._MODELS, "wide_compare_test", Wide)
+    bench = benchmark("compare")
+    assert bench.MODELS["wide_compare_test"] == ("wide_compare_test", {})
+    assert {"ntm", "lstm", "dnc", "transformer-rope", "mamba", "xlstm"} <= set(bench.MODELS)
+    settings, count, reference = bench.matched("wide_compare_test", "copy")
+    assert abs(count - reference) / reference <= bench.TOLERANCE
+    assert "hidden_size" in settings

@@ -97,7 +97,8 @@ WORKER = """
 import json, sys
 from pathlib import Path
 import torch
-from ntm import distributed, training
+from ntm.training import distributed
+from ntm.training import trainer as training
 from ntm.runs.config import resolve_config
 train, task, model = json.loads(sys.argv[1])
 torch.set_num_threads(1)

@@ -347,6 +347,7 @@ class DNC(Engined, nn.Module):
         **settings: Any,
     ) -> None:
         super().__init__()
+        DNCConfig.of(type(self).__name__, input_size, output_size, settings)  # named as DNC's
         self.cell = DNCCell(input_size, output_size, device=device, dtype=dtype, **settings)
         self.batch_first = batch_first
         self.engine = engine

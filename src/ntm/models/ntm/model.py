@@ -390,6 +390,7 @@ class NTM(Engined, nn.Module):
         **settings: Any,
     ) -> None:
         super().__init__()
+        NTMConfig.of(type(self).__name__, input_size, output_size, settings)  # named as NTM's
         self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **settings)
         self.batch_first = batch_first
         self.engine = engine

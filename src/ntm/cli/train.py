@@ -61,6 +61,7 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
         verdict = {
             "target": "solved",
             "floor": "stopped at the floor learning rate without progress",
+            "converged": "converged (no new best held-out cost in --stop-patience evaluations)",
             "budget": "stopped at --max-sequences",
             "interrupted": "interrupted",
         }[result.reason]

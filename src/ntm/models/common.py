@@ -5,12 +5,14 @@ The frame puts a model's body between an input layer and an output layer.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ntm.engines.select import compiling
+from ntm.registry import Recipe
 
 
 def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
@@ -52,6 +54,21 @@ class Framed(nn.Module):
     are framed so."""
 
     output_weights: ClassVar[tuple[str, ...]] = ("output_layer.weight", "output_layer.bias")
+
+    @classmethod
+    def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:
+        """How attention and state spaces are trained by their authors, on every task:
+        AdamW with weight decay 0.1 (Zoology's for MQAR), a linear warm-up, and the rate
+        decayed along half a cosine to the floor over the run's budget. The paper preset
+        (the NTM paper's set-up) leaves it out."""
+        if preset == "paper":
+            return None
+        return Recipe(
+            {"optimizer": "adamw", "weight_decay": 0.1, "schedule": "cosine", "warmup": 2048},
+            {},
+            "attention and state spaces as their authors train them: AdamW, weight decay "
+            "0.1, warm-up, cosine decay",
+        )
 
     def __init__(self, input_size: int, output_size: int, width: int) -> None:
         super().__init__()

@@ -73,6 +73,13 @@ METRICS_COLUMNS = (
 OPTIONAL_COLUMNS = ("lr", "stage", "target_met")
 BEST = "best"
 BEST_FILE = "best.json"
+#: How a run's last stretch of training ended (``ended.json``: reason, sequences, seconds);
+#: absent while it trains or after an interruption.
+ENDED_FILE = "ended.json"
+#: Why a stretch of training ends: its target met, converged (no new best held-out cost in
+#: ``--stop-patience`` evaluations), the plateau schedule at its floor without progress, or
+#: ``--max-sequences`` reached (its cap).
+END_REASONS = ("target", "converged", "floor", "budget")
 #: How many complete checkpoints to keep.
 KEEP = 2
 
@@ -310,6 +317,25 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     """The folder of the run's best model so far, or None when it has none."""
     folder = run_dir / CHECKPOINTS / BEST
     return folder if (folder / MODEL_FILE).is_file() else None
+
+
+def write_ended(run_dir: Path, reason: str, sequences: int, seconds: float) -> None:
+    """Record why the run's training ended (:data:`ENDED_FILE`)."""
+    record = {"reason": reason, "sequences": sequences, "seconds": seconds}
+    write_text_atomic(run_dir / ENDED_FILE, json.dumps(record) + "\n")
+
+
+def read_ended(run_dir: Path) -> dict[str, Any] | None:
+    """Why the run's training ended, or None while it trains, after an interruption, or for
+    a run recorded before runs said so."""
+    path = run_dir / ENDED_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is not valid JSON: {error}") from None
+    return data if isinstance(data, dict) else None
 
 
 def read_best(run_dir: Path) -> dict[str, Any] | None:

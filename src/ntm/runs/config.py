@@ -25,10 +25,10 @@ from ntm.registry import Recipe
 from ntm.tasks.contract import Task, make_task, task_target
 
 PRESETS = ("fast", "paper")
-SCHEDULES = ("constant", "plateau")
+SCHEDULES = ("constant", "plateau", "cosine")
 #: A run's model configuration: the ``config_class`` of its model (see :mod:`ntm.registry`).
 ModelConfig = JSONConfig
-OPTIMIZERS = ("adam", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
 CLIP_MODES = ("norm", "value")
 
 
@@ -54,7 +54,12 @@ class TrainConfig:
         default="lstm", metadata={"help": "NTM controller: lstm or feedforward (a DNC's: lstm)"}
     )
     optimizer: str = field(
-        default="adam", metadata={"help": "adam, or rmsprop (Graves' centred form)"}
+        default="adam",
+        metadata={"help": "adam; adamw (decoupled weight decay, --weight-decay); or rmsprop "
+                  "(Graves' centred form)"},
+    )  # fmt: skip
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "adamw: decoupled weight decay (0: none)"}
     )
     lr: float = field(default=3e-3, metadata={"help": "learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "RMSProp momentum"})
@@ -84,9 +89,20 @@ class TrainConfig:
     )  # fmt: skip
     schedule: str = field(
         default="constant",
-        metadata={"help": "learning rate: constant, or plateau: multiplied by --lr-decay after "
+        metadata={"help": "learning rate: constant; plateau: multiplied by --lr-decay after "
                   "--lr-patience evaluations without a new best held-out cost, down to "
-                  "--lr-floor, where the next such stretch ends the run"},
+                  "--lr-floor, where the next such stretch ends the run; or cosine: from "
+                  "--lr down to --lr-floor along half a cosine over --max-sequences"},
+    )  # fmt: skip
+    warmup: int = field(
+        default=0,
+        metadata={"help": "sequences over which the learning rate rises linearly to --lr "
+                  "(0: none), under any schedule"},
+    )  # fmt: skip
+    stop_patience: int = field(
+        default=0,
+        metadata={"help": "converged: stop after this many evaluations without a new best "
+                  "held-out cost, once the model has learned (see --plateau-after; 0: off)"},
     )  # fmt: skip
     lr_decay: float = field(default=0.3, metadata={"help": "plateau: factor of each lowering"})
     lr_patience: int = field(
@@ -176,7 +192,15 @@ class TrainConfig:
         require(is_form(self.device), name, "device", self.device, DEVICE_FORMS)
         positive = ("batch_size", "max_sequences", "eval_every", "eval_size")
         require_positive(name, **{key: values[key] for key in positive})
-        for key in ("checkpoint_every", "threads", "seed", "eval_seed"):
+        nonnegative = (
+            "checkpoint_every",
+            "threads",
+            "seed",
+            "eval_seed",
+            "warmup",
+            "stop_patience",
+        )
+        for key in nonnegative:
             require(values[key] >= 0, name, key, values[key], "an integer >= 0")
         require(math.isfinite(self.lr) and self.lr > 0, name, "lr", self.lr, "a finite number > 0")
         require(0 <= self.momentum < 1, name, "momentum", self.momentum, "a number in [0, 1)")
@@ -193,6 +217,20 @@ class TrainConfig:
             "target_excess",
             self.target_excess,
             f"0 for a task without a reference cost ({self.task} has no optimal_cost)",
+        )
+        require(
+            math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            name,
+            "weight_decay",
+            self.weight_decay,
+            "a finite number >= 0",
+        )
+        require(
+            self.weight_decay == 0 or self.optimizer == "adamw",
+            name,
+            "weight_decay",
+            self.weight_decay,
+            f"0 with --optimizer {self.optimizer} (weight decay is adamw's)",
         )
         require(0 < self.lr_decay < 1, name, "lr_decay", self.lr_decay, "a number in (0, 1)")
         require(self.lr_patience >= 1, name, "lr_patience", self.lr_patience, "an integer >= 1")
@@ -433,6 +471,7 @@ def resolve_config(
 #: Settings a resumed run may change; all others are fixed by the run's config.json.
 RESUMABLE = (
     "max_sequences",
+    "stop_patience",
     "device",
     "lr",
     "target_bit_errors",

@@ -106,7 +106,11 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
 
     solved_at = next((r for r in rows if met(r)), None)
     last = rows[-1] if rows else None
+    ended = ckpt.read_ended(run_dir)
     return {
+        # Why training ended (target, converged, floor, or budget: its cap); None: unknown.
+        "ended": ended["reason"] if ended else None,
+        "minutes": last["seconds"] / 60 if last else 0.0,
         "solved": solved_at is not None,
         "sequences_to_target": solved_at["sequences"] if solved_at else None,
         "minutes_to_target": solved_at["seconds"] / 60 if solved_at else None,

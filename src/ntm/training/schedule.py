@@ -1,4 +1,5 @@
-"""The learning rate on plateaus of the held-out cost, as an object that keeps its own state.
+"""The learning rate over training: its shape over the sequences (warm-up, cosine), and what
+the held-out costs mean for it (plateaus, convergence), as an object that keeps its own state.
 
 In the manner of ``torch.optim.lr_scheduler``: the trainer hands it each held-out cost and
 saves it by asking for its ``state_dict()``.
@@ -16,13 +17,29 @@ from ntm.runs.config import TrainConfig
 IMPROVEMENT = 1e-3
 
 
+def rate_shape(train: TrainConfig, sequences: int) -> float:
+    """The learning rate after ``sequences`` training sequences, as a multiple of ``--lr``:
+    the linear warm-up over ``--warmup`` sequences, then for the cosine schedule half a cosine
+    from 1 down to ``--lr-floor / --lr`` at ``--max-sequences``; 1 otherwise. Never 0: the
+    trainer moves the rate by the ratio of two shapes, which keeps a rollback's halving."""
+    shape = 1.0
+    if train.warmup > 0:
+        shape = min(1.0, (sequences + train.batch_size) / train.warmup)
+    if train.schedule == "cosine":
+        low = min(1.0, train.lr_floor / train.lr)
+        done = min(1.0, sequences / train.max_sequences)
+        shape *= low + (1 - low) * 0.5 * (1 + math.cos(math.pi * done))
+    return shape
+
+
 @dataclass(frozen=True)
 class Decision:
     """What one held-out cost means for the run."""
 
     best: bool = False  # a new best: keep this model
     lower_to: float | None = None  # a plateau: train on at this rate
-    stop: bool = False  # a plateau at the floor rate: the run ends
+    stop: bool = False  # the run ends: a plateau at the floor rate, or converged
+    converged: bool = False  # no new best in --stop-patience evaluations
 
 
 class PlateauSchedule:
@@ -42,17 +59,22 @@ class PlateauSchedule:
         self.best_cost = math.inf
         self.first_cost = math.nan  # the first cost above the reference
         self.stale_evals = 0  # evaluations since the best, once the network has learned
+        self.stop_patience = train.stop_patience
+        self.since_best = 0  # the same, not reset when the rate is lowered
 
     def observe(self, cost: float, lr: float) -> Decision:
         """Take one held-out cost, at learning rate ``lr``."""
         if math.isnan(self.first_cost):
             self.first_cost = cost - self.reference
         if cost < self.best_cost * (1 - IMPROVEMENT):
-            self.best_cost, self.stale_evals = cost, 0
+            self.best_cost, self.stale_evals, self.since_best = cost, 0, 0
             return Decision(best=True)
         if self.best_cost - self.reference > self.plateau_after * self.first_cost:
             return Decision()  # not learned yet: a flat start is no plateau
         self.stale_evals += 1
+        self.since_best += 1
+        if self.stop_patience and self.since_best >= self.stop_patience:
+            return Decision(stop=True, converged=True)
         if not self.lowers or self.stale_evals < self.patience:
             return Decision()
         if lr <= self.floor * (1 + 1e-6):
@@ -63,15 +85,18 @@ class PlateauSchedule:
     def restart(self) -> None:
         """Begin again, as for a new stage of the task (repeat copy's end marker)."""
         self.best_cost, self.first_cost, self.stale_evals = math.inf, math.nan, 0
+        self.since_best = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_cost": self.best_cost,
             "first_cost": self.first_cost,
             "stale_evals": self.stale_evals,
+            "since_best": self.since_best,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_cost = float(state["best_cost"])
         self.first_cost = float(state["first_cost"])
         self.stale_evals = int(state["stale_evals"])
+        self.since_best = int(state.get("since_best", self.stale_evals))  # older runs: none

@@ -38,7 +38,7 @@ from ntm.training.distributed import SINGLE, World
 from ntm.training.evaluator import Evaluator
 from ntm.training.guard import Step, UpdateGuard
 from ntm.training.optim import GravesRMSprop
-from ntm.training.schedule import PlateauSchedule
+from ntm.training.schedule import PlateauSchedule, rate_shape
 from ntm.training.transfer import InitSource, read_init_source, transferred
 
 #: The counters of a checkpoint's progress that are the curriculum's.
@@ -50,6 +50,10 @@ def build_optimizer(train: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
         return GravesRMSprop(model.parameters(), lr=train.lr, momentum=train.momentum)
     # fused: one kernel for all parameters' updates (0.19 against 0.70 ms a step for the copy
     # model on one thread), where the default loops over them.
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True
+        )
     return torch.optim.Adam(model.parameters(), lr=train.lr, fused=True)
 
 
@@ -63,7 +67,7 @@ class TrainResult:
     eval_cost: float
     eval_bit_errors: float
     losses: list[float] = field(default_factory=list)  # per update, this process only
-    reason: str = "budget"  # why it ended: target, floor, budget or interrupted
+    reason: str = "budget"  # why it ended: one of ckpt.END_REASONS, or interrupted
 
 
 #: The held-out bit errors, on sequences without the end marker, below which a run that
@@ -143,6 +147,7 @@ class Trainer:
         self.model, self.engine, self.engine_problem = _replica(run, self.device, world)
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
+        self.shape: float | None = None  # the rate's shape (warm-up, cosine) last applied
         self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.stage = EndMarkerStage(run.task, train.withhold_end_marker)
@@ -193,6 +198,15 @@ class Trainer:
             raise ckpt.RunError(
                 f"{source / ckpt.TRAINER_FILE} is not a trainer state of this run: {error}"
             ) from None
+
+    def _shape_rate(self, shape: float) -> None:
+        """Move the rate to ``shape`` (:func:`rate_shape`) from the last shape applied, by
+        their ratio: a rollback's halving and a plateau's lowering stay."""
+        if self.shape is None or shape == self.shape:
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] *= shape / self.shape
+        self.shape = shape
 
     def set_learning_rate(self, lr: float, why: str = "") -> None:
         """Train on at ``lr`` from here (the checkpoint holds the rate it was trained at,
@@ -269,15 +283,15 @@ class Trainer:
         line = self.guard.roll_back(self.model, self.optimizer, self.run_dir)
         self.log(f"{self.progress.sequences:>10,d} seq  {line}")
 
-    def _report(self) -> tuple[bool, bool]:
+    def _report(self) -> tuple[bool, str]:
         """Evaluate, append a metrics row, log it, and follow the schedule. Returns whether
-        the target is met and whether the schedule ends the run. Every process evaluates its
-        share of the held-out set; rank 0 decides, and every process learns the decision
-        and the schedule's state."""
+        the target is met and why the schedule ends the run ("" while it goes on). Every
+        process evaluates its share of the held-out set; rank 0 decides, and every process
+        learns the decision and the schedule's state."""
         self._settle()
         p, before = self.progress, self.stage.stage
         cost, errors = self.evaluator.measure(self.model, self.stage.withheld)
-        decision = self._decide(cost, errors) if self.world.main else (False, False)
+        decision = self._decide(cost, errors) if self.world.main else (False, "")
         lr = self.optimizer.param_groups[0]["lr"]
         shared = (decision, self.evaluator.last, lr, self.stage.stage, self.schedule.state_dict())
         decision, self.evaluator.last, lr, self.stage.stage, schedule = distributed.from_main(
@@ -291,11 +305,12 @@ class Trainer:
             # copies were learned, would take steps of several times the rate (seed 3 lost
             # its copies so): the optimiser starts afresh, as a run from these weights would.
             self.optimizer = build_optimizer(self.run.train, self.model)
+            self.shape = 1.0
         p.window_cost = p.window_errors = 0.0
         p.window_sequences = 0
-        return bool(decision[0]), bool(decision[1])
+        return bool(decision[0]), str(decision[1])
 
-    def _decide(self, cost: float, errors: float) -> tuple[bool, bool]:
+    def _decide(self, cost: float, errors: float) -> tuple[bool, str]:
         p, train = self.progress, self.run.train
         met = self.evaluator.target_met(cost, errors) and not self.stage.withheld
         lr = float(self.optimizer.param_groups[0]["lr"])
@@ -310,25 +325,32 @@ class Trainer:
                 "held-out sequences without the end marker): the end marker from here on, "
                 f"the optimiser afresh at learning rate {train.lr:g}"
             )
-            return False, False
+            return False, ""
         return met, self._follow_schedule(cost)
 
-    def _follow_schedule(self, cost: float) -> bool:
+    def _follow_schedule(self, cost: float) -> str:
         """Keep the best model of the stage, and on a plateau lower the learning rate.
-        Returns True when the rate is at its floor and the plateau goes on: the run ends."""
+        Returns why the run ends here ("converged", "floor"), or "" when it goes on."""
         p = self.progress
         decision = self.schedule.observe(cost, float(self.optimizer.param_groups[0]["lr"]))
         if decision.best and not self.stage.withheld:
             self.evaluator.keep_best(self.model, p.sequences)
         if decision.lower_to is not None:
             self.set_learning_rate(decision.lower_to, "plateau: ")
+        if decision.converged:
+            self.log(
+                f"{p.sequences:>10,d} seq  converged: no new best held-out cost in "
+                f"{self.schedule.since_best} evaluations: stopping"
+            )
+            return "converged"
         if decision.stop:
             self.log(
                 f"{p.sequences:>10,d} seq  no new best held-out cost in "
                 f"{self.schedule.stale_evals} evaluations at the floor learning rate "
                 f"{self.run.train.lr_floor:g}: stopping"
             )
-        return decision.stop
+            return "floor"
+        return ""
 
     def close(self) -> None:
         """Let go of the run folder (another process may then train it)."""
@@ -349,7 +371,8 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         train, p = self.run.train, self.progress
-        solved = interrupted = floor = False
+        solved = interrupted = False
+        ended = ""  # why the schedule ended the run, if it did
         bar = _progress_bar(self.run.train, p.sequences, self.quiet)
         started = time.perf_counter() - p.seconds
         for line in _describe(
@@ -358,14 +381,19 @@ class Trainer:
             self.log(line)
         if self.sync_free:
             self.guard.keep_on_device()
+        if self.world.main:
+            (self.run_dir / ckpt.ENDED_FILE).unlink(missing_ok=True)  # it trains again
+        if self.shape is None:  # the rate in the optimiser already has the checkpoint's shape
+            self.shape = rate_shape(train, p.sequences) if p.sequences else 1.0
         with _Interrupt() as interrupt, bar:
-            while p.sequences < train.max_sequences and not (solved or floor):
+            while p.sequences < train.max_sequences and not (solved or ended):
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):
                     interrupted = True
                     break
                 size = min(train.batch_size, train.max_sequences - p.sequences)
                 if size < self.world.size:
                     break  # too few sequences left to give every process one
+                self._shape_rate(rate_shape(train, p.sequences))
                 batch, from_level = self._training_batch(size)
                 value = self._step(batch, size, from_level, interrupt.requested)
                 if value is not None:
@@ -377,18 +405,18 @@ class Trainer:
                 if self.on_update is not None:
                     self.on_update(self)
                 if p.sequences >= p.next_eval:
-                    solved, floor = self._report()
+                    solved, ended = self._report()
                     p.next_eval += train.eval_every
                     bar.set_postfix_str(self.evaluator.note(), refresh=False)
                 if p.sequences >= p.next_checkpoint:
                     p.next_checkpoint += self._ckpt_every()
                     self.save()
-            if not (solved or floor or interrupted) and p.window_sequences:
-                solved, floor = self._report()
+            if not (solved or ended or interrupted) and p.window_sequences:
+                solved, ended = self._report()
         self.save()
-        reason = "budget"
-        if interrupted or solved or floor:
-            reason = "interrupted" if interrupted else "target" if solved else "floor"
+        reason = "interrupted" if interrupted else "target" if solved else ended or "budget"
+        if self.world.main and not interrupted:
+            ckpt.write_ended(self.run_dir, reason, p.sequences, p.seconds)
         cost, errors = self.evaluator.last
         result = TrainResult(self.run_dir, p.sequences, p.seconds, solved, interrupted, cost,
                              errors, self.losses, reason)  # fmt: skip
@@ -473,7 +501,16 @@ def _describe(train: TrainConfig, withheld: bool, engine: str, problem: str | No
             f"best, once the held-out cost is below {train.plateau_after:g} of its first; "
             f"down to {train.lr_floor:g})"
         )
-    lines = [f"target: {goal}; lr {train.lr:g}, schedule {schedule}"]
+    if schedule == "cosine":
+        schedule += f" (down to {train.lr_floor:g} at {train.max_sequences:,d} sequences)"
+    if train.warmup:
+        schedule += f", warm-up over {train.warmup:,d} sequences"
+    if train.stop_patience:
+        schedule += f"; converged after {train.stop_patience} evaluations without a new best"
+    optimizer = train.optimizer + (
+        f" (weight decay {train.weight_decay:g})" if train.weight_decay else ""
+    )
+    lines = [f"target: {goal}; {optimizer}, lr {train.lr:g}, schedule {schedule}"]
     if withheld:
         lines.append("end marker withheld until the copies are right")
     if problem:

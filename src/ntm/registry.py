@@ -325,6 +325,14 @@ def tracer(model: Any) -> Callable[..., tuple[Any, Any, Any]] | None:
     return getattr(model, "trace", None)
 
 
+def adapt_weights(cls: type[Any]) -> Callable[[dict[str, Tensor], Any, Any], Any] | None:
+    """A model class's ``adapt_weights(tensors, trained, wanted)``: its trained weights
+    (with settings ``trained``) made to fit a model with settings ``wanted`` that differ
+    only in settings no weight learns the meaning of (an NTM's memory size); None where the
+    model declares none (it then loads only weights of the shapes its settings give)."""
+    return getattr(cls, "adapt_weights", None)
+
+
 def initial_state(model: Any) -> Callable[[int], Any] | None:
     """A model's ``initial_state(batch_size)``; None without one."""
     return getattr(model, "initial_state", None)

@@ -340,6 +340,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser, seed_help: str) -> None:
         metavar="KEY=VALUE",
         help="use the run's task with this setting changed (repeatable)",
     )
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="use the run's model with this setting changed, one no weight depends on "
+        "(repeatable), e.g. memory_size=1024: an NTM or a DNC given more slots than it "
+        "trained with",
+    )
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help=seed_help)
     parser.add_argument(
         "--checkpoint",
@@ -381,6 +390,14 @@ def _say_which_model(run_dir: Path, checkpoint: str) -> None:
     else:
         line = f"the latest model: {path.parent.name}"
     print(f"{run_dir}: {line}", file=sys.stderr)
+
+
+def _model_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:
+    """``--model-arg`` settings for the run's model, read as the types it declares."""
+    if not assignments:
+        return None
+    run = read_run_config(run_dir)
+    return _assignments("--model-arg", registry.model_class(run.train.model), assignments)
 
 
 def _task_args_for(run_dir: Path, assignments: Sequence[str]) -> dict[str, Any] | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ntm.cli.common import UsageError, _run_dir, _say_which_model, _task_args_for
+from ntm.cli.common import (
+    UsageError,
+    _model_args_for,
+    _run_dir,
+    _say_which_model,
+    _task_args_for,
+)
 from ntm.pictures.figures import draw_run
 from ntm.pictures.viewer import draw_page
 
@@ -18,10 +24,12 @@ def _viz(args: argparse.Namespace) -> int:
         out = Path(f"pretrained-{args.pretrained}{kind}")  # never into the installed package
     _say_which_model(run_dir, args.checkpoint)
     settings = _task_args_for(run_dir, args.task_arg)
-    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device)
+    model = _model_args_for(run_dir, args.model_arg)
+    paths = draw_run(run_dir, out, settings, args.seed, args.checkpoint, args.device, model)
     if args.html:
         try:
-            paths.append(draw_page(run_dir, out, settings, args.seed, args.checkpoint, args.device))
+            where = (args.seed, args.checkpoint, args.device, model)
+            paths.append(draw_page(run_dir, out, settings, *where))
         except ValueError as error:
             raise UsageError(str(error)) from None
     for path in paths:

@@ -265,10 +265,13 @@ def draw_run(
     seed: int = HELD_OUT_SEED,
     checkpoint: str = "best",
     device: str = "cpu",
+    model_settings: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write ``sequence.png``, ``memory.png`` (NTM and DNC) of the run's model (``checkpoint``:
     see :func:`ntm.runs.load.weights_file`), run on ``device``, and ``learning_curves.png``."""
-    run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
+    run, model = load_run(
+        run_dir, checkpoint=checkpoint, device=device, model_settings=model_settings
+    )
     on = next(model.parameters()).device
     out = out or run_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -161,11 +161,14 @@ def draw_page(
     seed: int = HELD_OUT_SEED,
     checkpoint: str = "best",
     device: str = "cpu",
+    model_settings: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``viewer.html`` of the run's model (``checkpoint``: see
     :func:`ntm.runs.load.weights_file`) into ``out`` (default: the run folder); returns its path.
     A model without a trace is refused by name."""
-    run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
+    run, model = load_run(
+        run_dir, checkpoint=checkpoint, device=device, model_settings=model_settings
+    )
     if registry.tracer(model) is None:
         raise ValueError(
             f"--html: the model {run.train.model!r} has no trace (a trace(inputs) method "

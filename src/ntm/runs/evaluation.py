@@ -125,6 +125,7 @@ def evaluate_run(
     checkpoint: str = "best",
     device: str = "cpu",
     climb: bool = False,
+    model_settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder's
     model (``checkpoint``: see :func:`ntm.runs.load.weights_file`) run on ``device``.
@@ -133,10 +134,14 @@ def evaluate_run(
     settings for the task, or with ``climb`` (or for a task the paper does not have) its
     ladder beyond the training distribution (:func:`ntm.tasks.ladder`); with them, one row
     for the run's task so changed. Every row draws its own held-out set from ``seed``.
+    ``model_settings`` changes settings of the model no weight depends on (an NTM's or a
+    DNC's ``memory_size``: more slots than it trained with).
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
-    run, model = load_run(run_dir, checkpoint=checkpoint, device=device)
+    run, model = load_run(
+        run_dir, checkpoint=checkpoint, device=device, model_settings=model_settings
+    )
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     if task_settings is None:

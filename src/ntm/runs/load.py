@@ -9,7 +9,9 @@ the same way: ``config.json`` rebuilds the model, and the weights come from the 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +20,7 @@ from ntm import registry
 from ntm.engines import devices
 from ntm.engines.select import AUTO
 from ntm.runs import checkpoint as ckpt
-from ntm.runs.config import RunConfig
+from ntm.runs.config import RunConfig, model_config
 
 
 def build_model(run: RunConfig, engine: str = AUTO) -> nn.Module:
@@ -64,22 +66,42 @@ def weights_file(run_dir: Path, checkpoint: str = "best") -> Path:
     return (best or ckpt.latest_checkpoint(run_dir)) / ckpt.MODEL_FILE
 
 
+def with_model_settings(run: RunConfig, settings: Mapping[str, Any]) -> RunConfig:
+    """``run`` with some of its model's settings changed (checked as a new model's are)."""
+    values = {**run.model.to_dict(), **settings}
+    return RunConfig(run.train, run.task, model_config(run.train.model, values)).checked()
+
+
 def load_run(
     run_dir: str | Path,
     engine: str = AUTO,
     checkpoint: str = "best",
     device: torch.device | str = "cpu",
+    model_settings: Mapping[str, Any] | None = None,
 ) -> tuple[RunConfig, nn.Module]:
     """The run's configuration and its model (see :func:`weights_file`), in eval mode, on
     ``device`` (a ``torch.device``, or ``auto``, ``cpu``, ``cuda``, ``cuda:N``); a model
     with engines asks for ``engine`` (:func:`ntm.engines.select.select_engine` decides)."""
     run_dir = Path(run_dir)
-    run = read_run_config(run_dir)
+    trained = read_run_config(run_dir)
+    run = with_model_settings(trained, model_settings) if model_settings else trained
     if isinstance(device, str):
         device = devices.resolve(device)
     model = build_model(run, engine)
     path = weights_file(run_dir, checkpoint)
-    ckpt.load_weights_strict(model, ckpt.load_model_tensors(path), path)
+    tensors = ckpt.load_model_tensors(path)
+    adapt = registry.adapt_weights(registry.model_class(run.train.model))
+    if model_settings and adapt is not None:
+        tensors = adapt(tensors, trained.model, run.model)
+    try:
+        ckpt.load_weights_strict(model, tensors, path)
+    except ckpt.RunError as error:
+        if not model_settings:
+            raise
+        given = ", ".join(f"{key}={value}" for key, value in model_settings.items())
+        raise ckpt.RunError(
+            f"model settings {given}: the trained weights depend on them ({error})"
+        ) from None
     return run, model.to(device).eval()
 
 

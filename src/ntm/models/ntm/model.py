@@ -445,6 +445,44 @@ class NTM(Engined, nn.Module):
         return Recipe(fast.train, model, fast.why)
 
     @classmethod
+    def adapt_weights(
+        cls, tensors: dict[str, Tensor], trained: NTMConfig, wanted: NTMConfig
+    ) -> dict[str, Tensor]:
+        """Trained weights made to fit a model that differs from ``trained`` only in its
+        memory size: no weight learns what N is, but the initial memory and the initial
+        weightings have a row or a column per slot. With more slots, the first N keep their
+        trained values; a new slot's initial memory row is the mean of the trained rows (a
+        ``constant`` memory: the constant; a ``random`` one: a fixed draw of the same
+        range) and its initial weighting logit the smallest
+        trained one, so the heads start where they learned to. With fewer slots, the first
+        ones are kept. Any other difference is left to the strict load, which names it."""
+        changed = {
+            key
+            for key, value in wanted.to_dict().items()
+            if value != trained.to_dict()[key] and key != "memory_size"
+        }
+        if changed or wanted.memory_size == trained.memory_size:
+            return tensors
+        size = wanted.memory_size
+        adapted = dict(tensors)
+        memory = tensors.get("cell.initial_memory")
+        if memory is not None:  # (N, M)
+            rows = max(0, size - len(memory))
+            extra = memory.mean(0, keepdim=True).expand(rows, -1)
+            if trained.memory_init == "random":  # rows as different as the trained ones
+                bound = float(memory.abs().max())
+                generator = torch.Generator().manual_seed(0)
+                extra = (torch.rand(rows, memory.shape[1], generator=generator) * 2 - 1) * bound
+            adapted["cell.initial_memory"] = torch.cat([memory[:size], extra.to(memory)])
+        for name in ("cell.initial_read_logits", "cell.initial_write_logits"):
+            logits = tensors.get(name)
+            if logits is not None:  # (heads, N)
+                lowest = logits.min(-1, keepdim=True).values
+                extra = lowest.expand(-1, max(0, size - logits.shape[-1]))
+                adapted[name] = torch.cat([logits[:, :size], extra], -1)
+        return adapted
+
+    @classmethod
     def input_weights(cls, config: NTMConfig) -> tuple[str, ...]:
         """The tensors whose first columns are the input channels (then the last reads)."""
         return (f"cell.controller.0.{CONTROLLER_LAYER_WEIGHTS[config.controller][0]}",)

@@ -1,0 +1,64 @@
+"""A trained model given more memory slots than it trained with (``--model-arg
+memory_size=N`` at evaluation): no weight depends on N."""
+
+import json
+
+import pytest
+import torch
+
+import ntm
+from ntm.cli import main
+from ntm.models.ntm.config import NTMConfig
+from ntm.runs.load import load_run
+
+
+@pytest.mark.parametrize("memory_init", ["constant", "learned", "random"])
+@pytest.mark.parametrize("size", [12, 40])
+def test_the_ntm_keeps_its_slots_and_adds_quiet_ones(memory_init: str, size: int) -> None:
+    torch.manual_seed(0)
+    trained = NTMConfig(input_size=5, output_size=3, memory_size=20, word_size=4,
+                        controller_size=8, memory_init=memory_init)  # fmt: skip
+    model = ntm.NTM.from_config(trained)
+    with torch.no_grad():
+        for logits in (model.cell.initial_read_logits, model.cell.initial_write_logits):
+            logits.normal_()
+    wanted = NTMConfig(**{**trained.to_dict(), "memory_size": size})
+    adapted = ntm.NTM.adapt_weights(model.state_dict(), trained, wanted)
+    bigger = ntm.NTM.from_config(wanted)
+    bigger.load_state_dict(adapted, strict=True)
+    kept = min(size, 20)
+    old, new = model.cell.initial_memory, bigger.cell.initial_memory
+    torch.testing.assert_close(new[:kept], old[:kept])
+    if size > 20 and memory_init != "random":
+        torch.testing.assert_close(new[20:], old.mean(0).expand(size - 20, -1))
+    read = bigger.cell.initial_read_logits
+    torch.testing.assert_close(read[:, :kept], model.cell.initial_read_logits[:, :kept])
+    if size > 20:
+        assert (read[:, 20:] == model.cell.initial_read_logits.min(-1, keepdim=True).values).all()
+    outputs, _ = bigger(torch.rand(6, 2, 5))
+    assert torch.isfinite(outputs).all()
+
+
+def test_another_change_is_left_to_the_strict_load() -> None:
+    trained = NTMConfig(input_size=5, output_size=3)
+    wanted = NTMConfig(input_size=5, output_size=3, memory_size=64, word_size=8)
+    tensors = ntm.NTM.from_config(trained).state_dict()
+    assert ntm.NTM.adapt_weights(tensors, trained, wanted) is tensors
+
+
+def test_eval_gives_the_shipped_models_more_slots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for model in ("ntm", "dnc"):
+        run, loaded = load_run(
+            ntm.pretrained.path("copy", model), model_settings={"memory_size": 256}
+        )
+        assert run.model.memory_size == 256
+        assert loaded.config.memory_size == 256
+    flags = ["--size", "4", "--task-arg", "max_length=30", "--json"]
+    assert main(["eval", "--pretrained", "copy", "--model-arg", "memory_size=256", *flags]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["sequences"] == 4
+    assert main(["eval", "--pretrained", "copy", "--model-arg", "word_size=7", *flags]) == 2
+    said = capsys.readouterr().err
+    assert "model settings word_size=7: the trained weights depend on them" in said

@@ -46,13 +46,10 @@ def test_another_change_is_left_to_the_strict_load() -> None:
     assert ntm.NTM.adapt_weights(tensors, trained, wanted) is tensors
 
 
-def test_eval_gives_the_shipped_models_more_slots(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_eval_gives_the_shipped_models_more_slots(capsys: pytest.CaptureFixture[str]) -> None:
     for model in ("ntm", "dnc"):
-        run, loaded = load_run(
-            ntm.pretrained.path("copy", model), model_settings={"memory_size": 256}
-        )
+        folder = ntm.pretrained.path("copy", model)
+        run, loaded = load_run(folder, model_settings={"memory_size": 256})
         assert run.model.memory_size == 256
         assert loaded.config.memory_size == 256
     flags = ["--size", "4", "--task-arg", "max_length=30", "--json"]

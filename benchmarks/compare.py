@@ -1,5 +1,6 @@
-"""Memory against attention and state spaces: every model on the same tasks, trainer, targets
-and budget, each at its best learning rate, then three seeds, and the length ladder.
+"""Memory against attention and state spaces: every model on the same tasks, trainer and
+targets, each trained until it converges, at its best learning rate, then three seeds, and
+the length ladder.
 
 Run: ``python benchmarks/compare.py`` (the tasks copy, associative_recall and mqar; the
 models ntm, lstm, dnc, transformer with RoPE and with ALiBi, mamba and xlstm). Stopped and
@@ -12,14 +13,23 @@ For each task and model:
    reference; every other model gets the width (``d_model``, ``hidden_size`` or
    ``controller_size``) whose count is nearest to it, and a model more than 10% away is
    reported, not trained.
-2. **Its learning rate**, by ``ntm sweep --seeds 1 --set lr=R1,R2,R3`` within the task's
-   budget of sequences (``--budget 30000,mqar=100000``: 30,000 for every task, 100,000 for
-   MQAR): the rate that meets the task's target in the fewest sequences, or, where none
-   does, the one with the lowest final held-out cost.
-3. **Three seeds** at that rate (seed 1 is the sweep's run; ``ntm sweep --seeds 2,3``).
+2. **Its learning rate**, by ``ntm sweep --seeds 1 --set lr=R1,R2,...`` (``--rates``, up to
+   1e-2), each run trained **to convergence**: it stops when ``--patience`` evaluations
+   pass without a new best held-out cost (``ntm train --stop-patience``), when it meets the
+   task's target, or at the cap (``--budget 400000,mqar=1000000``), which a run should
+   rarely reach; each run records which of these ended it. Every model trains with its own
+   family's recipe (the NTM's and the DNC's, or for attention and state spaces AdamW, weight
+   decay, warm-up and cosine decay). The rate chosen is the one that meets the target in
+   the fewest sequences, or, where none does, the one with the lowest final held-out cost.
+3. **Three seeds** at that rate (seed 1 is the sweep's run; ``ntm sweep --seeds 2,3``),
+   after every cell has its first seed: one seed of every cell comes before more seeds of
+   some.
 4. **The ladder**: ``ntm eval RUN --ladder`` on each seed's best model: the training
    distribution and the task's settings beyond it (lengths, items or pairs x2, x4, ...),
-   errors per sequence and the share of sequences entirely right.
+   errors per sequence and the share of sequences entirely right; for a model with a
+   memory of ``memory_size`` slots (the NTM, the DNC), the same again with
+   ``--ladder-memory`` slots (``ntm eval --model-arg memory_size=N``): the memory is no
+   learned parameter, as a Tape-RNN's tape is as long as its input.
 
 Everything it measured goes into ``--record`` (``docs/comparison/records.json``), from which
 :func:`render` writes ``docs/comparison.md`` (its prose: the templates
@@ -46,6 +56,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ntm import registry
+from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
@@ -110,8 +121,11 @@ def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
     return best[1], best[2], reference
 
 
-def _flags(task: str, model: str, settings: dict[str, Any], budget: int) -> list[str]:
+def _flags(
+    task: str, model: str, settings: dict[str, Any], budget: int, patience: int
+) -> list[str]:
     flags = ["--task", task, "--model", model, "--max-sequences", str(budget), "--quiet"]
+    flags += ["--stop-patience", str(patience)]
     for key, value in settings.items():
         flags += ["--model-arg", f"{key}={value}"]
     return flags
@@ -146,18 +160,28 @@ def chosen_rate(rows: list[dict[str, Any]]) -> str:
     return str(min(rows, key=key)["lr"])
 
 
-def ladder(run_dir: Path, size: int) -> list[dict[str, Any]]:
-    """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``)."""
-    kept = run_dir / "ladder.json"
+def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
+    """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``); with
+    ``memory`` slots instead of the trained number where it is given (kept as
+    ``ladder.memory_size=N.json``)."""
+    changed = {"memory_size": memory} if memory else None
+    kept = run_dir / ladder_file(changed)
     if not kept.is_file():
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
+        command += ["--model-arg", f"memory_size={memory}"] if memory else []
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
     return rows
 
 
-def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Steps 1 to 4 for one task and model; its entry of the record."""
+def has_memory_size(model: str) -> bool:
+    """Whether a registered model has a ``memory_size`` setting (a memory of slots)."""
+    settings = registry.settings_of(registry.model_class(model))
+    return any(name == "memory_size" for name, _, _ in settings)
+
+
+def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> dict[str, Any]:
+    """Steps 1 to 4 for one task and model, with ``seeds`` seeds; its entry of the record."""
     settings, count, reference = matched(label, task)
     entry: dict[str, Any] = {"task": task, "model": label, "settings": settings,
                              "parameters": count, "ntm_parameters": reference}  # fmt: skip
@@ -167,24 +191,27 @@ def compare_one(task: str, label: str, args: argparse.Namespace) -> dict[str, An
     model = MODELS[label][0]
     budget = args.budget[task]
     entry["budget"], entry["task_settings"] = budget, task_settings(task)
-    flags = _flags(task, model, settings, budget)
+    flags = _flags(task, model, settings, budget, args.patience)
     folder = args.out / f"{task}-{budget}" / label
     sweep(flags, folder / "rates", "1", args.rates.split(","), args.jobs)
     rates = results(folder / "rates")
     rate = chosen_rate(rates)
-    if args.seeds > 1:
-        sweep(flags, folder / "seeds", f"2-{args.seeds}", [rate], args.jobs)
+    if seeds > 1:
+        sweep(flags, folder / "seeds", f"2-{seeds}", [rate], args.jobs)
     runs = [r for r in rates if r["lr"] == rate] + results(folder / "seeds")
-    entry["rates"] = [
-        {k: r[k] for k in ("lr", "solved", "sequences_to_target", "final_eval_cost")} for r in rates
-    ]
+    kept_fields = ("lr", "solved", "sequences_to_target", "final_eval_cost", "ended")
+    entry["rates"] = [{k: r.get(k) for k in kept_fields} for r in rates]
     entry["lr"] = rate
     entry["runs"] = []
     for run in sorted(runs, key=lambda r: r["seed"]):
         run_dir = Path(run["run_dir"])
         fields = ("seed", "solved", "sequences_to_target", "minutes_to_target", "sequences")
         kept = {k: run[k] for k in (*fields, "final_eval_cost")}
+        # Why it ended: target, converged, floor, or budget (its cap).
+        kept["ended"] = run.get("ended")
         kept["ladder"] = ladder(run_dir, args.size)
+        if args.ladder_memory and has_memory_size(model):
+            kept["ladder_memory"] = ladder(run_dir, args.size, args.ladder_memory)
         kept["minutes"] = ckpt.read_metrics(run_dir)[-1]["seconds"] / 60
         entry["runs"].append(kept)
     return entry
@@ -362,22 +389,34 @@ def _plot(task: str, entries: list[dict[str, Any]], folder: Path) -> str | None:
     return f"comparison/{path.name}"
 
 
+#: The settings of a record that its entries were measured under: an entry of a record with
+#: other values is measured again.
+MEASURED_UNDER = ("size", "rates", "patience", "ladder_memory")
+
+
 def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The entries of the record at ``path`` that are complete for the same seeds, rates and
-    held-out size as ``record`` and their task's budget: a later run of the command keeps
-    them even where their run folders are gone (another machine)."""
+    """The entries of the record at ``path`` measured under the same rates, held-out size,
+    patience and ladder memory as ``record`` and their task's budget, with the seeds they
+    have so far: a later run of the command keeps them even where their run folders are gone
+    (another machine), and adds seeds to those that have fewer than it wants."""
     if not path.is_file():
         return {}
     kept = json.loads(path.read_text())
-    if any(kept.get(key) != record[key] for key in ("seeds", "size", "rates")):
+    if any(kept.get(key) != record[key] for key in MEASURED_UNDER):
         return {}
     return {
         (e["task"], e["model"]): e
         for e in kept["entries"]
         if e.get("budget") == record["budgets"].get(e["task"])
         and e.get("task_settings") == record["task_settings"].get(e["task"])
-        and ("skipped" in e or len(e.get("runs", [])) == record["seeds"])
     }
+
+
+def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
+    """Whether an entry must be measured (again) to have ``seeds`` seeds."""
+    if entry is None:
+        return True
+    return "skipped" not in entry and len(entry.get("runs", [])) < seeds
 
 
 def budgets(text: str, tasks: list[str]) -> dict[str, int]:
@@ -406,12 +445,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="copy,associative_recall,mqar")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rates", default="3e-4,1e-3,3e-3", help="the sweep's rates")
+    parser.add_argument("--rates", default="3e-4,1e-3,3e-3,1e-2", help="the sweep's rates")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="a run has converged after this many evaluations without a new best held-out "
+        "cost (ntm train --stop-patience; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ladder-memory",
+        type=int,
+        default=1024,
+        help="slots of the NTM's and the DNC's memory on a second ladder (0: none; default: "
+        "%(default)s)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell")
     parser.add_argument(
         "--budget",
-        default="30000,mqar=100000",
-        help="sequences per run: N, and TASK=N where a task differs (default: %(default)s)",
+        default="400000,mqar=1000000",
+        help="the cap of sequences per run, which convergence should end it before: N, and "
+        "TASK=N where a task differs (default: %(default)s)",
     )
     parser.add_argument("--size", type=int, default=500, help="held-out sequences per setting")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (ntm sweep --jobs)")
@@ -442,23 +496,28 @@ def main() -> int:
         "seeds": args.seeds,
         "size": args.size,
         "rates": args.rates,
+        "patience": args.patience,
+        "ladder_memory": args.ladder_memory,
         "tasks": tasks,
         "entries": [],
     }
     done = _finished(args.record, record)
-    for task in tasks:
-        for label in labels:
-            entry = done.get((task, label))
-            if entry is None:
-                print(f"{task} / {label}", flush=True)
-                try:
-                    entry = compare_one(task, label, args)
-                except subprocess.CalledProcessError as error:
-                    if error.returncode != 130:
-                        raise
-                    print("interrupted: the same command goes on from here", file=sys.stderr)
-                    return 130
-            record["entries"].append(entry)
+    cells = [(task, label) for task in tasks for label in labels]
+    text = ""
+    # One seed of every cell first, then the other seeds.
+    for seeds in sorted({1, args.seeds}):
+        for task, label in cells:
+            if not _needs(done.get((task, label)), seeds):
+                continue
+            print(f"{task} / {label}: {seeds} seed{'s' if seeds > 1 else ''}", flush=True)
+            try:
+                done[task, label] = compare_one(task, label, args, seeds)
+            except subprocess.CalledProcessError as error:
+                if error.returncode != 130:
+                    raise
+                print("interrupted: the same command goes on from here", file=sys.stderr)
+                return 130
+            record["entries"] = [done[cell] for cell in cells if cell in done]
             args.record.parent.mkdir(parents=True, exist_ok=True)
             args.record.write_text(json.dumps(record, indent=2) + "\n")
             text = render(record, args.record.parent)  # after each cell: nothing waits

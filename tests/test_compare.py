@@ -109,18 +109,25 @@ def test_a_budget_per_task_and_a_clear_error_for_a_wrong_one() -> None:
 
 
 def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: Path) -> None:
-    finished = benchmark("compare")._finished
+    bench = benchmark("compare")
     runs = [{"seed": s} for s in (1, 2, 3)]
-    base = {"seeds": 3, "size": 100, "rates": "1e-3"}
+    base = {"seeds": 3, "size": 100, "rates": "1e-3", "patience": 10, "ladder_memory": 0}
     entry = {"task": "copy", "model": "ntm", "budget": 5, "task_settings": {"bits": 8}}
-    lstm = {**entry, "model": "lstm", "runs": runs[:2]}
+    lstm = {**entry, "model": "lstm", "runs": runs[:1]}
     kept = {**base, "entries": [{**entry, "runs": runs}, lstm]}
     path = tmp_path / "records.json"
     path.write_text(json.dumps(kept))
     record = {**base, "budgets": {"copy": 5}, "task_settings": {"copy": {"bits": 8}}}
-    assert list(finished(path, record)) == [("copy", "ntm")]  # lstm has two seeds of three
-    assert finished(path, {**record, "budgets": {"copy": 6}}) == {}
-    assert finished(path, {**record, "task_settings": {"copy": {"bits": 4}}}) == {}
+    found = bench._finished(path, record)
+    assert list(found) == [("copy", "ntm"), ("copy", "lstm")]
+    # lstm has one seed: enough for the first pass over the cells, not for the second
+    assert not bench._needs(found["copy", "lstm"], 1)
+    assert bench._needs(found["copy", "lstm"], 3)
+    assert not bench._needs(found["copy", "ntm"], 3)
+    assert bench._needs(None, 1)
+    assert bench._finished(path, {**record, "budgets": {"copy": 6}}) == {}
+    assert bench._finished(path, {**record, "task_settings": {"copy": {"bits": 4}}}) == {}
+    assert bench._finished(path, {**record, "patience": 4}) == {}
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

@@ -210,6 +210,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
         # Why it ended: target, converged, floor, or budget (its cap).
         kept["ended"] = run.get("ended")
         kept["ladder"] = ladder(run_dir, args.size)
+        entry["ladder_memory"] = args.ladder_memory
         if args.ladder_memory and has_memory_size(model):
             kept["ladder_memory"] = ladder(run_dir, args.size, args.ladder_memory)
         kept["minutes"] = ckpt.read_metrics(run_dir)[-1]["seconds"] / 60
@@ -300,10 +301,10 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
         dict.fromkeys(row["setting"] for e in trained for row in e["runs"][0]["ladder"])
     )
     lines = [
-        "| model | parameters | lr | solved | sequences to target | minutes | "
+        "| model | parameters | lr | solved | ended | sequences to target | minutes | "
         + " | ".join(f"{s}: errors, right" for s in settings)
         + " |",
-        "|---|---:|---:|:---:|---:|---:|" + "---:|" * len(settings),
+        "|---|---:|---:|:---:|:---:|---:|---:|" + "---:|" * len(settings),
     ]
     for e in trained:
         runs = e["runs"]
@@ -314,16 +315,47 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
             f"{e['parameters']:,}",
             e["lr"],
             f"{solved}/{len(runs)}",
+            _ended(runs),
             "–" if math.isnan(to_target) else f"{to_target:,.0f}",
             f"{_median([r['minutes'] for r in runs]):.1f}",
         ]
-        for setting in settings:
-            rows = [row for r in runs for row in r["ladder"] if row["setting"] == setting]
-            errors = _median([row["bit_errors"] for row in rows])
-            right = _median([row["all_right"] for row in rows])
-            cells.append(f"{errors:.2f}, {100 * right:.0f}%")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells + _ladder_cells(runs, "ladder", settings)) + " |")
+        if all(r.get("ladder_memory") for r in runs):
+            slots = f"{e['model']}, {_slots(e)} slots"
+            same = ["", "", "", "the same runs", "", ""]
+            cells = _ladder_cells(runs, "ladder_memory", settings)
+            lines.append("| " + " | ".join([slots, *same, *cells]) + " |")
     return lines
+
+
+def _ladder_cells(runs: list[dict[str, Any]], key: str, settings: list[str]) -> list[str]:
+    """Errors and sequences entirely right at each setting of the runs' ladder ``key``."""
+    cells = []
+    for setting in settings:
+        rows = [row for r in runs for row in r[key] if row["setting"] == setting]
+        errors = _median([row["bit_errors"] for row in rows])
+        right = _median([row["all_right"] for row in rows])
+        cells.append(f"{errors:.2f}, {100 * right:.0f}%")
+    return cells
+
+
+#: How the table names why a run ended (its record's ``ended``).
+ENDED = {"target": "target", "converged": "converged", "floor": "converged", "budget": "cap"}
+
+
+def _ended(runs: list[dict[str, Any]]) -> str:
+    """Why the runs ended, counted: "converged 2, cap 1" (the floor of the plateau schedule
+    counts as converged); "not recorded" for runs measured before runs recorded it."""
+    said = [ENDED.get(str(r.get("ended")), "") for r in runs]
+    if not any(said):
+        return "not recorded"
+    counts = {word: said.count(word) for word in dict.fromkeys(said) if word}
+    return ", ".join(f"{word} {n}" for word, n in counts.items())
+
+
+def _slots(entry: dict[str, Any]) -> str:
+    """The memory of an entry's second ladder, from its record's ladder settings."""
+    return f"{entry.get('ladder_memory', 0):,}"
 
 
 def _percent(share: float) -> str:

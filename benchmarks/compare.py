@@ -89,7 +89,7 @@ TOLERANCE = 0.10  # the largest relative difference of parameters from the NTM's
 def parameters(model: str, task: str, settings: dict[str, Any]) -> int:
     """The parameter count of ``model`` with ``settings`` on ``task`` (its recipe applied)."""
     run = resolve_config({"model": model, "task": task}, {}, settings)
-    return sum(p.numel() for p in build_model(run, "eager" if model == "ntm" else "").parameters())
+    return sum(p.numel() for p in build_model(run).parameters())
 
 
 def task_settings(task: str) -> dict[str, Any]:

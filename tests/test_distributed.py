@@ -198,7 +198,8 @@ def test_default_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
 _TRAIN_THEN_LIST_THREADS = """
 import json, os, sys
 from pathlib import Path
-from ntm import cli, distributed
+from ntm import cli
+from ntm.training import distributed
 
 
 def threads():
@@ -300,7 +301,7 @@ def _measure_share(rank: int, port: int, out: str) -> None:
     try:
         torch.manual_seed(0)
         run = tiny_run(eval_size=7)
-        model = build_model(run, "")
+        model = build_model(run)
         seen: list[int] = []
         scored = evaluator.evaluate
 
@@ -324,7 +325,7 @@ def test_every_process_evaluates_its_share_and_all_get_the_whole_result(tmp_path
     assert [r["seen"] for r in ranks] == [[3], [4]]  # 7 held-out sequences, shared
     torch.manual_seed(0)
     run = tiny_run(eval_size=7)
-    whole = evaluator.Evaluator(run, tmp_path).measure(build_model(run, ""), False)
+    whole = evaluator.Evaluator(run, tmp_path).measure(build_model(run), False)
     for r in ranks:
         torch.testing.assert_close(
             torch.tensor(r["result"]), torch.tensor(whole), rtol=1e-6, atol=0

@@ -15,7 +15,7 @@ Inputs:
   number: a placeholder names the record and field that hold it,
   ``<<eval:copy-ntm-ff:length 50:bit_errors:.3f>>``, or a value this script computes,
   ``<<table:s>>`` (:func:`fill`).
-- The shipped models, ``src/ntm/pretrained/ntm/TASK/``: config, weights, ``metrics.csv`` and
+- The shipped models, ``src/ntm/runs/pretrained/ntm/TASK/``: config, weights, ``metrics.csv`` and
   ``eval.json`` (the output of ``ntm eval --pretrained TASK --json``).
 - The LSTM baselines' records, ``docs/results/runs/TASK-lstm/``: ``config.json``,
   ``metrics.csv`` and ``eval.json`` (their weights are megabytes and are not shipped).

@@ -3,7 +3,7 @@
 Run: ``python scripts/ship_model.py RUN_DIR NAME [--checkpoint latest]`` (NAME is the task
 name, e.g. ``copy``).
 
-Writes ``src/ntm/pretrained/MODEL/NAME/`` (``ntm/copy/``, ``dnc/copy/``, read by
+Writes ``src/ntm/runs/pretrained/MODEL/NAME/`` (``ntm/copy/``, ``dnc/copy/``, read by
 ``ntm.runs.pretrained.load(NAME, model="dnc")``): the run's ``config.json`` and ``metrics.csv``, the
 weights of its best checkpoint (lowest held-out cost; ``--checkpoint latest``: the newest)
 as ``model.safetensors``, ``eval.json`` (what ``ntm eval
@@ -24,7 +24,7 @@ from ntm.runs import checkpoint as ckpt
 from ntm.runs.evaluation import HELD_OUT_SEED, evaluate, evaluate_run
 from ntm.runs.load import CHECKPOINTS, load_run, read_run_config, weights_file
 
-ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "pretrained"
+ROOT = Path(__file__).resolve().parent.parent / "src" / "ntm" / "runs" / "pretrained"
 
 CHECK_SIZE = 64
 

@@ -123,6 +123,7 @@ def test_shipped_dnc_gives_its_recorded_result(name: str) -> None:
     assert errors == pytest.approx(expected["bit_errors"], abs=1e-6)
 
 
+@pytest.mark.processes
 def test_a_sweep_of_dncs(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     flags = [*SMALL, "--seeds", "1-2", "--set", "num_read_heads=1,2", "--out", str(out)]

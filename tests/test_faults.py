@@ -448,6 +448,7 @@ def _wait_for_metrics(process: subprocess.Popen[bytes], run_dir: Path, log: Path
         time.sleep(0.05)
 
 
+@pytest.mark.processes
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """Six SIGKILLs, each followed by ``--resume``: one in start-up, five at random moments
     between two checkpoints (a random fraction of the interval between the two checkpoints

@@ -1,6 +1,7 @@
 """The model contract, checked on every registered model the same way: shapes and errors,
 trace, bit-exact resume, two processes equal to one, ``--init-from``, ``ntm eval``,
-``ntm viz`` and ``ntm.load``."""
+``ntm viz`` and ``ntm.load``. The costliest checks (two processes; eval, viz and load) run
+on the NTM alone by default, and on every other model with ``pytest -m models``."""
 
 import json
 import os
@@ -30,6 +31,15 @@ TINY: dict[str, dict[str, Any]] = {
     "lstm": {"hidden_size": 16, "num_layers": 1},
 }
 MODELS = list(registry.models())
+
+
+def every_model(*marks: pytest.MarkDecorator) -> list[Any]:
+    """MODELS as parameters, all but the NTM marked ``models`` (and ``marks``): the default
+    run trains the NTM through the costlier checks, ``-m models`` every other model."""
+    return [
+        model if model == "ntm" else pytest.param(model, marks=[pytest.mark.models, *marks])
+        for model in MODELS
+    ]
 
 
 def tiny(model: str, **train: object) -> runconfig.RunConfig:
@@ -84,8 +94,7 @@ def test_a_resumed_run_computes_the_uninterrupted_run(model: str, tmp_path: Path
         assert torch.equal(resumed.model[name], tensor), name
 
 
-@pytest.mark.processes
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", every_model(pytest.mark.processes))
 def test_two_processes_learn_what_one_does(model: str, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     training.train(tiny(model, max_sequences=64, eval_every=32), one, quiet=True)
@@ -119,7 +128,7 @@ def test_init_from_starts_from_the_source_s_weights(model: str, tmp_path: Path) 
     assert f"weights from {source}" in (tmp_path / "new" / ckpt.LOG_FILE).read_text()
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", every_model())
 def test_eval_viz_and_load_read_the_trained_model(
     model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,4 +1,7 @@
-"""Data-parallel training with torch.distributed (gloo, two processes on this machine)."""
+"""Data-parallel training with torch.distributed (gloo, two processes on this machine).
+
+The tests that start processes are marked ``processes``; the default run checks two
+processes against one in ``test_contract``."""
 
 import json
 import os
@@ -13,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from ntm import cli
 from ntm.runs import checkpoint as ckpt
 from ntm.runs import config as runconfig
 from ntm.runs.load import build_model
@@ -22,9 +26,6 @@ from ntm.training import trainer as training
 from ntm.training.distributed import World
 
 from .conftest import tiny_flags, tiny_run
-
-#: Outside the default run (every test starts several training processes): pytest -m processes.
-pytestmark = pytest.mark.processes
 
 
 def _flags(**train: object) -> list[str]:
@@ -72,6 +73,7 @@ def test_shares_drawn_apart_are_the_batch_drawn_whole() -> None:
     assert other.inputs.shape != whole.inputs.shape or not torch.equal(other.inputs, whole.inputs)
 
 
+@pytest.mark.processes
 def test_resume_with_another_number_of_processes(tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
     training.train(tiny_run(max_sequences=96, eval_every=16), whole, quiet=True)
@@ -84,6 +86,7 @@ def test_resume_with_another_number_of_processes(tmp_path: Path) -> None:
     _assert_same_curves(whole, split)
 
 
+@pytest.mark.processes
 def test_two_processes_start_from_the_same_weights(tmp_path: Path) -> None:
     """``--init-from`` in two processes: rank 0 reads the source, both train from it, and
     the curve is the one process's."""
@@ -101,10 +104,9 @@ def test_two_processes_start_from_the_same_weights(tmp_path: Path) -> None:
     assert _columns(fresh)[0] != _columns(one)[0]  # the source's weights made a difference
 
 
-def test_bad_process_counts_are_named(tmp_path: Path) -> None:
-    result = _ntm("train", *_flags(), "--run-dir", str(tmp_path / "r"), "--nproc", "0")
-    assert result.returncode == 2
-    assert "--nproc must be at least 1, got 0" in result.stderr
+def test_bad_process_counts_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", *_flags(), "--run-dir", str(tmp_path / "r"), "--nproc", "0"]) == 2
+    assert "--nproc must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--batch-size 2 cannot be shared among 3 processes"):
         training.Trainer(tiny_run(batch_size=2), tmp_path / "r", world=World(0, 3))
 
@@ -144,6 +146,7 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.processes
 def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
     launcher = _endless_two_process_run(run_dir, log)
@@ -154,6 +157,7 @@ def test_ctrl_c_stops_every_process_with_a_checkpoint(tmp_path: Path) -> None:
     assert "interrupted at" in (run_dir / ckpt.LOG_FILE).read_text()
 
 
+@pytest.mark.processes
 def test_killing_the_launcher_stops_its_processes(tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "stderr.txt"
     launcher = _endless_two_process_run(run_dir, log)
@@ -223,6 +227,7 @@ def _group_threads(names: list[str]) -> list[str]:
     return [name for name in names if "gloo" in name or "tcpstore" in name]
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_no_thread_of_the_process_group_outlives_training(tmp_path: Path) -> None:
     """A gloo worker thread alive when Python shuts down aborts the process ("terminate
@@ -251,6 +256,7 @@ def test_no_thread_of_the_process_group_outlives_training(tmp_path: Path) -> Non
         assert not _group_threads(report["after"]), report["after"]
 
 
+@pytest.mark.processes
 def test_nproc_from_the_environment_trains(tmp_path: Path) -> None:
     """``NTM_NPROC=2 ntm train``: the two processes it starts inherit the variable, and
     train rather than start processes of their own."""
@@ -279,6 +285,7 @@ def test_gpu_processes_need_a_gpu_each(monkeypatch: pytest.MonkeyPatch) -> None:
         launch.check_gpus(2, "cuda:1", torch.device("cuda", 1))
 
 
+@pytest.mark.processes
 def test_two_processes_follow_one_schedule(tmp_path: Path) -> None:
     """The plateau schedule's decisions (made by rank 0) reach every process: two processes
     lower the rate where one does and learn what it learns."""
@@ -316,6 +323,7 @@ def _measure_share(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.processes
 def test_every_process_evaluates_its_share_and_all_get_the_whole_result(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

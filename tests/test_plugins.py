@@ -1,6 +1,7 @@
 """A model and a task from outside the package, entering by entry points (the groups
 ``ntm.models`` and ``ntm.tasks``), trained, evaluated, drawn, resumed and swept from the
-command line; and the contract's errors."""
+command line; and the contract's errors. The tests that start ``ntm`` processes with the
+plug-in installed are marked ``processes``."""
 
 import json
 import os
@@ -87,6 +88,7 @@ def test_an_installed_model_and_task_train_evaluate_resume_and_sweep(tmp_path: P
     assert loaded.stdout.strip() == "GRUModel"
 
 
+@pytest.mark.processes
 def test_a_bad_setting_of_an_installed_model_is_named(tmp_path: Path) -> None:
     result = _ntm("train", *RUN, "--model-arg", "hidden_size=big", "--run-dir", str(tmp_path))
     assert result.returncode == 2

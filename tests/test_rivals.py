@@ -4,8 +4,6 @@ the MQAR token task and its scoring. The contract itself (shapes, resume, two pr
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import ntm
+from ntm import cli
 from ntm.models import transformer
 from ntm.models.mamba import MambaModel
 from ntm.models.transformer import TransformerModel
@@ -168,35 +167,32 @@ def test_token_scoring_is_cross_entropy_in_bits_and_wrong_tokens() -> None:
     assert scoring(MQARTask()) is TOKENS and scoring(ntm.make_task("copy")) is BITS
 
 
-def test_mqar_trains_and_evaluates_in_tokens(tmp_path: Path) -> None:
+def test_mqar_trains_and_evaluates_in_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "ntm", "train", "--model", "transformer", "--task",
-               "mqar", "--task-arg", "vocab_size=16", "--task-arg", "num_pairs=2",
-               "--task-arg", "length=8", "--model-arg", "d_model=16", "--max-sequences",
-               "64", "--batch-size", "16", "--eval-every", "32", "--eval-size", "16",
-               "--nproc", "1", "--quiet", "--run-dir", str(run_dir)]  # fmt: skip
-    subprocess.run(command, check=True)
-    shown = subprocess.run([sys.executable, "-m", "ntm", "eval", str(run_dir), "--size", "32"],
-                           check=True, capture_output=True, text=True).stdout  # fmt: skip
+    command = ["train", "--model", "transformer", "--task", "mqar", "--task-arg",
+               "vocab_size=16", "--task-arg", "num_pairs=2", "--task-arg", "length=8",
+               "--model-arg", "d_model=16", "--max-sequences", "64", "--batch-size", "16",
+               "--eval-every", "32", "--eval-size", "16", "--nproc", "1", "--quiet",
+               "--run-dir", str(run_dir)]  # fmt: skip
+    assert cli.main(command) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(run_dir), "--size", "32"]) == 0
+    shown = capsys.readouterr().out
     assert "token errors/seq" in shown and "all right" in shown
     assert "4 pairs (x2)" in shown and "(x4)" not in shown  # 8 pairs need more than 7 keys
-    climbed = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
-    rows = json.loads(subprocess.run([*climbed, "--size", "32"], check=True,
-                                     capture_output=True, text=True).stdout)  # fmt: skip
+    assert cli.main(["eval", str(run_dir), "--ladder", "--json", "--size", "32"]) == 0
+    rows = json.loads(capsys.readouterr().out)
     assert json.loads((run_dir / "ladder.json").read_text()) == rows
     assert [row["setting"] for row in rows] == ["training distribution", "4 pairs (x2)"]
     assert all(row["errors_of"] == "tokens" and 0 <= row["all_right"] <= 1 for row in rows)
 
 
-def test_mqar_refuses_a_bad_setting_in_one_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ntm", "train", "--task", "mqar", "--task-arg", "num_pairs=100"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "num_pairs" in done.stderr and "Traceback" not in done.stderr
+def test_mqar_refuses_a_bad_setting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", "--task", "mqar", "--task-arg", "num_pairs=100"]) == 2
+    error = capsys.readouterr().err
+    assert "num_pairs" in error and error.count("\n") == 1
 
 
 def test_each_task_climbs_from_its_own_training_settings() -> None:

@@ -1,4 +1,7 @@
-"""``ntm sweep``: a grid of runs over seeds and settings, resumable, summarised."""
+"""``ntm sweep``: a grid of runs over seeds and settings, resumable, summarised.
+
+The grid starts an ``ntm`` process per run (marked ``processes``); the default run's sweep is
+``test_sweep_ray.py::test_the_local_backend_does_not_import_ray``."""
 
 import json
 import subprocess
@@ -75,10 +78,11 @@ def test_a_tiny_grid_runs_resumes_and_is_summarised(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/result.json")} == stamps
 
 
-def test_bad_sweep_flags_are_named(tmp_path: Path) -> None:
-    result = _sweep("--set", "no_such_setting=1,2", "--out", str(tmp_path / "s"), *_flags())
-    assert result.returncode == 2
-    assert "no-such-setting" in result.stderr
-    result = _sweep("--seeds", "3-1", "--out", str(tmp_path / "s"), *_flags())
-    assert result.returncode == 2
-    assert "--seeds '3-1': the range '3-1' is empty" in result.stderr
+def test_bad_sweep_flags_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = ["--out", str(tmp_path / "s"), *_flags()]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--set", "no_such_setting=1,2", *out])
+    assert exit_info.value.code == 2
+    assert "no-such-setting" in capsys.readouterr().err
+    assert cli.main(["sweep", "--seeds", "3-1", *out]) == 2
+    assert "--seeds '3-1': the range '3-1' is empty" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """``ntm sweep --backend ray``: the local backend's results and resume on a Ray cluster,
 ASHA's early stopping, and a lost worker survived.
 
-The tests start their own Ray head on 127.0.0.1 with two CPUs (``ray start --head
---block``, stopped at the end). Without Ray installed they are skipped, unless
-``NTM_RAY_TESTS=required`` (as in CI), where a missing Ray fails them.
+The tests marked ``ray`` start their own Ray head on 127.0.0.1 with two CPUs (``ray start
+--head --block``, stopped at the end); the default run leaves them out (``pytest -m ray``).
+Without Ray installed the tests are skipped, unless ``NTM_RAY_TESTS=required`` (as in CI),
+where a missing Ray fails them.
 """
 
 import json
@@ -21,13 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from ntm import cli
 from ntm.runs import checkpoint as ckpt
 from ntm.sweeps import ray_backend as sweep_ray
 
 from .conftest import tiny_flags
-
-#: Outside the default run (each sweep starts Ray): pytest -m ray.
-pytestmark = pytest.mark.ray
 
 if os.environ.get("NTM_RAY_TESTS") != "required":
     pytest.importorskip("ray")
@@ -151,6 +150,7 @@ def _comparable(out: Path) -> list[dict[str, object]]:
     return [{k: v for k, v in row.items() if k != "minutes_to_target"} for row in rows]
 
 
+@pytest.mark.ray
 def test_a_grid_on_ray_gives_the_local_summary(cluster: str, tmp_path: Path) -> None:
     grid = ["--seeds", "1-2", "--set", "memory_init=constant,random"]
     flags = tiny_flags(max_sequences=128, eval_every=32, target_bit_errors=4, seed=None)
@@ -180,6 +180,7 @@ def test_a_grid_on_ray_gives_the_local_summary(cluster: str, tmp_path: Path) -> 
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/result.json")} == stamps
 
 
+@pytest.mark.ray
 def test_a_run_whose_worker_is_killed_is_retried_from_its_checkpoint(
     cluster: str, tmp_path: Path
 ) -> None:
@@ -202,6 +203,7 @@ def test_a_run_whose_worker_is_killed_is_retried_from_its_checkpoint(
     assert "default seed 1: its worker was lost; retried 1 time" in summary
 
 
+@pytest.mark.ray
 def test_an_interrupted_ray_sweep_resumes(cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     args = ["--backend", "ray", "--address", cluster, "--seeds", "1-2", "--out", str(out)]
@@ -223,6 +225,7 @@ def test_an_interrupted_ray_sweep_resumes(cluster: str, tmp_path: Path) -> None:
         assert "resumed" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.ray
 def test_asha_stops_the_run_of_a_hopeless_learning_rate(cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     # A budget far beyond the first rung: the stopped run's trainer is still training when
@@ -308,19 +311,22 @@ def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path) -> None:
     assert "--backend ray needs Ray: pip install 'torch-ntm[ray]'" in done.stderr
 
 
-def test_ray_flags_need_the_ray_backend(tmp_path: Path) -> None:
-    result = _sweep("--stop", "asha", "--address", "auto", "--out", str(tmp_path / "s"))
-    assert result.returncode == 2
-    assert "--address, --stop: for --backend ray only" in result.stderr
-    out = ["--backend", "ray", "--out", str(tmp_path / "s")]
+def test_ray_flags_need_the_ray_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused before Ray is needed: checked in this process (an ntm process each takes seconds).
+    out = ["--out", str(tmp_path / "s")]
+    assert cli.main(["sweep", "--stop", "asha", "--address", "auto", *out]) == 2
+    assert "--address, --stop: for --backend ray only" in capsys.readouterr().err
+    out = ["--backend", "ray", *out]
     for flags, said in [
         (["--stop-grace", "64"], "--stop-grace and --stop-factor are settings of --stop asha"),
         (["--stop", "asha", "--stop-grace", "0"], "--stop-grace must be a positive number"),
         (["--stop", "asha", "--stop-factor", "1"], "--stop-factor must be above 1, got 1.0"),
         (["--trial-cpus", "0"], "--trial-cpus must be positive, got 0.0"),
         (["--device", "cuda:1"], "use --device cuda, and Ray gives each run a GPU"),
-        (["--address", "ray://head:10001"], "Ray Client addresses are not supported"),
     ]:
-        result = _sweep(*out, *flags)
-        assert result.returncode == 2, flags
-        assert said in result.stderr, result.stderr
+        assert cli.main(["sweep", *out, *flags]) == 2, flags
+        assert said in capsys.readouterr().err
+    # Refused by Ray's connection, in a process of its own (it imports Ray).
+    result = _sweep(*out, "--address", "ray://head:10001")
+    assert result.returncode == 2
+    assert "Ray Client addresses are not supported" in result.stderr, result.stderr

@@ -117,6 +117,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.processes
 def test_two_sync_free_processes_learn_what_one_does(tmp_path: Path) -> None:
     settings = {**TINY_TRAIN, "max_sequences": 96, "eval_every": 16}
     _fit(tmp_path / "one", False, max_sequences=96, eval_every=16)

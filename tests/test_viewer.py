@@ -2,7 +2,8 @@
 ``ntm train --tensorboard``.
 
 The browser tests skip where Playwright or chromium is missing, unless ``NTM_BROWSER_TESTS``
-is ``required`` (``.ci/run`` sets it, having installed both): then they fail.
+is ``required`` (``.ci/run`` sets it, having installed both): then they fail. The default run
+opens one page (the shipped NTM's); the rest are marked ``browser``.
 """
 
 import os
@@ -56,7 +57,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="module", params=["ntm", "dnc"])
+@pytest.fixture(scope="module", params=["ntm", pytest.param("dnc", marks=pytest.mark.browser)])
 def shipped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The page of the shipped copy model (NTM or DNC), with the model and its run."""
     model_name = request.param
@@ -210,6 +211,7 @@ def _varied(png: bytes) -> bool:
     return len(np.unique(pixels, axis=0)) > 20
 
 
+@pytest.mark.browser
 def test_a_fresh_run_gets_its_page_from_the_command_line(
     browser: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

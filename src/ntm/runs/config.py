@@ -92,7 +92,12 @@ class TrainConfig:
         metadata={"help": "learning rate: constant; plateau: multiplied by --lr-decay after "
                   "--lr-patience evaluations without a new best held-out cost, down to "
                   "--lr-floor, where the next such stretch ends the run; or cosine: from "
-                  "--lr down to --lr-floor along half a cosine over --max-sequences"},
+                  "--lr down to --lr-floor along half a cosine over --decay-sequences"},
+    )  # fmt: skip
+    decay_sequences: int = field(
+        default=0,
+        metadata={"help": "cosine: the sequences the rate decays over (0: --max-sequences; "
+                  "give it to keep the schedule when a resumed run gets a larger budget)"},
     )  # fmt: skip
     warmup: int = field(
         default=0,
@@ -199,6 +204,7 @@ class TrainConfig:
             "eval_seed",
             "warmup",
             "stop_patience",
+            "decay_sequences",
         )
         for key in nonnegative:
             require(values[key] >= 0, name, key, values[key], "an integer >= 0")

@@ -20,14 +20,15 @@ IMPROVEMENT = 1e-3
 def rate_shape(train: TrainConfig, sequences: int) -> float:
     """The learning rate after ``sequences`` training sequences, as a multiple of ``--lr``:
     the linear warm-up over ``--warmup`` sequences, then for the cosine schedule half a cosine
-    from 1 down to ``--lr-floor / --lr`` at ``--max-sequences``; 1 otherwise. Never 0: the
+    from 1 down to ``--lr-floor / --lr`` at ``--decay-sequences`` (or ``--max-sequences``);
+    1 otherwise. Never 0: the
     trainer moves the rate by the ratio of two shapes, which keeps a rollback's halving."""
     shape = 1.0
     if train.warmup > 0:
         shape = min(1.0, (sequences + train.batch_size) / train.warmup)
     if train.schedule == "cosine":
         low = min(1.0, train.lr_floor / train.lr)
-        done = min(1.0, sequences / train.max_sequences)
+        done = min(1.0, sequences / (train.decay_sequences or train.max_sequences))
         shape *= low + (1 - low) * 0.5 * (1 + math.cos(math.pi * done))
     return shape
 
@@ -61,6 +62,9 @@ class PlateauSchedule:
         self.stale_evals = 0  # evaluations since the best, once the network has learned
         self.stop_patience = train.stop_patience
         self.since_best = 0  # the same, not reset when the rate is lowered
+        # The rate's shape (rate_shape) last applied to the optimiser's rate; None before
+        # the first update, and in runs saved before runs kept it.
+        self.shape: float | None = None
 
     def observe(self, cost: float, lr: float) -> Decision:
         """Take one held-out cost, at learning rate ``lr``."""
@@ -93,6 +97,7 @@ class PlateauSchedule:
             "first_cost": self.first_cost,
             "stale_evals": self.stale_evals,
             "since_best": self.since_best,
+            "shape": self.shape,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -100,3 +105,5 @@ class PlateauSchedule:
         self.first_cost = float(state["first_cost"])
         self.stale_evals = int(state["stale_evals"])
         self.since_best = int(state.get("since_best", self.stale_evals))  # older runs: none
+        shape = state.get("shape")
+        self.shape = None if shape is None else float(shape)

@@ -147,7 +147,6 @@ class Trainer:
         self.model, self.engine, self.engine_problem = _replica(run, self.device, world)
         self.optimizer = build_optimizer(train, self.model)
         self.stop_agreed = False  # every process saw the stop request (parallel runs)
-        self.shape: float | None = None  # the rate's shape (warm-up, cosine) last applied
         self.progress = _Progress(next_eval=train.eval_every, next_checkpoint=self._ckpt_every())
         self.curriculum = Curriculum(run.task, train.task, train.curriculum)
         self.stage = EndMarkerStage(run.task, train.withhold_end_marker)
@@ -202,11 +201,12 @@ class Trainer:
     def _shape_rate(self, shape: float) -> None:
         """Move the rate to ``shape`` (:func:`rate_shape`) from the last shape applied, by
         their ratio: a rollback's halving and a plateau's lowering stay."""
-        if self.shape is None or shape == self.shape:
+        last = self.schedule.shape
+        if last is None or shape == last:
             return
         for group in self.optimizer.param_groups:
-            group["lr"] *= shape / self.shape
-        self.shape = shape
+            group["lr"] *= shape / last
+        self.schedule.shape = shape
 
     def set_learning_rate(self, lr: float, why: str = "") -> None:
         """Train on at ``lr`` from here (the checkpoint holds the rate it was trained at,
@@ -305,7 +305,7 @@ class Trainer:
             # copies were learned, would take steps of several times the rate (seed 3 lost
             # its copies so): the optimiser starts afresh, as a run from these weights would.
             self.optimizer = build_optimizer(self.run.train, self.model)
-            self.shape = 1.0
+            self.schedule.shape = 1.0
         p.window_cost = p.window_errors = 0.0
         p.window_sequences = 0
         return bool(decision[0]), str(decision[1])
@@ -383,8 +383,8 @@ class Trainer:
             self.guard.keep_on_device()
         if self.world.main:
             (self.run_dir / ckpt.ENDED_FILE).unlink(missing_ok=True)  # it trains again
-        if self.shape is None:  # the rate in the optimiser already has the checkpoint's shape
-            self.shape = rate_shape(train, p.sequences) if p.sequences else 1.0
+        if self.schedule.shape is None:  # a new run (or one saved before runs kept it)
+            self.schedule.shape = rate_shape(train, p.sequences) if p.sequences else 1.0
         with _Interrupt() as interrupt, bar:
             while p.sequences < train.max_sequences and not (solved or ended):
                 if self.stop_agreed or (interrupt.requested and not self.world.parallel):
@@ -502,7 +502,8 @@ def _describe(train: TrainConfig, withheld: bool, engine: str, problem: str | No
             f"down to {train.lr_floor:g})"
         )
     if schedule == "cosine":
-        schedule += f" (down to {train.lr_floor:g} at {train.max_sequences:,d} sequences)"
+        horizon = train.decay_sequences or train.max_sequences
+        schedule += f" (down to {train.lr_floor:g} at {horizon:,d} sequences)"
     if train.warmup:
         schedule += f", warm-up over {train.warmup:,d} sequences"
     if train.stop_patience:

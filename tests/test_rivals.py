@@ -184,7 +184,9 @@ def test_mqar_trains_and_evaluates_in_tokens(tmp_path: Path) -> None:
     rows = json.loads(subprocess.run([*climbed, "--size", "32"], check=True,
                                      capture_output=True, text=True).stdout)  # fmt: skip
     assert json.loads((run_dir / "ladder.json").read_text()) == rows
-    assert [row["setting"] for row in rows] == ["training distribution", "4 pairs (x2)"]
+    assert [row["setting"] for row in rows] == [
+        "training distribution", "4 pairs (x2)", "mean over the ladder",
+    ]  # fmt: skip
     assert all(row["errors_of"] == "tokens" and 0 <= row["all_right"] <= 1 for row in rows)
 
 

@@ -185,7 +185,9 @@ def test_mqar_trains_and_evaluates_in_tokens(
     assert cli.main(["eval", str(run_dir), "--ladder", "--json", "--size", "32"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert json.loads((run_dir / "ladder.json").read_text()) == rows
-    assert [row["setting"] for row in rows] == ["training distribution", "4 pairs (x2)"]
+    assert [row["setting"] for row in rows] == [
+        "training distribution", "4 pairs (x2)", "mean over the ladder",
+    ]  # fmt: skip
     assert all(row["errors_of"] == "tokens" and 0 <= row["all_right"] <= 1 for row in rows)
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ntm import registry
 from ntm.engines.select import Engined
 from ntm.runs.load import load_run, logits_of
 from ntm.tasks.contract import Batch, generalisation, ladder
-from ntm.tasks.scoring import BITS, Scoring, scoring
+from ntm.tasks.scoring import BITS, TOKENS, Scoring, scoring
 
 #: Default seed of held-out sets drawn by ``ntm eval`` and ``ntm viz`` (never a training seed).
 HELD_OUT_SEED = 2_000_003
@@ -136,6 +137,11 @@ def evaluate_run(
     for the run's task so changed. Every row draws its own held-out set from ``seed``.
     ``model_settings`` changes settings of the model no weight depends on (an NTM's or a
     DNC's ``memory_size``: more slots than it trained with).
+
+    A token task's rows also give ``token_accuracy``, the share of its scored tokens that
+    are right; where they climb its ladder, a last row (``summary``: true, setting
+    :data:`LADDER_MEAN`) gives the means of the ladder's rows, the paper's score for the
+    Chomsky hierarchy's tasks (per-token accuracy averaged over the test lengths).
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
@@ -144,10 +150,12 @@ def evaluate_run(
     )
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
+    climbing = False
     if task_settings is None:
         # A task without the paper's settings shows its ladder.
-        beyond = (not climb and generalisation(run.train.task)) or ladder(task)
-        settings = [("training distribution", {}), *beyond]
+        paper = [] if climb else generalisation(run.train.task)
+        climbing = not paper
+        settings = [("training distribution", {}), *(paper or ladder(task))]
     else:
         settings = [("custom", task_settings)]
     rows = []
@@ -171,6 +179,8 @@ def evaluate_run(
         }
         if score.unit != "bits":
             row["errors_of"] = score.unit
+        if score is TOKENS:
+            row["token_accuracy"] = _share_right(errors * size, batch)
         if marker is not None:
             row["end_marker_errors"] = marker.wrong / size
             row["end_marker_right"] = marker.right / size
@@ -178,7 +188,40 @@ def evaluate_run(
         if optimal is not None:
             row["optimal_cost_bits"] = float(optimal(batch))
         rows.append(row)
+    if climbing and registry.tokens(task) and len(rows) > 1:
+        rows.append(_mean_over_ladder(rows[1:]))
     return rows
+
+
+def _share_right(wrong: float, batch: Batch) -> float:
+    """The share of ``batch``'s scored tokens that are right, given the wrong ones."""
+    scored = int(batch.mask.sum())
+    return 1.0 - round(wrong) / scored if scored else math.nan
+
+
+#: The label of the row that averages the ladder's rows (a token task's ``--ladder``).
+LADDER_MEAN = "mean over the ladder"
+
+
+def _mean_over_ladder(climbed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of the means of the ladder's rows (the training distribution left out): the
+    paper's score for the Chomsky hierarchy's tasks is the mean per-token accuracy over the
+    test lengths (Delétang et al., 2023). Its ``sequences`` are those of all the rows."""
+
+    def mean(key: str) -> float:
+        return float(sum(r[key] for r in climbed)) / len(climbed)
+
+    return {
+        "setting": LADDER_MEAN,
+        "task": f"the mean of the {len(climbed)} settings beyond the training distribution",
+        "sequences": sum(r["sequences"] for r in climbed),
+        "cost_bits": mean("cost_bits"),
+        "bit_errors": mean("bit_errors"),
+        "all_right": mean("all_right"),
+        "errors_of": climbed[0]["errors_of"],
+        "token_accuracy": mean("token_accuracy"),
+        "summary": True,
+    }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -187,9 +230,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     marker = any("end_marker_errors" in r for r in rows)
     unit = "token" if any(r.get("errors_of") == "tokens" for r in rows) else "bit"
     right = any("all_right" in r for r in rows)
+    accuracy = any("token_accuracy" in r for r in rows)
     header = ["setting", "sequences", "cost (bits/seq)", f"{unit} errors/seq"]
     if right:
         header.append("all right")
+    if accuracy:
+        header.append("token accuracy")
     if optimal:
         header.append("Bayes-optimal cost")
     if marker:
@@ -204,6 +250,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ]
         if right:
             cells.append(f"{100 * r.get('all_right', float('nan')):.1f}%")
+        if accuracy:
+            cells.append(f"{100 * r.get('token_accuracy', float('nan')):.1f}%")
         if optimal:
             cells.append(f"{r.get('optimal_cost_bits', float('nan')):.3f}")
         if marker:

@@ -1,5 +1,8 @@
 """The tasks: the contract every task meets, the paper's five, MQAR, and their scoring.
 
+Then the fifteen tasks of "Neural Networks and the Chomsky Hierarchy"
+(:mod:`ntm.tasks.chomsky`).
+
 Every name of :mod:`ntm.tasks.contract`, :mod:`ntm.tasks.paper` and
 :mod:`ntm.tasks.scoring` is reachable from here, as ``ntm.tasks.NAME``.
 """
@@ -24,8 +27,10 @@ from ntm.tasks.paper import (
     RepeatCopyTask,
 )
 
-# MQAR after the paper's five: listings keep the order of registration.
+# MQAR after the paper's five, then the Chomsky hierarchy's: listings keep the order of
+# registration.
 from ntm.tasks import mqar  # isort: skip
+from ntm.tasks import chomsky  # isort: skip
 from ntm.tasks.scoring import (
     BITS,
     LN2,
@@ -57,6 +62,7 @@ __all__ = [
     "Scoring",
     "Task",
     "bit_errors",
+    "chomsky",
     "concat",
     "cost_bits",
     "cost_tokens",

@@ -1,5 +1,7 @@
-"""The learning rate over training: its shape over the sequences (warm-up, cosine), and what
-the held-out costs mean for it (plateaus, convergence), as an object that keeps its own state.
+"""The learning rate over training, and when training has converged.
+
+Its shape over the sequences (warm-up, cosine), and what the held-out costs mean for it
+(plateaus, convergence), kept by an object with its own state.
 
 In the manner of ``torch.optim.lr_scheduler``: the trainer hands it each held-out cost and
 saves it by asking for its ``state_dict()``.

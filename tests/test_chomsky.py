@@ -1,0 +1,243 @@
+"""The Chomsky hierarchy's tasks: answers checked against plain Python on the decoded text."""
+
+import itertools
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ntm
+from ntm import registry
+from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
+from ntm.tasks import chomsky
+from ntm.tasks.chomsky import CHOMSKY_TASKS, example, render
+
+#: The paper's code's names, in the order of its Table 2.
+NAMES = [
+    "even_pairs", "modular_arithmetic", "parity_check", "cycle_navigation",
+    "stack_manipulation", "reverse_string", "modular_arithmetic_brackets", "solve_equation",
+    "duplicate_string", "missing_duplicate_string", "odds_first", "binary_addition",
+    "binary_multiplication", "compute_sqrt", "bucket_sort",
+]  # fmt: skip
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def little_endian(bits: str) -> int:
+    return int(bits[::-1], 2)
+
+
+def stack_after(text: str) -> str:
+    tokens = text.split()
+    depth = next((i for i, t in enumerate(tokens) if t not in "01"), len(tokens))
+    stack = tokens[:depth]
+    for action in tokens[depth:]:
+        if action == "POP":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(action[-1])
+    return "".join(reversed(stack)) + "$"
+
+
+def missing_symbol(text: str) -> str:
+    if text == "1":
+        return "1"
+    twice = text.rstrip(".")
+    half = len(twice) // 2
+    where = twice.index("_")
+    return twice[(where + half) % (2 * half)]
+
+
+def solution(text: str) -> str:
+    left, right = text.split("=")
+    found = [x for x in range(5) if eval(left.replace("x", str(x))) % 5 == int(right)]
+    assert len(found) == 1, text
+    return str(found[0])
+
+
+def binary_sum(text: str) -> str:
+    if "+" not in text:  # lengths 1 and 2: the number itself
+        value = little_endian(text)
+    else:
+        first, second = text.split("+")
+        value = little_endian(first) + little_endian(second)
+    return f"{value:b}"[::-1] + "$"
+
+
+def binary_product(text: str) -> str:
+    if "*" not in text:  # lengths 1 and 2: the paper's fixed answers
+        return "0" * (len(text) - 1) + "$"
+    first, second = text.split("*")
+    return f"{little_endian(first) * little_endian(second):b}"[::-1] + "$"
+
+
+def square_root(text: str) -> str:
+    return f"{math.isqrt(int(text, 2)):b}".zfill(math.ceil(len(text) / 2))
+
+
+#: Each task's answer, computed from its decoded input text alone.
+ANSWERS = {
+    "even_pairs": lambda s: str(sum(a != b for a, b in itertools.pairwise(s)) % 2),
+    "modular_arithmetic": lambda s: str(eval(s) % 5),
+    "parity_check": lambda s: str(s.count("1") % 2),
+    "cycle_navigation": lambda s: str((s.count("+") - s.count("-")) % 5),
+    "stack_manipulation": stack_after,
+    "reverse_string": lambda s: s[::-1],
+    "modular_arithmetic_brackets": lambda s: str(eval(s) % 5),
+    "solve_equation": lambda s: "0" if set(s) == {"0"} else solution(s),
+    "duplicate_string": lambda s: s + s,
+    "missing_duplicate_string": missing_symbol,
+    "odds_first": lambda s: s[0::2] + s[1::2],
+    "binary_addition": binary_sum,
+    "binary_multiplication": binary_product,
+    "compute_sqrt": square_root,
+    "bucket_sort": lambda s: "".join(sorted(s)),
+}
+
+
+def test_the_tasks_are_registered_after_mqar_under_the_paper_s_names() -> None:
+    assert list(CHOMSKY_TASKS) == NAMES
+    assert list(registry.tasks())[6 : 6 + len(NAMES)] == NAMES
+    assert all(registry.tokens(cls) for cls in CHOMSKY_TASKS.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("low", "high"), [(1, 40), (41, 90)])
+def test_every_answer_is_what_plain_python_computes(name: str, low: int, high: int) -> None:
+    task = ntm.make_task(name, min_length=low, max_length=high)
+    batch = task.sample(48, gen(low))
+    for index in range(48):
+        question, answer = render(task, batch, index).split(" -> ")
+        assert answer == ANSWERS[name](question), (question, answer)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_batch_is_well_formed(name: str) -> None:
+    task = ntm.make_task(name, min_length=3, max_length=17)
+    batch = task.sample(16, gen())
+    steps = batch.inputs.shape[0]
+    assert batch.inputs.shape == (steps, 16, task.input_size)
+    assert batch.targets.shape == (steps, 16, task.output_size)
+    assert batch.mask.shape == (steps, 16) and batch.mask.dtype == torch.bool
+    assert len(task.vocabulary) == task.input_size and task.vocabulary[-1] == "?"
+    assert len(task.output_vocabulary) == task.output_size
+    # One symbol a step until the sequence ends, then nothing; targets only where scored.
+    active = batch.inputs.sum(-1)
+    assert set(active.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(batch.targets.sum(-1), batch.mask.float())
+    for b in range(16):
+        ends = int(active[:, b].sum())
+        assert torch.all(active[:ends, b] == 1) and torch.all(active[ends:, b] == 0)
+        query = batch.inputs[:ends, b, -1].bool()
+        reads = int((~query).sum())
+        # The answer: the query steps, right after the symbols, every one scored.
+        assert torch.equal(query, batch.mask[:ends, b]) and query[reads:].all()
+        low = task.min_length - (name == "modular_arithmetic")  # an even length loses one
+        assert low <= reads <= task.max_length
+    assert batch.mask.any(0).all()
+    again = task.sample(16, gen())
+    assert all(torch.equal(x, y) for x, y in zip(batch, again, strict=True))
+    assert not torch.equal(task.sample(16, gen(1)).inputs[:5], batch.inputs[:5])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cheap_construction_and_one_sequence_per_seed(name: str) -> None:
+    task = ntm.make_task(name)
+    assert (task.min_length, task.max_length) == (1, 40)
+    batch = task.sample_seeded([3, 4])
+    assert batch.inputs.shape[1] == 2 and batch.mask.any(0).all()
+
+
+def test_lengths_cover_the_whole_range() -> None:
+    task = ntm.make_task("reverse_string", min_length=2, max_length=5)
+    batch = task.sample(200, gen())
+    reads = ((batch.inputs.sum(-1) > 0) & (batch.inputs[..., -1] == 0)).sum(0)
+    assert set(reads.tolist()) == {2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_docstring_sample_is_what_the_code_draws(name: str) -> None:
+    cls = CHOMSKY_TASKS[name]
+    shown = re.search(r"Sample \(seed (\d+), length (\d+)\): ``(.*)``", cls.__doc__ or "")
+    assert shown is not None, f"{name}: no sample in its docstring"
+    seed, length, text = int(shown[1]), int(shown[2]), shown[3]
+    assert example(cls(min_length=length, max_length=length), seed) == text
+
+
+def test_the_ladder_is_the_paper_s_test_lengths_every_27th() -> None:
+    rungs = ntm.make_task("duplicate_string").ladder()
+    lengths = [settings["min_length"] for _, settings in rungs]
+    assert lengths == list(range(41, 501, 27)) and len(lengths) == 18
+    assert all(s == {"min_length": n, "max_length": n} for _, s in rungs for n in [s["max_length"]])
+    assert rungs[0][0] == "length 41" and rungs[-1][0] == "length 500"
+    assert [s["max_length"] for _, s in ntm.make_task("parity_check", max_length=470).ladder()] \
+        == [471, 498, 500]  # fmt: skip
+    assert ntm.make_task("parity_check", min_length=500, max_length=500).ladder() == []
+    assert registry.ladder(ntm.make_task("bucket_sort")) == ntm.make_task("bucket_sort").ladder()
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "message"),
+    [
+        ("parity_check", {"min_length": 0}, "ParityCheck.min_length = 0: expected an integer >= 1"),
+        ("reverse_string", {"min_length": 9, "max_length": 3}, "ReverseString.max_length = 3"),
+        ("modular_arithmetic", {"modulus": 1}, "ModularArithmetic.modulus = 1"),
+        ("modular_arithmetic_brackets", {"modulus": 11}, "modulus = 11: expected an integer "
+         "from 2 to 10"),
+        ("solve_equation", {"modulus": 1}, "SolveEquation.modulus = 1"),
+        ("cycle_navigation", {"cycle_length": 1}, "CycleNavigation.cycle_length = 1"),
+        ("bucket_sort", {"vocab_size": 1}, "BucketSort.vocab_size = 1"),
+        ("duplicate_string", {"vocab_size": 0}, "DuplicateString.vocab_size = 0"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_refused_by_name(name: str, settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ntm.make_task(name, **settings)
+
+
+def test_settings_change_the_vocabularies() -> None:
+    task = ntm.make_task("bucket_sort", vocab_size=12)
+    assert task.input_size == 13 and task.output_size == 12
+    text = example(task.with_settings(min_length=6, max_length=6))
+    question, answer = text.split(" -> ")  # symbols of two characters: spaced
+    assert sorted(question.split(), key=int) == answer.split()
+    arithmetic = ntm.make_task("modular_arithmetic", modulus=7)
+    assert arithmetic.vocabulary == [*"0123456", "+", "-", "*", "_", "?"]
+    assert arithmetic.output_vocabulary == list("0123456")
+    assert chomsky.QUERY == "?" and chomsky.END == "$"
+
+
+def test_the_table_shows_token_accuracy_and_the_mean_for_tokens_only() -> None:
+    bits = [{"setting": "length 20", "task": "copy", "sequences": 10, "cost_bits": 1.0,
+             "bit_errors": 0.5, "all_right": 0.5}]  # fmt: skip
+    assert "token accuracy" not in format_table(bits)
+    tokens = [{**bits[0], "errors_of": "tokens", "token_accuracy": 0.875},
+              {**bits[0], "setting": LADDER_MEAN, "errors_of": "tokens",
+               "token_accuracy": 0.5, "summary": True}]  # fmt: skip
+    shown = format_table(tokens)
+    assert "token accuracy" in shown and "87.5%" in shown and LADDER_MEAN in shown
+
+
+def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "ntm", "train", "--task", "reverse_string", "--model",
+               "transformer", "--model-arg", "d_model=16", "--max-sequences", "64",
+               "--batch-size", "16", "--eval-every", "32", "--eval-size", "8", "--nproc", "1",
+               "--quiet", "--run-dir", str(run_dir)]  # fmt: skip
+    subprocess.run(command, check=True)
+    assert json.loads((run_dir / "config.json").read_text())["train"]["target_bit_errors"] == 0.02
+    rows = evaluate_run(run_dir, size=2, climb=True)  # what ``ntm eval RUN --ladder`` shows
+    assert [r["setting"] for r in rows] == [
+        "training distribution", *(f"length {n}" for n in range(41, 501, 27)), LADDER_MEAN,
+    ]  # fmt: skip
+    assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
+    mean = sum(r["token_accuracy"] for r in rows[1:-1]) / 18
+    assert rows[-1]["token_accuracy"] == pytest.approx(mean) and rows[-1]["summary"]

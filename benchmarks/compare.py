@@ -60,6 +60,7 @@ from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
+from ntm.runs.evaluation import LADDER_MEAN
 from ntm.runs.load import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -226,10 +227,16 @@ def render(record: dict[str, Any], folder: Path) -> str:
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
         values = {"task": task, "task_settings": given, "budget": record["budgets"][task]}
         out += [_template("comparison/task.md", values), ""]
-        out += [*_task_table(entries), "", *_findings(entries)]
-        picture = _plot(task, entries, folder)
+        if _scored_by_tokens(entries):
+            out += [*_token_table(entries), "", *_token_findings(entries)]
+            picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
+            caption = "share of tokens right at each test length"
+        else:
+            out += [*_task_table(entries), "", *_findings(entries)]
+            picture = _plot(task, entries, folder, "all_right", "sequences entirely right")
+            caption = "share of sequences right along the ladder"
         if picture is not None:
-            out += [f"![{task}: share of sequences right along the ladder]({picture})", ""]
+            out += [f"![{task}: {caption}]({picture})", ""]
         skipped = [e for e in entries if "skipped" in e]
         out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
         out += [""] if skipped else []
@@ -328,6 +335,69 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _scored_by_tokens(entries: list[dict[str, Any]]) -> bool:
+    """Whether the entries' ladders end with the mean over the test settings: a token task's
+    (its score is the share of tokens right there, as the Chomsky hierarchy's paper's)."""
+    return any(
+        row["setting"] == LADDER_MEAN for e in entries for r in e.get("runs", [])
+        for row in r["ladder"]
+    )  # fmt: skip
+
+
+def _accuracy(runs: list[dict[str, Any]], key: str, setting: str) -> float:
+    """The median over ``runs`` of the share of tokens right at ``setting`` of ladder ``key``."""
+    return _median([row["token_accuracy"] for r in runs for row in r.get(key, [])
+                    if row["setting"] == setting])  # fmt: skip
+
+
+def _token_table(entries: list[dict[str, Any]]) -> list[str]:
+    """A token task's table: tokens right on the training distribution, and the score, the
+    mean share of tokens right over the test settings; for a model with a memory, also with
+    the record's larger memory."""
+    trained = [e for e in entries if e.get("runs")]
+    if not trained:
+        return ["Not measured yet."]
+    lines = [
+        "| model | parameters | lr | ended | sequences | minutes | tokens right, training "
+        "lengths | score: tokens right beyond them | the same, more slots |",
+        "|---|---:|---:|:---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in trained:
+        runs = e["runs"]
+        more = (
+            f"{_percent(_accuracy(runs, 'ladder_memory', LADDER_MEAN))} ({_slots(e)} slots)"
+            if all(r.get("ladder_memory") for r in runs)
+            else "–"
+        )
+        cells = [
+            e["model"],
+            f"{e['parameters']:,}",
+            e["lr"],
+            _ended(runs),
+            f"{_median([r['sequences'] for r in runs]):,.0f}",
+            f"{_median([r['minutes'] for r in runs]):.1f}",
+            _percent(_accuracy(runs, "ladder", "training distribution")),
+            _percent(_accuracy(runs, "ladder", LADDER_MEAN)),
+            more,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = sorted({len(e["runs"]) for e in trained})
+    lines += ["", f"Medians over {' or '.join(map(str, seeds))} seeds."]
+    return lines
+
+
+def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
+    """What a token task's table says: the best score beyond the training lengths."""
+    trained = [e for e in entries if e.get("runs")]
+    if not trained:
+        return []
+    scores = {e["model"]: _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
+    best = max(scores, key=lambda model: (scores[model], model))
+    rest = ", ".join(f"{m} {_percent(v)}" for m, v in scores.items() if m != best)
+    return [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
+            + (f"; {rest}." if rest else "."), ""]  # fmt: skip
+
+
 def _ladder_cells(runs: list[dict[str, Any]], key: str, settings: list[str]) -> list[str]:
     """Errors and sequences entirely right at each setting of the runs' ladder ``key``."""
     cells = []
@@ -395,21 +465,26 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _plot(task: str, entries: list[dict[str, Any]], folder: Path) -> str | None:
+def _plot(
+    task: str, entries: list[dict[str, Any]], folder: Path, key: str, label: str
+) -> str | None:
+    """Each model's median ``key`` (a share) along the ladder, as ``folder/TASK-ladder.png``."""
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return None
     figure, axes = plt.subplots(figsize=(6.5, 3.8))
     for e in trained:
-        settings = [row["setting"] for row in e["runs"][0]["ladder"]]
+        settings = [row["setting"] for row in e["runs"][0]["ladder"]
+                    if row["setting"] != LADDER_MEAN]  # fmt: skip
         right = [
-            _median([row["all_right"] for r in e["runs"] for row in r["ladder"]
+            _median([row[key] for r in e["runs"] for row in r["ladder"]
                      if row["setting"] == s])
             for s in settings
         ]  # fmt: skip
         axes.plot(range(len(settings)), right, marker="o", label=e["model"])
-        axes.set_xticks(range(len(settings)), settings, rotation=20, ha="right")
-    axes.set_ylabel("sequences entirely right")
+        ticks = range(0, len(settings), max(1, len(settings) // 8))
+        axes.set_xticks(list(ticks), [settings[i] for i in ticks], rotation=20, ha="right")
+    axes.set_ylabel(label)
     axes.set_ylim(-0.03, 1.03)
     axes.set_title(f"{task}: the training distribution, then beyond it")
     axes.legend(fontsize=8)

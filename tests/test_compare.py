@@ -155,3 +155,61 @@ def test_every_registered_model_is_compared_without_a_table_of_its_own(
     settings, count, reference = bench.matched("wide_compare_test", "copy")
     assert abs(count - reference) / reference <= bench.TOLERANCE
     assert "hidden_size" in settings
+
+
+def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
+    tmp_path: Path,
+) -> None:
+    bench = benchmark("compare")
+
+    def rows(train: float, beyond: float) -> list[dict]:
+        common = {"sequences": 10, "cost_bits": 1.0, "bit_errors": 1.0, "all_right": 0.0}
+        return [
+            {**common, "setting": "training distribution", "token_accuracy": train},
+            {**common, "setting": "length 41", "token_accuracy": beyond},
+            {**common, "setting": "length 68", "token_accuracy": beyond},
+            {**common, "setting": bench.LADDER_MEAN, "token_accuracy": beyond, "summary": True},
+        ]
+
+    run = {
+        "seed": 1,
+        "solved": False,
+        "sequences_to_target": None,
+        "minutes_to_target": None,
+        "sequences": 4096,
+        "final_eval_cost": 1.0,
+        "minutes": 1.5,
+        "ended": "converged",
+    }
+    memory = {**run, "ladder": rows(1.0, 0.9), "ladder_memory": rows(1.0, 0.99)}
+    entry = {
+        "task": "reverse_string",
+        "model": "ntm",
+        "parameters": 1000,
+        "ntm_parameters": 1000,
+        "lr": "1e-3",
+        "budget": 50,
+        "ladder_memory": 512,
+        "runs": [memory],
+    }
+    capped = {**run, "ended": "budget", "ladder": rows(0.95, 0.5)}
+    record = {
+        "record": "records.json",
+        "command": "python benchmarks/compare.py",
+        "measured": "2026-12-06",
+        "torch": "2.13.0",
+        "seeds": 1,
+        "size": 10,
+        "rates": "1e-3",
+        "tasks": ["reverse_string"],
+        "budgets": {"reverse_string": 50},
+        "task_settings": {"reverse_string": {}},
+        "entries": [entry, {**entry, "model": "lstm", "ladder_memory": 0, "runs": [capped]}],
+    }
+    text = bench.render(record, tmp_path)
+    assert (
+        "| ntm | 1,000 | 1e-3 | converged 1 | 4,096 | 1.5 | 100% | 90% | 99% (512 slots) |" in text
+    )
+    assert "| lstm | 1,000 | 1e-3 | cap 1 | 4,096 | 1.5 | 95% | 50% | – |" in text
+    assert "- Best score beyond the training lengths: ntm (90%); lstm 50%." in text
+    assert (tmp_path / "reverse_string-ladder.png").is_file()

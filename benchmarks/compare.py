@@ -221,7 +221,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
 
 def render(record: dict[str, Any], folder: Path) -> str:
     """The text of ``docs/comparison.md`` from ``record``, and its plots into ``folder``."""
-    out = [_template("comparison.md", record), ""]
+    out = [_template("comparison.md", {**record, **_how(record)}), ""]
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
@@ -242,6 +242,29 @@ def render(record: dict[str, Any], folder: Path) -> str:
         out += [""] if skipped else []
     out += _not_measured(record, _reproduced())
     return "\n".join(out).rstrip() + "\n"
+
+
+def _how(record: dict[str, Any]) -> dict[str, str]:
+    """The phrases of the document's opening that depend on how its record was measured."""
+    patience = record.get("patience")
+    training = (
+        "with its own family's recipe (the NTM's and the DNC's; AdamW, weight decay 0.1, "
+        "warm-up and cosine decay for the Transformers, Mamba and the xLSTM), each run until "
+        f"{patience} evaluations pass without a new best held-out cost (converged), it meets "
+        "the target, or it reaches the task's cap of sequences (the tables say which ended "
+        "each run)"
+        if patience
+        else "with Adam, each run within the task's budget of sequences"
+    )
+    slots = record.get("ladder_memory")
+    memory = (
+        f"; the NTM and the DNC also with a memory of {slots:,} slots instead of the 128 they "
+        "trained with (`ntm eval --model-arg memory_size=N`; the memory is no learned "
+        "parameter, as the paper's Tape-RNN gets a tape as long as its input)"
+        if slots
+        else ""
+    )
+    return {"training": training, "memory": memory}
 
 
 def _template(name: str, values: dict[str, Any]) -> str:
@@ -382,7 +405,8 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({len(e["runs"]) for e in trained})
-    lines += ["", f"Medians over {' or '.join(map(str, seeds))} seeds."]
+    plural = "" if seeds == [1] else "s"
+    lines += ["", f"Medians over {' or '.join(map(str, seeds))} seed{plural}."]
     return lines
 
 

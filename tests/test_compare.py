@@ -68,7 +68,7 @@ def test_the_record_renders_a_table_and_a_plot_per_task(tmp_path: Path) -> None:
     row = "| ntm | 1,000 | 1e-3 | 3/3 | not recorded | 8,192 | 2.0 | 0.00, 100% | 3.00, 50% |"
     assert row in text
     assert "- mamba: not trained (1,300 parameters" in text
-    assert "Task: bits 8, max_length 20; budget: 50,000 sequences per run." in text
+    assert "Task: bits 8, max_length 20; cap: 50,000 sequences per run." in text
     assert (tmp_path / "copy-ladder.png").stat().st_size > 0
     assert bench._median([None, math.nan, 2.0]) == 2.0
     assert [bench._percent(v) for v in (0.0, 0.004, 0.5)] == ["0%", "0.4%", "50%"]

@@ -29,6 +29,7 @@ TINY: dict[str, dict[str, Any]] = {
     "ntm": {"controller_size": 16, "memory_size": 16, "word_size": 6},
     "dnc": {"controller_size": 12, "memory_size": 10, "word_size": 5},
     "lstm": {"hidden_size": 16, "num_layers": 1},
+    "sam": {"controller_size": 12, "memory_size": 10, "word_size": 5, "k": 3},
 }
 MODELS = list(registry.models())
 

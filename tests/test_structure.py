@@ -108,6 +108,8 @@ LAYERS = (
             "ntm.models.ntm.config",
             "ntm.models.dnc.addressing",
             "ntm.models.dnc.config",
+            "ntm.models.sam.addressing",
+            "ntm.models.sam.config",
         ),
     ),
     ("engines", ("ntm.engines",)),

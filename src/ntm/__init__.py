@@ -23,6 +23,8 @@ from ntm.models.lstm import LSTMBaseline, LSTMConfig, paper_lstm_config
 from ntm.models.ntm import addressing, memory
 from ntm.models.ntm.config import NTMConfig, paper_ntm_config
 from ntm.models.ntm.model import NTM, NTMCell, NTMState, NTMTrace
+from ntm.models.sam.config import SAMConfig
+from ntm.models.sam.model import SAM, SAMCell
 from ntm.registry import Recipe, register_model, register_task
 from ntm.runs import pretrained
 from ntm.runs.load import load
@@ -49,6 +51,7 @@ for _name, _module in PUBLIC_MODULES.items():
 __all__ = [
     "DNC",
     "NTM",
+    "SAM",
     "TASKS",
     "Batch",
     "DNCCell",
@@ -62,6 +65,8 @@ __all__ = [
     "NTMState",
     "NTMTrace",
     "Recipe",
+    "SAMCell",
+    "SAMConfig",
     "__version__",
     "addressing",
     "bit_errors",

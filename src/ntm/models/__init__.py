@@ -1,7 +1,7 @@
 """The models, each registered by name where it is written.
 
-The NTM and the DNC (one subpackage each: equations, settings, modules), the paper's LSTM
-baseline, and the rivals: the Transformer, Mamba and the xLSTM.
+The NTM, the DNC and Sparse Access Memory (one subpackage each: equations, settings,
+modules), the paper's LSTM baseline, and the rivals: the Transformer, Mamba and the xLSTM.
 """
 
 # The order of registration, which listings keep: the NTM and its baseline first.
@@ -9,6 +9,8 @@ from ntm.models.ntm import model as ntm_model  # isort: split
 
 from ntm.models import lstm, mamba, transformer, xlstm  # isort: split
 
-from ntm.models.dnc import model as dnc_model
+from ntm.models.dnc import model as dnc_model  # isort: split
 
-__all__ = ["dnc_model", "lstm", "mamba", "ntm_model", "transformer", "xlstm"]
+from ntm.models.sam import model as sam_model
+
+__all__ = ["dnc_model", "lstm", "mamba", "ntm_model", "sam_model", "transformer", "xlstm"]

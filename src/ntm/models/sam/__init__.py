@@ -1,0 +1,1 @@
+"""Sparse Access Memory: its equations, settings and modules."""

@@ -237,11 +237,39 @@ def render(record: dict[str, Any], folder: Path) -> str:
             caption = "share of sequences right along the ladder"
         if picture is not None:
             out += [f"![{task}: {caption}]({picture})", ""]
+        if task == "mqar" and PROBE.is_file():
+            out += [_template("comparison/mqar-probe.md", _probe(PROBE)), ""]
         skipped = [e for e in entries if "skipped" in e]
         out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
         out += [""] if skipped else []
     out += _not_measured(record, _reproduced())
     return "\n".join(out).rstrip() + "\n"
+
+
+#: What benchmarks/mqar_probe.py found in the NTM's MQAR runs (its record).
+PROBE = ROOT / "docs" / "comparison" / "mqar-probe.json"
+
+
+def _probe(path: Path) -> dict[str, Any]:
+    """The values of the MQAR probe's paragraph: its first two runs' measurements."""
+    record = json.loads(path.read_text())
+    first, second = record["runs"][:2]
+    values: dict[str, Any] = {
+        "command": record["command"],
+        "size": record.get("size", 256),
+        "pairs": first["pairs"],
+        "uniform": first["uniform_over_values"],
+    }
+    for name, run in (("first", first), ("second", second)):
+        values |= {
+            f"{name}_sequences": run["sequences"],
+            f"{name}_wrong": run["eval_wrong_tokens"],
+            f"{name}_on_values": run["probability_on_pair_values"],
+            f"{name}_on_right": run["probability_on_right_value"],
+            f"{name}_slots": run["slots_written_during_pairs"],
+            f"{name}_read": run["read_weight_on_the_value_slot"],
+        }
+    return values
 
 
 def _how(record: dict[str, Any]) -> dict[str, str]:

@@ -64,17 +64,16 @@ def probe(run_dir: Path, size: int) -> dict[str, Any]:
         index = int((tokens[0 : 2 * pairs : 2, sequence] == key).nonzero()[0])
         slot = writes[2 * index + 1, sequence].argmax()
         on_slot.append(float(reads[step, sequence, :, slot].max()))
-    written = [
-        len(writes[: 2 * pairs, sequence].argmax(-1).unique()) for sequence in range(size)
-    ]
+    written = [len(writes[: 2 * pairs, sequence].argmax(-1).unique()) for sequence in range(size)]
     last = ckpt.read_metrics(run_dir)[-1]
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     return {
         "run": str(run_dir),
         "model": run.train.model,
         "train": {k: v for k, v in vars(run.train).items() if k in ("lr", "batch_size")},
-        "model_settings": {k: v for k, v in run.model.to_dict().items()
-                           if k in ("memory_init", "memory_size")},  # fmt: skip
+        "model_settings": {
+            k: v for k, v in run.model.to_dict().items() if k in ("memory_init", "memory_size")
+        },
         "sequences": int(last["sequences"]),
         "eval_wrong_tokens": float(last["eval_bit_errors"]),
         "pairs": pairs,
@@ -93,7 +92,8 @@ def main() -> int:
     parser.add_argument("--record", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    record = {**header("mqar_probe"), "runs": [probe(run, args.size) for run in args.runs]}
+    runs = [probe(run, args.size) for run in args.runs]
+    record = {**header("mqar_probe"), "size": args.size, "runs": runs}
     args.record.parent.mkdir(parents=True, exist_ok=True)
     args.record.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["runs"], indent=2))

@@ -100,3 +100,18 @@ def test_attention_and_state_spaces_train_as_their_authors_do(model: str) -> Non
     flagged = resolve_config({"task": "copy", "model": model, "optimizer": "adam",
                               "weight_decay": 0.0}, {}, {})  # fmt: skip
     assert flagged.train.optimizer == "adam"  # a flag still decides
+
+
+def test_a_run_saved_before_the_schedule_kept_a_state_resumes(tmp_path: Path) -> None:
+    """Trainer states as the oldest kept runs hold them: the optimiser, the loop's counters
+    and the last evaluation, nothing of the schedule, the stage or the parts."""
+    training.train(tiny_run(max_sequences=64), tmp_path / "run", quiet=True)
+    path = ckpt.latest_checkpoint(tmp_path / "run") / ckpt.TRAINER_FILE
+    state = torch.load(path, weights_only=True)
+    # Its progress held the guard's and the curriculum's counters too.
+    progress = {**state["progress"], **state["guard"], **state["curriculum"]}
+    old = {"optimizer": state["optimizer"], "progress": progress, "last_eval": state["last_eval"]}
+    torch.save(old, path)
+    result = training.resume(tmp_path / "run", {"max_sequences": 128}, quiet=True)
+    assert result.sequences == 128
+    assert "resumed" in (tmp_path / "run" / ckpt.LOG_FILE).read_text()

@@ -103,9 +103,10 @@ class PlateauSchedule:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_cost = float(state["best_cost"])
-        self.first_cost = float(state["first_cost"])
-        self.stale_evals = int(state["stale_evals"])
+        """Take a saved state; a run saved before the schedule kept one starts it afresh."""
+        self.best_cost = float(state.get("best_cost", math.inf))
+        self.first_cost = float(state.get("first_cost", math.nan))
+        self.stale_evals = int(state.get("stale_evals", 0))
         self.since_best = int(state.get("since_best", self.stale_evals))  # older runs: none
         shape = state.get("shape")
         self.shape = None if shape is None else float(shape)

@@ -191,7 +191,7 @@ class Trainer:
             self.curriculum.load_state_dict(parts["curriculum"])
             self.guard.load_state_dict(parts["guard"])
             self.schedule.load_state_dict(parts["schedule"])
-            self.stage.stage = int(parts["stage"])
+            self.stage.stage = 1 if parts["stage"] is None else int(parts["stage"])  # older: 1
             self.evaluator.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ckpt.RunError(

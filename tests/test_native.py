@@ -103,6 +103,7 @@ def test_a_missing_compiler_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert list(tmp_path.iterdir()) == []  # nothing half-built left behind
 
 
+@pytest.mark.models  # builds the C library twice: about 12 s of the default run
 @needs_native
 def test_the_library_is_built_once_per_source(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

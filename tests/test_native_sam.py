@@ -156,7 +156,7 @@ def test_consecutive_batches_are_fresh_ones() -> None:
         x, weights = torch.randn(steps, 3, 5), torch.randn(steps, 3, 3)
         logits = model(x)[0]
         grads = torch.autograd.grad((logits * weights).sum(), list(model.parameters()))
-        workspaces.append(model.workspaces._kept[3])
+        workspaces.append(model.workspaces._kept[3][-1])
         fresh = SAM(5, 3, **options, engine="native")
         fresh.load_state_dict(model.state_dict())
         fresh_logits = fresh(x)[0]
@@ -166,6 +166,19 @@ def test_consecutive_batches_are_fresh_ones() -> None:
             torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert all(w is workspaces[0] for w in workspaces)
     assert workspaces[0].d_memory is not None and not workspaces[0].d_memory.any()
+
+
+@needs_native
+def test_a_loop_that_holds_the_last_final_state_takes_turns_with_two_workspaces() -> None:
+    torch.manual_seed(0)
+    model = SAM(5, 3, **SMALL, engine="native")
+    used = []
+    for x in torch.randn(4, 5, 2, 5):
+        logits, state = model(x)
+        logits.sum().backward()
+        used.append(model.workspaces._kept[2][-1])
+        assert used[-1].memory.data_ptr() == state.memory.data_ptr()
+    assert used[0] is used[2] and used[1] is used[3] and used[0] is not used[1]
 
 
 @needs_native
@@ -293,5 +306,5 @@ def test_auto_chooses_native_on_the_cpu_in_float32(monkeypatch: pytest.MonkeyPat
 def test_a_copy_of_the_model_has_no_workspace() -> None:
     model = SAM(5, 3, **SMALL)
     model.workspaces.fresh(2, model.config)
-    assert len(copy.deepcopy(model).workspaces._kept) == 0
+    assert len(copy.deepcopy(model).workspaces._kept) == 0 < len(model.workspaces._kept)
     assert list(model.state_dict()) == list(SAM(5, 3, **SMALL).state_dict())

@@ -62,9 +62,12 @@ from ntm.engines.native.dnc import (
 from ntm.models.sam.addressing import InterfaceLayout
 from ntm.models.sam.config import SAMConfig
 
-#: Workspaces a model keeps, one per batch size, the most recently used: training's and
+#: Batch sizes a model keeps workspaces for, the most recently used: training's and
 #: evaluation's.
-KEPT_WORKSPACES = 2
+KEPT_BATCH_SIZES = 2
+#: Workspaces kept per batch size: a loop ``outputs, _ = model(x)`` holds the last final
+#: state (one workspace) while the next batch runs (on the other).
+KEPT_PER_BATCH_SIZE = 2
 
 
 class _Dims(ctypes.Structure):
@@ -139,8 +142,12 @@ class Workspace:
             self.memory = memory
             self.usage = torch.zeros(batch, n)
             self.place = torch.empty((batch, n), dtype=torch.int32)
-        # sqrt(|row|^2 + eps) in float32, as the C side computes it.
-        self.norms = self.memory.pow(2).sum(-1).add_(cfg.eps).sqrt_()
+        # sqrt(|row|^2 + eps) in float32, as the C side computes it; zero rows' without a
+        # (B, N, M) temporary.
+        if memory is None:
+            self.norms = torch.full((batch, n), cfg.eps).sqrt_()
+        else:
+            self.norms = self.memory.pow(2).sum(-1).add_(cfg.eps).sqrt_()
         self.heap = torch.empty((batch, n), dtype=torch.int32)
         self.d_memory: Tensor | None = None
         self._alone = torch.empty(0)  # referenced as memory and usage are when free
@@ -182,7 +189,7 @@ class Workspaces:
     starts with none)."""
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[int, Workspace] = OrderedDict()
+        self._kept: OrderedDict[int, list[Workspace]] = OrderedDict()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Workspaces:
         return Workspaces()
@@ -191,23 +198,20 @@ class Workspaces:
         return (Workspaces, ())
 
     def fresh(self, batch: int, cfg: SAMConfig) -> Workspace:
-        """A workspace in the zero state for ``batch`` sequences: the one kept, cleared,
-        where nothing else holds it; else a new one (``O(N)``), kept in its place."""
-        kept = self._kept.get(batch)
-        fits = kept is not None and tuple(kept.memory.shape[1:]) == (
-            cfg.memory_size,
-            cfg.word_size,
-        )
-        if kept is not None and fits and kept.free():
-            kept.reset()
-            self._kept.move_to_end(batch)
-            return kept
-        workspace = Workspace(batch, cfg)
-        self._kept[batch] = workspace
-        self._kept.move_to_end(batch)
-        while len(self._kept) > KEPT_WORKSPACES:
+        """A workspace in the zero state for ``batch`` sequences: one kept, cleared, where
+        nothing else holds it; else a new one (``O(N)``), kept in place of the oldest."""
+        shape = (cfg.memory_size, cfg.word_size)
+        kept = [w for w in self._kept.pop(batch, []) if tuple(w.memory.shape[1:]) == shape]
+        free = next((w for w in kept if w.free()), None)
+        if free is None:
+            free = Workspace(batch, cfg)
+        else:
+            free.reset()
+            kept.remove(free)
+        self._kept[batch] = [*kept, free][-KEPT_PER_BATCH_SIZE:]  # the last used last
+        while len(self._kept) > KEPT_BATCH_SIZES:
             self._kept.popitem(last=False)
-        return workspace
+        return free
 
 
 def _dims(cfg: SAMConfig, steps: int, batch: int, fresh: bool) -> _Dims:
@@ -304,10 +308,12 @@ class _NativeSAM(torch.autograd.Function):
         ctx.saved = (inputs.detach(), buffers, workspace, workspace.memory, out_in, out_mask)
         ctx.version = workspace.memory._version
         ctx.mark_non_differentiable(*final)
+        # The final state has no gradient: no (B, N, M) of zeros made for it per batch.
+        ctx.set_materialize_grads(False)
         return (logits, *final)
 
     @staticmethod
-    def backward(ctx: Any, d_logits: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, d_logits: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
         if ctx.saved is None:
             raise RuntimeError(
                 "SAM's native engine: backward through the same sequence a second time "
@@ -328,6 +334,8 @@ class _NativeSAM(torch.autograd.Function):
         interface_w, _, out_w, _ = params[4 * layers :]
         hidden_size = layers * size
 
+        if d_logits is None:
+            d_logits = out_in.new_zeros(steps, batch, out_w.shape[0])
         d_out_pre = d_logits if out_mask is None else d_logits * out_mask
         d_out_in = torch.matmul(d_out_pre, out_w)  # (T, B, L*C + R*M)
         d_hidden = d_out_in[..., :hidden_size].contiguous()

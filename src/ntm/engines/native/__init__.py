@@ -1,10 +1,11 @@
-"""The native engines: the NTM's and the DNC's recurrences in C, a whole sequence per call.
+"""The native engines: the NTM's, the DNC's and SAM's recurrences in C, a whole sequence per call.
 
 The fused path (:mod:`ntm.engines.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
 code ``torch.compile`` generates. Here the recurrence of a whole sequence, forward and
-backward, is one call each into ``ntm_sequence.c`` (the NTM) or ``dnc_sequence.c`` (the
-DNC, :mod:`ntm.engines.native.dnc`), which share ``kernels.h``. The three are built at first use
+backward, is one call each into ``ntm_sequence.c`` (the NTM), ``dnc_sequence.c`` (the
+DNC, :mod:`ntm.engines.native.dnc`) or ``sam_sequence.c`` (Sparse Access Memory,
+:mod:`ntm.engines.native.sam`), which share ``kernels.h``. They are built at first use
 into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
 processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
 ``~/.cache/ntm``). The first controller layer's input projection, the output layer and
@@ -14,7 +15,7 @@ fused path, whose functions they share.
 It computes the same function as :class:`ntm.NTMCell` stepped in a loop, in float32 on the
 CPU; tests compare its outputs and gradients with the eager path's. Where it cannot run
 (no C compiler, another dtype or device), :func:`native_available` says why and the NTM
-runs the fused path instead (the DNC its eager one).
+runs the fused path instead (the DNC and SAM their eager one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ from ntm.engines.fused import (
 SOURCE = Path(__file__).with_name("ntm_sequence.c")
 #: The DNC's recurrence, and what both engines share: built into the same library.
 DNC_SOURCE = Path(__file__).with_name("dnc_sequence.c")
+#: Sparse Access Memory's (:mod:`ntm.engines.native.sam`), and its search, in the same library.
+SAM_SOURCE = Path(__file__).with_name("sam_sequence.c")
+SAM_SEARCH = Path(__file__).with_name("sam_search.h")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -98,8 +102,8 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    sources = (SOURCE, DNC_SOURCE)
-    key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, HEADER)))
+    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE)
+    key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, HEADER, SAM_SEARCH)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
     key.update(_machine().encode())
     target = cache_dir() / f"ntm_native-{key.hexdigest()[:16]}.so"
@@ -129,7 +133,8 @@ def _build() -> Path:
 
 #: The library's entry points, each with a function that reports its pointer count; each
 #: takes its engine's dimensions (a ctypes structure) and an array of pointers.
-_FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward")
+_FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward", "sam_forward",
+              "sam_backward", "sam_reset")  # fmt: skip
 
 
 def _library() -> ctypes.CDLL:

@@ -116,6 +116,72 @@ def runs_natively(inputs: Tensor, tensors: list[Tensor]) -> bool:
     )
 
 
+def controller_input_share(params: tuple[Tensor, ...], layers: int, inputs: Tensor) -> Tensor:
+    """The input's share of every controller layer's gate inputs, biases in, for all steps
+    at once: (T, L, B, G). ``params`` in :func:`parameter_names`' order, detached."""
+    size_in = inputs.shape[-1]
+    controller = [params[4 * i : 4 * i + 4] for i in range(layers)]
+    return torch.stack(
+        [
+            torch.matmul(inputs, w_ih[:, :size_in].t()) + (b_ih + b_hh)
+            for w_ih, _, b_ih, b_hh in controller
+        ],
+        1,
+    )
+
+
+def controller_weights(
+    params: tuple[Tensor, ...], layers: int, size_in: int, read_size: int, transposed: bool
+) -> list[Tensor]:
+    """The controller's weights the C recurrence takes: of the last reads (L, G, R*M), of
+    the layer below (L-1, G, C) and recurrent (L, G, C); ``transposed`` for the forward
+    pass's (L, R*M, G), (L-1, C, G), (L, C, G)."""
+    controller = [params[4 * i : 4 * i + 4] for i in range(layers)]
+    read_end = size_in + read_size
+
+    def turn(w: Tensor) -> Tensor:
+        return w.t() if transposed else w
+
+    return [
+        torch.stack([turn(w_ih[:, size_in:read_end]) for w_ih, *_ in controller]).contiguous(),
+        _stacked([turn(w_ih[:, read_end:]) for w_ih, *_ in controller[1:]], params[0]),
+        torch.stack([turn(w_hh) for _, w_hh, *_ in controller]).contiguous(),
+    ]
+
+
+def controller_gradients(
+    params: tuple[Tensor, ...],
+    layers: int,
+    inputs: Tensor,
+    reads: Tensor,
+    hidden: Tensor,
+    d_gates: Tensor,
+) -> tuple[list[Tensor], Tensor]:
+    """Every controller layer's weight gradients (in :func:`parameter_names`' order) and the
+    inputs' gradient, from the gate inputs' gradients d_gates (T, L, B, G), the inputs
+    (T, B, I), the reads (T+1, B, R*M) and the hidden states (T+1, L, B, C)."""
+
+    def flat(x: Tensor) -> Tensor:
+        return x.reshape(-1, x.shape[-1])
+
+    size_in = inputs.shape[-1]
+    grads: list[Tensor] = []
+    d_inputs = inputs.new_zeros(inputs.shape)
+    for i in range(layers):
+        d_gates_i = d_gates[:, i]  # (T, B, G)
+        below = [hidden[1:, i - 1]] if i else []
+        layer_in = torch.cat([inputs, reads[:-1], *below], -1)
+        d_bias = flat(d_gates_i).sum(0)
+        grads += [
+            flat(d_gates_i).t() @ flat(layer_in),
+            flat(d_gates_i).t() @ flat(hidden[:-1, i]),
+            d_bias,
+            d_bias.clone(),
+        ]
+        d_inputs += torch.matmul(d_gates_i, params[4 * i][:, :size_in])
+    return grads, d_inputs
+
+
 def link_sparsity(cfg: DNCConfig) -> int:
     """K of the sparse links the engine keeps as lists, or 0 for dense ones: from K = N on,
     the sparse links are the dense ones."""
@@ -158,18 +224,10 @@ def _forward(
     steps, batch, size_in = inputs.shape
     layers, size = cfg.controller_layers, cfg.controller_size
     heads, slots, word = cfg.num_read_heads, cfg.memory_size, cfg.word_size
-    read_end = size_in + heads * word
     params = tuple(p.detach() for p in params)
-    controller = [params[4 * i : 4 * i + 4] for i in range(layers)]
     interface_w, interface_b, out_w, out_b = params[4 * layers :]
     x = inputs.detach()
-    pre_input = torch.stack(
-        [
-            torch.matmul(x, w_ih[:, :size_in].t()) + (b_ih + b_hh)
-            for w_ih, _, b_ih, b_hh in controller
-        ],
-        1,
-    )  # (T, L, B, G)
+    pre_input = controller_input_share(params, layers, x)
     states, kept = (steps + 1, steps) if keep else (2, 1)
 
     def empty(*shape: int) -> Tensor:
@@ -208,9 +266,7 @@ def _forward(
     cs = empty(states, layers, batch, size)
     cs[0] = cell
     weights_t = [
-        torch.stack([w_ih[:, size_in:read_end].t() for w_ih, *_ in controller]).contiguous(),
-        _stacked([w_ih[:, read_end:].t() for w_ih, *_ in controller[1:]], x),
-        torch.stack([w_hh.t() for _, w_hh, *_ in controller]).contiguous(),
+        *controller_weights(params, layers, size_in, heads * word, transposed=True),
         interface_w.t().contiguous(),
         interface_b.contiguous(),
     ]
@@ -268,9 +324,7 @@ class _NativeDNC(torch.autograd.Function):
         steps, batch, size_in = inputs.shape
         layers, size = cfg.controller_layers, cfg.controller_size
         heads, slots, word = cfg.num_read_heads, cfg.memory_size, cfg.word_size
-        read_end = size_in + heads * word
         params = tuple(p.detach() for p in ctx.params)
-        controller = [params[4 * i : 4 * i + 4] for i in range(layers)]
         interface_w, _, out_w, _ = params[4 * layers :]
         hidden_size = layers * size
 
@@ -291,9 +345,7 @@ class _NativeDNC(torch.autograd.Function):
             zeros(layers, batch, size),
         ]
         weights = [
-            torch.stack([w_ih[:, size_in:read_end] for w_ih, *_ in controller]).contiguous(),
-            _stacked([w_ih[:, read_end:] for w_ih, *_ in controller[1:]], inputs),
-            torch.stack([w_hh for _, w_hh, *_ in controller]).contiguous(),
+            *controller_weights(params, layers, size_in, heads * word, transposed=False),
             interface_w.contiguous(),
         ]
         dense = ctx.dims.sparsity == 0  # sparse links recompute none
@@ -307,20 +359,7 @@ class _NativeDNC(torch.autograd.Function):
             return x.reshape(-1, x.shape[-1])
 
         hs, reads_seq = buffers.hidden, buffers.reads
-        grads: list[Tensor] = []
-        d_inputs = inputs.new_zeros(inputs.shape)
-        for i, layer in enumerate(controller):
-            d_gates_i = d_gates[:, i]  # (T, B, G)
-            below = [hs[1:, i - 1]] if i else []
-            layer_in = torch.cat([inputs, reads_seq[:-1], *below], -1)
-            d_bias = flat(d_gates_i).sum(0)
-            grads += [
-                flat(d_gates_i).t() @ flat(layer_in),
-                flat(d_gates_i).t() @ flat(hs[:-1, i]),
-                d_bias,
-                d_bias.clone(),
-            ]
-            d_inputs += torch.matmul(d_gates_i, layer[0][:, :size_in])
+        grads, d_inputs = controller_gradients(params, layers, inputs, reads_seq, hs, d_gates)
         hidden_seq = hs[1:].transpose(1, 2).reshape(steps, batch, hidden_size)
         grads += [flat(d_raw).t() @ flat(hidden_seq), flat(d_raw).sum(0)]
         grads += [flat(d_out_pre).t() @ flat(out_in), flat(d_out_pre).sum(0)]

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
+from ntm.engines.native.sam import Workspaces, native_sam_sequence
 from ntm.engines.select import AUTO, Engined
 from ntm.models.common import check_tensor, clip_values
 from ntm.models.paper import PAPER_SETTINGS
@@ -23,8 +24,9 @@ from ntm.models.sam import addressing as sam
 from ntm.models.sam.config import SAMConfig
 from ntm.registry import Recipe, TraceContents, register_model
 
-#: How a :class:`SAM` may run a sequence: ``eager`` (the cell step by step under autograd).
-ENGINES = ("eager",)
+#: How a :class:`SAM` may run a sequence: ``eager`` (the cell step by step under autograd)
+#: or ``native`` (the recurrence in C, :mod:`ntm.engines.native.sam`).
+ENGINES = ("eager", "native")
 
 #: The tasks :meth:`SAM.recipe` has settings for: those of the paper's NTM comparisons.
 RECIPE_TASKS = ("copy", "associative_recall")
@@ -317,8 +319,16 @@ class SAM(Engined, nn.Module):
     Args:
         input_size, output_size, controller_size, ..., eps: as for :class:`SAMCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        engine: how a sequence runs; ``eager`` (the cell step by step under autograd) is
-            its only engine for now, so ``auto`` and every other engine run it.
+        engine: how a sequence runs. ``eager``: the cell step by step under autograd.
+            ``native``: the whole sequence's recurrence in C, forward and backward one call
+            each (:mod:`ntm.engines.native.sam`, built in seconds the first time): same
+            outputs and gradients, a step's cost independent of ``memory_size`` but for
+            the nearest-neighbour search, and no copy of the memory per step; the final
+            state then carries no gradient, and a sequence from the zero state reuses the
+            model's memory between calls. For float32 on the CPU; elsewhere, or without a
+            C compiler, it runs as ``eager`` (:func:`ntm.engines.native.native_available`
+            says why). A choice of this model alone, which may be changed between calls.
+            :meth:`trace` always runs eager.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state
@@ -353,6 +363,8 @@ class SAM(Engined, nn.Module):
         self.cell = SAMCell(input_size, output_size, device=device, dtype=dtype, **settings)
         self.batch_first = batch_first
         self.engine = engine
+        #: The native engine's memories for sequences from the zero state, kept between calls.
+        self.workspaces = Workspaces()
 
     config_class: ClassVar[type[SAMConfig]] = SAMConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
@@ -419,12 +431,17 @@ class SAM(Engined, nn.Module):
     def reset_parameters(self) -> None:
         self.cell.reset_parameters()
 
-    def _start(self, inputs: Tensor, state: SAMState | None) -> tuple[Tensor, SAMState]:
-        """Checked time-major inputs (T, B, I) and the state to start from."""
+    def _time_major(self, inputs: Tensor) -> Tensor:
+        """Checked time-major inputs (T, B, I)."""
         check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
         steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
         if steps.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        return steps
+
+    def _start(self, inputs: Tensor, state: SAMState | None) -> tuple[Tensor, SAMState]:
+        """Checked time-major inputs (T, B, I) and the state to start from."""
+        steps = self._time_major(inputs)
         if state is None:
             return steps, self.cell.initial_state(steps.shape[1])
         self.cell.check_state(state, steps.shape[1])
@@ -445,8 +462,18 @@ class SAM(Engined, nn.Module):
         return torch.stack(outputs), state, records
 
     def forward(self, inputs: Tensor, state: SAMState | None = None) -> tuple[Tensor, SAMState]:
-        steps, state = self._start(inputs, state)
-        outputs, state, _ = self._run(steps, state, trace=False)
+        steps = self._time_major(inputs)
+        if state is not None:
+            self.cell.check_state(state, steps.shape[1])
+        native = None
+        if self.engine_for(steps.device, steps.dtype).engine == "native":
+            # From the zero state (None) without making it: the engine's workspace holds it.
+            native = native_sam_sequence(self.cell, steps, state, self.workspaces)
+        if native is None:
+            start = self.cell.initial_state(steps.shape[1]) if state is None else state
+            outputs, state, _ = self._run(steps, start, trace=False)
+        else:
+            outputs, state = native[0], SAMState(*native[1])
         return (outputs.transpose(0, 1) if self.batch_first else outputs), state
 
     def trace(

@@ -308,7 +308,9 @@ class DNC(Engined, nn.Module):
     Args:
         input_size, output_size, controller_size, ..., link_sparsity: as for :class:`DNCCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        engine: how a sequence runs. ``eager``: the cell step by step under autograd.
+        engine: how a sequence runs: ``auto`` (the default: native on a CPU in float32, else
+            eager, as :mod:`ntm.engines.select` decides), or one of these. ``eager``: the cell
+            step by step under autograd.
             ``native``: the whole sequence's recurrence in C, forward and backward one call
             each (:mod:`ntm.engines.native.dnc`, built in seconds the first time): same outputs and
             gradients, several times faster; the final state then carries no gradient. For

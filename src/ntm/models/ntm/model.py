@@ -356,14 +356,17 @@ class NTM(Engined, nn.Module):
     Args:
         input_size, output_size, controller, ..., eps: as for :class:`NTMCell`.
         batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
-        engine: how a sequence runs. ``eager``: the cell step by step under autograd.
+        engine: how a sequence runs: ``auto`` (the default: the fastest that runs here, as
+            :mod:`ntm.engines.select` decides, native on a CPU in float32), or one of these.
+            ``eager``: the cell step by step under autograd.
             ``fused``: the whole sequence as one autograd node with a hand-written backward
             (:mod:`ntm.engines.fused`): same outputs and gradients, several times faster on a CPU;
             the final state then carries no gradient. ``compiled``: ``fused`` with its steps
             compiled by ``torch.compile`` (a minute or two the first time). ``native``:
             ``fused`` with the recurrence in C (:mod:`ntm.engines.native`, built in seconds
             the first time), for float32 on the CPU; elsewhere, or without a C compiler, it runs as
-            ``fused``. A choice of this model alone, which may be changed between calls.
+            ``fused`` (the selector's chain). A choice of this model alone, which may be changed
+            between calls; ``engine_for(device, dtype)`` says which engine runs and why.
         device, dtype: where and in which precision to create the parameters.
 
     Inputs: inputs, state

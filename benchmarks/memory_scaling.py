@@ -189,8 +189,10 @@ def run_series(
 
 
 def _label(entry: dict[str, Any]) -> str:
+    """The series' model and batch (both, where it went on at a smaller one)."""
     names = {name: what for name, _, what in SERIES}
-    return f"{names[entry['model']]}, batch {entry['batch']}"
+    batches = sorted({entry["batch"], *(p["batch"] for p in entry["points"])}, reverse=True)
+    return f"{names[entry['model']]}, batch {' then '.join(map(str, batches))}"
 
 
 def _rate(record: dict[str, Any], model: str, batch: int, slots: int) -> float | None:

@@ -98,13 +98,14 @@ def test_memory_scaling_renders_each_point_why_each_series_stopped_and_the_targe
     record = {"command": "python benchmarks/memory_scaling.py", "measured": "2026-12-06",
               "torch": "2.13.0", "complete": False, "series": [
                   {"model": "sam", "batch": 8, "points": sam, "stopped": None},
-                  {"model": "ntm", "batch": 32, "points": [point(2**15, 32, 2.0, 9000.0)],
-                   "stopped": "2^16 took 130 s"}]}  # fmt: skip
+                  {"model": "ntm", "batch": 32, "points": [point(2**15, 32, 2.0, 9000.0),
+                                                           point(2**16, 8, 1.0, 5000.0)],
+                   "stopped": "2^17 took 130 s"}]}  # fmt: skip
     lines = benchmark("memory_scaling").table(record)
     assert "| SAM, native, batch 8 | 2^20 | 8 | index | 300.0 | 3.33 | 1800 |" in lines
-    assert "| NTM, dense, native, batch 32 | 2^15 | 32 |  | 2.0 | 500.00 | 9000 |" in lines
+    assert "| NTM, dense, native, batch 32 then 8 | 2^16 | 8 |  | 1.0 | 1000.00 | 5000 |" in lines
     assert "- SAM, native, batch 8: still running." in lines
-    assert "- NTM, dense, native, batch 32: 2^16 took 130 s." in lines
+    assert "- NTM, dense, native, batch 32 then 8: 2^17 took 130 s." in lines
     assert "A partial record: only the points above were measured." in lines
     targets = lines[-3:]
     assert "not measured" in targets[0] and "not met" in targets[0]

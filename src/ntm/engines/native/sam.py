@@ -37,7 +37,13 @@ What grows with N, and what does not:
   scores the cells' centroids and scans the rows of the nearest cells (never the rows never
   written), approximate where cells go unprobed. Gradients flow through the read weights of
   the K slots it found, which the log keeps for the backward pass, as with the exact
-  search. A fresh workspace's indexes are cleared with its rows, in ``O(rows written)``.
+  search. The backward pass searches nothing and leaves the memory as the forward pass
+  left it (each restored row written again), so it leaves the index alone. A fresh
+  workspace's indexes are cleared with its rows, in ``O(rows written)`` (and the cells,
+  about ``sqrt(N)``); a state given by the caller fills a new index with its non-zero rows,
+  each placed by the centroids (cheap for a memory written by a few sequences, ``O(N
+  sqrt(N) M)`` for a memory full of rows). The index's cost a step grows about as
+  ``sqrt(N)``: its writes and reads score the cells' centroids.
 
 Dimension legend: ``T`` time, ``B`` batch, ``I`` input size, ``L`` controller layers,
 ``C`` controller size, ``G = 4C`` gate rows, ``R`` read heads, ``K`` slots per read head,
@@ -205,7 +211,7 @@ class Workspace:
         return [self.memory, self.norms, self.usage, self.heap, self.place, self.indexes]
 
     def reset(self) -> None:
-        """Back to the zero state: clear the slots the last call changed."""
+        """Back to the zero state: clear the slots the last call changed, and the indexes."""
         if self.log is not None:
             dims, read_indices, least_used = self.log
             unused = torch.zeros(1)

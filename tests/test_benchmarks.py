@@ -86,3 +86,28 @@ def test_profile_step_keeps_every_part_and_renders_a_column_per_engine(
     lines = bench.table(record)
     assert "| part | fused | eager |" in lines
     assert sum(line.startswith("| forward |") for line in lines) == 1
+
+
+def test_memory_scaling_renders_each_point_why_each_series_stopped_and_the_targets() -> None:
+    def point(n: int, batch: int, rate: float, mib: float) -> dict:
+        return {"n": n, "batch": batch, "search": None, "sequences_per_second": rate,
+                "peak_mib": mib}  # fmt: skip
+
+    sam = [{**point(2**10, 8, 1000.0, 300.0), "search": "index"},
+           {**point(2**20, 8, 300.0, 1800.0), "search": "index"}]  # fmt: skip
+    record = {"command": "python benchmarks/memory_scaling.py", "measured": "2026-12-06",
+              "torch": "2.13.0", "complete": False, "series": [
+                  {"model": "sam", "batch": 8, "points": sam, "stopped": None},
+                  {"model": "ntm", "batch": 32, "points": [point(2**15, 32, 2.0, 9000.0),
+                                                           point(2**16, 8, 1.0, 5000.0)],
+                   "stopped": "2^17 took 130 s"}]}  # fmt: skip
+    lines = benchmark("memory_scaling").table(record)
+    assert "| SAM, native, batch 8 | 2^20 | 8 | index | 300.0 | 3.33 | 1800 |" in lines
+    assert "| NTM, dense, native, batch 32 then 8 | 2^16 | 8 |  | 1.0 | 1000.00 | 5000 |" in lines
+    assert "- SAM, native, batch 8: still running." in lines
+    assert "- NTM, dense, native, batch 32 then 8: 2^17 took 130 s." in lines
+    assert "A partial record: only the points above were measured." in lines
+    targets = lines[-3:]
+    assert "not measured" in targets[0] and "not met" in targets[0]
+    assert "0.30 of the rate" in targets[1] and targets[1].endswith("; met).")
+    assert "1.76 GiB" in targets[2] and targets[2].endswith("; met).")

@@ -47,9 +47,12 @@ from ntm.engines.fused import (
 SOURCE = Path(__file__).with_name("ntm_sequence.c")
 #: The DNC's recurrence, and what both engines share: built into the same library.
 DNC_SOURCE = Path(__file__).with_name("dnc_sequence.c")
-#: Sparse Access Memory's (:mod:`ntm.engines.native.sam`), and its search, in the same library.
+#: Sparse Access Memory's (:mod:`ntm.engines.native.sam`), its search, and the
+#: nearest-neighbour index the search uses for large memories, in the same library.
 SAM_SOURCE = Path(__file__).with_name("sam_sequence.c")
 SAM_SEARCH = Path(__file__).with_name("sam_search.h")
+SAM_INDEX = Path(__file__).with_name("sam_index.c")
+SAM_INDEX_HEADER = Path(__file__).with_name("sam_index.h")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -102,8 +105,9 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE)
-    key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, HEADER, SAM_SEARCH)))
+    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX)
+    headers = (HEADER, SAM_SEARCH, SAM_INDEX_HEADER)
+    key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, *headers)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
     key.update(_machine().encode())
     target = cache_dir() / f"ntm_native-{key.hexdigest()[:16]}.so"

@@ -28,12 +28,22 @@ What grows with N, and what does not:
   ``usage`` are the workspace's own tensors; a workspace is reused only when nothing else
   holds them (nor a backward pass still to come), else a new one is made. A state given by
   the caller is copied into a workspace of its own (``O(N)``, as the state is).
-- The search is the one ``O(N)`` part left: each step's K nearest slots per read head come
-  from an exhaustive scan of the N rows (``sam_search.h``: cosine similarity, blocked, the
-  eager :func:`ntm.models.sam.addressing.top_k`'s order), ``O(N M)`` a step, because an
-  exact top-K over rows that change every step needs every row. It sits behind a small C
-  interface (a search, and a hook told of every row that changes) so that an approximate
-  index can take its place.
+- The search (``sam_search.h``, :data:`SAMConfig.search`) is exhaustive below
+  :data:`INDEX_FROM` slots: each step's K nearest slots per read head from a scan of the N
+  rows (cosine similarity, blocked, the eager :func:`ntm.models.sam.addressing.top_k`'s
+  order), ``O(N M)`` a step, exact. From :data:`INDEX_FROM` slots on, an inverted-file index
+  per sequence (``sam_index.c``, :mod:`ntm.engines.native.sam_index`) takes its place,
+  kept in the workspace and updated in place as the forward pass writes rows: a search
+  scores the cells' centroids and scans the rows of the nearest cells (never the rows never
+  written), approximate where cells go unprobed. Gradients flow through the read weights of
+  the K slots it found, which the log keeps for the backward pass, as with the exact
+  search. The backward pass searches nothing and leaves the memory as the forward pass
+  left it (each restored row written again), so it leaves the index alone. A fresh
+  workspace's indexes are cleared with its rows, in ``O(rows written)`` (and the cells,
+  about ``sqrt(N)``); a state given by the caller fills a new index with its non-zero rows,
+  each placed by the centroids (cheap for a memory written by a few sequences, ``O(N
+  sqrt(N) M)`` for a memory full of rows). The index's cost a step grows about as
+  ``sqrt(N)``: its writes and reads score the cells' centroids.
 
 Dimension legend: ``T`` time, ``B`` batch, ``I`` input size, ``L`` controller layers,
 ``C`` controller size, ``G = 4C`` gate rows, ``R`` read heads, ``K`` slots per read head,
@@ -44,6 +54,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
@@ -51,7 +62,7 @@ import torch
 from torch import Tensor
 
 from ntm.engines.fused import _clip_mask
-from ntm.engines.native import _call
+from ntm.engines.native import _call, _library
 from ntm.engines.native.dnc import (
     controller_gradients,
     controller_input_share,
@@ -65,6 +76,13 @@ from ntm.models.sam.config import SAMConfig
 #: Batch sizes a model keeps workspaces for, the most recently used: training's and
 #: evaluation's.
 KEPT_BATCH_SIZES = 2
+#: Slots from which ``search="auto"`` uses the index: below, the exhaustive scan of the
+#: memory costs less than the index's centroids and upkeep (``benchmarks/memory_scaling.py``
+#: measures both in training).
+INDEX_FROM = 1024
+#: The most K the index answers (``sam_index.h``'s ``SAM_INDEX_MAX_K``).
+INDEX_MAX_K = 1024
+
 #: Workspaces kept per batch size: a loop ``outputs, _ = model(x)`` holds the last final
 #: state (one workspace) while the next batch runs (on the other).
 KEPT_PER_BATCH_SIZE = 2
@@ -72,7 +90,10 @@ KEPT_PER_BATCH_SIZE = 2
 
 class _Dims(ctypes.Structure):
     _fields_ = [
-        *((name, ctypes.c_int) for name in ("T", "B", "L", "C", "R", "N", "W", "K", "P", "fresh")),
+        *(
+            (name, ctypes.c_int)
+            for name in ("T", "B", "L", "C", "R", "N", "W", "K", "P", "fresh", "index")
+        ),
         ("eps", ctypes.c_float),
         ("interface_clip", ctypes.c_float),
         ("delta", ctypes.c_float),
@@ -107,11 +128,27 @@ class _ForwardBuffers(NamedTuple):
     usage: Tensor  # (B, N)
     heap: Tensor  # (B, N), int32
     place: Tensor  # (B, N), int32
+    indexes: Tensor  # (B,), int64: each sequence's index (a C pointer), 0 until made
 
 
 #: The log's buffers, those that grow with T (tests count their size).
 LOG_FIELDS = ("read_weights", "read_indices", "least_used", "write_weights", "old_rows",
               "old_norms")  # fmt: skip
+
+
+def uses_index(cfg: SAMConfig) -> bool:
+    """Whether the native engine searches ``cfg``'s memory with the index (else exhaustively)."""
+    if cfg.search == "auto":
+        return cfg.memory_size >= INDEX_FROM and cfg.k <= INDEX_MAX_K
+    return cfg.search == "index" and cfg.k <= INDEX_MAX_K
+
+
+def _free_indexes(indexes: Tensor) -> None:
+    """Free the indexes the C side made (``sam_index_new``) for a workspace gone."""
+    library = _library()
+    for pointer in indexes.tolist():
+        if pointer:
+            library.sam_index_free(ctypes.c_void_p(pointer))
 
 
 def _shared_storage(tensor: Tensor) -> bool:
@@ -124,8 +161,8 @@ def _shared_storage(tensor: Tensor) -> bool:
 class Workspace:
     """One batch's memory and what the engine keeps beside it, changed in place by the
     calls that use it: the memory (B, N, M), its rows' norms, the usages, each sequence's
-    heap over them and each slot's place in it, and the memory's gradient (made at the
-    first backward pass).
+    heap over them and each slot's place in it, each sequence's index where the search uses
+    one (:func:`uses_index`), and the memory's gradient (made at the first backward pass).
 
     A fresh workspace holds the zero state: zero rows, usages 0, empty heaps (places -1).
     After a call from the zero state it keeps that call's log of slots (:meth:`reset` clears
@@ -149,6 +186,10 @@ class Workspace:
         else:
             self.norms = self.memory.pow(2).sum(-1).add_(cfg.eps).sqrt_()
         self.heap = torch.empty((batch, n), dtype=torch.int32)
+        self.index = uses_index(cfg)
+        # Made by the first call (with the index), freed with the workspace.
+        self.indexes = torch.zeros(batch, dtype=torch.int64)
+        weakref.finalize(self, _free_indexes, self.indexes)
         self.d_memory: Tensor | None = None
         self._alone = torch.empty(0)  # referenced as memory and usage are when free
         self.log: tuple[_Dims, Tensor, Tensor] | None = None  # the last call's dims, slots
@@ -167,10 +208,10 @@ class Workspace:
         )
 
     def buffers(self) -> list[Tensor]:
-        return [self.memory, self.norms, self.usage, self.heap, self.place]
+        return [self.memory, self.norms, self.usage, self.heap, self.place, self.indexes]
 
     def reset(self) -> None:
-        """Back to the zero state: clear the slots the last call changed."""
+        """Back to the zero state: clear the slots the last call changed, and the indexes."""
         if self.log is not None:
             dims, read_indices, least_used = self.log
             unused = torch.zeros(1)
@@ -201,7 +242,8 @@ class Workspaces:
         """A workspace in the zero state for ``batch`` sequences: one kept, cleared, where
         nothing else holds it; else a new one (``O(N)``), kept in place of the oldest."""
         shape = (cfg.memory_size, cfg.word_size)
-        kept = [w for w in self._kept.pop(batch, []) if tuple(w.memory.shape[1:]) == shape]
+        kept = [w for w in self._kept.pop(batch, [])
+                if tuple(w.memory.shape[1:]) == shape and w.index == uses_index(cfg)]  # fmt: skip
         free = next((w for w in kept if w.free()), None)
         if free is None:
             free = Workspace(batch, cfg)
@@ -214,11 +256,11 @@ class Workspaces:
         return free
 
 
-def _dims(cfg: SAMConfig, steps: int, batch: int, fresh: bool) -> _Dims:
+def _dims(cfg: SAMConfig, steps: int, batch: int, workspace: Workspace) -> _Dims:
     layout = InterfaceLayout(cfg.num_read_heads, cfg.word_size)
     return _Dims(steps, batch, cfg.controller_layers, cfg.controller_size, cfg.num_read_heads,
-                 cfg.memory_size, cfg.word_size, cfg.k, layout.size, int(fresh), cfg.eps,
-                 cfg.interface_clip, cfg.delta)  # fmt: skip
+                 cfg.memory_size, cfg.word_size, cfg.k, layout.size, int(workspace.fresh),
+                 int(workspace.index), cfg.eps, cfg.interface_clip, cfg.delta)  # fmt: skip
 
 
 def _forward(
@@ -250,7 +292,7 @@ def _forward(
     rw, ri = empty(steps + 1, batch, heads, k), empty(steps + 1, batch, heads, k, dtype=torch.int64)
     rw[0], ri[0] = read_w, read_i
     entries = heads * k + 1
-    dims = _dims(cfg, steps, batch, workspace.fresh)
+    dims = _dims(cfg, steps, batch, workspace)
     buffers = _ForwardBuffers._make([
         controller_input_share(params, layers, x),
         *controller_weights(params, layers, x.shape[-1], heads * word, transposed=True),

@@ -28,9 +28,16 @@
  * given by the caller puts every slot in the heap (O(N), as copying it in is).
  *
  * Between calls on a fresh workspace the caller clears what the last call changed
- * (sam_reset, from that call's log): its memory rows, their norms, usages and heap places.
- * Every slot a call changes is one of its read slots (its initial read slots included) or
- * one of its least recently used slots, all logged.
+ * (sam_reset, from that call's log): its memory rows, their norms, usages and heap places,
+ * and each sequence's index (sam_index_reset: O(rows written)). Every slot a call changes
+ * is one of its read slots (its initial read slots included) or one of its least recently
+ * used slots, all logged.
+ *
+ * The search (sam_search.h) is exhaustive, or, with Dims.index, an inverted-file index per
+ * sequence (sam_index.h), made at the workspace's first call and kept in it (F_INDEXES),
+ * updated by the forward pass's writes. The backward pass searches nothing, and it leaves
+ * the memory as the forward pass left it (its restores undone, row for row, by its
+ * rewrites), so it leaves the index alone: the index holds the final memory throughout.
  *
  * Dimension legend: T time, B batch, L controller layers, C controller size, G = 4C gate
  * rows, R read heads, K slots per read head, S = R K + 1 write entries, N slots, W word
@@ -47,6 +54,7 @@
 typedef struct {
     int T, B, L, C, R, N, W, K, P;
     int fresh; /* the workspace holds the zero state: usages 0, heaps empty (see above) */
+    int index; /* search with an inverted-file index per sequence (F_INDEXES), not exhaustively */
     float eps, interface_clip, delta;
 } SamDims;
 
@@ -78,6 +86,7 @@ enum {
     F_USAGE,     /* (B, N) */
     F_HEAP,      /* (B, N), int32: slots, a min-heap over (usage, slot) */
     F_PLACE,     /* (B, N), int32: each slot's place in its heap, -1 if not in it */
+    F_INDEXES,   /* (B), int64: each sequence's sam_index, 0 until made (Dims.index) */
     F_COUNT
 };
 
@@ -179,21 +188,24 @@ static inline int64_t entry_slot(const SamDims *d, const int64_t *restrict read_
 /* The write on one sequence's memory mem (N, W): row U erased, then w_e a added at each entry's
  * slot in turn. The forward pass and the backward pass's rewrite share it, so that the
  * rewrite's rows are the forward's to the bit. */
-static void apply_write(const SamDims *d, float *restrict mem, const int64_t *restrict read_slots,
-                        int lru, const float *restrict ww, const float *restrict add,
-                        SamIndex *index) {
+static int apply_write(const SamDims *d, float *restrict mem, const int64_t *restrict read_slots,
+                       int lru, const float *restrict ww, const float *restrict add,
+                       SamIndex *index) {
     const int W = d->W, S = d->R * d->K + 1;
     memset(mem + (idx)lru * W, 0, sizeof(float) * W);
     for (int e = 0; e < S; e++) {
         float *row = mem + entry_slot(d, read_slots, lru, e) * W;
         for (int m = 0; m < W; m++) row[m] += ww[e] * add[m];
     }
-    for (int e = 0; e < S; e++) sam_index_row_changed(index, (int)entry_slot(d, read_slots, lru, e));
+    int status = SAM_INDEX_OK;
+    for (int e = 0; e < S; e++)
+        status |= sam_index_row_changed(index, (int)entry_slot(d, read_slots, lru, e));
+    return status;
 }
 
 /* Write and read of step t for sequence b, from the clipped interface vector raw; act holds
- * it activated on return. */
-static void memory_step(const SamDims *d, void **p, int t, int b, const float *restrict raw,
+ * it activated on return. Nonzero where the index could not grow. */
+static int memory_step(const SamDims *d, void **p, int t, int b, const float *restrict raw,
                         float *restrict act, Usage *u, SamIndex *index) {
     const int B = d->B, R = d->R, K = d->K, W = d->W, RK = R * K, S = RK + 1;
     float **f = (float **)p;
@@ -220,7 +232,7 @@ static void memory_step(const SamDims *d, void **p, int t, int b, const float *r
         memcpy(old_rows + (idx)e * W, mem + slot * W, sizeof(float) * W);
         old_norms[e] = index->norms[slot];
     }
-    apply_write(d, mem, ri_old, lru, ww, add, index);
+    if (apply_write(d, mem, ri_old, lru, ww, add, index) != SAM_INDEX_OK) return 1;
     /* Read: each head's K nearest slots, a softmax over them, their weighted sum. */
     sam_index_search(index, act, R, K, ri_new);
     for (int r = 0; r < R; r++) {
@@ -255,6 +267,7 @@ static void memory_step(const SamDims *d, void **p, int t, int b, const float *r
         for (int e = 0; e < S; e++) written += entry_slot(d, ri_old, lru, e) == slot ? ww[e] : 0.0f;
         if (read + written > d->delta) mark_accessed(u, (int)slot, step);
     }
+    return 0;
 }
 
 static Usage usage_of(const SamDims *d, void **p, int b) {
@@ -264,11 +277,35 @@ static Usage usage_of(const SamDims *d, void **p, int b) {
     return u;
 }
 
-static SamIndex index_of(const SamDims *d, void **p, int b) {
+/* Sequence b's search; with_ivf 0: without its index, neither updated nor searched. */
+static SamIndex index_of(const SamDims *d, void **p, int b, int with_ivf) {
     float **f = (float **)p;
+    sam_index *ivf = with_ivf ? (sam_index *)(intptr_t)((int64_t *)p[F_INDEXES])[b] : NULL;
     SamIndex index = {f[F_MEMORY] + (idx)b * d->N * d->W, f[F_NORMS] + (idx)b * d->N, d->N, d->W,
-                      d->eps};
+                      d->eps, ivf};
     return index;
+}
+
+/* Each sequence's index, made at a workspace's first call; from a given state, filled with
+ * its memory's non-zero rows (zero ones rank as never-written ones do). Nonzero where out
+ * of memory. */
+static int make_indexes(const SamDims *d, void **p) {
+    int64_t *indexes = (int64_t *)p[F_INDEXES];
+    const sam_index_params params = {0, 0, d->eps};
+    for (int b = 0; b < d->B; b++) {
+        if (indexes[b]) continue;
+        sam_index *ivf = sam_index_new(d->N, d->W, &params);
+        if (!ivf) return 1;
+        indexes[b] = (int64_t)(intptr_t)ivf;
+        const float *mem = ((float **)p)[F_MEMORY] + (idx)b * d->N * d->W;
+        for (int i = 0; !d->fresh && i < d->N; i++) {
+            const float *row = mem + (idx)i * d->W;
+            int zero = 1;
+            for (int m = 0; m < d->W && zero; m++) zero = row[m] == 0.0f;
+            if (!zero && sam_index_update(ivf, i, row) != SAM_INDEX_OK) return 1;
+        }
+    }
+    return 0;
 }
 
 int sam_forward(const SamDims *d, void **p) {
@@ -282,11 +319,12 @@ int sam_forward(const SamDims *d, void **p) {
         return 2;
     }
     float *pre = work, *raw_c = pre + (size_t)B * G, *act = raw_c + (size_t)B * P;
+    int status = d->index ? make_indexes(d, p) : 0;
     for (int b = 0; b < B; b++) {
         usage[b] = usage_of(d, p, b);
         if (!d->fresh) heap_build(&usage[b]);
     }
-    for (int t = 0; t < T; t++) {
+    for (int t = 0; t < T && !status; t++) {
         const float *reads = f[F_READS] + (idx)t * B * RW;
         for (int i = 0; i < L; i++) {
             const float *h_prev = f[F_HS] + ((idx)t * L + i) * B * C;
@@ -311,19 +349,21 @@ int sam_forward(const SamDims *d, void **p) {
             gemm(B, C, P, f[F_HS] + ((idx)(t + 1) * L + i) * B * C, C,
                  f[F_IF_WT] + (idx)i * C * P, P, raw, P, 1);
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
-        for (int b = 0; b < B; b++) {
-            SamIndex index = index_of(d, p, b);
-            memory_step(d, p, t, b, raw_c + (idx)b * P, act + (idx)b * P, &usage[b], &index);
+        for (int b = 0; b < B && !status; b++) {
+            SamIndex index = index_of(d, p, b, d->index);
+            status = memory_step(d, p, t, b, raw_c + (idx)b * P, act + (idx)b * P, &usage[b],
+                                 &index);
         }
     }
     free(usage);
     free(work);
-    return 0;
+    return status ? 2 : 0;
 }
 
 /* Clear what a call on a fresh workspace changed, from its log: every slot it read
  * (entry 0 included) or found least recently used gets a zero row, the zero row's norm,
- * usage 0 and no place in the heap. O(T B K R W). */
+ * usage 0 and no place in the heap; each index holds no row. O(T B K R W), and the
+ * indexes' O(rows written + cells). */
 int sam_reset(const SamDims *d, void **p) {
     const int T = d->T, B = d->B, N = d->N, W = d->W, RK = d->R * d->K;
     float **f = (float **)p;
@@ -341,6 +381,9 @@ int sam_reset(const SamDims *d, void **p) {
                 f[F_USAGE][at] = 0.0f;
                 ((int32_t *)p[F_PLACE])[at] = -1;
             }
+    const int64_t *indexes = (const int64_t *)p[F_INDEXES];
+    for (int b = 0; d->index && b < B; b++)
+        if (indexes[b]) sam_index_reset((sam_index *)(intptr_t)indexes[b]);
     return 0;
 }
 
@@ -493,7 +536,7 @@ int sam_backward(const SamDims *d, void **p) {
             float *dr = d_reads + (idx)b * RW;
             const float *out = f[K_D_READS_OUT] + ((idx)t * B + b) * RW;
             for (int j = 0; j < RW; j++) dr[j] += out[j];
-            SamIndex index = index_of(d, p, b);
+            SamIndex index = index_of(d, p, b, 0); /* the index keeps the final memory */
             memory_backward(d, p, t, b, raw_c + (idx)b * P, dr, d_raw + (idx)b * P, act, d_act,
                             &index);
         }
@@ -525,7 +568,7 @@ int sam_backward(const SamDims *d, void **p) {
         const float *raw = f[F_RAW] + (idx)t * B * P;
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
         for (int b = 0; b < B; b++) {
-            SamIndex index = index_of(d, p, b);
+            SamIndex index = index_of(d, p, b, 0);
             rewrite(d, p, t, b, raw_c + (idx)b * P, act, &index);
         }
     }

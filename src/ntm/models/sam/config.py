@@ -14,6 +14,9 @@ from ntm.config import (
     setting,
 )
 
+#: The nearest-neighbour searches a config may ask for (``SAMConfig.search``).
+SEARCHES = ("auto", "exact", "index")
+
 
 @dataclass(frozen=True)
 class SAMConfig(JSONConfig):
@@ -41,6 +44,12 @@ class SAMConfig(JSONConfig):
     interface_clip: float = setting(20.0, OFF_OR_POSITIVE)
     output_clip: float = setting(20.0, OFF_OR_POSITIVE)  # clip output logits to +-20 (0: off)
     eps: float = setting(1e-8, SMALL_POSITIVE)  # guard in cosine similarity
+    # How the native engine finds each read's K nearest slots. "exact": every row scanned,
+    # O(N) a step; "index": an inverted-file index per sequence, updated as rows change
+    # (approximate, far cheaper at large N); "auto": exact below
+    # ntm.engines.native.sam.INDEX_FROM slots, where the scan is the cheaper one (measured).
+    # The eager engine always searches exactly.
+    search: str = setting("auto", Check(lambda v: v in SEARCHES, "one of auto, exact, index"))
 
     def check(self) -> None:
         require(

@@ -50,13 +50,17 @@ MODELS = {
 }
 
 
-def measure(tasks: list[str], memories: list[int], size: int) -> list[dict[str, Any]]:
+def measure(
+    tasks: list[str], memories: list[int], size: int, only: set[str] | None = None
+) -> list[dict[str, Any]]:
     """One row per task, model, memory size and setting. The models run eagerly: the native
     engines keep every step's memory for a backward pass that evaluation never takes, which
     at 2,048 slots and 2,000 steps outgrows this machine's memory."""
     rows = []
     for task in tasks:
         for model, run_dir in MODELS[task]:
+            if only is not None and model not in only:
+                continue
             if not run_dir.is_dir():
                 print(f"{task} / {model}: no run at {run_dir}, left out", file=sys.stderr)
                 continue
@@ -108,13 +112,29 @@ def main() -> int:
     parser.add_argument("--tasks", default="copy,associative_recall")
     parser.add_argument("--memories", default="128,2048", help="slots at evaluation")
     parser.add_argument("--size", type=int, default=50, help="held-out sequences per setting")
+    parser.add_argument(
+        "--models",
+        help="measure only these (e.g. sam), keeping the other models' rows of --record",
+    )
     parser.add_argument("--record", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tasks = args.tasks.split(",")
     memories = [int(m) for m in args.memories.split(",")]
     record = {**header("large_memory"), "size": args.size, "memories": memories}
-    record["rows"] = measure(tasks, memories, args.size)
+    only = set(args.models.split(",")) if args.models else None
+    kept = []
+    if only is not None and args.record.is_file():
+        previous = json.loads(args.record.read_text())
+        kept = [r for r in previous["rows"] if r["model"] not in only]
+        # The rows kept were measured by the earlier command: the record names both.
+        earlier = previous["command"].split("; then ")[0]
+        record["command"] = f"{earlier}; then {record['command']}"
+    rows = measure(tasks, memories, args.size, only)
+    order = {model: i for i, (model, _) in enumerate(MODELS[tasks[0]])}
+    record["rows"] = sorted(
+        kept + rows, key=lambda r: (tasks.index(r["task"]), order[r["model"]], r["memory_size"])
+    )
     args.record.parent.mkdir(parents=True, exist_ok=True)
     args.record.write_text(json.dumps(record, indent=2) + "\n")
     print("\n".join(table(record)))

@@ -84,7 +84,7 @@ def measure(
 def table(record: dict[str, Any]) -> list[str]:
     """Per task, a row per model and memory size: wrong bits per sequence and the share of
     sequences entirely right at each setting."""
-    lines: list[str] = []
+    lines = [f"`{record['command']}` ({record['measured']}, torch {record['torch']}):", ""]
     for task in dict.fromkeys(row["task"] for row in record["rows"]):
         rows = [row for row in record["rows"] if row["task"] == task]
         labels = list(dict.fromkeys(row["setting"] for row in rows))

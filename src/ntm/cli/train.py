@@ -68,7 +68,7 @@ def _train_in(args: argparse.Namespace, world: distributed.World) -> int:
         print(
             f"{verdict} after {result.sequences:,d} sequences in {result.seconds / 60:.1f} min: "
             f"held-out cost {result.eval_cost:.3f} bits, "
-            f"{result.eval_bit_errors:.3f} bit errors per sequence\n"
+            f"{result.eval_bit_errors:.3f} {result.errors} per sequence\n"
             f"next: ntm eval {result.run_dir}   ntm viz {result.run_dir}"
         )
     return 130 if result.interrupted else 0

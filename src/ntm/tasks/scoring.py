@@ -95,6 +95,12 @@ class Scoring(NamedTuple):
     unit: str
 
 
+def errors_named(unit: str) -> str:
+    """What a log line calls the errors counted in ``unit``: "bit errors" (as the NTM's
+    papers say) or "wrong tokens"."""
+    return "bit errors" if unit == "bits" else f"wrong {unit}"
+
+
 BITS = Scoring(loss_bits, cost_bits, wrong_bits_each, "bits")
 
 

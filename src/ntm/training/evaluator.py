@@ -17,7 +17,7 @@ from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import RunConfig
 from ntm.runs.evaluation import evaluate
 from ntm.tasks.contract import Batch
-from ntm.tasks.scoring import scoring
+from ntm.tasks.scoring import errors_named, scoring
 from ntm.training import distributed
 from ntm.training.data import held_out_batch
 
@@ -103,7 +103,7 @@ class Evaluator:
         return (
             f"{progress.sequences:>10,d} seq {progress.seconds:8.1f} s  train cost "
             f"{row['train_cost']:7.3f}  held-out cost {cost:7.3f} bits{excess}, {errors:7.3f} "
-            "bit errors per sequence"
+            f"{errors_named(scoring(self.run.task).unit)} per sequence"
         )
 
     def keep_best(self, model: nn.Module, sequences: int) -> None:

@@ -31,7 +31,7 @@ from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import RESUMABLE, RunConfig, TrainConfig, recipe_for
 from ntm.runs.load import build_model, default_run_dir, logits_of, read_run_config
 from ntm.tasks.contract import Batch
-from ntm.tasks.scoring import scoring
+from ntm.tasks.scoring import errors_named, scoring
 from ntm.training import distributed
 from ntm.training.data import Curriculum, CurriculumState, EndMarkerStage, draw_batch
 from ntm.training.distributed import SINGLE, World
@@ -68,6 +68,7 @@ class TrainResult:
     eval_bit_errors: float
     losses: list[float] = field(default_factory=list)  # per update, this process only
     reason: str = "budget"  # why it ended: one of ckpt.END_REASONS, or interrupted
+    errors: str = "bit errors"  # what its errors count: bit errors, or wrong tokens
 
 
 #: The held-out bit errors, on sequences without the end marker, below which a run that
@@ -418,8 +419,9 @@ class Trainer:
         if self.world.main and not interrupted:
             ckpt.write_ended(self.run_dir, reason, p.sequences, p.seconds)
         cost, errors = self.evaluator.last
+        named = errors_named(self.score.unit)
         result = TrainResult(self.run_dir, p.sequences, p.seconds, solved, interrupted, cost,
-                             errors, self.losses, reason)  # fmt: skip
+                             errors, self.losses, reason, named)  # fmt: skip
         if interrupted or solved:
             self.log(_last_line(result, train))
         return result
@@ -470,7 +472,7 @@ def _last_line(result: TrainResult, train: TrainConfig) -> str:
         )
     return (
         f"solved ({' and '.join(train.targets())}): held-out cost {result.eval_cost:.3f} bits, "
-        f"{result.eval_bit_errors:.4f} bit errors per sequence after {result.sequences:,d} "
+        f"{result.eval_bit_errors:.4f} {result.errors} per sequence after {result.sequences:,d} "
         f"sequences, {result.seconds / 60:.1f} minutes"
     )
 

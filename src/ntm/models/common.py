@@ -1,18 +1,23 @@
-"""What the models share: input checks, clipping, and a frame around a body.
+"""What the models share: input checks, clipping, cells over sequences, and a frame.
 
-The frame puts a model's body between an input layer and an output layer.
+The NTM, the DNC and SAM are each a cell run over a sequence (:class:`SequenceModel`); the
+frame puts a model's body between an input layer and an output layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ntm.engines.select import compiling
+from ntm.config import JSONConfig
+from ntm.engines.select import AUTO, Engined, compiling
 from ntm.registry import Recipe
+
+C = TypeVar("C", bound=JSONConfig)
+S = TypeVar("S")
 
 
 def check_tensor(owner: str, name: str, value: Tensor, shape: tuple[int | None, ...]) -> None:
@@ -89,3 +94,87 @@ class Framed(nn.Module):
         x = self.body(self.input_layer(inputs.transpose(0, 1)))
         logits: Tensor = self.output_layer(x)
         return logits.transpose(0, 1)
+
+
+class SequenceModel(Engined, nn.Module, Generic[C, S]):
+    """A recurrent cell (``cell_class``, with settings ``config_class``) over whole
+    sequences, run by one of its ``engines``: what the NTM, the DNC and SAM share. A
+    subclass adds ``forward`` and ``trace``; its cell has ``config``, ``initial_state(B)``,
+    ``check_state(state, B)`` and ``reset_parameters()``.
+
+    Args:
+        input_size, output_size, settings: the cell's (the fields of ``config_class``).
+        batch_first: if True, inputs and outputs are (B, T, features), as in ``nn.LSTM``.
+        engine: how a sequence runs (:mod:`ntm.engines.select`; ``auto`` by default).
+        device, dtype: where and in which precision to create the parameters.
+    """
+
+    cell_class: ClassVar[type[nn.Module]]
+    config_class: ClassVar[type[JSONConfig]]
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        batch_first: bool = False,
+        engine: str = AUTO,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__()
+        # An unknown setting is named as this model's, not its cell's.
+        self.config_class.of(type(self).__name__, input_size, output_size, settings)
+        self.cell: Any = self.cell_class(
+            input_size, output_size, device=device, dtype=dtype, **settings
+        )
+        self.batch_first = batch_first
+        self.engine = engine
+
+    @classmethod
+    def from_config(
+        cls,
+        config: C,
+        *,
+        batch_first: bool = False,
+        engine: str = AUTO,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """Build from a configuration."""
+        return cls(
+            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
+        )
+
+    @property
+    def config(self) -> C:
+        config: C = self.cell.config
+        return config
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}, engine={self.engine!r}"
+
+    def initial_state(self, batch_size: int) -> S:
+        state: S = self.cell.initial_state(batch_size)
+        return state
+
+    def reset_parameters(self) -> None:
+        self.cell.reset_parameters()
+
+    def _time_major(self, inputs: Tensor) -> Tensor:
+        """Checked time-major inputs (T, B, I)."""
+        size = self.cell.config.input_size
+        check_tensor(type(self).__name__, "inputs", inputs, (None, None, size))
+        steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
+        if steps.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
+        return steps
+
+    def _start(self, inputs: Tensor, state: S | None) -> tuple[Tensor, S]:
+        """Checked time-major inputs (T, B, I) and the state to start from."""
+        steps = self._time_major(inputs)
+        if state is None:
+            return steps, self.initial_state(steps.shape[1])
+        self.cell.check_state(state, steps.shape[1])
+        return steps, state

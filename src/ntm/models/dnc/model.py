@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.dnc import native_dnc_sequence
-from ntm.engines.select import AUTO, Engined
-from ntm.models.common import check_tensor, clip_values
+from ntm.models.common import SequenceModel, check_tensor, clip_values
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.config import DNCConfig
 from ntm.models.ntm.addressing import content_weights
@@ -302,7 +301,7 @@ FAST_DNC: dict[str, Recipe] = {
 }
 
 
-class DNC(Engined, nn.Module):
+class DNC(SequenceModel[DNCConfig, DNCState]):
     """A Differentiable Neural Computer over whole sequences: :class:`DNCCell` step by step.
 
     Args:
@@ -337,23 +336,7 @@ class DNC(Engined, nn.Module):
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`DNCConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(DNCConfig, *WRAPPER_ARGUMENTS)
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **settings: Any,
-    ) -> None:
-        super().__init__()
-        DNCConfig.of(type(self).__name__, input_size, output_size, settings)  # named as DNC's
-        self.cell = DNCCell(input_size, output_size, device=device, dtype=dtype, **settings)
-        self.batch_first = batch_first
-        self.engine = engine
-
+    cell_class: ClassVar[type[nn.Module]] = DNCCell
     config_class: ClassVar[type[DNCConfig]] = DNCConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
     #: The smallest batch at which two single-threaded processes train it faster than one on
@@ -391,45 +374,6 @@ class DNC(Engined, nn.Module):
     def input_weights(cls, config: DNCConfig) -> tuple[str, ...]:
         """Every controller layer's input weights: each layer sees the input."""
         return tuple(f"cell.controller.{i}.weight_ih" for i in range(config.controller_layers))
-
-    @classmethod
-    def from_config(
-        cls,
-        config: DNCConfig,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> DNC:
-        """Build from a configuration."""
-        return cls(
-            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
-        )
-
-    @property
-    def config(self) -> DNCConfig:
-        return self.cell.config
-
-    def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}, engine={self.engine!r}"
-
-    def initial_state(self, batch_size: int) -> DNCState:
-        return self.cell.initial_state(batch_size)
-
-    def reset_parameters(self) -> None:
-        self.cell.reset_parameters()
-
-    def _start(self, inputs: Tensor, state: DNCState | None) -> tuple[Tensor, DNCState]:
-        """Checked time-major inputs (T, B, I) and the state to start from."""
-        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
-        steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
-        if steps.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
-        if state is None:
-            return steps, self.cell.initial_state(steps.shape[1])
-        self.cell.check_state(state, steps.shape[1])
-        return steps, state
 
     def _run(
         self, steps: Tensor, state: DNCState, trace: bool

@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, settings_signature
 from ntm.engines.fused import fused_sequence
 from ntm.engines.native import native_sequence
-from ntm.engines.select import AUTO, Engined
-from ntm.models.common import check_tensor, clip_values
+from ntm.models.common import SequenceModel, check_tensor, clip_values
 from ntm.models.ntm.addressing import address
 from ntm.models.ntm.config import NTMConfig, paper_ntm_config
 from ntm.models.ntm.layout import CONTROLLER_LAYER_WEIGHTS, HeadLayout, WriteVectors
@@ -246,7 +245,7 @@ class NTMCell(nn.Module):
             cell = hidden
         return NTMState(memory, reads, read_weights, write_weights, hidden, cell)
 
-    def _check_state(self, state: NTMState, batch_size: int) -> None:
+    def check_state(self, state: NTMState, batch_size: int) -> None:
         cfg = self.config
         name = type(self).__name__
         if not isinstance(state, NTMState):
@@ -284,7 +283,7 @@ class NTMCell(nn.Module):
         if state is None:
             state = self.initial_state(input.shape[0])
         else:
-            self._check_state(state, input.shape[0])
+            self.check_state(state, input.shape[0])
         return self._step(input, state)
 
     def _step(
@@ -350,7 +349,7 @@ FAST_NTM: dict[str, Recipe] = {
 }
 
 
-class NTM(Engined, nn.Module):
+class NTM(SequenceModel[NTMConfig, NTMState]):
     """A Neural Turing Machine over whole sequences: :class:`NTMCell` applied step by step.
 
     Args:
@@ -381,41 +380,7 @@ class NTM(Engined, nn.Module):
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`NTMConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(NTMConfig, *WRAPPER_ARGUMENTS)
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **settings: Any,
-    ) -> None:
-        super().__init__()
-        NTMConfig.of(type(self).__name__, input_size, output_size, settings)  # named as NTM's
-        self.cell = NTMCell(input_size, output_size, device=device, dtype=dtype, **settings)
-        self.batch_first = batch_first
-        self.engine = engine
-
-    def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}, engine={self.engine!r}"
-
-    @classmethod
-    def from_config(
-        cls,
-        config: NTMConfig,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> NTM:
-        """Build from a configuration."""
-        return cls(
-            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
-        )
-
+    cell_class: ClassVar[type[nn.Module]] = NTMCell
     config_class: ClassVar[type[NTMConfig]] = NTMConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
     #: The smallest batch at which two single-threaded processes train it faster than one on
@@ -494,30 +459,6 @@ class NTM(Engined, nn.Module):
         "cell.output_layer.weight",
         "cell.output_layer.bias",
     )
-
-    @property
-    def config(self) -> NTMConfig:
-        return self.cell.config
-
-    def initial_state(self, batch_size: int) -> NTMState:
-        return self.cell.initial_state(batch_size)
-
-    def reset_parameters(self) -> None:
-        self.cell.reset_parameters()
-
-    def _time_major(self, inputs: Tensor) -> Tensor:
-        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
-        return inputs.transpose(0, 1) if self.batch_first else inputs
-
-    def _start(self, inputs: Tensor, state: NTMState | None) -> tuple[Tensor, NTMState]:
-        """Checked time-major inputs (T, B, I) and the state to start from."""
-        steps = self._time_major(inputs)
-        if steps.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
-        if state is None:
-            return steps, self.cell.initial_state(steps.shape[1])
-        self.cell._check_state(state, steps.shape[1])
-        return steps, state
 
     def _run(
         self, steps: Tensor, state: NTMState, trace: bool

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.sam import Workspaces, native_sam_sequence
-from ntm.engines.select import AUTO, Engined
-from ntm.models.common import check_tensor, clip_values
+from ntm.engines.select import AUTO
+from ntm.models.common import SequenceModel, check_tensor, clip_values
 from ntm.models.paper import PAPER_SETTINGS
 from ntm.models.sam import addressing as sam
 from ntm.models.sam.config import SAMConfig
@@ -313,7 +313,7 @@ class SAMCell(nn.Module):
         return output, new_state, _StepRecord(face, least_used, write_weights, write_indices)
 
 
-class SAM(Engined, nn.Module):
+class SAM(SequenceModel[SAMConfig, SAMState]):
     """Sparse Access Memory over whole sequences: :class:`SAMCell` step by step.
 
     Args:
@@ -358,14 +358,19 @@ class SAM(Engined, nn.Module):
         dtype: torch.dtype | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__()
-        SAMConfig.of(type(self).__name__, input_size, output_size, settings)  # named as SAM's
-        self.cell = SAMCell(input_size, output_size, device=device, dtype=dtype, **settings)
-        self.batch_first = batch_first
-        self.engine = engine
+        super().__init__(
+            input_size,
+            output_size,
+            batch_first=batch_first,
+            engine=engine,
+            device=device,
+            dtype=dtype,
+            **settings,
+        )
         #: The native engine's memories for sequences from the zero state, kept between calls.
         self.workspaces = Workspaces()
 
+    cell_class: ClassVar[type[nn.Module]] = SAMCell
     config_class: ClassVar[type[SAMConfig]] = SAMConfig
     engines: ClassVar[tuple[str, ...]] = ENGINES
     output_weights: ClassVar[tuple[str, ...]] = (
@@ -405,50 +410,6 @@ class SAM(Engined, nn.Module):
     def input_weights(cls, config: SAMConfig) -> tuple[str, ...]:
         """Every controller layer's input weights: each layer sees the input."""
         return tuple(f"cell.controller.{i}.weight_ih" for i in range(config.controller_layers))
-
-    @classmethod
-    def from_config(
-        cls,
-        config: SAMConfig,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> SAM:
-        """Build from a configuration."""
-        return cls(
-            **config.to_dict(), batch_first=batch_first, engine=engine, device=device, dtype=dtype
-        )
-
-    @property
-    def config(self) -> SAMConfig:
-        return self.cell.config
-
-    def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}, engine={self.engine!r}"
-
-    def initial_state(self, batch_size: int) -> SAMState:
-        return self.cell.initial_state(batch_size)
-
-    def reset_parameters(self) -> None:
-        self.cell.reset_parameters()
-
-    def _time_major(self, inputs: Tensor) -> Tensor:
-        """Checked time-major inputs (T, B, I)."""
-        check_tensor(type(self).__name__, "inputs", inputs, (None, None, self.config.input_size))
-        steps = inputs.transpose(0, 1) if self.batch_first else inputs  # (T, B, I)
-        if steps.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}: inputs must have at least one time step")
-        return steps
-
-    def _start(self, inputs: Tensor, state: SAMState | None) -> tuple[Tensor, SAMState]:
-        """Checked time-major inputs (T, B, I) and the state to start from."""
-        steps = self._time_major(inputs)
-        if state is None:
-            return steps, self.cell.initial_state(steps.shape[1])
-        self.cell.check_state(state, steps.shape[1])
-        return steps, state
 
     def _run(
         self, steps: Tensor, state: SAMState, trace: bool

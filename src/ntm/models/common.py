@@ -96,6 +96,30 @@ class Framed(nn.Module):
         return logits.transpose(0, 1)
 
 
+def stacked_lstm(input_size: int, size: int, layers: int, **factory: Any) -> nn.ModuleList:
+    """LSTM layers of ``size`` units, each seeing ``input_size`` inputs and the layer below:
+    the DNC's controller (the paper's Methods), and SAM's."""
+    return nn.ModuleList(
+        nn.LSTMCell(input_size + (size if i else 0), size, **factory) for i in range(layers)
+    )
+
+
+def run_stacked_lstm(
+    layers: nn.ModuleList, x: Tensor, hidden: Tensor, cell: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of :func:`stacked_lstm`'s ``layers`` on ``x`` (B, X) from the states
+    ``hidden`` and ``cell`` (L, B, C): every layer's output side by side (B, L*C), and the
+    new hidden and cell states (L, B, C) each."""
+    hiddens, cells = [], []
+    below: list[Tensor] = []
+    for i, layer in enumerate(layers):
+        h, c = layer(torch.cat([x, *below], -1), (hidden[i], cell[i]))
+        hiddens.append(h)
+        cells.append(c)
+        below = [h]
+    return torch.cat(hiddens, -1), torch.stack(hiddens), torch.stack(cells)
+
+
 class SequenceModel(Engined, nn.Module, Generic[C, S]):
     """A recurrent cell (``cell_class``, with settings ``config_class``) over whole
     sequences, run by one of its ``engines``: what the NTM, the DNC and SAM share. A

@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.dnc import native_dnc_sequence
-from ntm.models.common import SequenceModel, check_tensor, clip_values
+from ntm.models.common import (
+    SequenceModel,
+    check_tensor,
+    clip_values,
+    run_stacked_lstm,
+    stacked_lstm,
+)
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.config import DNCConfig
 from ntm.models.ntm.addressing import content_weights
@@ -162,10 +168,7 @@ class DNCCell(nn.Module):
         read_size = cfg.num_read_heads * cfg.word_size
         chi_size = cfg.input_size + read_size
         size = cfg.controller_size
-        self.controller = nn.ModuleList(
-            nn.LSTMCell(chi_size + (size if i else 0), size, **factory)
-            for i in range(cfg.controller_layers)
-        )
+        self.controller = stacked_lstm(chi_size, size, cfg.controller_layers, **factory)
         hidden_size = cfg.controller_layers * size
         self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
         self.output_layer = nn.Linear(hidden_size + read_size, cfg.output_size, **factory)
@@ -236,16 +239,9 @@ class DNCCell(nn.Module):
         """:meth:`forward` on arguments already checked, with what a trace records."""
         cfg = self.config
         chi = torch.cat([input, state.reads.flatten(1)], -1)  # (B, I + R*M)
-        hiddens, cells = [], []
-        below: list[Tensor] = []
-        for i, layer in enumerate(self.controller):
-            h, c = layer(
-                torch.cat([chi, *below], -1), (state.controller_hidden[i], state.controller_cell[i])
-            )
-            hiddens.append(h)
-            cells.append(c)
-            below = [h]
-        hidden = torch.cat(hiddens, -1)  # (B, L*C)
+        hidden, hiddens, cells = run_stacked_lstm(
+            self.controller, chi, state.controller_hidden, state.controller_cell
+        )  # (B, L*C), (L, B, C) each
         raw = clip_values(self.interface_layer(hidden), cfg.interface_clip)  # (B, P)
         face = self.interface_layout.activate(raw)
 
@@ -285,8 +281,8 @@ class DNCCell(nn.Module):
             usage=usage,
             precedence=precedence,
             link=link,
-            controller_hidden=torch.stack(hiddens),
-            controller_cell=torch.stack(cells),
+            controller_hidden=hiddens,
+            controller_cell=cells,
         )
         return output, new_state, _StepRecord(usage, allocation, face)
 

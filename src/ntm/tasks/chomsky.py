@@ -204,6 +204,35 @@ def _digits(count: int) -> list[str]:
 
 
 @dataclass(frozen=True)
+class _StringTask(_ChomskyTask):
+    """A task on a string of ``vocab_size`` symbols (digits) drawn uniformly, answered in the
+    same symbols: a task says its default vocabulary and its answer (:meth:`_answer`)."""
+
+    vocab_size: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = type(self).__name__
+        require(self.vocab_size >= 2, owner, "vocab_size", self.vocab_size, "an integer >= 2")
+
+    @property
+    def symbols(self) -> list[str]:
+        return _digits(self.vocab_size)
+
+    @property
+    def output_vocabulary(self) -> list[str]:
+        return _digits(self.vocab_size)
+
+    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
+        string = [rng.randrange(self.vocab_size) for _ in range(length)]
+        return string, self._answer(string)
+
+    def _answer(self, string: list[int]) -> list[int]:
+        """The answer to ``string``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
 class EvenPairs(_ChomskyTask):
     """Even pairs (regular): a binary string; answer whether its pairs ``01`` and ``10``
     together are even in number (``0``) or odd (``1``) (the paper's appendix, "Even Pairs").
@@ -375,7 +404,7 @@ class StackManipulation(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class ReverseString(_ChomskyTask):
+class ReverseString(_StringTask):
     """Reverse string (deterministic context-free): a string of ``vocab_size`` symbols
     drawn uniformly; answer it backwards (appendix, "Reverse String"; binary in the paper).
 
@@ -386,22 +415,8 @@ class ReverseString(_ChomskyTask):
     name: ClassVar[str] = "reverse_string"
     vocab_size: int = 2
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        owner = type(self).__name__
-        require(self.vocab_size >= 2, owner, "vocab_size", self.vocab_size, "an integer >= 2")
-
-    @property
-    def symbols(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    @property
-    def output_vocabulary(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
-        string = [rng.randrange(self.vocab_size) for _ in range(length)]
-        return string, string[::-1]
+    def _answer(self, string: list[int]) -> list[int]:
+        return string[::-1]
 
 
 def _bracketed(modulus: int, length: int, multiply: bool, rng: random.Random) -> tuple[str, int]:
@@ -505,7 +520,7 @@ class SolveEquation(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class DuplicateString(_ChomskyTask):
+class DuplicateString(_StringTask):
     """Duplicate string (context-sensitive): a string of ``vocab_size`` symbols drawn
     uniformly; answer it twice, ``w -> ww`` (appendix, "Duplicate String"; binary in the
     paper).
@@ -517,22 +532,8 @@ class DuplicateString(_ChomskyTask):
     name: ClassVar[str] = "duplicate_string"
     vocab_size: int = 2
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        owner = type(self).__name__
-        require(self.vocab_size >= 2, owner, "vocab_size", self.vocab_size, "an integer >= 2")
-
-    @property
-    def symbols(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    @property
-    def output_vocabulary(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
-        string = [rng.randrange(self.vocab_size) for _ in range(length)]
-        return string, string + string
+    def _answer(self, string: list[int]) -> list[int]:
+        return string + string
 
 
 #: Missing duplicate string's input tokens: the missing symbol, and the padding.
@@ -573,7 +574,7 @@ class MissingDuplicateString(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class OddsFirst(_ChomskyTask):
+class OddsFirst(_StringTask):
     """Odds first (context-sensitive): a string ``s1 s2 ... sn`` of ``vocab_size`` symbols
     drawn uniformly; answer the symbols at odd positions, then those at even positions,
     ``s1 s3 s5 ... s2 s4 s6 ...`` (appendix, "Odds First"; binary in the paper).
@@ -587,22 +588,8 @@ class OddsFirst(_ChomskyTask):
     name: ClassVar[str] = "odds_first"
     vocab_size: int = 2
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        owner = type(self).__name__
-        require(self.vocab_size >= 2, owner, "vocab_size", self.vocab_size, "an integer >= 2")
-
-    @property
-    def symbols(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    @property
-    def output_vocabulary(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
-        string = [rng.randrange(self.vocab_size) for _ in range(length)]
-        return string, string[0::2] + string[1::2]
+    def _answer(self, string: list[int]) -> list[int]:
+        return string[0::2] + string[1::2]
 
 
 def _two_numbers(length: int, rng: random.Random) -> tuple[int, int, int, int]:
@@ -706,7 +693,7 @@ class ComputeSqrt(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class BucketSort(_ChomskyTask):
+class BucketSort(_StringTask):
     """Bucket sort (context-sensitive): a string of ``vocab_size`` symbols drawn uniformly;
     answer its symbols in increasing order (appendix, "Bucket Sort"; five symbols in the
     paper).
@@ -718,22 +705,8 @@ class BucketSort(_ChomskyTask):
     name: ClassVar[str] = "bucket_sort"
     vocab_size: int = 5
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        owner = type(self).__name__
-        require(self.vocab_size >= 2, owner, "vocab_size", self.vocab_size, "an integer >= 2")
-
-    @property
-    def symbols(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    @property
-    def output_vocabulary(self) -> list[str]:
-        return _digits(self.vocab_size)
-
-    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
-        string = [rng.randrange(self.vocab_size) for _ in range(length)]
-        return string, sorted(string)
+    def _answer(self, string: list[int]) -> list[int]:
+        return sorted(string)
 
 
 #: The tasks in the paper's order (Table 2: regular, deterministic context-free,

@@ -129,12 +129,11 @@ class JSONConfig:
     """
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
+        name, values = type(self).__name__, self.to_dict()
         for f in fields(self):  # type: ignore[arg-type]
             check: Check | None = f.metadata.get("check")
-            value = self.to_dict()[f.name] if check else None
             if check is not None:
-                require(check.holds(value), name, f.name, value, check.expected)
+                require(check.holds(values[f.name]), name, f.name, values[f.name], check.expected)
         self.check()
 
     def check(self) -> None:

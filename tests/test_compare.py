@@ -1,7 +1,10 @@
 """benchmarks/compare.py: equal parameters, the rate it chooses, and what it renders."""
 
+import argparse
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +15,67 @@ from ntm import registry
 from .conftest import benchmark
 
 
-@pytest.mark.parametrize("label", ["lstm", "transformer-rope", "mamba"])
-def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str) -> None:
+@pytest.mark.parametrize(
+    ("label", "task"),
+    [
+        ("lstm", "copy"),
+        ("transformer-rope", "copy"),
+        ("mamba", "copy"),
+        ("transformer-nope", "reverse_string"),
+        ("transformer-alibi", "mqar"),
+    ],
+)
+def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str, task: str) -> None:
     bench = benchmark("compare")
-    settings, count, reference = bench.matched(label, "copy")
+    settings, count, reference = bench.matched(label, task)
     assert abs(count - reference) / reference <= bench.TOLERANCE
     width = registry.width_setting(registry.model_class(bench.MODELS[label][0]))
     assert width is not None
-    name, step = width
+    name, step = width[0], bench.width_step(label)
     for other in (settings[name] - step, settings[name] + step):
         model = bench.MODELS[label][0]
-        nearer = abs(bench.parameters(model, "copy", {**settings, name: other}) - reference)
+        nearer = abs(bench.parameters(model, task, {**settings, name: other}) - reference)
         assert nearer >= abs(count - reference)
+
+
+def test_the_memory_models_cells_come_first_and_the_slowest_last() -> None:
+    order = benchmark("compare").ORDER
+    assert order[:2] == ["ntm", "dnc"] and order[-1] == "mamba"
+    assert {"transformer-rope", "transformer-alibi", "transformer-nope", "sam"} <= set(order)
+
+
+@pytest.mark.processes
+def test_a_cell_sweeps_rates_on_a_share_then_trains_the_chosen_run_to_the_cap(
+    tmp_path: Path,
+) -> None:
+    bench = benchmark("compare")
+    args = argparse.Namespace(
+        budget={"reverse_string": 128}, sweep_share=0.5, rates="1e-3,1e-2", patience=10,
+        out=tmp_path, size=4, ladder_memory=0,
+    )  # fmt: skip
+    entry = bench.compare_one("reverse_string", "ntm", args, 2)
+    assert entry["sweep_sequences"] == 64
+    assert sorted(r["lr"] for r in entry["rates"]) == ["1e-2", "1e-3"]
+    rates = tmp_path / "reverse_string-128" / "ntm" / "rates"
+    swept = json.loads((rates / "sweep.json").read_text())
+    assert [r["sequences"] for r in swept] == [64, 64]  # as the sweep ended them
+    assert [r["seed"] for r in entry["runs"]] == [1, 2]
+    assert [r["sequences"] for r in entry["runs"]] == [128, 128]  # the chosen one trained on
+    first = rates / f"lr={entry['lr']}" / "seed-1"
+    assert json.loads((first / "result.json").read_text())["sequences"] == 128
+    assert len(entry["runs"][0]["ladder"]) > 1
+    # Finished: the checkpoints are gone, the best model is kept and still evaluates.
+    for run in tmp_path.glob("*/*/*/*/seed-*/"):
+        assert not list((run / "checkpoints").glob("step-*"))
+        assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+    result = subprocess.run(
+        [sys.executable, "-m", "ntm", "eval", str(first), "--size", "4", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(result.stdout)
+    # Run again, it trains nothing: the same entry from what the runs kept.
+    again = bench.compare_one("reverse_string", "ntm", args, 2)
+    assert again["runs"] == entry["runs"]
 
 
 def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
@@ -78,21 +130,26 @@ def test_what_is_not_measured_is_said_with_its_cost() -> None:
     bench = benchmark("compare")
     runs = [{"minutes": 1.0, "sequences": 6000}, {"minutes": 3.0, "sequences": 6000}]
     record = {
-        "rates": "1e-3,3e-3", "seeds": 2, "tasks": ["copy", "associative_recall"],
+        "rates": "1e-3,3e-3", "sweep_share": 0.5, "seeds": 2,
+        "tasks": ["copy", "associative_recall"],
         "budgets": {"copy": 6000, "associative_recall": 6000},
         "entries": [{"task": "copy", "model": "ntm", "runs": runs}],
     }  # fmt: skip
     needed = {"copy": 5000, "associative_recall": 36_000, "priority_sort": 72_000}
     text = "\n".join(bench._not_measured(record, needed))
     assert "copy:" not in text  # its budget covers what the NTM needs
-    # 0.02 s per sequence (the median of 0.01 and 0.03), 3 runs: 36,000 -> 0.6 h.
+    # 0.02 s per sequence (the median of 0.01 and 0.03); half of a run for the rate not
+    # chosen, one for the rate chosen, one for seed 2: 2.5 runs of 36,000 -> 0.5 h.
     assert (
         "- associative_recall: compared at 6,000 sequences per run; the NTM's reproduce runs "
         "needed 36,000 sequences" in text
     )
-    assert "the 1 models' 3 runs each would take about 0.6 hours of one core (0.3 with" in text
+    assert (
+        "the 1 models' 2.5 runs' worth of sequences each would take about 0.5 hours of one "
+        "core (0.2 with" in text
+    )
     assert "- priority_sort: not compared; the NTM's reproduce runs needed 72,000" in text
-    assert "about 1.2 hours" in text
+    assert "about 1.0 hours" in text
     assert bench._not_measured({**record, "budgets": {"associative_recall": 10**6}}, {}) == []
 
 
@@ -113,6 +170,7 @@ def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: P
     bench = benchmark("compare")
     runs = [{"seed": s} for s in (1, 2, 3)]
     base = {"seeds": 3, "size": 100, "rates": "1e-3", "patience": 10, "ladder_memory": 0}
+    base["sweep_share"] = 0.2
     entry = {"task": "copy", "model": "ntm", "budget": 5, "task_settings": {"bits": 8}}
     lstm = {**entry, "model": "lstm", "runs": runs[:1]}
     kept = {**base, "entries": [{**entry, "runs": runs}, lstm]}
@@ -129,6 +187,7 @@ def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: P
     assert bench._finished(path, {**record, "budgets": {"copy": 6}}) == {}
     assert bench._finished(path, {**record, "task_settings": {"copy": {"bits": 4}}}) == {}
     assert bench._finished(path, {**record, "patience": 4}) == {}
+    assert bench._finished(path, {**record, "sweep_share": 1.0}) == {}
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

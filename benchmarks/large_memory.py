@@ -53,9 +53,8 @@ MODELS = {
 def measure(
     tasks: list[str], memories: list[int], size: int, only: set[str] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per task, model, memory size and setting. The models run eagerly: the native
-    engines keep every step's memory for a backward pass that evaluation never takes, which
-    at 2,048 slots and 2,000 steps outgrows this machine's memory."""
+    """One row per task, model, memory size and setting. The models run eagerly, the
+    engine that all of them have, so that their rows compare like with like."""
     rows = []
     for task in tasks:
         for model, run_dir in MODELS[task]:

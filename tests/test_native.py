@@ -127,3 +127,35 @@ def test_a_call_with_the_wrong_number_of_buffers_is_refused() -> None:
     with pytest.raises(RuntimeError, match=r"ntm_forward takes 25 buffers, got 24"):
         native._call("ntm_forward", dims, [torch.zeros(1)] * 24)
     assert len(native._ForwardBuffers._fields) == 25
+
+
+@needs_native
+def test_without_gradients_the_sequence_runs_in_windows_of_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evaluation keeps a window of memories, not all of them: the windows chain the
+    state, so outputs and final state are the single pass's."""
+    torch.manual_seed(0)
+    model = ntm.NTM(5, 3, **SMALL)
+    x = torch.randn(23, 4, 5)
+    with torch.no_grad():
+        whole, whole_final = model(x)
+        calls = []
+        apply = native._NativeSequence.apply
+        monkeypatch.setattr(native, "window_steps", lambda cfg, batch: 5)
+        monkeypatch.setattr(
+            native._NativeSequence, "apply", lambda *a: calls.append(a[1].shape[0]) or apply(*a)
+        )
+        parts, parts_final = model(x)
+    assert calls == [5, 5, 5, 5, 3]
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
+    for a, b in zip(parts_final, whole_final, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    calls.clear()
+    model(x)[0].sum().backward()  # with gradients: one pass, which the backward needs
+    assert calls == [23]
+    # The window's size: its memories within WINDOW_BYTES.
+    monkeypatch.undo()
+    cfg = ntm.NTM(5, 3, memory_size=1024, word_size=20).config
+    steps = native.window_steps(cfg, 64)
+    assert steps * 64 * 1024 * 20 * 4 <= native.WINDOW_BYTES < (steps + 1) * 64 * 1024 * 20 * 4

@@ -379,12 +379,33 @@ class _NativeSequence(torch.autograd.Function):
                 d_hidden, d_cell, *grads)  # fmt: skip
 
 
+#: Without gradients, the forward pass runs the sequence in windows of steps whose kept
+#: memories (steps x B x M x N floats, which the backward pass would need) fit in this many
+#: bytes, each window starting from the last one's final state: an evaluation at length
+#: 1,000 with 1,024 slots then holds a window of memories, not the 5 GB of all of them.
+WINDOW_BYTES = 256 * 2**20
+
+
+def window_steps(cfg: Any, batch: int) -> int:
+    """Steps per window of a forward pass without gradients (at least one)."""
+    step = 4 * batch * cfg.memory_size * cfg.word_size
+    return max(1, WINDOW_BYTES // step)
+
+
 def native_sequence(cell: Any, inputs: Tensor, state: Any) -> tuple[Tensor, Any] | None:
     """Run ``cell`` (an :class:`ntm.NTMCell`) over ``inputs`` (T, B, I) natively, as
     :func:`ntm.engines.fused.fused_sequence` does; None where the native engine cannot run it
-    (:func:`runs_natively`)."""
+    (:func:`runs_natively`). Without gradients it runs in windows (:data:`WINDOW_BYTES`)."""
     spec, params = cell_spec(cell, compiled=False)
     if not runs_natively(spec.config, inputs, params):
         return None
-    outputs = _NativeSequence.apply(spec, inputs, *state, *params)  # type: ignore[no-untyped-call]
-    return outputs[0], type(state)(*outputs[1:])
+    wanted = torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *state, *params))
+    steps = inputs.shape[0]
+    window = steps if wanted or not steps else window_steps(spec.config, inputs.shape[1])
+    logits = []
+    for start in range(0, max(steps, 1), max(window, 1)):  # an empty sequence: one call
+        part = inputs[start : start + window]
+        outputs = _NativeSequence.apply(spec, part, *state, *params)  # type: ignore[no-untyped-call]
+        logits.append(outputs[0])
+        state = type(state)(*outputs[1:])
+    return (logits[0] if len(logits) == 1 else torch.cat(logits)), state

@@ -377,7 +377,25 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
         if share < 1
         else ""
     )
-    return {"training": training, "memory": memory, "sweep": sweep}
+    return {"training": training, "memory": memory, "sweep": sweep, "progress": _progress(record)}
+
+
+def _progress(record: dict[str, Any]) -> str:
+    """A sentence on how far the command has come: cells with one seed, with all of them."""
+    models = record.get("models")
+    if not models:
+        return ""
+    total = len(models) * len(record["tasks"])
+    counts = [len(e.get("runs", [])) for e in record["entries"] if "skipped" not in e]
+    first = sum(count >= 1 for count in counts)
+    every = sum(count >= record["seeds"] for count in counts)
+    if every == total:
+        return ""
+    return (
+        f" So far {first} of the {total} cells ({len(models)} models on {len(record['tasks'])} "
+        f"tasks) have their first seed and {every} all {record['seeds']}; the command goes on "
+        "where it stopped, and a task below without a table is still to come."
+    )
 
 
 def _template(name: str, values: dict[str, Any]) -> str:
@@ -764,6 +782,7 @@ def main() -> int:
         "patience": args.patience,
         "ladder_memory": args.ladder_memory,
         "tasks": tasks,
+        "models": labels,
         "entries": [],
     }
     done = _finished(args.record, record)

@@ -272,3 +272,16 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     assert "| lstm | 1,000 | 1e-3 | cap 1 | 4,096 | 1.5 | 95% | 50% | – |" in text
     assert "- Best score beyond the training lengths: ntm (90%); lstm 50%." in text
     assert (tmp_path / "reverse_string-ladder.png").is_file()
+
+
+def test_the_opening_says_how_far_the_command_has_come() -> None:
+    progress = benchmark("compare")._progress
+    record = {"models": ["ntm", "lstm"], "tasks": ["copy", "mqar"], "seeds": 3}
+    runs = [{"seed": 1}]
+    record["entries"] = [{"task": "copy", "model": "ntm", "runs": runs}]
+    assert "So far 1 of the 4 cells (2 models on 2 tasks) have their first seed and 0 all 3" in (
+        progress(record)
+    )
+    done = [{"task": t, "model": m, "runs": runs * 3} for t in ("copy", "mqar") for m in "ab"]
+    assert progress({**record, "entries": done}) == ""  # all measured: nothing to say
+    assert progress({k: v for k, v in record.items() if k != "models"}) == ""

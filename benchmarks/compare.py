@@ -52,6 +52,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -792,14 +793,30 @@ def main() -> int:
     if args.jobs > 1:
         os.environ.setdefault("NTM_NPROC", "1")
     text = ""
+    # A cell that fails or is interrupted (Ctrl-C reaches its runs first) stops the others
+    # from starting: a worker would otherwise take the next cell before the main thread knows.
+    stopping = threading.Event()
+
+    def measure(task: str, label: str, seeds: int) -> dict[str, Any] | None:
+        if stopping.is_set():
+            return None
+        try:
+            return compare_one(task, label, args, seeds)
+        except BaseException:
+            stopping.set()
+            raise
+
     # One seed of every cell first, then the other seeds.
     for seeds in sorted({1, args.seeds}):
         waiting = [cell for cell in cells if _needs(done.get(cell), seeds)]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            started = {pool.submit(compare_one, *cell, args, seeds): cell for cell in waiting}
+            started = {pool.submit(measure, *cell, seeds): cell for cell in waiting}
             try:
                 for future in as_completed(started):
-                    done[started[future]] = future.result()
+                    entry = future.result()
+                    if entry is None:
+                        continue
+                    done[started[future]] = entry
                     task, label = started[future]
                     print(f"{task} / {label}: {seeds} seed{'s' if seeds > 1 else ''}", flush=True)
                     record["entries"] = [done[cell] for cell in cells if cell in done]
@@ -808,11 +825,10 @@ def main() -> int:
                     text = render(record, args.record.parent)  # after each cell
                     (args.record.parent.parent / "comparison.md").write_text(text)
             except (KeyboardInterrupt, subprocess.CalledProcessError) as error:
+                stopping.set()
                 interrupted = isinstance(error, KeyboardInterrupt) or error.returncode == 130
                 if not interrupted:
                     raise
-                for future in started:
-                    future.cancel()
                 print("interrupted: the same command goes on from here", file=sys.stderr)
                 return 130
     print(text)

@@ -285,3 +285,22 @@ def test_the_opening_says_how_far_the_command_has_come() -> None:
     done = [{"task": t, "model": m, "runs": runs * 3} for t in ("copy", "mqar") for m in "ab"]
     assert progress({**record, "entries": done}) == ""  # all measured: nothing to say
     assert progress({k: v for k, v in record.items() if k != "models"}) == ""
+
+
+def test_an_interrupted_cell_stops_the_cells_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = benchmark("compare")
+    called = []
+
+    def interrupted(task: str, label: str, args: argparse.Namespace, seeds: int) -> None:
+        called.append(label)
+        raise subprocess.CalledProcessError(130, ["ntm", "sweep"])
+
+    monkeypatch.setattr(bench, "compare_one", interrupted)
+    command = ["compare.py", "--tasks", "copy", "--models", "ntm,lstm,dnc", "--budget", "5"]
+    command += ["--record", str(tmp_path / "c" / "records.json"), "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", command)
+    assert bench.main() == 130
+    assert called == ["ntm"]  # the workers took no cell after it
+    assert not (tmp_path / "c" / "records.json").exists()

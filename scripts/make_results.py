@@ -1,10 +1,10 @@
 """Write ``docs/results.md`` and its figures from its templates and the runs' records.
 
 Run: ``python scripts/make_results.py`` (``--no-draw``: the documents only, the figures as
-they are); it also writes the README's results table (the summary's), the presets' recipes
-in ``docs/guide.md``, the sweep table of ``docs/sweeps.md`` and the record tables of
-``benchmarks/README.md``. ``tests/test_docs.py`` fails when a document disagrees with what
-this script makes of the templates and the records.
+they are; ``--draw-tasks copy,...``: those tasks' figures only); it also writes the README's
+results table (the summary's), the presets' recipes in ``docs/guide.md``, the sweep table of
+``docs/sweeps.md`` and the record tables of ``benchmarks/README.md``. ``tests/test_docs.py``
+fails when a document disagrees with what this script makes of the templates and the records.
 
 Inputs:
 
@@ -688,9 +688,10 @@ def guide_with_recipes(text: str) -> str:
     return documents.between(text, GUIDE_RECIPES, recipes_markdown())
 
 
-def report(draw: bool = True) -> str:
+def report(draw: bool | frozenset[str] = True) -> str:
     """The text of ``docs/results.md``, from its templates and the records; ``draw``: write
-    its figures too. A picture it shows that is not drawn raises FileNotFoundError."""
+    its figures too (a set of tasks: theirs only). A picture it shows that is not drawn
+    raises FileNotFoundError."""
     if draw:
         FIGURES.mkdir(parents=True, exist_ok=True)
     reproduced = json.loads(REPRODUCE.read_text())
@@ -704,7 +705,10 @@ def report(draw: bool = True) -> str:
         "medians_table": "\n".join(_medians(reproduced, dnc_rows, lstm_rows)),
     }
     parts = [fill((TEMPLATES / "results.md").read_text(), values)]
-    parts += [section(task, reproduced, draw) for task in TASKS]
+    parts += [
+        section(task, reproduced, draw if isinstance(draw, bool) else task in draw)
+        for task in TASKS
+    ]
     text = "\n".join(part.rstrip("\n") + "\n" for part in parts)
     missing = [path for path in PICTURE.findall(text) if not (DOCS / path).is_file()]
     if missing:
@@ -717,8 +721,19 @@ def main() -> None:
     parser.add_argument(
         "--no-draw", action="store_true", help="write the documents, not the figures"
     )
+    parser.add_argument(
+        "--draw-tasks",
+        metavar="TASK,...",
+        help="draw the figures of these tasks only (the documents are written whole)",
+    )
     args = parser.parse_args()
-    (DOCS / "results.md").write_text(report(draw=not args.no_draw))
+    draw: bool | frozenset[str] = not args.no_draw
+    if args.draw_tasks and draw:
+        draw = frozenset(args.draw_tasks.split(","))
+        unknown = sorted(draw - set(TASKS))
+        if unknown:
+            parser.error(f"--draw-tasks: {', '.join(unknown)}: not among {', '.join(TASKS)}")
+    (DOCS / "results.md").write_text(report(draw=draw))
     readme = REPO / "README.md"
     readme.write_text(readme_with_table(readme.read_text()))
     guide = DOCS / "guide.md"

@@ -25,4 +25,7 @@ def test_shipped_model_gives_its_recorded_result(name: str) -> None:
     batch = run.task.sample(expected["size"], torch.Generator().manual_seed(expected["seed"]))
     cost, errors = evaluate(model, batch)
     assert cost == pytest.approx(expected["cost_bits"], rel=1e-4, abs=1e-4)
-    assert errors == pytest.approx(expected["bit_errors"], abs=1e-6)
+    # Bit errors count outputs on the wrong side of 0.5: one that lies within float rounding
+    # of it may fall either way on another processor (the native library is built with
+    # -march=native), so one bit in the batch is allowed, where the cost agrees to 1e-4.
+    assert errors == pytest.approx(expected["bit_errors"], abs=1.5 / expected["size"])

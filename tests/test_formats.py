@@ -34,11 +34,15 @@ def copy_run(tmp_path: Path) -> Path:
 def test_a_kept_run_evaluates_to_its_recorded_numbers(copy_run: Path) -> None:
     rows = evaluation.evaluate_run(copy_run, size=50)
     recorded = json.loads(COPY_EVAL.read_text())
-    # Every number it printed then, the same today; rows may have gained columns since.
-    assert [{key: row[key] for key in old} for row, old in zip(rows, recorded, strict=True)] == (
-        recorded
-    )
+    # Every number it printed then, the same today to float rounding (another processor
+    # rounds the same sums in another order); rows may have gained columns since.
     assert len(rows) == len(recorded)
+    for row, old in zip(rows, recorded, strict=True):
+        for key, value in old.items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+            else:
+                assert row[key] == value, key
 
 
 def test_a_kept_run_resumes_to_the_uninterrupted_run(copy_run: Path, tmp_path: Path) -> None:
@@ -49,5 +53,8 @@ def test_a_kept_run_resumes_to_the_uninterrupted_run(copy_run: Path, tmp_path: P
     training.train(longer, whole, quiet=True)
     resumed, fresh = ckpt.load_checkpoint(copy_run), ckpt.load_checkpoint(whole)
     assert resumed.trainer["progress"]["sequences"] == 96
+    # The kept checkpoint's first 64 sequences were computed on another processor, whose
+    # rounding the fresh run does not share; resume on one machine is exact
+    # (tests/test_contract.py).
     for name, tensor in fresh.model.items():
-        assert torch.equal(resumed.model[name], tensor), name
+        torch.testing.assert_close(resumed.model[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

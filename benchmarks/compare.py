@@ -625,7 +625,8 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
 def _plot(
     task: str, entries: list[dict[str, Any]], folder: Path, key: str, label: str
 ) -> str | None:
-    """Each model's median ``key`` (a share) along the ladder, as ``folder/TASK-ladder.png``."""
+    """Each model's median ``key`` (a share) along the ladder, as ``folder/TASK-ladder.png``;
+    a model with a memory also with more slots, dashed in its colour."""
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return None
@@ -633,12 +634,20 @@ def _plot(
     for e in trained:
         settings = [row["setting"] for row in e["runs"][0]["ladder"]
                     if row["setting"] != LADDER_MEAN]  # fmt: skip
-        right = [
-            _median([row[key] for r in e["runs"] for row in r["ladder"]
-                     if row["setting"] == s])
-            for s in settings
-        ]  # fmt: skip
-        axes.plot(range(len(settings)), right, marker="o", label=e["model"])
+        for ladder_key in ("ladder", "ladder_memory"):
+            if ladder_key not in e["runs"][0]:
+                continue
+            right = [
+                _median([row[key] for r in e["runs"] for row in r[ladder_key]
+                         if row["setting"] == s])
+                for s in settings
+            ]  # fmt: skip
+            if ladder_key == "ladder":
+                (line,) = axes.plot(range(len(settings)), right, marker="o", label=e["model"])
+            else:
+                more = f"{e['model']}, {_slots(e)} slots"
+                axes.plot(range(len(settings)), right, marker=".", linestyle="--",
+                          color=line.get_color(), label=more)  # fmt: skip
         ticks = range(0, len(settings), max(1, len(settings) // 8))
         axes.set_xticks(list(ticks), [settings[i] for i in ticks], rotation=20, ha="right")
     axes.set_ylabel(label)

@@ -388,7 +388,7 @@ WINDOW_BYTES = 256 * 2**20
 
 def window_steps(cfg: Any, batch: int) -> int:
     """Steps per window of a forward pass without gradients (at least one)."""
-    step = 4 * batch * cfg.memory_size * cfg.word_size
+    step = 4 * batch * int(cfg.memory_size) * int(cfg.word_size)
     return max(1, WINDOW_BYTES // step)
 
 

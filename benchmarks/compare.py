@@ -213,16 +213,18 @@ def train_on(row: dict[str, Any], budget: int) -> dict[str, Any]:
     return {**row, **result}
 
 
-def keep_best_only(folder: Path) -> None:
-    """Remove the training checkpoints of a finished cell's runs, keeping each best model
-    (``ntm eval`` reads it), what they measured and their logs: a cell's folder is then a
-    few hundred kB, small enough to commit, while an unfinished one keeps its checkpoints
-    and resumes on another machine."""
+def keep_best_only(folder: Path, used: set[Path]) -> None:
+    """Remove the training checkpoints of a finished cell's runs, keeping the best models of
+    the runs it ``used`` (``ntm eval`` reads them; the other rates' runs keep what they
+    measured and their logs): a cell's folder is then a few hundred kB, small enough to
+    commit, while an unfinished one keeps its checkpoints and resumes on another machine."""
     for result in folder.glob("*/*/seed-*/" + RESULT_FILE):
         checkpoints = result.parent / ckpt.CHECKPOINTS
         for step in checkpoints.glob("step-*"):
             shutil.rmtree(step)
         (checkpoints / ckpt.LATEST).unlink(missing_ok=True)
+        if result.parent.resolve() not in used:
+            shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 def chosen_rate(rows: list[dict[str, Any]]) -> str:
@@ -294,7 +296,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
             kept["ladder_memory"] = ladder(run_dir, args.size, args.ladder_memory)
         kept["minutes"] = ckpt.read_metrics(run_dir)[-1]["seconds"] / 60
         entry["runs"].append(kept)
-    keep_best_only(folder)
+    keep_best_only(folder, {Path(run["run_dir"]).resolve() for run in runs})
     return entry
 
 

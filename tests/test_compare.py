@@ -64,10 +64,14 @@ def test_a_cell_sweeps_rates_on_a_share_then_trains_the_chosen_run_to_the_cap(
     first = rates / f"lr={entry['lr']}" / "seed-1"
     assert json.loads((first / "result.json").read_text())["sequences"] == 128
     assert len(entry["runs"][0]["ladder"]) > 1
-    # Finished: the checkpoints are gone, the best model is kept and still evaluates.
+    # Finished: the checkpoints are gone, the best models of the runs used are kept and
+    # still evaluate; the other rate's run keeps what it measured.
+    used = {first, tmp_path / "reverse_string-128" / "ntm" / "seeds" / first.parent.name / "seed-2"}
     for run in tmp_path.glob("*/*/*/*/seed-*/"):
         assert not list((run / "checkpoints").glob("step-*"))
-        assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+        best = run / "checkpoints" / "best" / "model.safetensors"
+        assert best.is_file() == (run in used), run
+        assert (run / "result.json").is_file() and (run / "metrics.csv").is_file()
     result = subprocess.run(
         [sys.executable, "-m", "ntm", "eval", str(first), "--size", "4", "--json"],
         capture_output=True, text=True, check=True,

@@ -138,8 +138,7 @@ def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
     width = registry.width_setting(registry.model_class(model))
     if width is None:
         return dict(fixed), parameters(model, task, dict(fixed)), reference
-    name, step = width
-    step = width_step(label)
+    name, step = width[0], width_step(label)
     best: tuple[float, dict[str, Any], int] | None = None
     width = step
     while True:

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.sam import Workspaces, native_sam_sequence
-from ntm.engines.select import AUTO
 from ntm.models.common import (
     SequenceModel,
     check_tensor,
@@ -343,26 +342,11 @@ class SAM(SequenceModel[SAMConfig, SAMState]):
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`SAMConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(SAMConfig, *WRAPPER_ARGUMENTS)
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        *,
-        batch_first: bool = False,
-        engine: str = AUTO,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **settings: Any,
-    ) -> None:
-        super().__init__(
-            input_size,
-            output_size,
-            batch_first=batch_first,
-            engine=engine,
-            device=device,
-            dtype=dtype,
-            **settings,
-        )
+    def __init__(self, input_size: int, output_size: int, **options: Any) -> None:
+        """As :class:`ntm.models.common.SequenceModel` (its options: ``batch_first``,
+        ``engine``, ``device``, ``dtype`` and the settings), with the native engine's
+        workspaces."""
+        super().__init__(input_size, output_size, **options)
         #: The native engine's memories for sequences from the zero state, kept between calls.
         self.workspaces = Workspaces()
 

@@ -40,8 +40,9 @@ def test_the_transformer_is_causal_with_every_position_encoding(position: str) -
     _causal(TransformerModel(5, 4, position=position, **SMALL), 5)
 
 
-def test_mamba_is_causal() -> None:
-    _causal(MambaModel(5, 4, d_model=16, num_layers=2, d_state=4), 5)
+@pytest.mark.parametrize("engine", ["native", "eager"])
+def test_mamba_is_causal(engine: str) -> None:
+    _causal(MambaModel(5, 4, d_model=16, num_layers=2, d_state=4, engine=engine), 5)
 
 
 @pytest.mark.parametrize("slstm_at", ["", "1"])

@@ -12,6 +12,12 @@ Mamba in pure PyTorch, its selective scan a parallel (Blelloch) scan over time, 
 on the CPU; on a GPU where ``mamba-ssm`` is installed, the blocks run its fused CUDA scan instead.
 Chosen over writing the blocks here because the package is the reference pure-PyTorch
 Mamba (the one the ``transformers`` library adopted), small, and depends on torch alone.
+
+Engines (:mod:`ntm.engines.select`): ``eager`` runs the package's blocks as they are;
+``native`` runs the same blocks' weights through :func:`mixer`, the block written out here,
+with the selective scan in C (:mod:`ntm.engines.native.mamba`): float32 on the CPU, where the
+parallel scan's padded (B, T, E, N) temporaries cost most of a training step. ``auto``
+takes ``native`` where it runs.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import importlib
 import importlib.util
 from typing import Any, ClassVar
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ntm.config import require_positive
+from ntm.engines.native.mamba import selective_scan
+from ntm.engines.select import AUTO, Engined
 from ntm.models.common import Framed
 from ntm.registry import register_model
 
@@ -41,9 +51,33 @@ def _mambapy() -> Any:
         ) from None
 
 
-class MambaModel(Framed):
+def mixer(block: Any, x: Tensor) -> Tensor:
+    """A ``mambapy`` Mamba block (``MambaBlock``, without inner norms) applied to ``x``
+    (B, T, D), with the selective scan in C; the same function as the block's ``forward``.
+
+    The input projection splits into the scanned branch u and the gate z (B, T, E each);
+    u passes the causal depthwise convolution and SiLU, and sets the scan's step sizes
+    Δ = softplus(dt_proj(·)) and its projections B and C (B, T, N); the scan's outputs plus
+    the skip D u are gated by SiLU(z) and projected back to D."""
+    steps = x.shape[1]
+    inner, gate = block.in_proj(x).chunk(2, dim=-1)  # (B, T, E) each
+    inner = block.conv1d(inner.transpose(1, 2))[..., :steps].transpose(1, 2)
+    inner = F.silu(inner)
+    config = block.config
+    raw_step, into_state, out_of_state = torch.split(
+        block.x_proj(inner), [config.dt_rank, config.d_state, config.d_state], dim=-1
+    )
+    step = F.softplus(block.dt_proj(raw_step))  # (B, T, E): Δ
+    state_matrix = -torch.exp(block.A_log)  # (E, N): A
+    scanned = selective_scan(inner, step, state_matrix, into_state, out_of_state)
+    return block.out_proj((scanned + block.D * inner) * F.silu(gate))  # type: ignore[no-any-return]
+
+
+class MambaModel(Engined, Framed):
     """Mamba blocks between a linear input layer and a linear output layer: inputs (T, B, I)
-    to logits (T, B, O). See the module's description for the settings."""
+    to logits (T, B, O). See the module's description for the settings and engines."""
+
+    engines: ClassVar[tuple[str, ...]] = ("native", "eager")
 
     #: The setting that scales its width, and the step between widths (benchmarks/compare.py
     #: matches parameter counts with it).
@@ -59,6 +93,7 @@ class MambaModel(Framed):
         d_state: int = 16,
         expand: int = 2,
         d_conv: int = 4,
+        engine: str = AUTO,
     ) -> None:
         require_positive(type(self).__name__, input_size=input_size, output_size=output_size,
                          d_model=d_model, num_layers=num_layers, d_state=d_state,
@@ -75,9 +110,17 @@ class MambaModel(Framed):
         )
         self.backbone = mamba.Mamba(self.backbone_config)
         self.norm = mamba.RMSNorm(d_model)
+        self.engine = engine
+
+    def extra_repr(self) -> str:
+        return f"engine={self.engine!r}"
 
     def body(self, x: Tensor) -> Tensor:
         """(B, T, d_model) -> (B, T, d_model)."""
+        if self.engine_for(x.device, x.dtype).engine == "native":
+            for layer in self.backbone.layers:  # mambapy's residual blocks
+                x = x + mixer(layer.mixer, layer.norm(x))
+            return self.norm(x)  # type: ignore[no-any-return]
         # The CUDA scan of mamba-ssm for inputs on a GPU, the parallel scan in PyTorch else.
         self.backbone_config.use_cuda = HAVE_MAMBA_SSM and x.is_cuda
         out: Tensor = self.norm(self.backbone(x))

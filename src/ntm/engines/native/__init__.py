@@ -1,11 +1,14 @@
-"""The native engines: the NTM's, the DNC's and SAM's recurrences in C, a whole sequence per call.
+"""The native engines: recurrences in C, a whole sequence per call.
+
+The NTM's, the DNC's and SAM's recurrences, and Mamba's selective scan.
 
 The fused path (:mod:`ntm.engines.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
 code ``torch.compile`` generates. Here the recurrence of a whole sequence, forward and
 backward, is one call each into ``ntm_sequence.c`` (the NTM), ``dnc_sequence.c`` (the
-DNC, :mod:`ntm.engines.native.dnc`) or ``sam_sequence.c`` (Sparse Access Memory,
-:mod:`ntm.engines.native.sam`), which share ``kernels.h``. They are built at first use
+DNC, :mod:`ntm.engines.native.dnc`), ``sam_sequence.c`` (Sparse Access Memory,
+:mod:`ntm.engines.native.sam`) or ``mamba_scan.c`` (Mamba's scan,
+:mod:`ntm.engines.native.mamba`), which share ``kernels.h``. They are built at first use
 into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
 processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
 ``~/.cache/ntm``). The first controller layer's input projection, the output layer and
@@ -15,7 +18,7 @@ fused path, whose functions they share.
 It computes the same function as :class:`ntm.NTMCell` stepped in a loop, in float32 on the
 CPU; tests compare its outputs and gradients with the eager path's. Where it cannot run
 (no C compiler, another dtype or device), :func:`native_available` says why and the NTM
-runs the fused path instead (the DNC and SAM their eager one).
+runs the fused path instead (the DNC, SAM and Mamba their eager one).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ SAM_SOURCE = Path(__file__).with_name("sam_sequence.c")
 SAM_SEARCH = Path(__file__).with_name("sam_search.h")
 SAM_INDEX = Path(__file__).with_name("sam_index.c")
 SAM_INDEX_HEADER = Path(__file__).with_name("sam_index.h")
+#: Mamba's selective scan (:mod:`ntm.engines.native.mamba`), in the same library.
+MAMBA_SOURCE = Path(__file__).with_name("mamba_scan.c")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -105,7 +110,7 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX)
+    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE)
     headers = (HEADER, SAM_SEARCH, SAM_INDEX_HEADER)
     key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, *headers)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
@@ -138,7 +143,7 @@ def _build() -> Path:
 #: The library's entry points, each with a function that reports its pointer count; each
 #: takes its engine's dimensions (a ctypes structure) and an array of pointers.
 _FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward", "sam_forward",
-              "sam_backward", "sam_reset")  # fmt: skip
+              "sam_backward", "sam_reset", "mamba_scan_forward", "mamba_scan_backward")  # fmt: skip
 
 
 def _library() -> ctypes.CDLL:

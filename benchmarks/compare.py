@@ -226,6 +226,17 @@ def keep_best_only(folder: Path, used: set[Path]) -> None:
             shutil.rmtree(checkpoints, ignore_errors=True)
 
 
+def keep_latest_only(out: Path) -> None:
+    """Remove every run's older checkpoints under ``out``, keeping the one its ``latest``
+    names (what ``--resume`` starts from) and its best model: after an interruption the
+    unfinished cells are then small enough to commit, and resume on another machine."""
+    for pointer in out.glob(f"**/{ckpt.CHECKPOINTS}/{ckpt.LATEST}"):
+        latest = ckpt.latest_checkpoint(pointer.parent.parent)
+        for step in pointer.parent.glob("*step-*"):  # staging folders (".step-...") too
+            if step.is_dir() and step != latest:
+                shutil.rmtree(step)
+
+
 def chosen_rate(rows: list[dict[str, Any]]) -> str:
     """The rate that met the target in the fewest sequences, else the lowest final cost."""
 
@@ -819,6 +830,7 @@ def main() -> int:
     # One seed of every cell first, then the other seeds.
     for seeds in sorted({1, args.seeds}):
         waiting = [cell for cell in cells if _needs(done.get(cell), seeds)]
+        interrupted = False
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             started = {pool.submit(measure, *cell, seeds): cell for cell in waiting}
             try:
@@ -839,8 +851,10 @@ def main() -> int:
                 interrupted = isinstance(error, KeyboardInterrupt) or error.returncode == 130
                 if not interrupted:
                     raise
-                print("interrupted: the same command goes on from here", file=sys.stderr)
-                return 130
+        if interrupted:  # the pool has waited for its runs to stop and save
+            keep_latest_only(args.out)
+            print("interrupted: the same command goes on from here", file=sys.stderr)
+            return 130
     print(text)
     return 0
 

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import ntm
 from ntm import registry
+from ntm.runs import checkpoint as ckpt
 
 from .conftest import benchmark
 
@@ -297,8 +299,14 @@ def test_an_interrupted_cell_stops_the_cells_after_it(
     bench = benchmark("compare")
     called = []
 
+    run = tmp_path / "copy-5" / "ntm" / "rates" / "lr=1e-3" / "seed-1"
+
     def interrupted(task: str, label: str, args: argparse.Namespace, seeds: int) -> None:
         called.append(label)
+        model = torch.nn.Linear(2, 2)
+        for sequences in (32, 64):  # the trainer keeps the newest two
+            ckpt.save_checkpoint(run, sequences, model, {"sequences": sequences})
+        ckpt.save_best(run, model, {"sequences": 32})
         raise subprocess.CalledProcessError(130, ["ntm", "sweep"])
 
     monkeypatch.setattr(bench, "compare_one", interrupted)
@@ -308,3 +316,7 @@ def test_an_interrupted_cell_stops_the_cells_after_it(
     assert bench.main() == 130
     assert called == ["ntm"]  # the workers took no cell after it
     assert not (tmp_path / "c" / "records.json").exists()
+    # The unfinished run keeps the checkpoint it resumes from, and its best model.
+    kept = sorted(p.name for p in (run / ckpt.CHECKPOINTS).iterdir())
+    assert kept == [ckpt.BEST, ckpt.LATEST, "step-000000000064"]
+    assert ckpt.load_checkpoint(run).trainer["sequences"] == 64

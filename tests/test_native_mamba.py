@@ -64,6 +64,26 @@ def test_the_native_scan_is_the_recurrence_with_its_gradients(shape: tuple) -> N
 
 
 @needs_native
+def test_the_native_scan_refuses_what_it_cannot_run_by_name() -> None:
+    x, step, state_matrix, input_matrix, output_matrix = (t.float() for t in _inputs(2, 5, 3, 4))
+    with pytest.raises(ValueError, match="state_matrix must be float32 on the CPU"):
+        selective_scan(x, step, state_matrix.double(), input_matrix, output_matrix)
+    with pytest.raises(ValueError, match=r"x must be float32 on the CPU, got torch.int64"):
+        selective_scan(x.long(), step, state_matrix, input_matrix, output_matrix)
+    with pytest.raises(
+        ValueError, match=r"input_matrix has shape \(2, 4, 4\), expected \(B=2, T=5, N=4\)"
+    ):
+        selective_scan(x, step, state_matrix, input_matrix[:, :4], output_matrix)
+    with pytest.raises(ValueError, match=r"state_matrix has shape \(4, 4\), expected \(E=3, N\)"):
+        selective_scan(x, step, state_matrix[:1].expand(4, 4), input_matrix, output_matrix)
+    # A gradient of its gradient is refused, not silently wrong.
+    leaves = [t.requires_grad_() for t in (x, step, state_matrix, input_matrix, output_matrix)]
+    (grad_x,) = torch.autograd.grad(selective_scan(*leaves).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
+        grad_x.sum().backward()
+
+
+@needs_native
 def test_mamba_runs_natively_on_the_cpu_in_float32_and_eager_in_float64() -> None:
     model = MambaModel(3, 2, d_model=8, d_state=4)
     assert model.engine == "auto"

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import ntm
 from ntm import cli
+from ntm.engines import native
 from ntm.models import transformer
 from ntm.models.mamba import MambaModel
 from ntm.models.transformer import TransformerModel
@@ -42,7 +43,11 @@ def test_the_transformer_is_causal_with_every_position_encoding(position: str) -
 
 @pytest.mark.parametrize("engine", ["native", "eager"])
 def test_mamba_is_causal(engine: str) -> None:
-    _causal(MambaModel(5, 4, d_model=16, num_layers=2, d_state=4, engine=engine), 5)
+    model = MambaModel(5, 4, d_model=16, num_layers=2, d_state=4, engine=engine)
+    if engine == "native" and native.native_available() is not None:
+        pytest.skip(f"native engine: {native.native_available()}")
+    assert model.engine_for(torch.device("cpu"), torch.float32).engine == engine
+    _causal(model, 5)
 
 
 @pytest.mark.parametrize("slstm_at", ["", "1"])

@@ -52,13 +52,16 @@ def _mambapy() -> Any:
 
 
 def mixer(block: Any, x: Tensor) -> Tensor:
-    """A ``mambapy`` Mamba block (``MambaBlock``, without inner norms) applied to ``x``
-    (B, T, D), with the selective scan in C; the same function as the block's ``forward``.
+    """A ``mambapy`` Mamba block (``MambaBlock``) applied to ``x`` (B, T, D), with the
+    selective scan in C; the same function as the block's ``forward``. A block with inner
+    layer norms, which :class:`MambaModel` never builds, is refused (ValueError).
 
     The input projection splits into the scanned branch u and the gate z (B, T, E each);
     u passes the causal depthwise convolution and SiLU, and sets the scan's step sizes
     Δ = softplus(dt_proj(·)) and its projections B and C (B, T, N); the scan's outputs plus
     the skip D u are gated by SiLU(z) and projected back to D."""
+    if block.config.inner_layernorms:
+        raise ValueError("mixer: a Mamba block with inner layer norms runs eager only")
     steps = x.shape[1]
     inner, gate = block.in_proj(x).chunk(2, dim=-1)  # (B, T, E) each
     inner = block.conv1d(inner.transpose(1, 2))[..., :steps].transpose(1, 2)

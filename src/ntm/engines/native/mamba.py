@@ -18,8 +18,18 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ntm.engines.native import _call
+
+#: The scan's arguments, in order, with their shapes' dimension names.
+ARGUMENTS = (
+    ("x", "BTE"),
+    ("step", "BTE"),
+    ("state_matrix", "EN"),
+    ("input_matrix", "BTN"),
+    ("output_matrix", "BTN"),
+)
 
 
 class _Dims(ctypes.Structure):
@@ -38,12 +48,13 @@ class _Scan(torch.autograd.Function):
         dims = _Dims(batch, steps, channels, size)
         _call("mamba_scan_forward", dims, [*inputs, y, states])
         ctx.dims = dims
-        ctx.saved = inputs
+        ctx.save_for_backward(*inputs)
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor, ...]:
-        inputs = ctx.saved
+        inputs = ctx.saved_tensors
         x, state_matrix = inputs[0], inputs[2]
         grads = [torch.empty_like(t) for t in inputs]
         # workspaces: the outputs computed again, the carry, one sequence's states (T, E, N)
@@ -66,6 +77,23 @@ def selective_scan(
     ``step`` (Δ, B x T x E, after the softplus), the state matrix's diagonal
     ``state_matrix`` (A, E x N, negative), and the input-dependent ``input_matrix`` (B) and
     ``output_matrix`` (C), each (B, T, N), from a zero state. Float32 on the CPU
-    (:func:`ntm.engines.native.native_available`)."""
-    y: Tensor = _Scan.apply(x, step, state_matrix, input_matrix, output_matrix)  # type: ignore[no-untyped-call]
+    (:func:`ntm.engines.native.native_available`); anything else is a ValueError that
+    names the argument, as is a shape that disagrees with the others'."""
+    tensors = (x, step, state_matrix, input_matrix, output_matrix)
+    sizes: dict[str, int] = {}
+    for (name, dims), tensor in zip(ARGUMENTS, tensors, strict=True):
+        if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+            raise ValueError(
+                f"selective_scan: {name} must be float32 on the CPU, got {tensor.dtype} on "
+                f"{tensor.device}"
+            )
+        if tensor.dim() != len(dims) or any(
+            sizes.setdefault(dim, size) != size
+            for dim, size in zip(dims, tensor.shape, strict=True)
+        ):
+            expected = "(" + ", ".join(f"{d}={sizes[d]}" if d in sizes else d for d in dims) + ")"
+            raise ValueError(
+                f"selective_scan: {name} has shape {tuple(tensor.shape)}, expected {expected}"
+            )
+    y: Tensor = _Scan.apply(*tensors)  # type: ignore[no-untyped-call]
     return y

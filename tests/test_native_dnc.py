@@ -168,6 +168,17 @@ def test_without_gradients_the_same_outputs_and_final_state(steps: int) -> None:
     torch.testing.assert_close(without, with_grad.detach(), atol=0, rtol=0)
     for a, b in zip(final_without, final, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # From a given state, whose links it updates in a copy of its own, not in the caller's.
+    with torch.no_grad():
+        start = model(x, final)[1]  # two calls: links, even after one step each
+    kept = start.link.clone()
+    assert kept.abs().sum() > 0
+    again, after = model(x, start)
+    with torch.no_grad():
+        again_without, after_without = model(x, start)
+    torch.testing.assert_close(start.link, kept, atol=0, rtol=0)
+    torch.testing.assert_close(again_without, again.detach(), atol=0, rtol=0)
+    torch.testing.assert_close(after_without.link, after.link, atol=0, rtol=0)
 
 
 @needs_native

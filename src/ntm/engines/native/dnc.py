@@ -12,7 +12,8 @@ It computes the same function as :class:`ntm.DNCCell` stepped in a loop, in floa
 CPU; tests compare its outputs and gradients with the eager path's. Gradients flow into the
 inputs, the initial state and every parameter; the final state carries none. The forward
 pass keeps every step's state for the backward pass only when a gradient is wanted (without
-one it keeps two states in turn), and of the link matrices (``B * N * N`` floats a step)
+one it keeps two states in turn, and one link matrix that each step updates in place), and
+of the link matrices (``B * N * N`` floats a step)
 only every :data:`LINK_EVERY`-th state's, from which the backward pass recomputes the rest.
 
 With sparse links (``link_sparsity`` K, 0 < K < N;
@@ -254,11 +255,15 @@ def _forward(
             torch.empty((states, batch, slots), dtype=torch.int32),
             torch.empty((kept, batch, slots, sparsity), dtype=torch.int32),
         ]
-    else:  # one tensor per kept state, two for the others in turn (see dnc_sequence.c)
-        kept_states = range(0, states, LINK_EVERY) if keep else range(1)
-        links = {s: link.clone() if s == 0 else empty(*link.shape) for s in kept_states}
-        turns = [empty(*link.shape) for _ in range(2 if keep else 1)]
-        link_list = [links.get(s, turns[s % len(turns)]) for s in range(states)]
+    elif keep:  # one tensor per kept state, two for the others in turn (see dnc_sequence.c)
+        links = {s: link.clone() if s == 0 else empty(*link.shape)
+                 for s in range(0, states, LINK_EVERY)}  # fmt: skip
+        turns = [empty(*link.shape) for _ in range(2)]
+        link_list = [links.get(s, turns[s % 2]) for s in range(states)]
+        sparse = [empty(1) for _ in range(4)]
+    else:  # one tensor for both states: each step updates the links in place
+        links, turns = {0: link.clone()}, []
+        link_list = [links[0], links[0]]
         sparse = [empty(1) for _ in range(4)]
     link_table = _addresses(link_list)
     hs = empty(steps + 1, layers, batch, size)
@@ -296,7 +301,8 @@ def _forward(
         mems[last].transpose(1, 2).contiguous(),
         reads_seq[steps].reshape(batch, heads, word).clone(),
         *(buffer[last].clone() for buffer in per_state),
-        link_list[-1] if sparsity else link_list[last].clone(),  # sparse: made for it
+        # made for it: the sparse links' final matrix, or without keep the one updated in place
+        link_list[-1] if sparsity or not keep else link_list[last].clone(),
         hs[steps].clone(),
         cs[last].clone(),
     )

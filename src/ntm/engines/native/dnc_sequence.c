@@ -24,7 +24,8 @@
  * where one array for all would be large enough for the C library to map it afresh, and
  * fault in its pages, at every call), and with keep = 1 only every link_every-th state's
  * is kept, the others sharing two arrays in turn; the backward pass recomputes them from
- * the kept ones (K_LINKS): 1 / link_every of the memory, at about the same speed. */
+ * the kept ones (K_LINKS): 1 / link_every of the memory, at about the same speed. With
+ * keep = 0 both states may name one array, which each step then updates in place. */
 
 #include <stdint.h>
 
@@ -240,6 +241,29 @@ static inline __attribute__((always_inline)) void link_row_forward(
     }
     for (int j = 0; j < N; j++) {
         const float x = link_value(ww[i], ww[j], old[j], p_old[j], j == i ? 0.0f : 1.0f);
+        row[j] = x;
+        for (int r = 0; r < R; r++) {
+            acc[r] += x * rw_old[(idx)r * N + j];
+            bwd[(idx)r * N + j] += x * w_i[r];
+        }
+    }
+    for (int r = 0; r < R; r++) fwd[(idx)r * N + i] = acc[r];
+}
+
+/* link_row_forward() on the row in place: with keep = 0 one link array serves every state
+ * (row i of the new links needs only row i of the old), so that a step streams the
+ * matrix once, read and written, with no second array to fill. */
+static inline __attribute__((always_inline)) void link_row_forward_in_place(
+    int R, int N, int i, const float *restrict ww, const float *restrict p_old,
+    const float *restrict rw_old, float *restrict row, float *restrict fwd,
+    float *restrict bwd) {
+    float w_i[R], acc[R];
+    for (int r = 0; r < R; r++) {
+        w_i[r] = rw_old[(idx)r * N + i];
+        acc[r] = 0.0f;
+    }
+    for (int j = 0; j < N; j++) {
+        const float x = link_value(ww[i], ww[j], row[j], p_old[j], j == i ? 0.0f : 1.0f);
         row[j] = x;
         for (int r = 0; r < R; r++) {
             acc[r] += x * rw_old[(idx)r * N + j];
@@ -687,14 +711,24 @@ static void memory_step(const Dims *d, void **p, int t, int b, const float *rest
         for (int i = 0; i < N; i++) {
             const float *old = link_old + (idx)i * N;
             float *row = link_new + (idx)i * N;
-            switch (R) {
-#define ROW(heads) link_row_forward(heads, N, i, ww_new, old, p_old, rw_old, row, fwd, bwd)
-            case 1: ROW(1); break;
-            case 2: ROW(2); break;
-            case 4: ROW(4); break;
-            default: ROW(R);
+            if (old == row) /* one array for every state (keep = 0) */
+                switch (R) {
+#define ROW(heads) link_row_forward_in_place(heads, N, i, ww_new, p_old, rw_old, row, fwd, bwd)
+                case 1: ROW(1); break;
+                case 2: ROW(2); break;
+                case 4: ROW(4); break;
+                default: ROW(R);
 #undef ROW
-            }
+                }
+            else
+                switch (R) {
+#define ROW(heads) link_row_forward(heads, N, i, ww_new, old, p_old, rw_old, row, fwd, bwd)
+                case 1: ROW(1); break;
+                case 2: ROW(2); break;
+                case 4: ROW(4); break;
+                default: ROW(R);
+#undef ROW
+                }
         }
     }
     float written = 0.0f;

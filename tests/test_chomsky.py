@@ -16,6 +16,7 @@ from ntm import registry
 from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
 from ntm.tasks import chomsky
 from ntm.tasks.chomsky import CHOMSKY_TASKS, example, render
+from ntm.tasks.contract import one_per_seed
 
 #: The paper's code's names, in the order of its Table 2.
 NAMES = [
@@ -154,6 +155,14 @@ def test_cheap_construction_and_one_sequence_per_seed(name: str) -> None:
     assert (task.min_length, task.max_length) == (1, 40)
     batch = task.sample_seeded([3, 4])
     assert batch.inputs.shape[1] == 2 and batch.mask.any(0).all()
+    # The batch made at once is the contract's one sequence per seed, side by side.
+    seeds = [0, 7, 3, 2**40 + 5, 11, 7]
+    for settings in ({}, {"min_length": 5, "max_length": 9}):
+        changed = task.with_settings(**settings)
+        expected = one_per_seed(changed.sample, seeds)
+        got = changed.sample_seeded(seeds)
+        for field in ("inputs", "targets", "mask"):
+            assert torch.equal(getattr(got, field), getattr(expected, field)), field
 
 
 def test_lengths_cover_the_whole_range() -> None:

@@ -49,6 +49,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -803,6 +804,10 @@ def main() -> int:
     except ValueError as error:
         parser.error(f"--budget: {error}")
     torch.set_num_threads(1)
+    # Started in the background (nohup ... &), a process inherits SIGINT ignored, and so
+    # would its runs: Python's own handler makes Ctrl-C or kill -INT stop the comparison
+    # and, reset to the default in the runs it starts, each run, which saves as it stops.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     record: dict[str, Any] = {
         **header("compare"),
         "record": str(args.record.resolve().relative_to(ROOT))

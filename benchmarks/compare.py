@@ -49,6 +49,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -337,21 +338,33 @@ def render(record: dict[str, Any], folder: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-#: What benchmarks/mqar_probe.py found in the NTM's MQAR runs (its record).
+#: What benchmarks/mqar_probe.py found in the NTM's and the DNC's MQAR runs (its record).
 PROBE = ROOT / "docs" / "comparison" / "mqar-probe.json"
 
 
 def _probe(path: Path) -> dict[str, Any]:
-    """The values of the MQAR probe's paragraph: its first two runs' measurements."""
+    """The values of the MQAR probe's paragraph: its NTM runs (``first``, ``second``) and
+    DNC runs (``dnc``, and ``delayed`` with the answer one step after its query), in the
+    record's order."""
     record = json.loads(path.read_text())
-    first, second = record["runs"][:2]
+    runs = record["runs"]
+    ntm_runs = [run for run in runs if run["model"] == "ntm"]
+    dnc_runs = [run for run in runs if run["model"] == "dnc"]
+    named = {
+        "first": ntm_runs[0],
+        "second": ntm_runs[1],
+        "dnc": next(run for run in dnc_runs if not run.get("answer_delay")),
+        "delayed": next(run for run in dnc_runs if run.get("answer_delay")),
+    }
+    first = named["first"]
     values: dict[str, Any] = {
         "command": record["command"],
         "size": record.get("size", 256),
         "pairs": first["pairs"],
+        "tokens": 2 * first["pairs"],
         "uniform": first["uniform_over_values"],
     }
-    for name, run in (("first", first), ("second", second)):
+    for name, run in named.items():
         values |= {
             f"{name}_sequences": run["sequences"],
             f"{name}_wrong": run["eval_wrong_tokens"],
@@ -359,6 +372,7 @@ def _probe(path: Path) -> dict[str, Any]:
             f"{name}_on_right": run["probability_on_right_value"],
             f"{name}_slots": run["slots_written_during_pairs"],
             f"{name}_read": run["read_weight_on_the_value_slot"],
+            f"{name}_read_key": run.get("read_weight_on_the_key_slot", math.nan),
         }
     return values
 
@@ -790,6 +804,10 @@ def main() -> int:
     except ValueError as error:
         parser.error(f"--budget: {error}")
     torch.set_num_threads(1)
+    # Started in the background (nohup ... &), a process inherits SIGINT ignored, and so
+    # would its runs: Python's own handler makes Ctrl-C or kill -INT stop the comparison
+    # and, reset to the default in the runs it starts, each run, which saves as it stops.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     record: dict[str, Any] = {
         **header("compare"),
         "record": str(args.record.resolve().relative_to(ROOT))

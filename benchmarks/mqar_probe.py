@@ -9,8 +9,9 @@ sequences it measures, at the query positions:
   one, beside 1 / (number of pairs): a model that knows the values but not which key each
   belongs to gives about that to the right one;
 - from the trace, how many distinct slots the write head focused on (its largest weight)
-  during the pairs, and the read weight at each query on the slot written at the step of
-  that key's value.
+  during the pairs, the read weight at each answer on the slot written at the step of the
+  key's value, and at its query on the one written at the step of the key itself (the same
+  step, unless the task's ``answer_delay`` puts the answer one later).
 
 The record (JSON) holds these per run, with the run's training settings and its last
 held-out errors.
@@ -45,6 +46,7 @@ def probe(run_dir: Path, size: int) -> dict[str, Any]:
         raise SystemExit(f"{run_dir}: model {run.train.model} has no trace")
     task = run.task
     pairs = int(task.to_dict()["num_pairs"])
+    delay = int(task.to_dict().get("answer_delay", 0))
     batch = task.sample(size, torch.Generator().manual_seed(HELD_OUT_SEED))
     logits, _, trace = tracer(batch.inputs)
     contents = registry.trace_contents(trace)
@@ -54,16 +56,19 @@ def probe(run_dir: Path, size: int) -> dict[str, Any]:
     tokens = batch.inputs.argmax(-1)  # (T, B)
     writes = contents.write_weights[:, :, 0]  # (T, B, N): the first write head
     reads = contents.read_weights  # (T, B, R, N)
-    on_values, on_right, on_slot = [], [], []
+    on_values, on_right, on_slot, on_key_slot = [], [], [], []
     for step, sequence in batch.mask.nonzero().tolist():
         values = tokens[1 : 2 * pairs : 2, sequence].unique()
         on_values.append(float(probabilities[step, sequence, values].sum()))
         right = batch.targets[step, sequence].argmax()
         on_right.append(float(probabilities[step, sequence, right]))
-        key = tokens[step, sequence]
+        query = step - delay
+        key = tokens[query, sequence]
         index = int((tokens[0 : 2 * pairs : 2, sequence] == key).nonzero()[0])
         slot = writes[2 * index + 1, sequence].argmax()
         on_slot.append(float(reads[step, sequence, :, slot].max()))
+        key_slot = writes[2 * index, sequence].argmax()
+        on_key_slot.append(float(reads[query, sequence, :, key_slot].max()))
     written = [len(writes[: 2 * pairs, sequence].argmax(-1).unique()) for sequence in range(size)]
     last = ckpt.read_metrics(run_dir)[-1]
     mean = lambda values: sum(values) / len(values)  # noqa: E731
@@ -77,11 +82,13 @@ def probe(run_dir: Path, size: int) -> dict[str, Any]:
         "sequences": int(last["sequences"]),
         "eval_wrong_tokens": float(last["eval_bit_errors"]),
         "pairs": pairs,
+        "answer_delay": delay,
         "uniform_over_values": 1 / pairs,
         "probability_on_pair_values": mean(on_values),
         "probability_on_right_value": mean(on_right),
         "slots_written_during_pairs": mean(written),
         "read_weight_on_the_value_slot": mean(on_slot),
+        "read_weight_on_the_key_slot": mean(on_key_slot),
     }
 
 

@@ -142,6 +142,11 @@ def test_mqar_asks_every_key_once_and_scores_its_value(random_fill: bool) -> Non
     if random_fill:  # the fill is drawn from the whole vocabulary
         between = [tokens[b, p] for b in range(64) for p in range(10, 40) if not batch.mask[p, b]]
         assert len(set(torch.stack(between).tolist())) == 32
+    # With answer_delay=1 the same sequences ask the same, and the value is due a step later.
+    later = task.with_settings(answer_delay=1).sample(64, torch.Generator().manual_seed(1))
+    assert torch.equal(later.inputs, batch.inputs)
+    assert torch.equal(later.mask[1:], batch.mask[:-1]) and not later.mask[0].any()
+    assert torch.equal(later.targets[1:], batch.targets[:-1])
 
 
 @pytest.mark.parametrize(
@@ -152,6 +157,7 @@ def test_mqar_asks_every_key_once_and_scores_its_value(random_fill: bool) -> Non
             {"num_pairs": 8, "length": 31},
             "length = 31: expected an integer >= 4 \\* num_pairs = 32",
         ),
+        ({"answer_delay": 2}, "answer_delay = 2: expected 0 or 1"),
     ],
 )
 def test_bad_mqar_settings_are_named(settings: dict, message: str) -> None:

@@ -10,6 +10,12 @@ queries hold tokens drawn uniformly from the whole vocabulary (``random_fill``, 
 default), or token 0 with ``random_fill=False``. The target at a query is the value that
 followed its key; only queries are scored.
 
+``answer_delay=1`` asks for the value one step after its query instead (at the fill
+token that follows it; queries sit at even positions, so it never meets another). Not
+Zoology's task: a diagnostic. A recurrent memory that writes each token to a slot of its
+own reaches a value from its key in two moves, to the key's slot by content and on to the
+next slot by a link or a shift, and a step gives it one.
+
 Tokens are one-hot vectors of ``vocab_size`` channels in and out (``tokens = True``): every
 model's input layer is then its embedding, and its output layer a vocabulary-sized
 classifier, scored by cross-entropy (:func:`ntm.tasks.scoring`).
@@ -48,6 +54,7 @@ class MQARTask(_TaskBase):
     num_pairs: int = 4
     length: int = 32
     random_fill: bool = True
+    answer_delay: int = 0  # steps from a query to its answer: 0 (Zoology's) or 1
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -68,6 +75,7 @@ class MQARTask(_TaskBase):
             f"an integer >= 4 * num_pairs = {4 * self.num_pairs} (pairs, then a query slot "
             "every second position)",
         )
+        require(self.answer_delay in (0, 1), owner, "answer_delay", self.answer_delay, "0 or 1")
 
     def ladder(self) -> list[tuple[str, dict[str, Any]]]:
         """Two and four times as many pairs in sequences as much longer, where the
@@ -103,10 +111,11 @@ class MQARTask(_TaskBase):
         tokens[:, 1 : 2 * pairs : 2] = values
         where = 2 * pairs + 2 * gaps  # the queries' positions, (B, pairs)
         tokens.scatter_(1, where, keys)
+        answered = where + self.answer_delay  # (B, pairs); the last query <= length - 2
         answers = torch.zeros_like(tokens)
-        answers.scatter_(1, where, values)
+        answers.scatter_(1, answered, values)
         mask = torch.zeros(batch_size, self.length, dtype=torch.bool)
-        mask.scatter_(1, where, True)
+        mask.scatter_(1, answered, True)
         return Batch(self._one_hot(tokens), self._one_hot(answers), mask.t().contiguous())
 
     def _one_hot(self, tokens: Tensor) -> Tensor:

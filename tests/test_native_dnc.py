@@ -131,6 +131,21 @@ def test_tied_usages_are_allocated_in_slot_order() -> None:
 
 
 @needs_native
+def test_many_slots_are_sorted_by_radix_as_the_stable_sort_sorts_them() -> None:
+    """From native_dnc's RADIX_FROM (256) slots the engine sorts usages by radix: the same
+    order, equal usages (here half the slots, unused) in slot order."""
+    torch.manual_seed(0)
+    model = DNC(5, 3, **{**SMALL, "memory_size": 300})
+    start = _random_state(model, 2, 0)
+    generator = torch.Generator().manual_seed(1)
+    usage = torch.rand(2, 300, generator=generator)
+    usage[torch.rand(2, 300, generator=generator) < 0.5] = 0.0
+    start = start._replace(usage=usage, write_weights=torch.zeros(2, 300))
+    x, weights = torch.randn(3, 2, 5), torch.randn(3, 2, 3)
+    _agree(_run(model, "native", x, start, weights), _run(model, "eager", x, start, weights))
+
+
+@needs_native
 @pytest.mark.parametrize("part", ["interface", "output"])
 def test_gradients_at_and_beyond_the_clip_bounds_are_eagers(part: str) -> None:
     """A value exactly at the clip bound passes its gradient (``clamp``'s rule), one beyond

@@ -404,7 +404,8 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
         if share < 1
         else ""
     )
-    return {"training": training, "memory": memory, "sweep": sweep, "progress": _progress(record)}
+    progress = _progress(record) + _capped(record)
+    return {"training": training, "memory": memory, "sweep": sweep, "progress": progress}
 
 
 def _progress(record: dict[str, Any]) -> str:
@@ -422,6 +423,25 @@ def _progress(record: dict[str, Any]) -> str:
         f" So far {first} of the {total} cells ({len(models)} models on {len(record['tasks'])} "
         f"tasks) have their first seed and {every} all {record['seeds']}; the command goes on "
         "where it stopped, and a task below without a table is still to come."
+    )
+
+
+def _capped(record: dict[str, Any]) -> str:
+    """A sentence on the runs that stopped at their cap, per model, where any did."""
+    runs: dict[str, list[bool]] = {}
+    for entry in record["entries"]:
+        for run in entry.get("runs", []):
+            runs.setdefault(entry["model"], []).append(run.get("ended") == "budget")
+    capped = sum(sum(ended) for ended in runs.values())
+    if not capped:
+        return ""
+    total = sum(len(ended) for ended in runs.values())
+    each = ", ".join(
+        f"{model} {sum(ended)} of {len(ended)}" for model, ended in runs.items() if any(ended)
+    )
+    return (
+        f" {capped} of the {total} runs measured so far stopped at their cap before they "
+        f"converged or met the target ({each}): a larger cap could move their rows."
     )
 
 

@@ -290,6 +290,14 @@ def test_the_opening_says_how_far_the_command_has_come() -> None:
     )
     done = [{"task": t, "model": m, "runs": runs * 3} for t in ("copy", "mqar") for m in "ab"]
     assert progress({**record, "entries": done}) == ""  # all measured: nothing to say
+    capped = [{"task": "copy", "model": "a", "runs": [{"ended": "budget"}, {"ended": "target"}]},
+              {"task": "mqar", "model": "a", "runs": [{"ended": "budget"}]},
+              {"task": "copy", "model": "b", "runs": [{"ended": "converged"}]}]  # fmt: skip
+    assert benchmark("compare")._capped({**record, "entries": capped}) == (
+        " 2 of the 4 runs measured so far stopped at their cap before they converged or met "
+        "the target (a 2 of 3): a larger cap could move their rows."
+    )
+    assert benchmark("compare")._capped({**record, "entries": capped[2:]}) == ""
     assert progress({k: v for k, v in record.items() if k != "models"}) == ""
 
 

@@ -131,16 +131,41 @@ def test_tied_usages_are_allocated_in_slot_order() -> None:
 
 
 @needs_native
-def test_many_slots_are_sorted_by_radix_as_the_stable_sort_sorts_them() -> None:
-    """From native_dnc's RADIX_FROM (256) slots the engine sorts usages by radix: the same
-    order, equal usages (here half the slots, unused) in slot order."""
+@pytest.mark.parametrize("grad", [True, False])
+def test_a_state_s_tensors_may_have_any_strides(grad: bool) -> None:
+    """The links (and the rest) of a state whose tensors are not contiguous are read by
+    value, with or without gradients."""
     torch.manual_seed(0)
-    model = DNC(5, 3, **{**SMALL, "memory_size": 300})
+    model = DNC(5, 3, **SMALL, num_read_heads=2)
+    start = _random_state(model, 2, 3)
+    strided = DNCState(*(t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in start))
+    assert not strided.link.is_contiguous()
+    x = torch.randn(4, 2, 5)
+    with torch.set_grad_enabled(grad):
+        for engine in ("native", "eager"):
+            model.engine = engine
+            outputs, final = model(x, strided)
+            if engine == "native":
+                native = (outputs, final)
+    torch.testing.assert_close(native[0], outputs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(native[1].link, final.link, atol=1e-5, rtol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("slots", [6, 300])
+def test_usages_are_sorted_as_the_stable_sort_sorts_them(slots: int) -> None:
+    """Below 256 slots the engine counts each slot's place, from there it sorts by radix:
+    both give the stable sort's order, equal usages (here half the slots, unused) in slot
+    order, a negative zero with the zeros."""
+    torch.manual_seed(0)
+    model = DNC(5, 3, **{**SMALL, "memory_size": slots})
     start = _random_state(model, 2, 0)
     generator = torch.Generator().manual_seed(1)
-    usage = torch.rand(2, 300, generator=generator)
-    usage[torch.rand(2, 300, generator=generator) < 0.5] = 0.0
-    start = start._replace(usage=usage, write_weights=torch.zeros(2, 300))
+    usage = torch.rand(2, slots, generator=generator)
+    usage[torch.rand(2, slots, generator=generator) < 0.5] = 0.0
+    write_weights = torch.zeros(2, slots)
+    usage[:, 3] = write_weights[:, 3] = -0.0  # stays -0 through the usage's update
+    start = start._replace(usage=usage, write_weights=write_weights)
     x, weights = torch.randn(3, 2, 5), torch.randn(3, 2, 3)
     _agree(_run(model, "native", x, start, weights), _run(model, "eager", x, start, weights))
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import ntm
 from ntm import cli
 from ntm.engines import native
-from ntm.models import transformer
+from ntm.models import transformer, xlstm
 from ntm.models.mamba import MambaModel
 from ntm.models.transformer import TransformerModel
 from ntm.models.xlstm import XLSTMModel
@@ -53,6 +53,26 @@ def test_mamba_is_causal(engine: str) -> None:
 @pytest.mark.parametrize("slstm_at", ["", "1"])
 def test_xlstm_is_causal_with_and_without_slstm_blocks(slstm_at: str) -> None:
     _causal(XLSTMModel(5, 4, d_model=16, num_layers=2, num_heads=2, slstm_at=slstm_at), 5)
+
+
+@pytest.mark.parametrize("slstm_at", ["", "1"])
+def test_xlstm_steps_long_sequences_without_gradients_to_the_same_outputs(
+    slstm_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = XLSTMModel(3, 2, d_model=16, num_heads=2, slstm_at=slstm_at).eval()
+    inputs = torch.randn(30, 4, 3)
+    parallel = model(inputs).detach()
+    monkeypatch.setattr(xlstm, "PARALLEL_BYTES", 0)  # every sequence counts as long
+    stepped = []
+    monkeypatch.setattr(
+        model, "stepped", lambda x: stepped.append(x) or XLSTMModel.stepped(model, x)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs), parallel, atol=1e-5, rtol=1e-5)
+    assert len(stepped) == 1
+    model(inputs)  # with gradients: the parallel form, whatever the length
+    assert len(stepped) == 1
 
 
 def test_xlstm_builds_the_blocks_asked_and_refuses_bad_settings_by_name() -> None:

@@ -16,6 +16,11 @@ The blocks are those of the ``xlstm`` package of the paper's authors (``pip inst
 implementation and its mLSTM's parallel form and sLSTM's "vanilla" step run in plain
 PyTorch on the CPU (its CUDA kernels are not used). The parallel form builds a causal mask
 of ``max_positions`` steps once; a longer sequence is refused.
+
+The parallel form holds about a dozen (B, heads, T, T) tensors per block: at evaluation
+lengths in the thousands, tens of gigabytes. Without gradients, where they would pass
+:data:`PARALLEL_BYTES`, the blocks run step by step in their recurrent form instead (the
+package's ``step``: the same function, to rounding), in memory that does not grow with T.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ from __future__ import annotations
 import importlib
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from ntm.config import require, require_positive
 from ntm.models.common import Framed, check_positions
 from ntm.registry import register_model
+
+#: Without gradients, a sequence whose parallel form would hold more than this many bytes
+#: (about a dozen float32 (B, heads, T, T) tensors) runs step by step instead.
+PARALLEL_BYTES = 2**30
 
 #: The up-projections' widths are rounded up to a multiple of this (the package's default,
 #: 64, would make the parameter count jump by half between neighbouring widths, so no width
@@ -92,6 +102,7 @@ class XLSTMModel(Framed):
         xl = _xlstm()
         super().__init__(input_size, output_size, d_model)
         self.max_positions = max_positions
+        self.num_heads = num_heads
         mlstm = xl.mLSTMBlockConfig(
             mlstm=xl.mLSTMLayerConfig(
                 conv1d_kernel_size=conv_width,
@@ -125,8 +136,20 @@ class XLSTMModel(Framed):
         check_positions(type(self).__name__, x.shape[1], self.max_positions,
                         "; build the model with a larger max_positions "
                         "(--model-arg max_positions=N)")  # fmt: skip
+        batch, steps = x.shape[:2]
+        if not torch.is_grad_enabled() and 48 * batch * self.num_heads * steps**2 > PARALLEL_BYTES:
+            return self.stepped(x)
         out: Tensor = self.backbone(x)
         return out
+
+    def stepped(self, x: Tensor) -> Tensor:
+        """The blocks' recurrent form, one step at a time: (B, T, d_model) -> (B, T, d_model)."""
+        state = None
+        outputs = []
+        for t in range(x.shape[1]):
+            out, state = self.backbone.step(x[:, t : t + 1], state)
+            outputs.append(out)
+        return torch.cat(outputs, 1)
 
 
 register_model("xlstm", XLSTMModel)

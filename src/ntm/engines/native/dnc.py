@@ -256,13 +256,13 @@ def _forward(
             torch.empty((kept, batch, slots, sparsity), dtype=torch.int32),
         ]
     elif keep:  # one tensor per kept state, two for the others in turn (see dnc_sequence.c)
-        links = {s: link.clone() if s == 0 else empty(*link.shape)
-                 for s in range(0, states, LINK_EVERY)}  # fmt: skip
+        links = {s: link.clone(memory_format=torch.contiguous_format) if s == 0
+                 else empty(*link.shape) for s in range(0, states, LINK_EVERY)}  # fmt: skip
         turns = [empty(*link.shape) for _ in range(2)]
         link_list = [links.get(s, turns[s % 2]) for s in range(states)]
         sparse = [empty(1) for _ in range(4)]
     else:  # one tensor for both states: each step updates the links in place
-        links, turns = {0: link.clone()}, []
+        links, turns = {0: link.clone(memory_format=torch.contiguous_format)}, []
         link_list = [links[0], links[0]]
         sparse = [empty(1) for _ in range(4)]
     link_table = _addresses(link_list)

@@ -203,27 +203,30 @@ static float content_backward(const Dims *d, const float *restrict mem, const fl
  * place, O(N^2): at N = 1,024 the count took a fifth of a step without gradients. */
 #define RADIX_FROM 256
 
-/* A float's place in ascending order as an unsigned integer: NaN as infinity, -0 as +0. */
+/* A float's place in torch's ascending order as an unsigned integer: -0 with +0, NaN after
+ * +infinity. On the bits, which no fast-maths flag of the build rewrites (with
+ * -fno-signed-zeros, a test x == 0 on the float may be dropped). */
 static inline uint32_t order_key(float x) {
-    if (isnan(x)) x = INFINITY;
-    if (x == 0.0f) x = 0.0f;
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
+    const uint32_t magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u) return 0xffffffffu; /* NaN */
+    if (magnitude == 0) return 0x80000000u;          /* -0 and +0 */
     return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
 }
 
 /* order: the slots by ascending usage, equal usages in slot order (torch's stable sort;
- * NaN last). Below RADIX_FROM slots, each slot's place is the count of slots before it,
- * which vectorises: for N = 128, faster than a merge sort's unpredictable branches. From
- * there, a stable least-significant-digit radix sort of order_key() in three passes of
- * 11 bits. scratch holds 3N floats. */
+ * NaN last), on order_key(). Below RADIX_FROM slots, each slot's place is the count of
+ * slots before it, which vectorises: for N = 128, faster than a merge sort's unpredictable
+ * branches. From there, a stable least-significant-digit radix sort in three passes of 11
+ * bits. scratch holds 3N floats. */
 static void sort_slots(int N, const float *restrict usage, int32_t *restrict order,
                        float *restrict scratch) {
     if (N < RADIX_FROM) {
-        float *key = scratch;
-        for (int n = 0; n < N; n++) key[n] = isnan(usage[n]) ? INFINITY : usage[n];
+        int32_t *key = (int32_t *)scratch; /* signed, for the vector compares */
+        for (int n = 0; n < N; n++) key[n] = (int32_t)(order_key(usage[n]) ^ 0x80000000u);
         for (int i = 0; i < N; i++) {
-            const float ki = key[i];
+            const int32_t ki = key[i];
             int place = 0;
             for (int j = 0; j < i; j++) place += key[j] <= ki;
             for (int j = i + 1; j < N; j++) place += key[j] < ki;

@@ -60,13 +60,13 @@ def mixer(block: Any, x: Tensor) -> Tensor:
     u passes the causal depthwise convolution and SiLU, and sets the scan's step sizes
     Δ = softplus(dt_proj(·)) and its projections B and C (B, T, N); the scan's outputs plus
     the skip D u are gated by SiLU(z) and projected back to D."""
-    if block.config.inner_layernorms:
+    config = block.config
+    if config.inner_layernorms:
         raise ValueError("mixer: a Mamba block with inner layer norms runs eager only")
     steps = x.shape[1]
     inner, gate = block.in_proj(x).chunk(2, dim=-1)  # (B, T, E) each
     inner = block.conv1d(inner.transpose(1, 2))[..., :steps].transpose(1, 2)
     inner = F.silu(inner)
-    config = block.config
     raw_step, into_state, out_of_state = torch.split(
         block.x_proj(inner), [config.dt_rank, config.d_state, config.d_state], dim=-1
     )

@@ -175,29 +175,29 @@ class _ChomskyTask(_TaskBase):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         _check_batch_size(type(self).__name__, batch_size)
-        lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
-        # One seed per sequence from ``generator``; Python's generator then draws its symbols
-        # (big integers, stacks and expression trees are Python's to draw and compute).
-        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
-        return self._batch(
-            [
-                self._draw(int(n), random.Random(int(s)))
-                for n, s in zip(lengths.tolist(), seeds.tolist(), strict=True)
-            ]
-        )
+        return self._batch(self._drawn(batch_size, generator))
 
     def sample_seeded(self, seeds: Sequence[int]) -> Batch:
         """One sequence per seed, as ``sample(1, generator)`` draws it from a generator seeded
         with it, side by side (:func:`ntm.tasks.contract.one_per_seed`'s batch, made at once
         instead of sequence by sequence: the same tensors, several times faster)."""
         generator = torch.Generator()
-        drawn = []
-        for seed in seeds:
-            generator.manual_seed(seed)
-            length = _uniform_int(self.min_length, self.max_length, 1, generator)
-            own = torch.randint(0, 2**62, (1,), generator=generator)
-            drawn.append(self._draw(int(length), random.Random(int(own))))
-        return self._batch(drawn)
+        return self._batch(
+            [pair for s in seeds for pair in self._drawn(1, generator.manual_seed(s))]
+        )
+
+    def _drawn(
+        self, batch_size: int, generator: torch.Generator | None
+    ) -> list[tuple[list[int], list[int]]]:
+        """``batch_size`` sequences' (question, answer) token ids, drawn from ``generator``."""
+        lengths = _uniform_int(self.min_length, self.max_length, batch_size, generator)
+        # One seed per sequence from ``generator``; Python's generator then draws its symbols
+        # (big integers, stacks and expression trees are Python's to draw and compute).
+        seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
+        return [
+            self._draw(int(n), random.Random(int(s)))
+            for n, s in zip(lengths.tolist(), seeds.tolist(), strict=True)
+        ]
 
     def _batch(self, drawn: list[tuple[list[int], list[int]]]) -> Batch:
         """The batch of the drawn (question, answer) pairs, padded to the longest."""

@@ -245,6 +245,7 @@ def _forward(
     for buffer, start in zip(per_state, (read_w, write_w, usage, precedence), strict=True):
         buffer[0] = start
     sparsity = link_sparsity(cfg)
+    sparse = [empty(1) for _ in range(4)]  # the sparse links' lists: unused when dense
     if sparsity:  # the initial links, read, and the final ones, written; lists between
         links = {0: link.contiguous(), states - 1: empty(*link.shape)}
         turns: list[Tensor] = []
@@ -260,11 +261,9 @@ def _forward(
                  else empty(*link.shape) for s in range(0, states, LINK_EVERY)}  # fmt: skip
         turns = [empty(*link.shape) for _ in range(2)]
         link_list = [links.get(s, turns[s % 2]) for s in range(states)]
-        sparse = [empty(1) for _ in range(4)]
     else:  # one tensor for both states: each step updates the links in place
         links, turns = {0: link.clone(memory_format=torch.contiguous_format)}, []
         link_list = [links[0], links[0]]
-        sparse = [empty(1) for _ in range(4)]
     link_table = _addresses(link_list)
     hs = empty(steps + 1, layers, batch, size)
     hs[0] = hidden

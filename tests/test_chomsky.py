@@ -17,6 +17,7 @@ from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
 from ntm.tasks import chomsky
 from ntm.tasks.chomsky import CHOMSKY_TASKS, example, render
 from ntm.tasks.contract import one_per_seed
+from ntm.training.data import draw_batch
 
 #: The paper's code's names, in the order of its Table 2.
 NAMES = [
@@ -167,9 +168,37 @@ def test_cheap_construction_and_one_sequence_per_seed(name: str) -> None:
 
 def test_lengths_cover_the_whole_range() -> None:
     task = ntm.make_task("reverse_string", min_length=2, max_length=5)
-    batch = task.sample(200, gen())
-    reads = ((batch.inputs.sum(-1) > 0) & (batch.inputs[..., -1] == 0)).sum(0)
-    assert set(reads.tolist()) == {2, 3, 4, 5}
+    assert set(_lengths(task.sample(200, gen()))) == {2, 3, 4, 5}
+
+
+def _lengths(batch: ntm.Batch) -> list[int]:
+    """The symbols each sequence of a batch reads (not the query steps, not the padding)."""
+    return ((batch.inputs.sum(-1) > 0) & (batch.inputs[..., -1] == 0)).sum(0).tolist()
+
+
+def test_training_draws_one_length_per_batch_as_the_paper_does() -> None:
+    task = ntm.make_task("reverse_string", min_length=2, max_length=5)
+    assert task.length_per == "batch"
+    lengths = []
+    for update in range(40):
+        batch = draw_batch(task, 7, update, range(16))
+        shared = set(_lengths(batch))
+        assert len(shared) == 1, f"update {update}: lengths {shared}"
+        # No padding: every step reads a symbol or the query.
+        assert batch.inputs.shape[0] == 2 * shared.pop() and (batch.inputs.sum(-1) == 1).all()
+        lengths.append(_lengths(batch)[0])
+        # Two processes drawing halves of the batch draw the same sequences.
+        halves = [draw_batch(task, 7, update, range(a, b)) for a, b in ((0, 8), (8, 16))]
+        assert torch.equal(torch.cat([h.inputs for h in halves], 1), batch.inputs)
+    assert set(lengths) == {2, 3, 4, 5}
+    # Each sequence draws its own with length_per "sequence"; sample always does.
+    mixed = task.with_settings(length_per="sequence")
+    assert len(set(_lengths(draw_batch(mixed, 7, 0, range(64))))) > 1
+    assert len(set(_lengths(task.sample(64, gen())))) > 1
+    # The variant is the task at one length, fixed by the seed.
+    assert task.batch_variant(5) == task.batch_variant(5)
+    assert task.batch_variant(5).min_length == task.batch_variant(5).max_length
+    assert mixed.batch_variant(5) is mixed
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -205,6 +234,8 @@ def test_the_ladder_is_the_paper_s_test_lengths_every_27th() -> None:
         ("cycle_navigation", {"cycle_length": 1}, "CycleNavigation.cycle_length = 1"),
         ("bucket_sort", {"vocab_size": 1}, "BucketSort.vocab_size = 1"),
         ("duplicate_string", {"vocab_size": 0}, "DuplicateString.vocab_size = 0"),
+        ("odds_first", {"length_per": "step"}, "OddsFirst.length_per = 'step': expected "
+         "'batch' or 'sequence'"),
     ],
 )  # fmt: skip
 def test_bad_settings_are_refused_by_name(name: str, settings: dict, message: str) -> None:

@@ -18,6 +18,7 @@ from ntm import registry
 from ntm.runs import checkpoint as ckpt
 from ntm.runs import config as runconfig
 from ntm.training import trainer as training
+from ntm.training.data import draw_batch, update_seed
 
 #: A folder holding a package and its ``*.dist-info`` with ``entry_points.txt``: on
 #: ``sys.path`` it is an installed distribution, as ``pip install`` would leave it.
@@ -156,3 +157,30 @@ def test_a_model_that_breaks_the_contract_is_refused(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="model 'ntm' is already registered"):
         registry.register_model("ntm", _Tiny)
     assert "untyped" not in registry.models()
+
+
+class _Ramp:
+    """A task from outside the package whose batches share one length, its update seed's."""
+
+    def __init__(self, length: int = 0) -> None:
+        self.length = length
+        self.input_size = self.output_size = 1
+
+    def batch_variant(self, seed: int) -> "_Ramp":
+        return _Ramp(1 + seed % 5)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> ntm.Batch:
+        steps = self.length or int(torch.randint(1, 6, (1,), generator=generator))
+        ones = torch.ones(steps, batch_size, 1)
+        return ntm.Batch(ones, ones, ones[..., 0].bool())
+
+
+def test_a_task_s_batch_variant_is_what_training_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An optional ``batch_variant(seed)``: a plug-in task's, as the built-in ones'."""
+    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+    ntm.register_task("ramp", _Ramp)
+    task = ntm.make_task("ramp")
+    for update in range(6):
+        batch = draw_batch(task, 3, update, range(4))
+        assert batch.inputs.shape == (1 + update_seed(3, update) % 5, 4, 1)
+    assert task.to_dict() == {"length": 0}  # the task itself is unchanged

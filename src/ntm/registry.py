@@ -38,8 +38,10 @@ a task's
     of the answer, as repeat copy's does; the trainer may withhold it until the rest is
     right, and evaluation reports it apart), ``curriculum`` (the setting a curriculum
     raises and the one it starts above), ``optimal_cost(batch)`` (a reference cost, such as
-    the n-grams Bayes optimum, that ``--target-excess`` is measured against), ``to_dict``
-    and ``with_settings``.
+    the n-grams Bayes optimum, that ``--target-excess`` is measured against),
+    ``batch_variant(seed)`` (the task one training batch is drawn from, given a seed of its
+    update: the Chomsky-hierarchy tasks draw one length per batch, as their paper does),
+    ``to_dict`` and ``with_settings``.
 """
 
 from __future__ import annotations
@@ -376,6 +378,13 @@ def curriculum(cls: type[Any]) -> tuple[str, str] | None:
     above); None without one."""
     declared = getattr(cls, "curriculum", None)
     return None if declared is None else (str(declared[0]), str(declared[1]))
+
+
+def batch_variant(task: Any, seed: int) -> Any:
+    """The task that one training batch is drawn from: a task's ``batch_variant(seed)``
+    (``seed``: its update's), else the task itself."""
+    own = getattr(task, "batch_variant", None)
+    return task if own is None else own(seed)
 
 
 def optimal_cost(task: Any) -> Callable[[Any], float] | None:

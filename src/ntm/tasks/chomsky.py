@@ -28,8 +28,13 @@ also covers those padding zeros; here the loss and the score both see only the a
 
 **Lengths**: every task has ``min_length`` (1) and ``max_length`` (40), and draws each
 sequence's length ``n`` uniformly between them, ``n`` meaning what the paper's code means by
-a task's length (the input's symbols, except where a task's docstring says otherwise). The
-paper draws one length per batch; here each sequence draws its own.
+a task's length (the input's symbols, except where a task's docstring says otherwise).
+Training draws one length per batch, as the paper's training loop does (``length_per``
+``"batch"``, the default: ``ntm train`` draws each update's batch from
+:meth:`~_ChomskyTask.batch_variant`, every sequence of that length, with no padding); with
+``length_per`` ``"sequence"`` each sequence of a batch draws its own. ``sample`` and the
+held-out sets draw one length per sequence either way, so that one held-out set covers
+every training length.
 
 **Ladder** (``ntm eval RUN --ladder``): the paper's test lengths, every 27th
 (:data:`LADDER_STRIDE`) from one past ``max_length`` up to :data:`LONGEST_TEST`, and that one
@@ -134,9 +139,30 @@ class _ChomskyTask(_TaskBase):
     target: ClassVar[Recipe] = TARGET
     min_length: int = 1
     max_length: int = 40
+    #: What shares a length in training: each ``batch`` (the paper's) or each ``sequence``.
+    length_per: str = "batch"
 
     def __post_init__(self) -> None:
         self._require_range("min_length", "max_length", 1)
+        owner = type(self).__name__
+        allowed = ("batch", "sequence")
+        require(
+            self.length_per in allowed,
+            owner,
+            "length_per",
+            self.length_per,
+            " or ".join(map(repr, allowed)),
+        )
+
+    def batch_variant(self, seed: int) -> Any:
+        """The task one training batch is drawn from, given its update's ``seed``: with
+        ``length_per`` ``"batch"``, this task at one length drawn uniformly from
+        ``min_length`` to ``max_length`` by a generator seeded with ``seed``; else itself."""
+        if self.length_per != "batch" or self.min_length == self.max_length:
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        length = int(_uniform_int(self.min_length, self.max_length, 1, generator)[0])
+        return self.with_settings(min_length=length, max_length=length)
 
     @property
     def symbols(self) -> list[str]:

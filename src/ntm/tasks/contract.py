@@ -7,6 +7,7 @@ Dimension legend: ``T`` time, ``B`` batch, ``I`` input channels, ``O`` target ch
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -190,6 +191,11 @@ class RegisteredTask:
     @property
     def optimal_cost(self) -> Callable[[Batch], float] | None:
         return registry.optimal_cost(self.task)
+
+    def batch_variant(self, seed: int) -> RegisteredTask:
+        variant = copy.copy(self)
+        variant.task = registry.batch_variant(self.task, seed)
+        return variant
 
 
 def make_task(name: str, **settings: Any) -> Any:

@@ -35,10 +35,20 @@ def sequence_seed(seed: int, update: int, slot: int) -> int:
     return int.from_bytes(digest, "little")
 
 
+def update_seed(seed: int, update: int) -> int:
+    """The seed of what one update's batch shares (the length a Chomsky-hierarchy task
+    draws for the whole batch, see :func:`ntm.registry.batch_variant`)."""
+    digest = hashlib.blake2b(f"{seed}:{update}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 def draw_batch(task: Task, seed: int, update: int, slots: range) -> Batch:
     """The sequences ``slots`` of update ``update``'s batch, each from its own seeded
-    generator, side by side (padded to the longest)."""
-    return task.sample_seeded([sequence_seed(seed, update, s) for s in slots])
+    generator, side by side (padded to the longest), from the variant of ``task`` the whole
+    batch shares (:func:`ntm.registry.batch_variant`): every process drawing a share of the
+    batch draws from the same one."""
+    variant: Task = registry.batch_variant(task, update_seed(seed, update))
+    return variant.sample_seeded([sequence_seed(seed, update, s) for s in slots])
 
 
 #: Updates between curriculum checks, and the training bit errors per sequence below which

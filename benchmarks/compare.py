@@ -301,6 +301,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
         kept = {k: run[k] for k in (*fields, "final_eval_cost")}
         # Why it ended: target, converged, floor, or budget (its cap).
         kept["ended"] = run.get("ended")
+        kept["engine"] = run.get("engine")  # what it trained on, for its minutes
         kept["ladder"] = ladder(run_dir, args.size)
         entry["ladder_memory"] = args.ladder_memory
         if args.ladder_memory and has_memory_size(model):

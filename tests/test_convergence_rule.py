@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ntm.engines.native import native_available
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import TrainConfig, resolve_config
 from ntm.sweeps import local as sweep
@@ -70,13 +71,16 @@ def test_a_converged_run_says_so_and_a_capped_one_too(tmp_path: Path) -> None:
         tiny_run(max_sequences=64, target_bit_errors=0.0), tmp_path / "b", quiet=True
     )
     assert capped.reason == "budget"
+    engine = "native" if native_available() else "fused"  # what auto chooses for the NTM
     assert ckpt.read_ended(tmp_path / "b") == {
         "reason": "budget",
         "sequences": 64,
         "seconds": pytest.approx(capped.seconds),
+        "engine": engine,
     }
     outcome = sweep.outcome(tmp_path / "b", 0.0)
-    assert outcome["ended"] == "budget"
+    assert outcome["ended"] == "budget" and outcome["engine"] == engine
+    assert f"engine {engine}" in (tmp_path / "b" / ckpt.LOG_FILE).read_text()
     assert math.isfinite(outcome["minutes"])
     assert json.loads((tmp_path / "b" / ckpt.ENDED_FILE).read_text())["reason"] == "budget"
 

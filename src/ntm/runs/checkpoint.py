@@ -319,9 +319,12 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return folder if (folder / MODEL_FILE).is_file() else None
 
 
-def write_ended(run_dir: Path, reason: str, sequences: int, seconds: float) -> None:
-    """Record why the run's training ended (:data:`ENDED_FILE`)."""
-    record = {"reason": reason, "sequences": sequences, "seconds": seconds}
+def write_ended(
+    run_dir: Path, reason: str, sequences: int, seconds: float, engine: str = ""
+) -> None:
+    """Record why the run's training ended (:data:`ENDED_FILE`), and the engine its last
+    stretch of training ran on (``""``: a model without engines)."""
+    record = {"reason": reason, "sequences": sequences, "seconds": seconds, "engine": engine}
     write_text_atomic(run_dir / ENDED_FILE, json.dumps(record) + "\n")
 
 

@@ -110,6 +110,8 @@ def outcome(run_dir: Path, target: float) -> dict[str, Any]:
     return {
         # Why training ended (target, converged, floor, or budget: its cap); None: unknown.
         "ended": ended["reason"] if ended else None,
+        # The engine it trained on ("": a model without engines); None: unknown.
+        "engine": ended.get("engine") if ended else None,
         "minutes": last["seconds"] / 60 if last else 0.0,
         "solved": solved_at is not None,
         "sequences_to_target": solved_at["sequences"] if solved_at else None,

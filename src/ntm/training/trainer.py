@@ -417,7 +417,7 @@ class Trainer:
         self.save()
         reason = "interrupted" if interrupted else "target" if solved else ended or "budget"
         if self.world.main and not interrupted:
-            ckpt.write_ended(self.run_dir, reason, p.sequences, p.seconds)
+            ckpt.write_ended(self.run_dir, reason, p.sequences, p.seconds, self.engine)
         cost, errors = self.evaluator.last
         named = errors_named(self.score.unit)
         result = TrainResult(self.run_dir, p.sequences, p.seconds, solved, interrupted, cost,
@@ -516,8 +516,8 @@ def _describe(train: TrainConfig, withheld: bool, engine: str, problem: str | No
     lines = [f"target: {goal}; {optimizer}, lr {train.lr:g}, schedule {schedule}"]
     if withheld:
         lines.append("end marker withheld until the copies are right")
-    if problem:
-        lines.append(f"engine {engine}: {problem}")
+    if engine:
+        lines.append(f"engine {engine}" + (f": {problem}" if problem else ""))
     if engine == "compiled":
         lines.append("compiling the step with torch.compile (one to two minutes the first time)")
     return lines

@@ -315,6 +315,9 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
 def render(record: dict[str, Any], folder: Path) -> str:
     """The text of ``docs/comparison.md`` from ``record``, and its plots into ``folder``."""
     out = [_template("comparison.md", {**record, **_how(record)}), ""]
+    if CAP_PROBE.is_dir() and record["budgets"].get("parity_check", 0) > EARLY:
+        values = {"cap": record["budgets"]["parity_check"], **_cap_probe(CAP_PROBE)}
+        out += [_template("comparison/cap-probe.md", values), ""]
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
@@ -374,6 +377,39 @@ def _probe(path: Path) -> dict[str, Any]:
             f"{name}_slots": run["slots_written_during_pairs"],
             f"{name}_read": run["read_weight_on_the_value_slot"],
             f"{name}_read_key": run.get("read_weight_on_the_key_slot", math.nan),
+        }
+    return values
+
+
+#: parity_check's LSTM and RoPE Transformer trained to 1,000,000 sequences, the runs the
+#: Chomsky tasks' cap comes from; and the cap they are read at for comparison.
+CAP_PROBE = ROOT / "runs-kept" / "cap-probe"
+EARLY = 100_000
+
+
+def _cap_probe(folder: Path) -> dict[str, Any]:
+    """The values of the cap's paragraph from the runs in ``folder``: for the LSTM and the
+    RoPE Transformer (``lstm``, ``rope``), the rate, the held-out cost at :data:`EARLY`
+    sequences, where and why the run ended, and the share of tokens right at the training
+    lengths and beyond them (the run's ``ntm eval --ladder``)."""
+    values: dict[str, Any] = {"early": EARLY}
+    for name, label in (("lstm", "lstm"), ("rope", "transformer-rope")):
+        run_dir = folder / f"parity_check-{label}"
+        rows = ckpt.read_metrics(run_dir)
+        early = [row for row in rows if row["sequences"] <= EARLY][-1]
+        ended = ckpt.read_ended(run_dir) or {}
+        ladder_rows = json.loads((run_dir / ladder_file(None)).read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+        rate = f"{config['train']['lr']:.0e}".replace("e-0", "e-")
+        flags = [f"--model {MODELS[label][0]}"]
+        flags += [f"--model-arg {k}={v}" for k, v in matched(label, "parity_check")[0].items()]
+        values |= {
+            f"{name}_flags": " ".join([*flags, f"--lr {rate}"]),
+            f"{name}_early_cost": early["eval_cost"],
+            f"{name}_sequences": int(rows[-1]["sequences"]),
+            f"{name}_ended": ENDED.get(ended.get("reason", ""), "unknown"),
+            f"{name}_train": ladder_rows[0]["token_accuracy"],
+            f"{name}_beyond": next(r for r in ladder_rows if r.get("summary"))["token_accuracy"],
         }
     return values
 

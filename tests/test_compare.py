@@ -328,3 +328,31 @@ def test_an_interrupted_cell_stops_the_cells_after_it(
     kept = sorted(p.name for p in (run / ckpt.CHECKPOINTS).iterdir())
     assert kept == [ckpt.BEST, ckpt.LATEST, "step-000000000064"]
     assert ckpt.load_checkpoint(run).trainer["sequences"] == 64
+
+
+#: What the document's opening needs of a record.
+_OPENING = {"record": "r.json", "command": "compare.py", "measured": "2026-12-07",
+            "torch": "2.13.0", "rates": "1e-3", "seeds": 3, "size": 100}  # fmt: skip
+
+
+def test_the_cap_s_paragraph_reads_the_probe_runs_it_names() -> None:
+    bench = benchmark("compare")
+    values = bench._cap_probe(bench.CAP_PROBE)
+    for label, name in (("lstm", "lstm"), ("transformer-rope", "rope")):
+        run_dir = bench.CAP_PROBE / f"parity_check-{label}"
+        config = json.loads((run_dir / "config.json").read_text())
+        # The flags the paragraph shows are the run's: its model, matched width and rate.
+        flags = values[f"{name}_flags"].split()
+        assert flags[1] == config["train"]["model"] == bench.MODELS[label][0]
+        for key, value in bench.matched(label, "parity_check")[0].items():
+            assert config["model"][key] == value
+        assert float(flags[-1]) == config["train"]["lr"]
+        rows = ckpt.read_metrics(run_dir)
+        assert values[f"{name}_sequences"] == rows[-1]["sequences"]
+        assert 0 <= values[f"{name}_beyond"] <= 1
+    assert values["lstm_ended"] == "target" and values["rope_ended"] == "cap"
+    # Only a cap above the probe's early reading has the paragraph.
+    record = {"budgets": {"parity_check": 100_000}, "tasks": [], "entries": []}
+    assert "comes from parity_check" not in bench.render({**record, **_OPENING}, Path("/x"))
+    record["budgets"]["parity_check"] = 1_000_000
+    assert "comes from parity_check" in bench.render({**record, **_OPENING}, Path("/x"))

@@ -513,6 +513,8 @@ def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]
     for e in trained:
         for r in e["runs"]:
             per_sequence.setdefault(e["model"], []).append(r["minutes"] * 60 / r["sequences"])
+    if not per_sequence:
+        return []  # no cost to say before a model has trained
     # The unchosen rates train for their share of the cap; the chosen one and the seeds to it.
     runs = (len(record["rates"].split(",")) - 1) * record.get("sweep_share", 1) + record["seeds"]
     lines = []
@@ -527,7 +529,13 @@ def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]
             else "not compared"
         )
         values = {"task": task, "compared": compared, "needed": budget, "hours": hours}
-        values |= {"models": len(per_sequence), "runs": runs}
+        count = len(per_sequence)
+        models = (
+            "the one model measured so far"
+            if count == 1
+            else f"each of the {count} models measured so far"
+        )
+        values |= {"models": models, "runs": runs}
         lines.append(_template("comparison/not-measured-task.md", values))
     if not lines:
         return []

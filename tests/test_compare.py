@@ -151,12 +151,17 @@ def test_what_is_not_measured_is_said_with_its_cost() -> None:
         "needed 36,000 sequences" in text
     )
     assert (
-        "the 1 models' 2.5 runs' worth of sequences each would take about 0.5 hours of one "
-        "core (0.2 with" in text
+        "At that budget, 2.5 runs' worth of sequences for the one model measured so far "
+        "would take about 0.5 hours of one core (0.2 with" in text
+    )
+    two = [*record["entries"], {"task": "copy", "model": "lstm", "runs": runs}]
+    assert "for each of the 2 models measured so far would take about 1.0 hours" in "\n".join(
+        bench._not_measured({**record, "entries": two}, needed)
     )
     assert "- priority_sort: not compared; the NTM's reproduce runs needed 72,000" in text
     assert "about 1.0 hours" in text
     assert bench._not_measured({**record, "budgets": {"associative_recall": 10**6}}, {}) == []
+    assert bench._not_measured({**record, "entries": []}, needed) == []  # nothing measured
 
 
 def test_a_budget_per_task_and_a_clear_error_for_a_wrong_one() -> None:

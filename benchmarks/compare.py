@@ -3,7 +3,7 @@ targets, each trained until it converges, at its best learning rate, then three 
 the length ladder.
 
 Run: ``python benchmarks/compare.py`` (the tasks copy, associative_recall and mqar; every
-registered model, the Transformer with RoPE, ALiBi and no position encoding). Stopped and
+registered model; the Transformer at its best encoding, RoPE or ALiBi, and with none). Stopped and
 started again with the same command, it goes on where it stopped, on this machine or on
 another: its runs live in ``--out`` (``runs-kept/compare``, committed), where sweeps skip
 finished runs and resume the others from their checkpoints, and evaluations already
@@ -19,7 +19,10 @@ For each task and model:
    1e-2), each rate trained for the first ``--sweep-share`` of the cap (a fifth) on the
    schedule of a whole run (``--decay-sequences`` is the cap). The rate chosen is the one
    that met the target in the fewest sequences, or, where none did, the one with the
-   lowest held-out cost at the end of its share. Its run then trains on **to
+   lowest held-out cost at the end of its share. The Transformer's sweep covers RoPE and
+   ALiBi as well (``--set position=rope,alibi``, :data:`SWEPT`): the chosen run fixes its
+   encoding as it fixes its rate: its best encoding, shown beside NoPE, without training
+   both to the cap. Its run then trains on **to
    convergence**: it stops when ``--patience`` evaluations pass without a new best
    held-out cost (``ntm train --stop-patience``), when it meets the task's target, or at
    the cap (``--budget 400000,mqar=1000000``); each run records which of these ended it.
@@ -48,6 +51,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -87,12 +91,16 @@ TEMPLATES = ROOT / "docs" / "templates"
 #: heads) fall between.
 VARIANTS = {
     "transformer": {
-        "transformer-rope": {"position": "rope", "num_heads": 2},
-        "transformer-alibi": {"position": "alibi", "num_heads": 2},
+        # Its best encoding: RoPE or ALiBi, whichever the rate sweep over both chooses.
+        "transformer": {"num_heads": 2},
         # No position encoding: the causal mask alone orders the tokens (NoPE).
         "transformer-nope": {"position": "none", "num_heads": 2},
     },
 }
+#: Settings that a label's sweep varies beside the rate (label -> setting -> values): the
+#: run chosen by :func:`chosen_run` fixes them as it fixes the rate. No value may change the
+#: parameter count (the width is matched with the first).
+SWEPT = {"transformer": {"position": ["rope", "alibi"]}}
 #: The models compared: every registered one (a plugin's too), by label: (registered model,
 #: fixed model settings). Each scales its width by its own ``width_setting``.
 MODELS = {
@@ -133,18 +141,20 @@ def width_step(label: str) -> int:
 
 def matched(label: str, task: str) -> tuple[dict[str, Any], int, int]:
     """The model settings of ``label`` whose parameter count on ``task`` is nearest the
-    NTM's: (settings, its count, the NTM's)."""
+    NTM's: (settings, its count, the NTM's). The settings its sweep varies (:data:`SWEPT`)
+    count at their first value and are left out of the settings."""
     reference = parameters("ntm", task, {})
     model, fixed = MODELS[label]
+    first = {key: values[0] for key, values in SWEPT.get(label, {}).items()}
     width = registry.width_setting(registry.model_class(model))
     if width is None:
-        return dict(fixed), parameters(model, task, dict(fixed)), reference
+        return dict(fixed), parameters(model, task, {**fixed, **first}), reference
     name, step = width[0], width_step(label)
     best: tuple[float, dict[str, Any], int] | None = None
     width = step
     while True:
         settings = {**fixed, name: width}
-        count = parameters(model, task, settings)
+        count = parameters(model, task, {**settings, **first})
         gap = abs(count - reference) / reference
         if best is None or gap < best[0]:
             best = (gap, settings, count)
@@ -166,21 +176,39 @@ def _flags(
     return flags
 
 
-def sweep(flags: list[str], out: Path, seeds: str, rates: list[str]) -> None:
-    """``ntm sweep`` with ``flags`` over ``rates`` and ``seeds`` into ``out``, a run at a
-    time (resumes)."""
+def sweep(
+    flags: list[str],
+    out: Path,
+    seeds: str,
+    rates: list[str],
+    axes: dict[str, list[str]] | None = None,
+) -> None:
+    """``ntm sweep`` with ``flags`` over ``rates``, the settings ``axes`` (setting ->
+    values) and ``seeds`` into ``out``, a run at a time (resumes)."""
     command = [sys.executable, "-m", "ntm", "sweep", *flags, "--seeds", seeds]
+    for key, values in (axes or {}).items():
+        command += ["--set", f"{key}=" + ",".join(values)]
     command += ["--set", "lr=" + ",".join(rates), "--out", str(out), "--jobs", "1"]
     subprocess.run(command, check=True)
 
 
+def _setting_values(folder: str) -> dict[str, str]:
+    """The settings of a sweep's run folder, named ``key=value`` joined by ``_``
+    (``position=rope_lr=1e-3``; no value holds an underscore)."""
+    return dict(re.findall(r"(?:^|_)([a-z_]+?)=([^_]+)", folder))
+
+
 def results(out: Path) -> list[dict[str, Any]]:
-    """The finished runs of a sweep folder: their settings, seeds and outcomes."""
+    """The finished runs of a sweep folder: their settings, seeds and outcomes; the rate as
+    ``lr``, any other swept setting under ``chose``."""
     found = []
     for result in sorted(out.glob("*/seed-*/result.json")):
         row = json.loads(result.read_text())
         row["run_dir"] = str(result.parent)
-        row["lr"] = result.parent.parent.name.removeprefix("lr=")
+        values = _setting_values(result.parent.parent.name)
+        row["lr"] = values.pop("lr")
+        if values:
+            row["chose"] = values
         row["seed"] = int(result.parent.name.removeprefix("seed-"))
         found.append(row)
     return found
@@ -238,14 +266,20 @@ def keep_latest_only(out: Path) -> None:
                 shutil.rmtree(step)
 
 
-def chosen_rate(rows: list[dict[str, Any]]) -> str:
-    """The rate that met the target in the fewest sequences, else the lowest final cost."""
+def chosen_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweep's run that met the target in the fewest sequences, else the one with the
+    lowest final cost: its rate, and its other swept settings."""
 
     def key(row: dict[str, Any]) -> tuple[bool, float, float]:
         to_target = row["sequences_to_target"] or math.inf
         return (not row["solved"], to_target, row["final_eval_cost"])
 
-    return str(min(rows, key=key)["lr"])
+    return min(rows, key=key)
+
+
+def chosen_rate(rows: list[dict[str, Any]]) -> str:
+    """The rate of :func:`chosen_run`."""
+    return str(chosen_run(rows)["lr"])
 
 
 def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
@@ -283,17 +317,21 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
     entry["sweep_sequences"] = short
     folder = args.out / f"{task}-{budget}" / label
     flags = _flags(task, model, settings, short, args.patience, budget)
-    sweep(flags, folder / "rates", "1", args.rates.split(","))
+    sweep(flags, folder / "rates", "1", args.rates.split(","), SWEPT.get(label))
     rates = swept(folder / "rates")
-    rate = chosen_rate(rates)
-    first = train_on(next(r for r in rates if r["lr"] == rate), budget)
+    chosen = chosen_run(rates)
+    rate, chose = str(chosen["lr"]), chosen.get("chose", {})
+    first = train_on(chosen, budget)
     if seeds > 1:
         flags = _flags(task, model, settings, budget, args.patience, budget)
-        sweep(flags, folder / "seeds", f"2-{seeds}", [rate])
+        fixed = {key: [value] for key, value in chose.items()}
+        sweep(flags, folder / "seeds", f"2-{seeds}", [rate], fixed)
     runs = [first, *results(folder / "seeds")]
-    kept_fields = ("lr", "solved", "sequences_to_target", "final_eval_cost", "ended")
-    entry["rates"] = [{k: r.get(k) for k in kept_fields} for r in rates]
+    kept_fields = ("lr", "chose", "solved", "sequences_to_target", "final_eval_cost", "ended")
+    entry["rates"] = [{k: r.get(k) for k in kept_fields if k in r} for r in rates]
     entry["lr"] = rate
+    if chose:
+        entry["chose"] = chose  # the swept settings the chosen run has, beside its rate
     entry["runs"] = []
     for run in sorted(runs, key=lambda r: r["seed"]):
         run_dir = Path(run["run_dir"])
@@ -393,16 +431,21 @@ def _cap_probe(folder: Path) -> dict[str, Any]:
     sequences, where and why the run ended, and the share of tokens right at the training
     lengths and beyond them (the run's ``ntm eval --ladder``)."""
     values: dict[str, Any] = {"early": EARLY}
-    for name, label in (("lstm", "lstm"), ("rope", "transformer-rope")):
-        run_dir = folder / f"parity_check-{label}"
+    for name, label, run in (
+        ("lstm", "lstm", "parity_check-lstm"),
+        ("rope", "transformer", "parity_check-transformer-rope"),
+    ):
+        run_dir = folder / run
         rows = ckpt.read_metrics(run_dir)
         early = [row for row in rows if row["sequences"] <= EARLY][-1]
         ended = ckpt.read_ended(run_dir) or {}
         ladder_rows = json.loads((run_dir / ladder_file(None)).read_text())
         config = json.loads((run_dir / "config.json").read_text())
         rate = f"{config['train']['lr']:.0e}".replace("e-0", "e-")
+        settings = matched(label, "parity_check")[0]
+        settings |= {key: config["model"][key] for key in SWEPT.get(label, {})}
         flags = [f"--model {MODELS[label][0]}"]
-        flags += [f"--model-arg {k}={v}" for k, v in matched(label, "parity_check")[0].items()]
+        flags += [f"--model-arg {k}={v}" for k, v in settings.items()]
         values |= {
             f"{name}_flags": " ".join([*flags, f"--lr {rate}"]),
             f"{name}_early_cost": early["eval_cost"],
@@ -565,7 +608,7 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
         solved = sum(r["solved"] for r in runs)
         to_target = _median([r["sequences_to_target"] for r in runs if r["solved"]])
         cells = [
-            e["model"],
+            _name(e),
             f"{e['parameters']:,}",
             e["lr"],
             f"{solved}/{len(runs)}",
@@ -575,11 +618,18 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells + _ladder_cells(runs, "ladder", settings)) + " |")
         if all(r.get("ladder_memory") for r in runs):
-            slots = f"{e['model']}, {_slots(e)} slots"
+            slots = f"{_name(e)}, {_slots(e)} slots"
             same = ["", "", "", "the same runs", "", ""]
             cells = _ladder_cells(runs, "ladder_memory", settings)
             lines.append("| " + " | ".join([slots, *same, *cells]) + " |")
     return lines
+
+
+def _name(entry: dict[str, Any]) -> str:
+    """An entry's model as the tables show it: its label, with the settings its sweep chose
+    beside the rate (``transformer (alibi)``)."""
+    chose = entry.get("chose")
+    return entry["model"] + (f" ({', '.join(chose.values())})" if chose else "")
 
 
 def _scored_by_tokens(entries: list[dict[str, Any]]) -> bool:
@@ -617,7 +667,7 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
             else "–"
         )
         cells = [
-            e["model"],
+            _name(e),
             f"{e['parameters']:,}",
             e["lr"],
             _ended(runs),
@@ -639,7 +689,7 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return []
-    scores = {e["model"]: _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
+    scores = {_name(e): _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
     best = max(scores, key=lambda model: (scores[model], model))
     rest = ", ".join(f"{m} {_percent(v)}" for m, v in scores.items() if m != best)
     return [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
@@ -687,9 +737,9 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return []
-    met = [f"{e['model']} ({sum(r['solved'] for r in e['runs'])}/{len(e['runs'])})"
+    met = [f"{_name(e)} ({sum(r['solved'] for r in e['runs'])}/{len(e['runs'])})"
            for e in trained if any(r["solved"] for r in e["runs"])]  # fmt: skip
-    missed = [e["model"] for e in trained if not any(r["solved"] for r in e["runs"])]
+    missed = [_name(e) for e in trained if not any(r["solved"] for r in e["runs"])]
     lines = [
         f"- Met the target within the budget: {', '.join(met) or 'none'}"
         + (f"; not: {', '.join(missed)}." if missed else ".")
@@ -697,7 +747,7 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
     settings = [row["setting"] for row in trained[0]["runs"][0]["ladder"]]
     for setting in settings:
         right = {
-            e["model"]: _median([row["all_right"] for r in e["runs"] for row in r["ladder"]
+            _name(e): _median([row["all_right"] for r in e["runs"] for row in r["ladder"]
                                  if row["setting"] == setting])
             for e in trained
         }  # fmt: skip
@@ -734,9 +784,9 @@ def _plot(
                 for s in settings
             ]  # fmt: skip
             if ladder_key == "ladder":
-                (line,) = axes.plot(range(len(settings)), right, marker="o", label=e["model"])
+                (line,) = axes.plot(range(len(settings)), right, marker="o", label=_name(e))
             else:
-                more = f"{e['model']}, {_slots(e)} slots"
+                more = f"{_name(e)}, {_slots(e)} slots"
                 axes.plot(range(len(settings)), right, marker=".", linestyle="--",
                           color=line.get_color(), label=more)  # fmt: skip
         ticks = range(0, len(settings), max(1, len(settings) // 8))

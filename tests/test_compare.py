@@ -21,10 +21,10 @@ from .conftest import benchmark
     ("label", "task"),
     [
         ("lstm", "copy"),
-        ("transformer-rope", "copy"),
+        ("transformer", "copy"),
         ("mamba", "copy"),
         ("transformer-nope", "reverse_string"),
-        ("transformer-alibi", "mqar"),
+        ("transformer", "mqar"),
     ],
 )
 def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str, task: str) -> None:
@@ -43,7 +43,7 @@ def test_every_model_gets_the_width_nearest_the_ntms_parameters(label: str, task
 def test_the_memory_models_cells_come_first_and_the_slowest_last() -> None:
     order = benchmark("compare").ORDER
     assert order[:2] == ["ntm", "dnc"] and order[-1] == "mamba"
-    assert {"transformer-rope", "transformer-alibi", "transformer-nope", "sam"} <= set(order)
+    assert {"transformer", "transformer-nope", "sam"} <= set(order)
 
 
 @pytest.mark.processes
@@ -82,6 +82,37 @@ def test_a_cell_sweeps_rates_on_a_share_then_trains_the_chosen_run_to_the_cap(
     # Run again, it trains nothing: the same entry from what the runs kept.
     again = bench.compare_one("reverse_string", "ntm", args, 2)
     assert again["runs"] == entry["runs"]
+
+
+@pytest.mark.processes
+def test_a_transformer_cell_chooses_its_encoding_as_it_chooses_its_rate(tmp_path: Path) -> None:
+    """The Transformer's sweep covers RoPE and ALiBi; the chosen run's encoding trains on,
+    and its seeds keep it."""
+    bench = benchmark("compare")
+    args = argparse.Namespace(
+        budget={"reverse_string": 64}, sweep_share=0.5, rates="1e-3", patience=10,
+        out=tmp_path, size=2, ladder_memory=0,
+    )  # fmt: skip
+    entry = bench.compare_one("reverse_string", "transformer", args, 2)
+    swept = [(r["chose"]["position"], r["lr"]) for r in entry["rates"]]
+    assert sorted(swept) == [("alibi", "1e-3"), ("rope", "1e-3")]
+    chose = entry["chose"]["position"]
+    assert chose in ("rope", "alibi") and entry["lr"] == "1e-3"
+    assert "position" not in entry["settings"]  # not fixed: swept
+    folder = tmp_path / "reverse_string-64" / "transformer"
+    for run in (folder / "rates" / f"position={chose}_lr=1e-3" / "seed-1",
+                folder / "seeds" / f"position={chose}_lr=1e-3" / "seed-2"):  # fmt: skip
+        config = json.loads((run / "config.json").read_text())
+        assert config["model"]["position"] == chose and config["model"]["num_heads"] == 2
+    assert [r["sequences"] for r in entry["runs"]] == [64, 64]
+    assert bench._name(entry) == f"transformer ({chose})"
+
+
+def test_a_sweep_folder_s_settings_are_read_back() -> None:
+    values = benchmark("compare")._setting_values
+    assert values("lr=1e-3") == {"lr": "1e-3"}
+    assert values("position=rope_lr=3e-4") == {"position": "rope", "lr": "3e-4"}
+    assert values("num_heads=2_lr=1e-2") == {"num_heads": "2", "lr": "1e-2"}
 
 
 def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
@@ -221,7 +252,7 @@ def test_every_registered_model_is_compared_without_a_table_of_its_own(
     monkeypatch.setitem(registry._MODELS, "wide_compare_test", Wide)
     bench = benchmark("compare")
     assert bench.MODELS["wide_compare_test"] == ("wide_compare_test", {})
-    assert {"ntm", "lstm", "dnc", "transformer-rope", "mamba", "xlstm"} <= set(bench.MODELS)
+    assert {"ntm", "lstm", "dnc", "transformer", "mamba", "xlstm"} <= set(bench.MODELS)
     settings, count, reference = bench.matched("wide_compare_test", "copy")
     assert abs(count - reference) / reference <= bench.TOLERANCE
     assert "hidden_size" in settings
@@ -343,14 +374,15 @@ _OPENING = {"record": "r.json", "command": "compare.py", "measured": "2026-12-07
 def test_the_cap_s_paragraph_reads_the_probe_runs_it_names() -> None:
     bench = benchmark("compare")
     values = bench._cap_probe(bench.CAP_PROBE)
-    for label, name in (("lstm", "lstm"), ("transformer-rope", "rope")):
-        run_dir = bench.CAP_PROBE / f"parity_check-{label}"
+    for label, name, run in (("lstm", "lstm", "lstm"), ("transformer", "rope", "transformer-rope")):
+        run_dir = bench.CAP_PROBE / f"parity_check-{run}"
         config = json.loads((run_dir / "config.json").read_text())
         # The flags the paragraph shows are the run's: its model, matched width and rate.
         flags = values[f"{name}_flags"].split()
         assert flags[1] == config["train"]["model"] == bench.MODELS[label][0]
         for key, value in bench.matched(label, "parity_check")[0].items():
             assert config["model"][key] == value
+            assert f"{key}={value}" in flags
         assert float(flags[-1]) == config["train"]["lr"]
         rows = ckpt.read_metrics(run_dir)
         assert values[f"{name}_sequences"] == rows[-1]["sequences"]

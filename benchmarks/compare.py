@@ -28,10 +28,10 @@ For each task and model:
    the cap (``--budget 400000,mqar=1000000``); each run records which of these ended it.
    Every model trains with its own family's recipe (the NTM's and the DNC's, or for
    attention and state spaces AdamW, weight decay, warm-up and cosine decay).
-3. **Three seeds** at that rate (seed 1 is the sweep's run; ``ntm sweep --seeds 2,3``, each
-   to convergence or the cap), after every cell has its first seed: one seed of every cell
-   comes before more seeds of some. The cells of the NTM and the DNC come first and
-   Mamba's, the slowest to train on a CPU, last.
+3. **Three seeds** at that rate (and the Transformer at that encoding; seed 1 is the sweep's
+   run; ``ntm sweep --seeds 2,3``, each to convergence or the cap), after every cell has its
+   first seed: one seed of every cell comes before more seeds of some. The cells of the NTM
+   and the DNC come first and Mamba's, the slowest to train on a CPU, last.
 4. **The ladder**: ``ntm eval RUN --ladder`` on each seed's best model: the training
    distribution and the task's settings beyond it (lengths, items or pairs x2, x4, ...),
    errors per sequence and the share of sequences entirely right; for a model with a
@@ -192,20 +192,29 @@ def sweep(
     subprocess.run(command, check=True)
 
 
-def _setting_values(folder: str) -> dict[str, str]:
-    """The settings of a sweep's run folder, named ``key=value`` joined by ``_``
-    (``position=rope_lr=1e-3``; no value holds an underscore)."""
-    return dict(re.findall(r"(?:^|_)([a-z_]+?)=([^_]+)", folder))
+def _setting_values(folder: str, keys: list[str]) -> dict[str, str]:
+    """The settings ``keys`` of a sweep's run folder, named as ``ntm sweep`` names it: each
+    ``key=value``, in the order of its ``--set`` flags, joined by ``_``
+    (``position=rope_lr=1e-3``). A ValueError names a folder that is not so named."""
+    pattern = "_".join(f"{re.escape(key)}=(.+?)" for key in keys)
+    found = re.fullmatch(pattern, folder)
+    if found is None:
+        raise ValueError(
+            f"{folder!r}: not a sweep folder named {'_'.join(k + '=...' for k in keys)}"
+        )
+    return dict(zip(keys, found.groups(), strict=True))
 
 
-def results(out: Path) -> list[dict[str, Any]]:
+def results(out: Path, swept_keys: list[str] | None = None) -> list[dict[str, Any]]:
     """The finished runs of a sweep folder: their settings, seeds and outcomes; the rate as
-    ``lr``, any other swept setting under ``chose``."""
+    ``lr``, the other settings the sweep varied (``swept_keys``, set before the rate) under
+    ``chose``."""
+    keys = [*(swept_keys or []), "lr"]
     found = []
     for result in sorted(out.glob("*/seed-*/result.json")):
         row = json.loads(result.read_text())
         row["run_dir"] = str(result.parent)
-        values = _setting_values(result.parent.parent.name)
+        values = _setting_values(result.parent.parent.name, keys)
         row["lr"] = values.pop("lr")
         if values:
             row["chose"] = values
@@ -214,14 +223,14 @@ def results(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def swept(out: Path) -> list[dict[str, Any]]:
+def swept(out: Path, swept_keys: list[str] | None = None) -> list[dict[str, Any]]:
     """The rate sweep's runs as they ended the sweep (kept in ``sweep.json``: the chosen
     run trains on afterwards, and its ``result.json`` then tells of its whole run)."""
     kept = out / "sweep.json"
     if kept.is_file():
         rows: list[dict[str, Any]] = json.loads(kept.read_text())
         return rows
-    rows = results(out)
+    rows = results(out, swept_keys)
     ckpt.write_text_atomic(kept, json.dumps(rows, indent=1) + "\n")
     return rows
 
@@ -317,8 +326,9 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
     entry["sweep_sequences"] = short
     folder = args.out / f"{task}-{budget}" / label
     flags = _flags(task, model, settings, short, args.patience, budget)
-    sweep(flags, folder / "rates", "1", args.rates.split(","), SWEPT.get(label))
-    rates = swept(folder / "rates")
+    sweep(flags, folder / "rates", "1", args.rates.split(","), SWEPT.get(label))  # settings, lr
+    axes = SWEPT.get(label, {})
+    rates = swept(folder / "rates", list(axes))
     chosen = chosen_run(rates)
     rate, chose = str(chosen["lr"]), chosen.get("chose", {})
     first = train_on(chosen, budget)
@@ -326,7 +336,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
         flags = _flags(task, model, settings, budget, args.patience, budget)
         fixed = {key: [value] for key, value in chose.items()}
         sweep(flags, folder / "seeds", f"2-{seeds}", [rate], fixed)
-    runs = [first, *results(folder / "seeds")]
+    runs = [first, *results(folder / "seeds", list(axes))]
     kept_fields = ("lr", "chose", "solved", "sequences_to_target", "final_eval_cost", "ended")
     entry["rates"] = [{k: r.get(k) for k in kept_fields if k in r} for r in rates]
     entry["lr"] = rate
@@ -446,11 +456,17 @@ def _cap_probe(folder: Path) -> dict[str, Any]:
         settings |= {key: config["model"][key] for key in SWEPT.get(label, {})}
         flags = [f"--model {MODELS[label][0]}"]
         flags += [f"--model-arg {k}={v}" for k, v in settings.items()]
+        end = ENDED.get(ended.get("reason", ""), "unknown")
+        last = int(rows[-1]["sequences"])
         values |= {
             f"{name}_flags": " ".join([*flags, f"--lr {rate}"]),
+            f"{name}_early_at": int(early["sequences"]),
             f"{name}_early_cost": early["eval_cost"],
-            f"{name}_sequences": int(rows[-1]["sequences"]),
-            f"{name}_ended": ENDED.get(ended.get("reason", ""), "unknown"),
+            f"{name}_sequences": last,
+            f"{name}_ended": end,
+            f"{name}_outcome": f"met the target at {last:,} sequences"
+            if end == "target"
+            else f"ended at {last:,} sequences ({end})",
             f"{name}_train": ladder_rows[0]["token_accuracy"],
             f"{name}_beyond": next(r for r in ladder_rows if r.get("summary"))["token_accuracy"],
         }
@@ -558,14 +574,21 @@ def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]
             per_sequence.setdefault(e["model"], []).append(r["minutes"] * 60 / r["sequences"])
     if not per_sequence:
         return []  # no cost to say before a model has trained
-    # The unchosen rates train for their share of the cap; the chosen one and the seeds to it.
-    runs = (len(record["rates"].split(",")) - 1) * record.get("sweep_share", 1) + record["seeds"]
+
+    def runs(label: str) -> float:
+        """Runs' worth of sequences per task: the sweep's runs not chosen train for their
+        share of the cap (a Transformer's over both encodings), the chosen one and the
+        seeds to it."""
+        short = len(record["rates"].split(",")) * math.prod(map(len, SWEPT.get(label, {}).values()))
+        return (short - 1) * record.get("sweep_share", 1) + record["seeds"]
+
     lines = []
     for task in MORE_TASKS:
         budget = needed.get(task)
         if budget is None or record["budgets"].get(task, 0) >= budget:
             continue
-        hours = sum(statistics.median(v) * budget * runs for v in per_sequence.values()) / 3600
+        hours = sum(statistics.median(v) * budget * runs(m) for m, v in per_sequence.items())
+        hours /= 3600
         compared = (
             f"compared at {record['budgets'][task]:,} sequences per run"
             if task in record["tasks"]
@@ -573,12 +596,8 @@ def _not_measured(record: dict[str, Any], needed: dict[str, float]) -> list[str]
         )
         values = {"task": task, "compared": compared, "needed": budget, "hours": hours}
         count = len(per_sequence)
-        models = (
-            "the one model measured so far"
-            if count == 1
-            else f"each of the {count} models measured so far"
-        )
-        values |= {"models": models, "runs": runs}
+        models = "model" if count == 1 else f"{count} models"
+        values |= {"models": models, "seeds": record["seeds"]}
         lines.append(_template("comparison/not-measured-task.md", values))
     if not lines:
         return []

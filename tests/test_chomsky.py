@@ -14,6 +14,7 @@ import torch
 import ntm
 from ntm import registry
 from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
+from ntm.runs.load import read_run_config
 from ntm.tasks import chomsky
 from ntm.tasks.chomsky import CHOMSKY_TASKS, example, render
 from ntm.tasks.contract import one_per_seed
@@ -281,3 +282,13 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
     assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
     mean = sum(r["token_accuracy"] for r in rows[1:-1]) / 18
     assert rows[-1]["token_accuracy"] == pytest.approx(mean) and rows[-1]["summary"]
+    # A run saved before length_per existed resumes as it trained: a length per sequence.
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["task"]["length_per"] == "batch"
+    del config["task"]["length_per"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert read_run_config(run_dir).task.length_per == "sequence"
+    subprocess.run([*command[:4], "--resume", str(run_dir), "--max-sequences", "96", "--quiet"],
+                   check=True)  # fmt: skip
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["task"]["length_per"] == "sequence" and saved["train"]["max_sequences"] == 96

@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,9 +111,13 @@ def test_a_transformer_cell_chooses_its_encoding_as_it_chooses_its_rate(tmp_path
 
 def test_a_sweep_folder_s_settings_are_read_back() -> None:
     values = benchmark("compare")._setting_values
-    assert values("lr=1e-3") == {"lr": "1e-3"}
-    assert values("position=rope_lr=3e-4") == {"position": "rope", "lr": "3e-4"}
-    assert values("num_heads=2_lr=1e-2") == {"num_heads": "2", "lr": "1e-2"}
+    assert values("lr=1e-3", ["lr"]) == {"lr": "1e-3"}
+    assert values("position=rope_lr=3e-4", ["position", "lr"]) == {"position": "rope", "lr": "3e-4"}
+    assert values("controller=feed_forward_lr=1e-2", ["controller", "lr"]) == {
+        "controller": "feed_forward", "lr": "1e-2",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape("'default': not a sweep folder named lr=...")):
+        values("default", ["lr"])
 
 
 def test_the_rate_that_met_the_target_soonest_is_chosen() -> None:
@@ -182,12 +187,17 @@ def test_what_is_not_measured_is_said_with_its_cost() -> None:
         "needed 36,000 sequences" in text
     )
     assert (
-        "At that budget, 2.5 runs' worth of sequences for the one model measured so far "
-        "would take about 0.5 hours of one core (0.2 with" in text
+        "At that budget, a rate sweep and 2 seeds of the model measured so far would take "
+        "about 0.5 hours of one core in all (0.2 with" in text
     )
     two = [*record["entries"], {"task": "copy", "model": "lstm", "runs": runs}]
-    assert "for each of the 2 models measured so far would take about 1.0 hours" in "\n".join(
+    assert "2 seeds of the 2 models measured so far would take about 1.0 hours" in "\n".join(
         bench._not_measured({**record, "entries": two}, needed)
+    )
+    # The Transformer's sweep covers two encodings: 3 short runs not chosen, 1.5 + 2 runs.
+    transformer = [{"task": "copy", "model": "transformer", "runs": runs}]
+    assert "about 0.7 hours" in "\n".join(
+        bench._not_measured({**record, "entries": transformer}, needed)
     )
     assert "- priority_sort: not compared; the NTM's reproduce runs needed 72,000" in text
     assert "about 1.0 hours" in text

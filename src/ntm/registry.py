@@ -40,8 +40,10 @@ a task's
     raises and the one it starts above), ``optimal_cost(batch)`` (a reference cost, such as
     the n-grams Bayes optimum, that ``--target-excess`` is measured against),
     ``batch_variant(seed)`` (the task one training batch is drawn from, given a seed of its
-    update: the Chomsky-hierarchy tasks draw one length per batch, as their paper does),
-    ``to_dict`` and ``with_settings``.
+    update, an integer in [0, 2**64): the Chomsky-hierarchy tasks draw one length per
+    batch, as their paper does), ``settings_before`` (the values of settings added since
+    a run folder was saved: such a run goes on as it began), ``to_dict`` and
+    ``with_settings``.
 """
 
 from __future__ import annotations
@@ -382,9 +384,16 @@ def curriculum(cls: type[Any]) -> tuple[str, str] | None:
 
 def batch_variant(task: Any, seed: int) -> Any:
     """The task that one training batch is drawn from: a task's ``batch_variant(seed)``
-    (``seed``: its update's), else the task itself."""
+    (``seed``: its update's, in [0, 2**64)), else the task itself."""
     own = getattr(task, "batch_variant", None)
     return task if own is None else own(seed)
+
+
+def settings_before(cls: type[Any]) -> dict[str, Any]:
+    """A task class's ``settings_before``: the values its settings added since had in the
+    runs saved before them (a run folder's config without such a setting gets this value,
+    not the new default); {} without."""
+    return dict(getattr(cls, "settings_before", {}))
 
 
 def optimal_cost(task: Any) -> Callable[[Any], float] | None:

@@ -20,7 +20,8 @@ resumed run rewrites ``metrics.csv`` (atomically) up to its checkpoint. Loading 
 unpickles arbitrary objects: weights come through safetensors, the configuration through
 JSON, the trainer state through ``torch.load(weights_only=True)``. The training data need
 no saved random state: each sequence's generator is seeded by the run's seed and its place
-(:func:`ntm.training.data.sequence_seed`).
+(:func:`ntm.training.data.sequence_seed`), and what a batch shares (a Chomsky task's length)
+by the run's seed and the update (:func:`ntm.training.data.update_seed`).
 """
 
 from __future__ import annotations

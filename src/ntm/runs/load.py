@@ -45,9 +45,23 @@ def read_run_config(run_dir: Path) -> RunConfig:
     """The configuration of the run in ``run_dir``; errors name the file."""
     data = ckpt.read_config(run_dir)
     try:
-        return RunConfig.from_dict(data)
+        return RunConfig.from_dict(_as_saved(data))
     except ValueError as error:
         raise ckpt.RunError(f"{run_dir / ckpt.CONFIG_FILE}: {error}") from None
+
+
+def _as_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config with the task settings added since it was saved at the values
+    it trained with (the task's ``settings_before``), so that it resumes, evaluates and
+    describes itself as it began."""
+    train, task = data.get("train"), data.get("task")
+    if not (isinstance(train, dict) and isinstance(task, dict)):
+        return data  # RunConfig.from_dict names what is missing
+    try:
+        before = registry.settings_before(registry.task_class(str(train.get("task"))))
+    except registry.RegistryError:
+        return data
+    return {**data, "task": {**before, **task}}
 
 
 #: Which of a run's models to load: the one with the lowest held-out cost, or the newest.

@@ -31,10 +31,11 @@ sequence's length ``n`` uniformly between them, ``n`` meaning what the paper's c
 a task's length (the input's symbols, except where a task's docstring says otherwise).
 Training draws one length per batch, as the paper's training loop does (``length_per``
 ``"batch"``, the default: ``ntm train`` draws each update's batch from
-:meth:`~_ChomskyTask.batch_variant`, every sequence of that length, with no padding); with
-``length_per`` ``"sequence"`` each sequence of a batch draws its own. ``sample`` and the
-held-out sets draw one length per sequence either way, so that one held-out set covers
-every training length.
+:meth:`~_ChomskyTask.batch_variant`, every sequence's input of that length, padded only
+where answers differ in length); with ``length_per`` ``"sequence"`` each sequence of a batch
+draws its own, as run folders saved before the setting existed did (they resume so).
+``sample`` and the held-out sets draw one length per sequence either way, so that one
+held-out set covers every training length.
 
 **Ladder** (``ntm eval RUN --ladder``): the paper's test lengths, every 27th
 (:data:`LADDER_STRIDE`) from one past ``max_length`` up to :data:`LONGEST_TEST`, and that one
@@ -141,6 +142,8 @@ class _ChomskyTask(_TaskBase):
     max_length: int = 40
     #: What shares a length in training: each ``batch`` (the paper's) or each ``sequence``.
     length_per: str = "batch"
+    #: Runs saved before ``length_per`` existed drew a length per sequence.
+    settings_before: ClassVar[dict[str, Any]] = {"length_per": "sequence"}
 
     def __post_init__(self) -> None:
         self._require_range("min_length", "max_length", 1)

@@ -193,6 +193,7 @@ class RegisteredTask:
         return registry.optimal_cost(self.task)
 
     def batch_variant(self, seed: int) -> RegisteredTask:
+        # For drawing one batch only: its settings (to_dict) stay the task's own.
         variant = copy.copy(self)
         variant.task = registry.batch_variant(self.task, seed)
         return variant

@@ -692,7 +692,7 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
             _ended(runs),
             f"{_median([r['sequences'] for r in runs]):,.0f}",
             f"{_median([r['minutes'] for r in runs]):.1f}",
-            _percent(_accuracy(runs, "ladder", "training distribution")),
+            _percent(_accuracy(runs, "ladder", TRAINING)),
             _percent(_accuracy(runs, "ladder", LADDER_MEAN)),
             more,
         ]
@@ -711,8 +711,28 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     scores = {_name(e): _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
     best = max(scores, key=lambda model: (scores[model], model))
     rest = ", ".join(f"{m} {_percent(v)}" for m, v in scores.items() if m != best)
-    return [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
-            + (f"; {rest}." if rest else "."), ""]  # fmt: skip
+    lines = [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
+             + (f"; {rest}." if rest else ".")]  # fmt: skip
+    more = [e for e in trained if any(r.get("ladder_memory") for r in e["runs"])]
+    if more:
+        each = (f"{_name(e)} {_percent(_accuracy(e['runs'], 'ladder_memory', LADDER_MEAN))}"
+                for e in more)  # fmt: skip
+        lines.append(f"- With {_slots(more[0])} slots: {', '.join(each)}.")
+    fit = [_name(e) for e in trained if all(r.get("solved") for r in e["runs"])]
+    short = [e for e in trained if not all(r.get("solved") for r in e["runs"])]
+    if short:
+        each = (f"{_name(e)} ({_percent(_accuracy(e['runs'], 'ladder', TRAINING))})"
+                for e in short)  # fmt: skip
+        lines.append(
+            f"- Met the target at the training lengths: {', '.join(fit) or 'none'}. Did not "
+            f"(tokens right there): {', '.join(each)}; their scores beyond them mix not "
+            "fitting with not generalising."
+        )
+    return [*lines, ""]
+
+
+#: The ladder's first row: the training distribution.
+TRAINING = "training distribution"
 
 
 def _ladder_cells(runs: list[dict[str, Any]], key: str, settings: list[str]) -> list[str]:

@@ -292,7 +292,7 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
         "minutes": 1.5,
         "ended": "converged",
     }
-    memory = {**run, "ladder": rows(1.0, 0.9), "ladder_memory": rows(1.0, 0.99)}
+    memory = {**run, "solved": True, "ladder": rows(1.0, 0.9), "ladder_memory": rows(1.0, 0.99)}
     entry = {
         "task": "reverse_string",
         "model": "ntm",
@@ -323,6 +323,11 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     )
     assert "| lstm | 1,000 | 1e-3 | cap 1 | 4,096 | 1.5 | 95% | 50% | – |" in text
     assert "- Best score beyond the training lengths: ntm (90%); lstm 50%." in text
+    assert "- With 512 slots: ntm 99%." in text
+    assert (
+        "- Met the target at the training lengths: ntm. Did not (tokens right there): lstm "
+        "(95%); their scores beyond them mix not fitting with not generalising." in text
+    )
     assert (tmp_path / "reverse_string-ladder.png").is_file()
 
 

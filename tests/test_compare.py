@@ -47,15 +47,20 @@ def test_the_memory_models_cells_come_first_and_the_slowest_last() -> None:
     assert {"transformer", "transformer-nope", "sam"} <= set(order)
 
 
+def _cell_args(out: Path, budget: int, rates: str, size: int) -> argparse.Namespace:
+    """compare.py's arguments for one reverse_string cell: half the cap a sweep's share."""
+    return argparse.Namespace(
+        budget={"reverse_string": budget}, sweep_share=0.5, rates=rates, patience=10, out=out,
+        size=size, ladder_memory=0,
+    )  # fmt: skip
+
+
 @pytest.mark.processes
 def test_a_cell_sweeps_rates_on_a_share_then_trains_the_chosen_run_to_the_cap(
     tmp_path: Path,
 ) -> None:
     bench = benchmark("compare")
-    args = argparse.Namespace(
-        budget={"reverse_string": 128}, sweep_share=0.5, rates="1e-3,1e-2", patience=10,
-        out=tmp_path, size=4, ladder_memory=0,
-    )  # fmt: skip
+    args = _cell_args(tmp_path, budget=128, rates="1e-3,1e-2", size=4)
     entry = bench.compare_one("reverse_string", "ntm", args, 2)
     assert entry["sweep_sequences"] == 64
     assert sorted(r["lr"] for r in entry["rates"]) == ["1e-2", "1e-3"]
@@ -90,10 +95,7 @@ def test_a_transformer_cell_chooses_its_encoding_as_it_chooses_its_rate(tmp_path
     """The Transformer's sweep covers RoPE and ALiBi; the chosen run's encoding trains on,
     and its seeds keep it."""
     bench = benchmark("compare")
-    args = argparse.Namespace(
-        budget={"reverse_string": 64}, sweep_share=0.5, rates="1e-3", patience=10,
-        out=tmp_path, size=2, ladder_memory=0,
-    )  # fmt: skip
+    args = _cell_args(tmp_path, budget=64, rates="1e-3", size=2)
     entry = bench.compare_one("reverse_string", "transformer", args, 2)
     swept = [(r["chose"]["position"], r["lr"]) for r in entry["rates"]]
     assert sorted(swept) == [("alibi", "1e-3"), ("rope", "1e-3")]

@@ -235,15 +235,16 @@ def swept(out: Path, swept_keys: list[str] | None = None) -> list[dict[str, Any]
     return rows
 
 
-def train_on(row: dict[str, Any], budget: int) -> dict[str, Any]:
+def train_on(row: dict[str, Any], budget: int, patience: int) -> dict[str, Any]:
     """The sweep's chosen run, trained on to ``budget`` sequences where the sweep's share
-    of the budget ended it (not its target or convergence); its ``result.json`` updated."""
+    of the budget ended it (not its target or convergence), converged after ``patience``
+    evaluations without a new best (0: never); its ``result.json`` updated."""
     run_dir = Path(row["run_dir"])
     result_file = run_dir / RESULT_FILE
     result = json.loads(result_file.read_text())
     if result.get("ended") == "budget" and result["sequences"] < budget:
         command = [sys.executable, "-m", "ntm", "train", "--resume", str(run_dir)]
-        command += ["--max-sequences", str(budget), "--quiet"]
+        command += ["--max-sequences", str(budget), "--stop-patience", str(patience), "--quiet"]
         subprocess.run(command, check=True)
         result.update(outcome(run_dir, 0.0))  # the trainer records whether it met its target
         ckpt.write_text_atomic(result_file, json.dumps(result))
@@ -325,15 +326,20 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
     short = max(1, round(budget * args.sweep_share))
     entry["sweep_sequences"] = short
     folder = args.out / f"{task}-{budget}" / label
-    flags = _flags(task, model, settings, short, args.patience, budget)
+    # A cosine schedule's length is its recipe's: it decays to its end, the cap, and a stop
+    # on a plateau would cut its decay short (at a high rate, where a plateau says little).
+    schedule = resolve_config({"model": model, "task": task}, {}, settings).train.schedule
+    patience = 0 if schedule == "cosine" else args.patience
+    entry["schedule"] = schedule
+    flags = _flags(task, model, settings, short, patience, budget)
     sweep(flags, folder / "rates", "1", args.rates.split(","), SWEPT.get(label))  # settings, lr
     axes = SWEPT.get(label, {})
     rates = swept(folder / "rates", list(axes))
     chosen = chosen_run(rates)
     rate, chose = str(chosen["lr"]), chosen.get("chose", {})
-    first = train_on(chosen, budget)
+    first = train_on(chosen, budget, patience)
     if seeds > 1:
-        flags = _flags(task, model, settings, budget, args.patience, budget)
+        flags = _flags(task, model, settings, budget, patience, budget)
         fixed = {key: [value] for key, value in chose.items()}
         sweep(flags, folder / "seeds", f"2-{seeds}", [rate], fixed)
     runs = [first, *results(folder / "seeds", list(axes))]
@@ -481,7 +487,9 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
         "warm-up and cosine decay for the Transformers, Mamba and the xLSTM), each run until "
         f"{patience} evaluations pass without a new best held-out cost (converged), it meets "
         "the target, or it reaches the task's cap of sequences (the tables say which ended "
-        "each run)"
+        "each run); a run on a cosine schedule (the Transformers, Mamba, the xLSTM) decays "
+        'to the cap, its schedule\'s end, unless it meets the target first ("cosine end"): '
+        "a stop on a plateau would cut its decay short"
         if patience
         else "with Adam, each run within the task's budget of sequences"
     )
@@ -526,6 +534,8 @@ def _capped(record: dict[str, Any]) -> str:
     """A sentence on the runs that stopped at their cap, per model, where any did."""
     runs: dict[str, list[bool]] = {}
     for entry in record["entries"]:
+        if _cosine(entry):
+            continue  # its cap is its schedule's end
         for run in entry.get("runs", []):
             runs.setdefault(entry["model"], []).append(run.get("ended") == "budget")
     capped = sum(sum(ended) for ended in runs.values())
@@ -536,8 +546,9 @@ def _capped(record: dict[str, Any]) -> str:
         f"{model} {sum(ended)} of {len(ended)}" for model, ended in runs.items() if any(ended)
     )
     return (
-        f" {capped} of the {total} runs measured so far stopped at their cap before they "
-        f"converged or met the target ({each}): a larger cap could move their rows."
+        f" {capped} of the {total} runs on a plateau schedule measured so far stopped at "
+        f"their cap before they converged or met the target ({each}): a larger cap could "
+        "move their rows."
     )
 
 
@@ -631,7 +642,7 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
             f"{e['parameters']:,}",
             e["lr"],
             f"{solved}/{len(runs)}",
-            _ended(runs),
+            _ended(e),
             "–" if math.isnan(to_target) else f"{to_target:,.0f}",
             f"{_median([r['minutes'] for r in runs]):.1f}",
         ]
@@ -689,7 +700,7 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
             _name(e),
             f"{e['parameters']:,}",
             e["lr"],
-            _ended(runs),
+            _ended(e),
             f"{_median([r['sequences'] for r in runs]):,.0f}",
             f"{_median([r['minutes'] for r in runs]):.1f}",
             _percent(_accuracy(runs, "ladder", TRAINING)),
@@ -750,14 +761,23 @@ def _ladder_cells(runs: list[dict[str, Any]], key: str, settings: list[str]) -> 
 ENDED = {"target": "target", "converged": "converged", "floor": "converged", "budget": "cap"}
 
 
-def _ended(runs: list[dict[str, Any]]) -> str:
-    """Why the runs ended, counted: "converged 2, cap 1" (the floor of the plateau schedule
-    counts as converged); "not recorded" for runs measured before runs recorded it."""
-    said = [ENDED.get(str(r.get("ended")), "") for r in runs]
+def _ended(entry: dict[str, Any]) -> str:
+    """Why an entry's runs ended, counted: "converged 2, cap 1" (the floor of the plateau
+    schedule counts as converged; a cosine schedule's runs that reach the cap reach their
+    schedule's end, "cosine end"); "not recorded" for runs measured before runs recorded
+    it."""
+    words = {**ENDED, "budget": "cosine end"} if _cosine(entry) else ENDED
+    said = [words.get(str(r.get("ended")), "") for r in entry["runs"]]
     if not any(said):
         return "not recorded"
     counts = {word: said.count(word) for word in dict.fromkeys(said) if word}
     return ", ".join(f"{word} {n}" for word, n in counts.items())
+
+
+def _cosine(entry: dict[str, Any]) -> bool:
+    """Whether an entry's runs trained on a cosine schedule, to its end unless they met the
+    target (no stop on a plateau)."""
+    return entry.get("schedule") == "cosine"
 
 
 def _slots(entry: dict[str, Any]) -> str:

@@ -62,7 +62,7 @@ def test_a_cell_sweeps_rates_on_a_share_then_trains_the_chosen_run_to_the_cap(
     bench = benchmark("compare")
     args = _cell_args(tmp_path, budget=128, rates="1e-3,1e-2", size=4)
     entry = bench.compare_one("reverse_string", "ntm", args, 2)
-    assert entry["sweep_sequences"] == 64
+    assert entry["sweep_sequences"] == 64 and entry["schedule"] == "plateau"
     assert sorted(r["lr"] for r in entry["rates"]) == ["1e-2", "1e-3"]
     rates = tmp_path / "reverse_string-128" / "ntm" / "rates"
     swept = json.loads((rates / "sweep.json").read_text())
@@ -107,6 +107,9 @@ def test_a_transformer_cell_chooses_its_encoding_as_it_chooses_its_rate(tmp_path
                 folder / "seeds" / f"position={chose}_lr=1e-3" / "seed-2"):  # fmt: skip
         config = json.loads((run / "config.json").read_text())
         assert config["model"]["position"] == chose and config["model"]["num_heads"] == 2
+        # Its cosine schedule decays to the cap: no stop on a plateau.
+        assert config["train"]["schedule"] == "cosine" and config["train"]["stop_patience"] == 0
+    assert entry["schedule"] == "cosine"
     assert [r["sequences"] for r in entry["runs"]] == [64, 64]
     assert bench._name(entry) == f"transformer ({chose})"
 
@@ -347,10 +350,15 @@ def test_the_opening_says_how_far_the_command_has_come() -> None:
               {"task": "mqar", "model": "a", "runs": [{"ended": "budget"}]},
               {"task": "copy", "model": "b", "runs": [{"ended": "converged"}]}]  # fmt: skip
     assert benchmark("compare")._capped({**record, "entries": capped}) == (
-        " 2 of the 4 runs measured so far stopped at their cap before they converged or met "
-        "the target (a 2 of 3): a larger cap could move their rows."
+        " 2 of the 4 runs on a plateau schedule measured so far stopped at their cap before "
+        "they converged or met the target (a 2 of 3): a larger cap could move their rows."
     )
     assert benchmark("compare")._capped({**record, "entries": capped[2:]}) == ""
+    # A cosine schedule's runs decay to the cap, their schedule's end: not cut short.
+    cosine = [{**entry, "schedule": "cosine"} for entry in capped]
+    assert benchmark("compare")._capped({**record, "entries": cosine}) == ""
+    assert benchmark("compare")._ended(cosine[0]) == "cosine end 1, target 1"
+    assert benchmark("compare")._ended(capped[0]) == "cap 1, target 1"
     assert progress({k: v for k, v in record.items() if k != "models"}) == ""
 
 

@@ -27,7 +27,9 @@ For each task and model:
    held-out cost (``ntm train --stop-patience``), when it meets the task's target, or at
    the cap (``--budget 400000,mqar=1000000``); each run records which of these ended it.
    Every model trains with its own family's recipe (the NTM's and the DNC's, or for
-   attention and state spaces AdamW, weight decay, warm-up and cosine decay).
+   attention and state spaces AdamW, weight decay, warm-up and cosine decay); a run on a
+   cosine schedule decays to the cap, its schedule's end, with no stop on a plateau (one at
+   a high rate would cut its decay short), unless it meets the target first.
 3. **Three seeds** at that rate (and the Transformer at that encoding; seed 1 is the sweep's
    run; ``ntm sweep --seeds 2,3``, each to convergence or the cap), after every cell has its
    first seed: one seed of every cell comes before more seeds of some. The cells of the NTM

@@ -679,6 +679,16 @@ def _accuracy(runs: list[dict[str, Any]], key: str, setting: str) -> float:
                     if row["setting"] == setting])  # fmt: skip
 
 
+def _share_over_seeds(runs: list[dict[str, Any]], key: str, setting: str) -> str:
+    """The median over ``runs`` of the share of tokens right at ``setting`` of ladder
+    ``key``, with the lowest and the highest run's beside it where they differ."""
+    median = _percent(_accuracy(runs, key, setting))
+    shares = [_accuracy([r], key, setting) for r in runs]
+    shares = [s for s in shares if math.isfinite(s)]
+    low, high = (_percent(min(shares)), _percent(max(shares))) if shares else ("", "")
+    return median if low == high else f"{median} ({low}–{high})"
+
+
 def _token_table(entries: list[dict[str, Any]]) -> list[str]:
     """A token task's table: tokens right on the training distribution, and the score, the
     mean share of tokens right over the test settings; for a model with a memory, also with
@@ -694,7 +704,7 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
     for e in trained:
         runs = e["runs"]
         more = (
-            f"{_percent(_accuracy(runs, 'ladder_memory', LADDER_MEAN))} ({_slots(e)} slots)"
+            f"{_share_over_seeds(runs, 'ladder_memory', LADDER_MEAN)} ({_slots(e)} slots)"
             if all(r.get("ladder_memory") for r in runs)
             else "–"
         )
@@ -705,14 +715,15 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
             _ended(e),
             f"{_median([r['sequences'] for r in runs]):,.0f}",
             f"{_median([r['minutes'] for r in runs]):.1f}",
-            _percent(_accuracy(runs, "ladder", TRAINING)),
-            _percent(_accuracy(runs, "ladder", LADDER_MEAN)),
+            _share_over_seeds(runs, "ladder", TRAINING),
+            _share_over_seeds(runs, "ladder", LADDER_MEAN),
             more,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({len(e["runs"]) for e in trained})
     plural = "" if seeds == [1] else "s"
-    lines += ["", f"Medians over {' or '.join(map(str, seeds))} seed{plural}."]
+    spread = "" if seeds == [1] else ", the lowest and the highest seed's share in brackets"
+    lines += ["", f"Medians over {' or '.join(map(str, seeds))} seed{plural}{spread}."]
     return lines
 
 

@@ -335,6 +335,15 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     )
     assert (tmp_path / "reverse_string-ladder.png").is_file()
 
+    seeds = [{**memory, "seed": s, "ladder": rows(1.0, b), "ladder_memory": rows(1.0, m)}
+             for s, b, m in ((1, 0.9, 0.99), (2, 0.6, 0.95), (3, 0.7, 0.97))]  # fmt: skip
+    text = bench.render({**record, "seeds": 3, "entries": [{**entry, "runs": seeds}]}, tmp_path)
+    assert (
+        "| ntm | 1,000 | 1e-3 | converged 3 | 4,096 | 1.5 | 100% | 70% (60%–90%) "
+        "| 97% (95%–99%) (512 slots) |" in text
+    )
+    assert "Medians over 3 seeds, the lowest and the highest seed's share in brackets." in text
+
 
 def test_the_opening_says_how_far_the_command_has_come() -> None:
     progress = benchmark("compare")._progress

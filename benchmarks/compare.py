@@ -8,6 +8,9 @@ started again with the same command, it goes on where it stopped, on this machin
 another: its runs live in ``--out`` (``runs-kept/compare``, committed), where sweeps skip
 finished runs and resume the others from their checkpoints, and evaluations already
 written are read. ``--jobs 2`` trains two cells at a time, one process of one thread each.
+Interrupted (Ctrl-C, ``kill -INT``), it keeps each unfinished run's latest checkpoint and
+best model only, ready to commit; killed outright, it leaves older checkpoints too, and a
+document behind its record: ``--tidy`` prunes them and writes the document, training nothing.
 
 For each task and model:
 
@@ -276,6 +279,19 @@ def keep_latest_only(out: Path) -> None:
         for step in pointer.parent.glob("*step-*"):  # staging folders (".step-...") too
             if step.is_dir() and step != latest:
                 shutil.rmtree(step)
+
+
+def tidy(out: Path, record: Path) -> int:
+    """``--tidy``: :func:`keep_latest_only` on ``out``, then the document (beside the
+    record's folder) rendered again from ``record``."""
+    keep_latest_only(out)
+    if not record.is_file():
+        print(f"--record {record}: no such file, so no document to write", file=sys.stderr)
+        return 2
+    text = render(json.loads(record.read_text()), record.parent)
+    (record.parent.parent / "comparison.md").write_text(text)
+    print(f"pruned {out}; wrote {record.parent.parent / 'comparison.md'}")
+    return 0
 
 
 def chosen_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -972,7 +988,16 @@ def main() -> int:
         "unfinished one its checkpoints, so the command resumes on another machine",
     )
     parser.add_argument("--record", type=Path, default=ROOT / "docs/comparison/records.json")
+    parser.add_argument(
+        "--tidy",
+        action="store_true",
+        help="train nothing: keep each unfinished run's latest checkpoint and best model only "
+        "and write the document again from the record (what a comparison that was killed "
+        "rather than interrupted leaves to do before a commit)",
+    )
     args = parser.parse_args()
+    if args.tidy:
+        return tidy(args.out, args.record)
     tasks, labels = args.tasks.split(","), args.models.split(",")
     for label in labels:
         if label not in MODELS:

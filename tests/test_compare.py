@@ -400,6 +400,30 @@ def test_an_interrupted_cell_stops_the_cells_after_it(
     assert ckpt.load_checkpoint(run).trainer["sequences"] == 64
 
 
+def test_tidy_prunes_a_killed_comparison_and_writes_its_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = benchmark("compare")
+    run = tmp_path / "runs" / "copy-5" / "ntm" / "rates" / "lr=1e-3" / "seed-1"
+    model = torch.nn.Linear(2, 2)
+    for sequences in (32, 64):
+        ckpt.save_checkpoint(run, sequences, model, {"sequences": sequences})
+    ckpt.save_best(run, model, {"sequences": 32})
+    folder = tmp_path / "docs" / "comparison"
+    folder.mkdir(parents=True)
+    record = {**_OPENING, "budgets": {}, "tasks": [], "entries": []}
+    (folder / "records.json").write_text(json.dumps(record))
+    command = ["compare.py", "--tidy", "--out", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", [*command, "--record", str(folder / "records.json")])
+    assert bench.main() == 0
+    kept = sorted(p.name for p in (run / ckpt.CHECKPOINTS).iterdir())
+    assert kept == [ckpt.BEST, ckpt.LATEST, "step-000000000064"]
+    assert (tmp_path / "docs" / "comparison.md").read_text() == bench.render(record, folder)
+    # Without a record there is nothing to write, and it says so.
+    monkeypatch.setattr(sys, "argv", [*command, "--record", str(tmp_path / "none.json")])
+    assert bench.main() == 2
+
+
 #: What the document's opening needs of a record.
 _OPENING = {"record": "r.json", "command": "compare.py", "measured": "2026-12-07",
             "torch": "2.13.0", "rates": "1e-3", "seeds": 3, "size": 100}  # fmt: skip

@@ -280,6 +280,8 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
         "training distribution", *(f"length {n}" for n in range(41, 501, 27)), LADDER_MEAN,
     ]  # fmt: skip
     assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
+    # A held-out set draws a length per sequence: its description leaves length_per out.
+    assert rows[0]["task"] == "min_length=1, max_length=40, vocab_size=2"
     mean = sum(r["token_accuracy"] for r in rows[1:-1]) / 18
     assert rows[-1]["token_accuracy"] == pytest.approx(mean) and rows[-1]["summary"]
     # A run saved before length_per existed resumes as it trained: a length per sequence.

@@ -162,6 +162,8 @@ def test_a_model_that_breaks_the_contract_is_refused(monkeypatch: pytest.MonkeyP
 class _Ramp:
     """A task from outside the package whose batches share one length, its update seed's."""
 
+    batch_settings = ("length",)
+
     def __init__(self, length: int = 0) -> None:
         self.length = length
         self.input_size = self.output_size = 1
@@ -184,3 +186,4 @@ def test_a_task_s_batch_variant_is_what_training_draws(monkeypatch: pytest.Monke
         batch = draw_batch(task, 3, update, range(4))
         assert batch.inputs.shape == (1 + update_seed(3, update) % 5, 4, 1)
     assert task.to_dict() == {"length": 0}  # the task itself is unchanged
+    assert registry.batch_settings(task) == ("length",)

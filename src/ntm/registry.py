@@ -41,9 +41,11 @@ a task's
     the n-grams Bayes optimum, that ``--target-excess`` is measured against),
     ``batch_variant(seed)`` (the task one training batch is drawn from, given a seed of its
     update, an integer in [0, 2**64): the Chomsky-hierarchy tasks draw one length per
-    batch, as their paper does), ``settings_before`` (the values of settings added since
-    a run folder was saved: such a run goes on as it began), ``to_dict`` and
-    ``with_settings``.
+    batch, as their paper does), ``batch_settings`` (the names of the settings that change
+    only how ``batch_variant`` draws training batches, not what ``sample`` draws: the
+    descriptions of held-out sets leave them out), ``settings_before`` (the values of
+    settings added since a run folder was saved: such a run goes on as it began),
+    ``to_dict`` and ``with_settings``.
 """
 
 from __future__ import annotations
@@ -387,6 +389,12 @@ def batch_variant(task: Any, seed: int) -> Any:
     (``seed``: its update's, in [0, 2**64)), else the task itself."""
     own = getattr(task, "batch_variant", None)
     return task if own is None else own(seed)
+
+
+def batch_settings(task: Any) -> tuple[str, ...]:
+    """A task's ``batch_settings``: the settings that change only how its training batches
+    are drawn (:func:`batch_variant`), not its samples; () without."""
+    return tuple(getattr(task, "batch_settings", ()))
 
 
 def settings_before(cls: type[Any]) -> dict[str, Any]:

@@ -115,7 +115,9 @@ def _all(inspectors: list[Callable[[Tensor, Batch], None]]) -> Callable[[Tensor,
 
 
 def _describe(task: Any) -> str:
-    return ", ".join(f"{k}={v}" for k, v in task.to_dict().items())
+    """The settings of the held-out set ``task`` draws (not those of training batches)."""
+    left_out = registry.batch_settings(task)
+    return ", ".join(f"{k}={v}" for k, v in task.to_dict().items() if k not in left_out)
 
 
 def evaluate_run(

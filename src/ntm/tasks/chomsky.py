@@ -142,6 +142,9 @@ class _ChomskyTask(_TaskBase):
     max_length: int = 40
     #: What shares a length in training: each ``batch`` (the paper's) or each ``sequence``.
     length_per: str = "batch"
+    #: ``length_per`` changes the training batches only: ``sample`` draws a length per
+    #: sequence, so a held-out set is described without it.
+    batch_settings: ClassVar[tuple[str, ...]] = ("length_per",)
     #: Runs saved before ``length_per`` existed drew a length per sequence.
     settings_before: ClassVar[dict[str, Any]] = {"length_per": "sequence"}
 

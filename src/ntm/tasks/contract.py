@@ -192,6 +192,10 @@ class RegisteredTask:
     def optimal_cost(self) -> Callable[[Batch], float] | None:
         return registry.optimal_cost(self.task)
 
+    @property
+    def batch_settings(self) -> tuple[str, ...]:
+        return registry.batch_settings(self.task)
+
     def batch_variant(self, seed: int) -> RegisteredTask:
         # For drawing one batch only: its settings (to_dict) stay the task's own.
         variant = copy.copy(self)

@@ -74,13 +74,14 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+import ntm
 from ntm import registry
 from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
 from ntm.runs.evaluation import LADDER_MEAN
-from ntm.runs.load import build_model
+from ntm.runs.load import build_model, read_run_config
 from ntm.sweeps.local import RESULT_FILE, outcome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -316,12 +317,19 @@ def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
     ``ladder.memory_size=N.json``)."""
     changed = {"memory_size": memory} if memory else None
     kept = run_dir / ladder_file(changed)
-    if not kept.is_file():
+    within = registry.within_training(read_run_config(run_dir).task)
+    if not kept.is_file() or not (memory or _has_within(json.loads(kept.read_text()), within)):
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
         command += ["--model-arg", f"memory_size={memory}"] if memory else []
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
     return rows
+
+
+def _has_within(rows: list[dict[str, Any]], within: list[tuple[str, dict[str, Any]]]) -> bool:
+    """Whether a ladder's ``rows`` show the settings inside training (``within``) that its
+    task's ladder shows first: one kept before they were shown is evaluated again."""
+    return [r["setting"] for r in rows if r.get("within")] == [label for label, _ in within]
 
 
 def has_memory_size(model: str) -> bool:
@@ -398,7 +406,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
         if _scored_by_tokens(entries):
             out += [*_token_table(entries), "", *_token_findings(entries)]
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
-            caption = "share of tokens right at each test length"
+            caption = "share of tokens right at lengths inside training and at the test lengths"
         else:
             out += [*_task_table(entries), "", *_findings(entries)]
             picture = _plot(task, entries, folder, "all_right", "sequences entirely right")
@@ -860,6 +868,7 @@ def _plot(
     if not trained:
         return None
     figure, axes = plt.subplots(figsize=(6.5, 3.8))
+    inside = 0
     for e in trained:
         settings = [row["setting"] for row in e["runs"][0]["ladder"]
                     if row["setting"] != LADDER_MEAN]  # fmt: skip
@@ -879,9 +888,15 @@ def _plot(
                           color=line.get_color(), label=more)  # fmt: skip
         ticks = range(0, len(settings), max(1, len(settings) // 8))
         axes.set_xticks(list(ticks), [settings[i] for i in ticks], rotation=20, ha="right")
+        inside = sum(1 for row in e["runs"][0]["ladder"] if row.get("within"))
+    if inside:  # the training distribution and lengths inside it, then those beyond
+        axes.axvline(inside + 0.5, color="grey", linestyle=":", linewidth=1)
     axes.set_ylabel(label)
     axes.set_ylim(-0.03, 1.03)
-    axes.set_title(f"{task}: the training distribution, then beyond it")
+    where = (
+        "the training distribution and lengths inside it" if inside else "the training distribution"
+    )
+    axes.set_title(f"{task}: {where}, then beyond them", fontsize=10)
     axes.legend(fontsize=8)
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
@@ -915,10 +930,16 @@ def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[
 
 
 def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
-    """Whether an entry must be measured (again) to have ``seeds`` seeds."""
+    """Whether an entry must be measured (again): to have ``seeds`` seeds, or because its
+    ladders lack the lengths inside training that its task's ladder now shows first (its
+    runs are kept, so only their ladders are evaluated again)."""
     if entry is None:
         return True
-    return "skipped" not in entry and len(entry.get("runs", [])) < seeds
+    if "skipped" in entry:
+        return False
+    within = registry.within_training(ntm.make_task(entry["task"], **entry["task_settings"]))
+    current = all(_has_within(run["ladder"], within) for run in entry.get("runs", []))
+    return len(entry.get("runs", [])) < seeds or not current
 
 
 def budgets(text: str, tasks: list[str]) -> dict[str, int]:

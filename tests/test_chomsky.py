@@ -223,6 +223,19 @@ def test_the_ladder_is_the_paper_s_test_lengths_every_27th() -> None:
     assert registry.ladder(ntm.make_task("bucket_sort")) == ntm.make_task("bucket_sort").ladder()
 
 
+def test_the_ladder_shows_lengths_inside_training_first() -> None:
+    def lengths(**settings: int) -> list[int]:
+        within = registry.within_training(ntm.make_task("reverse_string", **settings))
+        assert all(label == f"length {s['min_length']}" for label, s in within)
+        assert all(s["min_length"] == s["max_length"] for _, s in within)
+        return [s["min_length"] for _, s in within]
+
+    assert lengths() == [10, 20, 30, 40]
+    assert lengths(max_length=15) == [10, 15]
+    assert lengths(min_length=12, max_length=35) == [20, 30, 35]
+    assert lengths(min_length=5, max_length=5) == [5]
+
+
 @pytest.mark.parametrize(
     ("name", "settings", "message"),
     [
@@ -277,12 +290,15 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
     assert json.loads((run_dir / "config.json").read_text())["train"]["target_bit_errors"] == 0.02
     rows = evaluate_run(run_dir, size=2, climb=True)  # what ``ntm eval RUN --ladder`` shows
     assert [r["setting"] for r in rows] == [
-        "training distribution", *(f"length {n}" for n in range(41, 501, 27)), LADDER_MEAN,
+        "training distribution", *(f"length {n}" for n in (10, 20, 30, 40)),
+        *(f"length {n}" for n in range(41, 501, 27)), LADDER_MEAN,
     ]  # fmt: skip
+    assert [bool(r.get("within")) for r in rows] == [False, *[True] * 4, *[False] * 19]
     assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
     # A held-out set draws a length per sequence: its description leaves length_per out.
     assert rows[0]["task"] == "min_length=1, max_length=40, vocab_size=2"
-    mean = sum(r["token_accuracy"] for r in rows[1:-1]) / 18
+    # The score is the mean over the test lengths only, as the paper's.
+    mean = sum(r["token_accuracy"] for r in rows[5:-1]) / 18
     assert rows[-1]["token_accuracy"] == pytest.approx(mean) and rows[-1]["summary"]
     # A run saved before length_per existed resumes as it trained: a length per sequence.
     config = json.loads((run_dir / "config.json").read_text())

@@ -225,7 +225,7 @@ def test_a_budget_per_task_and_a_clear_error_for_a_wrong_one() -> None:
 
 def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: Path) -> None:
     bench = benchmark("compare")
-    runs = [{"seed": s} for s in (1, 2, 3)]
+    runs = [{"seed": s, "ladder": []} for s in (1, 2, 3)]
     base = {"seeds": 3, "size": 100, "rates": "1e-3", "patience": 10, "ladder_memory": 0}
     base["sweep_share"] = 0.2
     entry = {"task": "copy", "model": "ntm", "budget": 5, "task_settings": {"bits": 8}}
@@ -245,6 +245,37 @@ def test_entries_are_kept_only_for_the_same_budget_and_task_settings(tmp_path: P
     assert bench._finished(path, {**record, "task_settings": {"copy": {"bits": 4}}}) == {}
     assert bench._finished(path, {**record, "patience": 4}) == {}
     assert bench._finished(path, {**record, "sweep_share": 1.0}) == {}
+
+
+def test_a_ladder_without_the_lengths_inside_training_is_evaluated_again() -> None:
+    bench = benchmark("compare")
+    settings = {"min_length": 1, "max_length": 25}
+    entry = {"task": "reverse_string", "model": "ntm", "task_settings": settings}
+    beyond = [{"setting": "training distribution"}, {"setting": "length 26"}]
+    inside = [{"setting": f"length {n}", "within": True} for n in (10, 20, 25)]
+    assert bench._needs({**entry, "runs": [{"ladder": beyond}]}, 1)
+    assert not bench._needs({**entry, "runs": [{"ladder": [beyond[0], *inside, beyond[1]]}]}, 1)
+
+
+def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = benchmark("compare")
+    task = ntm.make_task("parity_check", max_length=12)
+    monkeypatch.setattr(bench, "read_run_config", lambda run_dir: argparse.Namespace(task=task))
+    inside = [{"setting": f"length {n}", "within": True} for n in (10, 12)]
+    whole = [{"setting": "training distribution"}, *inside, {"setting": "length 13"}]
+    evaluated = []
+
+    def evaluate(command: list[str], **kwargs: object) -> None:  # what ntm eval --ladder writes
+        evaluated.append(command)
+        (tmp_path / "ladder.json").write_text(json.dumps(whole))
+
+    monkeypatch.setattr(bench.subprocess, "run", evaluate)
+    (tmp_path / "ladder.json").write_text(json.dumps([whole[0], whole[-1]]))
+    assert bench.ladder(tmp_path, 2) == whole  # evaluated again: it lacked lengths 10 and 12
+    assert len(evaluated) == 1 and evaluated[0][3:6] == ["eval", str(tmp_path), "--ladder"]
+    assert bench.ladder(tmp_path, 2) == whole and len(evaluated) == 1  # complete: read
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

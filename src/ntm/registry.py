@@ -32,7 +32,9 @@ a task's
     ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
     it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside
     the training distribution), ``ladder()`` (the same for the settings beyond training
-    that ``ntm eval --ladder`` climbs, computed from the task's own settings), ``tokens``
+    that ``ntm eval --ladder`` climbs, computed from the task's own settings),
+    ``within_training()`` (settings inside the training distribution that it shows first,
+    outside the ladder's mean), ``tokens``
     (True: one-hot token inputs and targets, scored by cross-entropy and wrong tokens, see
     :func:`ntm.tasks.scoring`), ``end_marker`` (True: the last target channel marks the end
     of the answer, as repeat copy's does; the trainer may withhold it until the rest is
@@ -365,6 +367,14 @@ def ladder(task: Any) -> list[tuple[str, dict[str, Any]]]:
     """A task's ``ladder()``, else its generalisation settings."""
     own = getattr(task, "ladder", None)
     return list(own()) if own is not None else generalisation(task)
+
+
+def within_training(task: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A task's ``within_training()``: settings inside its training distribution that
+    ``ntm eval --ladder`` shows before the climb (where within it a model starts to fail;
+    they are no part of the ladder's mean); [] without."""
+    own = getattr(task, "within_training", None)
+    return list(own()) if own is not None else []
 
 
 def tokens(task: Any) -> bool:

@@ -135,15 +135,18 @@ def evaluate_run(
 
     Without ``task_settings``: the training distribution and the paper's generalisation
     settings for the task, or with ``climb`` (or for a task the paper does not have) its
-    ladder beyond the training distribution (:func:`ntm.tasks.ladder`); with them, one row
+    ladder beyond the training distribution (:func:`ntm.tasks.ladder`), after the settings
+    inside it that the task names (``within_training``, rows marked ``within``: where in
+    the training range a model begins to fail); with them, one row
     for the run's task so changed. Every row draws its own held-out set from ``seed``.
     ``model_settings`` changes settings of the model no weight depends on (an NTM's or a
     DNC's ``memory_size``: more slots than it trained with).
 
     A token task's rows also give ``token_accuracy``, the share of its scored tokens that
     are right; where they climb its ladder, a last row (``summary``: true, setting
-    :data:`LADDER_MEAN`) gives the means of the ladder's rows, the paper's score for the
-    Chomsky hierarchy's tasks (per-token accuracy averaged over the test lengths).
+    :data:`LADDER_MEAN`) gives the means of the ladder's rows beyond training, the paper's
+    score for the Chomsky hierarchy's tasks (per-token accuracy averaged over the test
+    lengths).
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")
@@ -157,11 +160,12 @@ def evaluate_run(
         # A task without the paper's settings shows its ladder.
         paper = [] if climb else generalisation(run.train.task)
         climbing = not paper
-        settings = [("training distribution", {}), *(paper or ladder(task))]
+        within = [] if paper else registry.within_training(task)
+        settings = [("training distribution", {}), *within, *(paper or ladder(task))]
     else:
-        settings = [("custom", task_settings)]
+        within, settings = [], [("custom", task_settings)]
     rows = []
-    for label, changes in settings:
+    for index, (label, changes) in enumerate(settings):
         variant = task.with_settings(**changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
         score = scoring(variant)
@@ -179,6 +183,8 @@ def evaluate_run(
             "bit_errors": errors,
             "all_right": right.right / size,
         }
+        if 0 < index <= len(within):
+            row["within"] = True
         if score.unit != "bits":
             row["errors_of"] = score.unit
         if score is TOKENS:
@@ -190,8 +196,9 @@ def evaluate_run(
         if optimal is not None:
             row["optimal_cost_bits"] = float(optimal(batch))
         rows.append(row)
-    if climbing and registry.tokens(task) and len(rows) > 1:
-        rows.append(_mean_over_ladder(rows[1:]))
+    climbed = rows[1 + len(within) :]
+    if climbing and registry.tokens(task) and climbed:
+        rows.append(_mean_over_ladder(climbed))
     return rows
 
 

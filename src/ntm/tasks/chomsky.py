@@ -42,7 +42,10 @@ held-out set covers every training length.
 too: 41, 68, 95, ..., 473, 500 for the default ``max_length`` of 40, eighteen lengths evenly
 spread over the paper's 460. The paper averages all 460; eighteen keep the climb
 affordable on a CPU (the longest answers run to 1,000 steps) and their mean estimates the
-same average. Evaluation reports each length's per-token accuracy and their mean
+same average. Before them it shows lengths inside training, every 10th
+(:data:`WITHIN_STRIDE`) up to ``max_length`` and that one too (10, 20, 30, 40): where a
+model that does not fit the training lengths begins to fail. Evaluation reports each
+length's per-token accuracy and the mean over the test lengths
 (:mod:`ntm.runs.evaluation`).
 
 **Vocabularies**: ``vocabulary`` names the input channels in order (the task's symbols, then
@@ -81,6 +84,9 @@ LONGEST_TEST = 500
 
 #: The step between the ladder's lengths: 41, 68, ..., 500, eighteen lengths.
 LADDER_STRIDE = 27
+
+#: The step between the lengths inside training that the ladder shows first: 10, 20, ...
+WITHIN_STRIDE = 10
 
 #: What ``ntm train`` stops at on these tasks, unless told otherwise.
 TARGET = Recipe(
@@ -204,6 +210,15 @@ class _ChomskyTask(_TaskBase):
         if lengths and lengths[-1] != LONGEST_TEST:
             lengths.append(LONGEST_TEST)
         return [(f"length {n}", {"min_length": n, "max_length": n}) for n in lengths]
+
+    def within_training(self) -> list[tuple[str, dict[str, Any]]]:
+        """Lengths inside the training range that ``ntm eval --ladder`` shows before the
+        test lengths: every :data:`WITHIN_STRIDE` (10) from ``min_length`` on, up to
+        ``max_length``, and that one too."""
+        lengths = [n for n in range(WITHIN_STRIDE, self.max_length, WITHIN_STRIDE)
+                   if n >= self.min_length]  # fmt: skip
+        return [(f"length {n}", {"min_length": n, "max_length": n})
+                for n in [*lengths, self.max_length]]  # fmt: skip
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         _check_batch_size(type(self).__name__, batch_size)

@@ -180,6 +180,9 @@ class RegisteredTask:
     def ladder(self) -> list[tuple[str, dict[str, Any]]]:
         return registry.ladder(self.task)
 
+    def within_training(self) -> list[tuple[str, dict[str, Any]]]:
+        return registry.within_training(self.task)
+
     @property
     def tokens(self) -> bool:
         return registry.tokens(self.task)

@@ -867,7 +867,7 @@ def _plot(
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return None
-    figure, axes = plt.subplots(figsize=(6.5, 3.8))
+    figure, axes = plt.subplots(figsize=(8.5, 3.8))
     inside = 0
     for e in trained:
         settings = [row["setting"] for row in e["runs"][0]["ladder"]
@@ -893,11 +893,9 @@ def _plot(
         axes.axvline(inside + 0.5, color="grey", linestyle=":", linewidth=1)
     axes.set_ylabel(label)
     axes.set_ylim(-0.03, 1.03)
-    where = (
-        "the training distribution and lengths inside it" if inside else "the training distribution"
-    )
-    axes.set_title(f"{task}: {where}, then beyond them", fontsize=10)
-    axes.legend(fontsize=8)
+    where = "training, lengths inside it" if inside else "the training distribution"
+    axes.set_title(f"{task}: {where}, then beyond", fontsize=10)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{task}-ladder.png"

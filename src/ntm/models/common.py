@@ -120,6 +120,102 @@ def run_stacked_lstm(
     return torch.cat(hiddens, -1), torch.stack(hiddens), torch.stack(cells)
 
 
+class InterfacedCell(nn.Module):
+    r"""What the DNC's and SAM's cells share around their memories: the controller, a stack
+    of LSTM layers (:func:`stacked_lstm`) that sees the input and the previous reads,
+    :math:`[x_t; r_{t-1}]`; a linear layer from all its layers' hidden states :math:`h_t` to
+    the interface vector, clipped and activated by the cell's ``interface_layout``; and the
+    output logits :math:`y_t = W [h_t; r_t] + b`, clipped, from those and the new reads.
+
+    A subclass names its ``config_class`` (with the fields ``input_size``, ``output_size``,
+    ``controller_size``, ``controller_layers``, ``num_read_heads``, ``word_size``,
+    ``interface_clip`` and ``output_clip``), makes its interface layout in :meth:`layout`
+    and writes ``initial_state``, ``check_state`` and ``step`` (a state with ``reads``,
+    ``controller_hidden`` and ``controller_cell``): one step, as ``forward`` but on
+    arguments already checked, with what a trace records.
+    """
+
+    config_class: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__()
+        self.config = self.config_class.of(type(self).__name__, input_size, output_size, settings)
+        cfg = self.config
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.interface_layout = self.layout(cfg)
+        read_size = cfg.num_read_heads * cfg.word_size
+        size = cfg.controller_size
+        self.controller = stacked_lstm(
+            cfg.input_size + read_size, size, cfg.controller_layers, **factory
+        )
+        hidden_size = cfg.controller_layers * size
+        self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
+        self.output_layer = nn.Linear(hidden_size + read_size, cfg.output_size, **factory)
+        self.reset_parameters()
+
+    @staticmethod
+    def layout(config: Any) -> Any:
+        """The interface layout for ``config``: its ``size`` and ``activate(raw)``."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter."""
+        for module in (*self.controller, self.interface_layer, self.output_layer):
+            module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+
+    def initial_state(self, batch_size: int) -> Any:
+        raise NotImplementedError
+
+    def check_state(self, state: Any, batch_size: int) -> None:
+        raise NotImplementedError
+
+    def step(self, input: Tensor, state: Any) -> tuple[Tensor, Any, Any]:
+        raise NotImplementedError
+
+    def require_batch_size(self, batch_size: int) -> None:
+        """The ValueError of ``initial_state`` for a batch of fewer than one sequence."""
+        if batch_size < 1:
+            raise ValueError(
+                f"{type(self).__name__}.initial_state: batch_size must be >= 1, got {batch_size}"
+            )
+
+    def forward(self, input: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
+        if state is None:
+            state = self.initial_state(input.shape[0])
+        else:
+            self.check_state(state, input.shape[0])
+        output, state, _ = self.step(input, state)
+        return output, state
+
+    def control(self, input: Tensor, state: Any) -> tuple[Tensor, Tensor, Tensor, Any]:
+        """The controller's step from ``state``: all layers' hidden states side by side
+        (B, L*C), the new hidden and cell states (L, B, C) each, and the interface."""
+        chi = torch.cat([input, state.reads.flatten(1)], -1)  # (B, I + R*M)
+        hidden, hiddens, cells = run_stacked_lstm(
+            self.controller, chi, state.controller_hidden, state.controller_cell
+        )
+        raw = clip_values(self.interface_layer(hidden), self.config.interface_clip)  # (B, P)
+        return hidden, hiddens, cells, self.interface_layout.activate(raw)
+
+    def read_out(self, hidden: Tensor, reads: Tensor) -> Tensor:
+        """The output logits (B, O) from the controller's ``hidden`` (B, L*C) and the new
+        ``reads`` (B, R, M)."""
+        output = self.output_layer(torch.cat([hidden, reads.flatten(1)], -1))
+        return clip_values(output, self.config.output_clip)
+
+
 class SequenceModel(Engined, nn.Module, Generic[C, S]):
     """A recurrent cell (``cell_class``, with settings ``config_class``) over whole
     sequences, run by one of its ``engines``: what the NTM, the DNC and SAM share. A

@@ -16,13 +16,7 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.dnc import native_dnc_sequence
-from ntm.models.common import (
-    SequenceModel,
-    check_tensor,
-    clip_values,
-    run_stacked_lstm,
-    stacked_lstm,
-)
+from ntm.models.common import InterfacedCell, SequenceModel, check_tensor
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.config import DNCConfig
 from ntm.models.ntm.addressing import content_weights
@@ -117,7 +111,7 @@ class _StepRecord(NamedTuple):
     interface: dnc.Interface
 
 
-class DNCCell(nn.Module):
+class DNCCell(InterfacedCell):
     r"""One step of a Differentiable Neural Computer (Graves et al., 2016, Methods).
 
     The controller, a stack of LSTM layers, sees the input and the previous reads,
@@ -151,44 +145,18 @@ class DNCCell(nn.Module):
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`DNCConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(DNCConfig, *PLACEMENT)
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **settings: Any,
-    ) -> None:
-        super().__init__()
-        self.config = DNCConfig.of(type(self).__name__, input_size, output_size, settings)
-        cfg = self.config
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.interface_layout = dnc.InterfaceLayout(cfg.num_read_heads, cfg.word_size)
-        read_size = cfg.num_read_heads * cfg.word_size
-        chi_size = cfg.input_size + read_size
-        size = cfg.controller_size
-        self.controller = stacked_lstm(chi_size, size, cfg.controller_layers, **factory)
-        hidden_size = cfg.controller_layers * size
-        self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
-        self.output_layer = nn.Linear(hidden_size + read_size, cfg.output_size, **factory)
-        self.reset_parameters()
+    config: DNCConfig
+    config_class: ClassVar[type[DNCConfig]] = DNCConfig
 
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter."""
-        for module in (*self.controller, self.interface_layer, self.output_layer):
-            module.reset_parameters()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+    @staticmethod
+    def layout(config: DNCConfig) -> dnc.InterfaceLayout:
+        """The interface vector's layout for ``config``'s read heads and word size."""
+        return dnc.InterfaceLayout(config.num_read_heads, config.word_size)
 
     def initial_state(self, batch_size: int) -> DNCState:
         """The state at the start of every sequence, for ``batch_size`` sequences: zeros."""
         cfg = self.config
-        if batch_size < 1:
-            raise ValueError(
-                f"{type(self).__name__}.initial_state: batch_size must be >= 1, got {batch_size}"
-            )
+        self.require_batch_size(batch_size)
         ref = self.output_layer.weight
         b, r, n, m = batch_size, cfg.num_read_heads, cfg.memory_size, cfg.word_size
         hidden = ref.new_zeros(cfg.controller_layers, b, cfg.controller_size)
@@ -226,24 +194,10 @@ class DNCCell(nn.Module):
         for field, shape in expected.items():
             check_tensor(name, f"state.{field}", state._asdict()[field], shape)
 
-    def forward(self, input: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
-        check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
-        if state is None:
-            state = self.initial_state(input.shape[0])
-        else:
-            self.check_state(state, input.shape[0])
-        output, state, _ = self.step(input, state)
-        return output, state
-
     def step(self, input: Tensor, state: DNCState) -> tuple[Tensor, DNCState, _StepRecord]:
         """:meth:`forward` on arguments already checked, with what a trace records."""
         cfg = self.config
-        chi = torch.cat([input, state.reads.flatten(1)], -1)  # (B, I + R*M)
-        hidden, hiddens, cells = run_stacked_lstm(
-            self.controller, chi, state.controller_hidden, state.controller_cell
-        )  # (B, L*C), (L, B, C) each
-        raw = clip_values(self.interface_layer(hidden), cfg.interface_clip)  # (B, P)
-        face = self.interface_layout.activate(raw)
+        hidden, hiddens, cells, face = self.control(input, state)
 
         # Allocation: free what the last reads asked to free, then find the unused slots.
         psi = dnc.retention(face.free_gates, state.read_weights)
@@ -270,9 +224,7 @@ class DNCCell(nn.Module):
         read_weights = dnc.read_weighting(backward, read_content, forward, face.read_modes)
         reads = read(memory, read_weights)  # (B, R, M)
 
-        output = clip_values(
-            self.output_layer(torch.cat([hidden, reads.flatten(1)], -1)), cfg.output_clip
-        )
+        output = self.read_out(hidden, reads)
         new_state = DNCState(
             memory=memory,
             reads=reads,

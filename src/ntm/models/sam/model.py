@@ -17,13 +17,7 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.sam import Workspaces, native_sam_sequence
-from ntm.models.common import (
-    SequenceModel,
-    check_tensor,
-    clip_values,
-    run_stacked_lstm,
-    stacked_lstm,
-)
+from ntm.models.common import InterfacedCell, SequenceModel, check_tensor
 from ntm.models.paper import PAPER_SETTINGS
 from ntm.models.sam import addressing as sam
 from ntm.models.sam.config import SAMConfig
@@ -128,7 +122,7 @@ class _StepRecord(NamedTuple):
     write_indices: Tensor  # (B, S)
 
 
-class SAMCell(nn.Module):
+class SAMCell(InterfacedCell):
     r"""One step of Sparse Access Memory (Rae et al., 2016).
 
     The controller, a stack of LSTM layers, sees the input and the previous reads,
@@ -160,45 +154,19 @@ class SAMCell(nn.Module):
     #: What ``help()`` and ``inspect.signature`` show: every setting of :class:`SAMConfig`.
     __signature__: ClassVar[inspect.Signature] = settings_signature(SAMConfig, *PLACEMENT)
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **settings: Any,
-    ) -> None:
-        super().__init__()
-        self.config = SAMConfig.of(type(self).__name__, input_size, output_size, settings)
-        cfg = self.config
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.interface_layout = sam.InterfaceLayout(cfg.num_read_heads, cfg.word_size)
-        read_size = cfg.num_read_heads * cfg.word_size
-        chi_size = cfg.input_size + read_size
-        size = cfg.controller_size
-        self.controller = stacked_lstm(chi_size, size, cfg.controller_layers, **factory)
-        hidden_size = cfg.controller_layers * size
-        self.interface_layer = nn.Linear(hidden_size, self.interface_layout.size, **factory)
-        self.output_layer = nn.Linear(hidden_size + read_size, cfg.output_size, **factory)
-        self.reset_parameters()
+    config: SAMConfig
+    config_class: ClassVar[type[SAMConfig]] = SAMConfig
 
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter."""
-        for module in (*self.controller, self.interface_layer, self.output_layer):
-            module.reset_parameters()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+    @staticmethod
+    def layout(config: SAMConfig) -> sam.InterfaceLayout:
+        """The interface vector's layout for ``config``'s read heads and word size."""
+        return sam.InterfaceLayout(config.num_read_heads, config.word_size)
 
     def initial_state(self, batch_size: int) -> SAMState:
         """The state at the start of every sequence, for ``batch_size`` sequences (see
         :class:`SAMState`)."""
         cfg = self.config
-        if batch_size < 1:
-            raise ValueError(
-                f"{type(self).__name__}.initial_state: batch_size must be >= 1, got {batch_size}"
-            )
+        self.require_batch_size(batch_size)
         ref = self.output_layer.weight
         b, r, k = batch_size, cfg.num_read_heads, cfg.k
         hidden = ref.new_zeros(cfg.controller_layers, b, cfg.controller_size)
@@ -250,24 +218,10 @@ class SAMCell(nn.Module):
         if slots.device.type == "cpu" and bool(((slots < 0) | (slots >= n)).any()):
             raise ValueError(f"{name}: state.read_indices must be slots in 0..{n - 1}")
 
-    def forward(self, input: Tensor, state: SAMState | None = None) -> tuple[Tensor, SAMState]:
-        check_tensor(type(self).__name__, "input", input, (None, self.config.input_size))
-        if state is None:
-            state = self.initial_state(input.shape[0])
-        else:
-            self.check_state(state, input.shape[0])
-        output, state, _ = self.step(input, state)
-        return output, state
-
     def step(self, input: Tensor, state: SAMState) -> tuple[Tensor, SAMState, _StepRecord]:
         """:meth:`forward` on arguments already checked, with what a trace records."""
         cfg = self.config
-        chi = torch.cat([input, state.reads.flatten(1)], -1)  # (B, I + R*M)
-        hidden, hiddens, cells = run_stacked_lstm(
-            self.controller, chi, state.controller_hidden, state.controller_cell
-        )  # (B, L*C), (L, B, C) each
-        raw = clip_values(self.interface_layer(hidden), cfg.interface_clip)  # (B, P)
-        face = self.interface_layout.activate(raw)
+        hidden, hiddens, cells, face = self.control(input, state)
 
         # Write: erase the least recently used slot, then add where the heads last read and
         # there.
@@ -292,9 +246,7 @@ class SAMCell(nn.Module):
         usage = sam.usage(
             state.usage, steps, read_weights, read_indices, write_weights, write_indices, cfg.delta
         )
-        output = clip_values(
-            self.output_layer(torch.cat([hidden, reads.flatten(1)], -1)), cfg.output_clip
-        )
+        output = self.read_out(hidden, reads)
         new_state = SAMState(
             memory=memory,
             reads=reads,

@@ -769,7 +769,7 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     fit = [_name(e) for e in trained if all(r.get("solved") for r in e["runs"])]
     short = [e for e in trained if not all(r.get("solved") for r in e["runs"])]
     if short:
-        each = (f"{_name(e)} ({_percent(_accuracy(e['runs'], 'ladder', TRAINING))})"
+        each = (f"{_name(e)} ({_percent(_accuracy(e['runs'], 'ladder', TRAINING))}{_inside(e)})"
                 for e in short)  # fmt: skip
         lines.append(
             f"- Met the target at the training lengths: {', '.join(fit) or 'none'}. Did not "
@@ -777,6 +777,16 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
             "fitting with not generalising."
         )
     return [*lines, ""]
+
+
+def _inside(entry: dict[str, Any]) -> str:
+    """The share of tokens right at the shortest and the longest length inside training that
+    the entry's ladder shows (``"; 100% at length 10, 82% at 40"``), or ""."""
+    inside = [row["setting"] for row in entry["runs"][0]["ladder"] if row.get("within")]
+    if len(inside) < 2:
+        return ""
+    first, last = (_percent(_accuracy(entry["runs"], "ladder", s)) for s in (inside[0], inside[-1]))
+    return f"; {first} at {inside[0]}, {last} at {inside[-1].split()[-1]}"
 
 
 #: The ladder's first row: the training distribution.

@@ -864,29 +864,13 @@ static int forward_sequence(const Dims *d, void **p) {
     for (int t = 0; t < T; t++) {
         const float *reads = f[F_READS] + (idx)t * B * RM;
         const idx s0 = state_at(d, t), s1 = state_at(d, t + 1), st = step_at(d, t);
-        for (int i = 0; i < L; i++) {
-            const float *h_prev = f[F_HS] + ((idx)t * L + i) * B * C;
-            const float *c_prev = f[F_CS] + (s0 * L + i) * B * C;
-            float *h_new = f[F_HS] + ((idx)(t + 1) * L + i) * B * C;
-            float *c_new = f[F_CS] + (s1 * L + i) * B * C;
-            float *gates = f[F_GATES] + (st * L + i) * B * G;
-            float *tanhc = f[F_TANHC] + (st * L + i) * B * C;
-            memcpy(pre, f[F_PRE] + ((idx)t * L + i) * B * G, sizeof(float) * B * G);
-            gemm(B, RM, G, reads, RM, f[F_READ_WT] + (idx)i * RM * G, G, pre, G, 1);
-            if (i > 0)
-                gemm(B, C, G, h_new - (idx)B * C, C, f[F_BELOW_WT] + (idx)(i - 1) * C * G, G,
-                     pre, G, 1);
-            gemm(B, C, G, h_prev, C, f[F_HH_WT] + (idx)i * C * G, G, pre, G, 1);
-            for (int b = 0; b < B; b++)
-                lstm_forward(C, pre + (idx)b * G, c_prev + (idx)b * C, gates + (idx)b * G,
-                             c_new + (idx)b * C, tanhc + (idx)b * C, h_new + (idx)b * C);
-        }
-        /* The interface vector from every layer's hidden state, then its clip. */
+        /* The controller, then the interface vector from every layer's hidden state. */
         float *raw = f[F_RAW] + st * B * P;
-        for (int b = 0; b < B; b++) memcpy(raw + (idx)b * P, f[F_IF_B], sizeof(float) * P);
-        for (int i = 0; i < L; i++)
-            gemm(B, C, P, f[F_HS] + ((idx)(t + 1) * L + i) * B * C, C,
-                 f[F_IF_WT] + (idx)i * C * P, P, raw, P, 1);
+        controller_forward(B, L, C, RM, P, f[F_PRE] + (idx)t * L * B * G, reads, f[F_READ_WT],
+                           f[F_BELOW_WT], f[F_HH_WT], f[F_HS] + (idx)t * L * B * C,
+                           f[F_CS] + s0 * L * B * C, f[F_HS] + (idx)(t + 1) * L * B * C,
+                           f[F_CS] + s1 * L * B * C, f[F_GATES] + st * L * B * G,
+                           f[F_TANHC] + st * L * B * C, pre, f[F_IF_WT], f[F_IF_B], raw);
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
         for (int b = 0; b < B; b++)
             memory_step(d, p, t, b, raw_c + (idx)b * P, act + (idx)b * P, scratch, &sparse);
@@ -1189,28 +1173,12 @@ static int backward_sequence(const Dims *d, void **p) {
                             d_raw + (idx)b * P, step_work, carries[(t + 1) & 1] + b * NK,
                             carries[t & 1] + b * NK, &sparse);
         }
-        /* Interface layer: d_hidden = d_raw @ W + the output layer's share. */
-        gemm(B, P, LC, d_raw, P, f[K_IF_W], LC, d_hidden, LC, 0);
-        const float *d_out = f[K_D_HIDDEN] + (idx)t * B * LC;
-        for (idx j = 0; j < (idx)B * LC; j++) d_hidden[j] += d_out[j];
-        /* Controller, top layer first; each layer's gates feed the reads' gradient. */
-        memset(d_reads, 0, sizeof(float) * B * RM);
-        for (int i = L - 1; i >= 0; i--) {
-            float *d_gates = f[K_D_GATES] + ((idx)t * L + i) * B * G;
-            float *d_h = f[K_D_H] + (idx)i * B * C, *d_c = f[K_D_C] + (idx)i * B * C;
-            const float *gates = f[F_GATES] + ((idx)t * L + i) * B * G;
-            const float *tanhc = f[F_TANHC] + ((idx)t * L + i) * B * C;
-            const float *c_prev = f[F_CS] + ((idx)t * L + i) * B * C;
-            for (int b = 0; b < B; b++)
-                lstm_backward(C, gates + (idx)b * G, tanhc + (idx)b * C, c_prev + (idx)b * C,
-                              d_hidden + (idx)b * LC + (idx)i * C, d_h + (idx)b * C,
-                              d_c + (idx)b * C, d_gates + (idx)b * G);
-            gemm(B, G, C, d_gates, G, f[K_HH_W] + (idx)i * G * C, C, d_h, C, 0);
-            gemm(B, G, RM, d_gates, G, f[K_READ_W] + (idx)i * G * RM, RM, d_reads, RM, 1);
-            if (i > 0)
-                gemm(B, G, C, d_gates, G, f[K_BELOW_W] + (idx)(i - 1) * G * C, C,
-                     d_hidden + (idx)(i - 1) * C, LC, 1);
-        }
+        /* The interface layer and the controller, top layer first. */
+        controller_backward(B, L, C, RM, P, d_raw, f[K_IF_W], f[K_D_HIDDEN] + (idx)t * B * LC,
+                            d_hidden, f[F_GATES] + (idx)t * L * B * G,
+                            f[F_TANHC] + (idx)t * L * B * C, f[F_CS] + (idx)t * L * B * C,
+                            f[K_D_GATES] + (idx)t * L * B * G, f[K_D_H], f[K_D_C], f[K_HH_W],
+                            f[K_READ_W], f[K_BELOW_W], d_reads);
     }
     free(work);
     free(sparse.block);

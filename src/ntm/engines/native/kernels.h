@@ -1,6 +1,6 @@
-/* What the native engines share (ntm_sequence.c, dnc_sequence.c): activations, the
- * softmax, a small matrix product for the controllers' per-step products, and an LSTM
- * layer's step forward and backward.
+/* What the native engines share (ntm_sequence.c, dnc_sequence.c, sam_sequence.c):
+ * activations, the softmax, a small matrix product for the controllers' per-step products,
+ * an LSTM layer's step forward and backward, and the DNC's and SAM's whole controller step.
  *
  * Every function is static: each engine's file includes this one and gets its own copy. */
 
@@ -171,6 +171,73 @@ static void lstm_backward(int C, const float *restrict ga, const float *restrict
         dg[2 * C + j] = d_ci * gi * (1.0f - gg * gg);
         dg[3 * C + j] = d_hi * tc * go * (1.0f - go);
         d_c[j] = d_ci * gf;
+    }
+}
+
+/* The controller of the DNC's and SAM's sequences (dnc_sequence.c, sam_sequence.c) for one
+ * step of a batch of B: L LSTM layers of C units, layer i fed its input part pre_in (its
+ * input weights applied and biases added), the previous reads (B, RW) through read_wt, the
+ * new hidden state of the layer below through below_wt and its own previous one through
+ * hh_wt (the weights transposed, (in, 4C)); then the interface vector raw (B, P): if_b
+ * plus every layer's new hidden state through if_wt. Layer i's rows lie at i * B * width
+ * from each base (hs_prev, cs_prev, hs_new, cs_new, gates, tanhc, pre_in); pre is scratch
+ * of B * 4C. */
+static inline void controller_forward(int B, int L, int C, int RW, int P,
+                                      const float *pre_in, const float *reads,
+                                      const float *read_wt, const float *below_wt,
+                                      const float *hh_wt, const float *hs_prev,
+                                      const float *cs_prev, float *hs_new, float *cs_new,
+                                      float *gates, float *tanhc, float *pre,
+                                      const float *if_wt, const float *if_b, float *raw) {
+    const int G = 4 * C;
+    for (int i = 0; i < L; i++) {
+        const float *h_prev = hs_prev + (idx)i * B * C, *c_prev = cs_prev + (idx)i * B * C;
+        float *h_new = hs_new + (idx)i * B * C, *c_new = cs_new + (idx)i * B * C;
+        float *ga = gates + (idx)i * B * G, *tc = tanhc + (idx)i * B * C;
+        memcpy(pre, pre_in + (idx)i * B * G, sizeof(float) * B * G);
+        gemm(B, RW, G, reads, RW, read_wt + (idx)i * RW * G, G, pre, G, 1);
+        if (i > 0)
+            gemm(B, C, G, h_new - (idx)B * C, C, below_wt + (idx)(i - 1) * C * G, G, pre, G, 1);
+        gemm(B, C, G, h_prev, C, hh_wt + (idx)i * C * G, G, pre, G, 1);
+        for (int b = 0; b < B; b++)
+            lstm_forward(C, pre + (idx)b * G, c_prev + (idx)b * C, ga + (idx)b * G,
+                         c_new + (idx)b * C, tc + (idx)b * C, h_new + (idx)b * C);
+    }
+    for (int b = 0; b < B; b++) memcpy(raw + (idx)b * P, if_b, sizeof(float) * P);
+    for (int i = 0; i < L; i++)
+        gemm(B, C, P, hs_new + (idx)i * B * C, C, if_wt + (idx)i * C * P, P, raw, P, 1);
+}
+
+/* Its backward for one step: d_hidden (B, L*C) from the interface's gradient d_raw (B, P)
+ * through if_w (P, L*C) plus the output layer's share d_out; then the layers, the top one
+ * first, into the gates' gradients d_gates, the hidden and cell states' gradients into the
+ * previous step (d_h, d_c: (L, B, C), d_c in place) and the reads' (d_reads (B, RW),
+ * overwritten). gates, tanhc, cs_prev and d_gates: the step's, layer i at i * B * width;
+ * hh_w, read_w and below_w: the weights as stored, (4C, in). */
+static inline void controller_backward(int B, int L, int C, int RW, int P, const float *d_raw,
+                                       const float *if_w, const float *d_out, float *d_hidden,
+                                       const float *gates, const float *tanhc,
+                                       const float *cs_prev, float *d_gates, float *d_h,
+                                       float *d_c, const float *hh_w, const float *read_w,
+                                       const float *below_w, float *d_reads) {
+    const int G = 4 * C, LC = L * C;
+    gemm(B, P, LC, d_raw, P, if_w, LC, d_hidden, LC, 0);
+    for (idx j = 0; j < (idx)B * LC; j++) d_hidden[j] += d_out[j];
+    memset(d_reads, 0, sizeof(float) * B * RW);
+    for (int i = L - 1; i >= 0; i--) {
+        float *dg = d_gates + (idx)i * B * G;
+        float *dh = d_h + (idx)i * B * C, *dc = d_c + (idx)i * B * C;
+        const float *ga = gates + (idx)i * B * G, *tc = tanhc + (idx)i * B * C;
+        const float *c_prev = cs_prev + (idx)i * B * C;
+        for (int b = 0; b < B; b++)
+            lstm_backward(C, ga + (idx)b * G, tc + (idx)b * C, c_prev + (idx)b * C,
+                          d_hidden + (idx)b * LC + (idx)i * C, dh + (idx)b * C, dc + (idx)b * C,
+                          dg + (idx)b * G);
+        gemm(B, G, C, dg, G, hh_w + (idx)i * G * C, C, dh, C, 0);
+        gemm(B, G, RW, dg, G, read_w + (idx)i * G * RW, RW, d_reads, RW, 1);
+        if (i > 0)
+            gemm(B, G, C, dg, G, below_w + (idx)(i - 1) * G * C, C, d_hidden + (idx)(i - 1) * C,
+                 LC, 1);
     }
 }
 

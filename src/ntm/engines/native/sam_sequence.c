@@ -326,28 +326,13 @@ int sam_forward(const SamDims *d, void **p) {
     }
     for (int t = 0; t < T && !status; t++) {
         const float *reads = f[F_READS] + (idx)t * B * RW;
-        for (int i = 0; i < L; i++) {
-            const float *h_prev = f[F_HS] + ((idx)t * L + i) * B * C;
-            const float *c_prev = f[F_CS] + ((idx)t * L + i) * B * C;
-            float *h_new = f[F_HS] + ((idx)(t + 1) * L + i) * B * C;
-            float *c_new = f[F_CS] + ((idx)(t + 1) * L + i) * B * C;
-            float *gates = f[F_GATES] + ((idx)t * L + i) * B * G;
-            float *tanhc = f[F_TANHC] + ((idx)t * L + i) * B * C;
-            memcpy(pre, f[F_PRE] + ((idx)t * L + i) * B * G, sizeof(float) * B * G);
-            gemm(B, RW, G, reads, RW, f[F_READ_WT] + (idx)i * RW * G, G, pre, G, 1);
-            if (i > 0)
-                gemm(B, C, G, h_new - (idx)B * C, C, f[F_BELOW_WT] + (idx)(i - 1) * C * G, G,
-                     pre, G, 1);
-            gemm(B, C, G, h_prev, C, f[F_HH_WT] + (idx)i * C * G, G, pre, G, 1);
-            for (int b = 0; b < B; b++)
-                lstm_forward(C, pre + (idx)b * G, c_prev + (idx)b * C, gates + (idx)b * G,
-                             c_new + (idx)b * C, tanhc + (idx)b * C, h_new + (idx)b * C);
-        }
         float *raw = f[F_RAW] + (idx)t * B * P;
-        for (int b = 0; b < B; b++) memcpy(raw + (idx)b * P, f[F_IF_B], sizeof(float) * P);
-        for (int i = 0; i < L; i++)
-            gemm(B, C, P, f[F_HS] + ((idx)(t + 1) * L + i) * B * C, C,
-                 f[F_IF_WT] + (idx)i * C * P, P, raw, P, 1);
+        const idx now = (idx)t * L, next = (idx)(t + 1) * L;
+        controller_forward(B, L, C, RW, P, f[F_PRE] + now * B * G, reads, f[F_READ_WT],
+                           f[F_BELOW_WT], f[F_HH_WT], f[F_HS] + now * B * C,
+                           f[F_CS] + now * B * C, f[F_HS] + next * B * C, f[F_CS] + next * B * C,
+                           f[F_GATES] + now * B * G, f[F_TANHC] + now * B * C, pre, f[F_IF_WT],
+                           f[F_IF_B], raw);
         clamp_copy(raw, raw_c, B * P, d->interface_clip);
         for (int b = 0; b < B && !status; b++) {
             SamIndex index = index_of(d, p, b, d->index);
@@ -540,28 +525,12 @@ int sam_backward(const SamDims *d, void **p) {
             memory_backward(d, p, t, b, raw_c + (idx)b * P, dr, d_raw + (idx)b * P, act, d_act,
                             &index);
         }
-        /* Interface layer: d_hidden = d_raw @ W + the output layer's share. */
-        gemm(B, P, LC, d_raw, P, f[K_IF_W], LC, d_hidden, LC, 0);
-        const float *d_out = f[K_D_HIDDEN] + (idx)t * B * LC;
-        for (idx j = 0; j < (idx)B * LC; j++) d_hidden[j] += d_out[j];
-        /* Controller, top layer first; each layer's gates feed the reads' gradient. */
-        memset(d_reads, 0, sizeof(float) * B * RW);
-        for (int i = L - 1; i >= 0; i--) {
-            float *d_gates = f[K_D_GATES] + ((idx)t * L + i) * B * G;
-            float *d_h = f[K_D_H] + (idx)i * B * C, *d_c = f[K_D_C] + (idx)i * B * C;
-            const float *gates = f[F_GATES] + ((idx)t * L + i) * B * G;
-            const float *tanhc = f[F_TANHC] + ((idx)t * L + i) * B * C;
-            const float *c_prev = f[F_CS] + ((idx)t * L + i) * B * C;
-            for (int b = 0; b < B; b++)
-                lstm_backward(C, gates + (idx)b * G, tanhc + (idx)b * C, c_prev + (idx)b * C,
-                              d_hidden + (idx)b * LC + (idx)i * C, d_h + (idx)b * C,
-                              d_c + (idx)b * C, d_gates + (idx)b * G);
-            gemm(B, G, C, d_gates, G, f[K_HH_W] + (idx)i * G * C, C, d_h, C, 0);
-            gemm(B, G, RW, d_gates, G, f[K_READ_W] + (idx)i * G * RW, RW, d_reads, RW, 1);
-            if (i > 0)
-                gemm(B, G, C, d_gates, G, f[K_BELOW_W] + (idx)(i - 1) * G * C, C,
-                     d_hidden + (idx)(i - 1) * C, LC, 1);
-        }
+        /* The interface layer and the controller, top layer first. */
+        controller_backward(B, L, C, RW, P, d_raw, f[K_IF_W], f[K_D_HIDDEN] + (idx)t * B * LC,
+                            d_hidden, f[F_GATES] + (idx)t * L * B * G,
+                            f[F_TANHC] + (idx)t * L * B * C, f[F_CS] + (idx)t * L * B * C,
+                            f[K_D_GATES] + (idx)t * L * B * G, f[K_D_H], f[K_D_C], f[K_HH_W],
+                            f[K_READ_W], f[K_BELOW_W], d_reads);
     }
     /* The memory as the forward pass left it, and (fresh) its gradient's rows cleared. */
     for (int t = 0; t < T; t++) {

@@ -299,15 +299,9 @@ class _StringTask(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class EvenPairs(_ChomskyTask):
-    """Even pairs (regular): a binary string; answer whether its pairs ``01`` and ``10``
-    together are even in number (``0``) or odd (``1``) (the paper's appendix, "Even Pairs").
-
-    Inputs ``0``, ``1``, ``?``; one answer token, ``0`` or ``1``.
-    Sample (seed 0, length 12): ``000010111100 -> 0``
-    """
-
-    name: ClassVar[str] = "even_pairs"
+class _BinaryQuestion(_ChomskyTask):
+    """A question about a binary string drawn uniformly, answered ``0`` or ``1`` in one
+    token: a task says its answer (:meth:`_answer`)."""
 
     @property
     def symbols(self) -> list[str]:
@@ -319,8 +313,26 @@ class EvenPairs(_ChomskyTask):
 
     def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
         string = [rng.randrange(2) for _ in range(length)]
-        changes = sum(a != b for a, b in itertools.pairwise(string))
-        return string, [changes % 2]
+        return string, [self._answer(string)]
+
+    def _answer(self, string: list[int]) -> int:
+        """The answer to ``string``, 0 or 1."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EvenPairs(_BinaryQuestion):
+    """Even pairs (regular): a binary string; answer whether its pairs ``01`` and ``10``
+    together are even in number (``0``) or odd (``1``) (the paper's appendix, "Even Pairs").
+
+    Inputs ``0``, ``1``, ``?``; one answer token, ``0`` or ``1``.
+    Sample (seed 0, length 12): ``000010111100 -> 0``
+    """
+
+    name: ClassVar[str] = "even_pairs"
+
+    def _answer(self, string: list[int]) -> int:
+        return sum(a != b for a, b in itertools.pairwise(string)) % 2
 
 
 @dataclass(frozen=True)
@@ -370,7 +382,7 @@ class ModularArithmetic(_ChomskyTask):
 
 
 @dataclass(frozen=True)
-class ParityCheck(_ChomskyTask):
+class ParityCheck(_BinaryQuestion):
     """Parity check (regular): a binary string; answer whether its ``1`` s are even in
     number (``0``) or odd (``1``) (appendix, "Parity Check").
 
@@ -380,17 +392,8 @@ class ParityCheck(_ChomskyTask):
 
     name: ClassVar[str] = "parity_check"
 
-    @property
-    def symbols(self) -> list[str]:
-        return ["0", "1"]
-
-    @property
-    def output_vocabulary(self) -> list[str]:
-        return ["0", "1"]
-
-    def _draw(self, length: int, rng: random.Random) -> tuple[list[int], list[int]]:
-        string = [rng.randrange(2) for _ in range(length)]
-        return string, [sum(string) % 2]
+    def _answer(self, string: list[int]) -> int:
+        return sum(string) % 2
 
 
 @dataclass(frozen=True)

@@ -406,7 +406,11 @@ def render(record: dict[str, Any], folder: Path) -> str:
         if _scored_by_tokens(entries):
             out += [*_token_table(entries), "", *_token_findings(entries)]
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
-            caption = "share of tokens right at lengths inside training and at the test lengths"
+            caption = (
+                "share of tokens right at lengths inside training and at the test lengths"
+                if _has_inside(entries)
+                else "share of tokens right along the ladder"
+            )
         else:
             out += [*_task_table(entries), "", *_findings(entries)]
             picture = _plot(task, entries, folder, "all_right", "sequences entirely right")
@@ -779,14 +783,19 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _has_inside(entries: list[dict[str, Any]]) -> bool:
+    """Whether the entries' ladders show settings inside training (``within`` rows)."""
+    return any(row.get("within") for e in entries for r in e.get("runs", []) for row in r["ladder"])
+
+
 def _inside(entry: dict[str, Any]) -> str:
     """The share of tokens right at the shortest and the longest length inside training that
-    the entry's ladder shows (``"; 100% at length 10, 82% at 40"``), or ""."""
+    the entry's ladder shows (``"; 100% at length 10, 82% at length 40"``), or ""."""
     inside = [row["setting"] for row in entry["runs"][0]["ladder"] if row.get("within")]
     if len(inside) < 2:
         return ""
     first, last = (_percent(_accuracy(entry["runs"], "ladder", s)) for s in (inside[0], inside[-1]))
-    return f"; {first} at {inside[0]}, {last} at {inside[-1].split()[-1]}"
+    return f"; {first} at {inside[0]}, {last} at {inside[-1]}"
 
 
 #: The ladder's first row: the training distribution.
@@ -873,7 +882,7 @@ def _plot(
     task: str, entries: list[dict[str, Any]], folder: Path, key: str, label: str
 ) -> str | None:
     """Each model's median ``key`` (a share) along the ladder, as ``folder/TASK-ladder.png``;
-    a model with a memory also with more slots, dashed in its colour."""
+    a model with a memory also with more slots, dashed in its colour, beyond training."""
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return None
@@ -885,9 +894,12 @@ def _plot(
         for ladder_key in ("ladder", "ladder_memory"):
             if ladder_key not in e["runs"][0]:
                 continue
+            # The more slots' curve starts beyond training: its ladders kept from before the
+            # lengths inside training were shown lack them, and are not evaluated again.
             right = [
                 _median([row[key] for r in e["runs"] for row in r[ladder_key]
-                         if row["setting"] == s])
+                         if row["setting"] == s and not (ladder_key != "ladder"
+                                                         and row.get("within"))])
                 for s in settings
             ]  # fmt: skip
             if ladder_key == "ladder":
@@ -939,8 +951,9 @@ def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[
 
 def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
     """Whether an entry must be measured (again): to have ``seeds`` seeds, or because its
-    ladders lack the lengths inside training that its task's ladder now shows first (its
-    runs are kept, so only their ladders are evaluated again)."""
+    ladders with the trained memory lack the lengths inside training that its task's ladder
+    now shows first (its runs are kept, so only those ladders are evaluated again; the
+    ladders with more slots are read as kept, and drawn beyond training only)."""
     if entry is None:
         return True
     if "skipped" in entry:

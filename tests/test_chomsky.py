@@ -231,8 +231,9 @@ def test_the_ladder_shows_lengths_inside_training_first() -> None:
         return [s["min_length"] for _, s in within]
 
     assert lengths() == [10, 20, 30, 40]
-    assert lengths(max_length=15) == [10, 15]
-    assert lengths(min_length=12, max_length=35) == [20, 30, 35]
+    assert lengths(max_length=15) == [4, 8, 11, 15]
+    assert lengths(max_length=470) == [118, 235, 353, 470]  # four, however long training is
+    assert lengths(min_length=12, max_length=35) == [12, 18, 26, 35]
     assert lengths(min_length=5, max_length=5) == [5]
 
 
@@ -294,6 +295,8 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
         *(f"length {n}" for n in range(41, 501, 27)), LADDER_MEAN,
     ]  # fmt: skip
     assert [bool(r.get("within")) for r in rows] == [False, *[True] * 4, *[False] * 19]
+    table = format_table(rows)  # what ``ntm eval`` prints: the rows inside training marked
+    assert "length 40 (inside training)" in table and "length 41 (inside" not in table
     assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
     # A held-out set draws a length per sequence: its description leaves length_per out.
     assert rows[0]["task"] == "min_length=1, max_length=40, vocab_size=2"

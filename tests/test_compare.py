@@ -252,7 +252,7 @@ def test_a_ladder_without_the_lengths_inside_training_is_evaluated_again() -> No
     settings = {"min_length": 1, "max_length": 25}
     entry = {"task": "reverse_string", "model": "ntm", "task_settings": settings}
     beyond = [{"setting": "training distribution"}, {"setting": "length 26"}]
-    inside = [{"setting": f"length {n}", "within": True} for n in (10, 20, 25)]
+    inside = [{"setting": f"length {n}", "within": True} for n in (6, 13, 19, 25)]
     assert bench._needs({**entry, "runs": [{"ladder": beyond}]}, 1)
     assert not bench._needs({**entry, "runs": [{"ladder": [beyond[0], *inside, beyond[1]]}]}, 1)
 
@@ -263,7 +263,7 @@ def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training(
     bench = benchmark("compare")
     task = ntm.make_task("parity_check", max_length=12)
     monkeypatch.setattr(bench, "read_run_config", lambda run_dir: argparse.Namespace(task=task))
-    inside = [{"setting": f"length {n}", "within": True} for n in (10, 12)]
+    inside = [{"setting": f"length {n}", "within": True} for n in (3, 6, 9, 12)]
     whole = [{"setting": "training distribution"}, *inside, {"setting": "length 13"}]
     evaluated = []
 
@@ -273,7 +273,7 @@ def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training(
 
     monkeypatch.setattr(bench.subprocess, "run", evaluate)
     (tmp_path / "ladder.json").write_text(json.dumps([whole[0], whole[-1]]))
-    assert bench.ladder(tmp_path, 2) == whole  # evaluated again: it lacked lengths 10 and 12
+    assert bench.ladder(tmp_path, 2) == whole  # evaluated again: it lacked lengths 3 to 12
     assert len(evaluated) == 1 and evaluated[0][3:6] == ["eval", str(tmp_path), "--ladder"]
     assert bench.ladder(tmp_path, 2) == whole and len(evaluated) == 1  # complete: read
 
@@ -366,8 +366,8 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     assert "- With 512 slots: ntm 99%." in text
     assert (
         "- Met the target at the training lengths: ntm. Did not (tokens right there): lstm "
-        "(95%; 100% at length 10, 80% at 40); their scores beyond them mix not fitting with "
-        "not generalising." in text
+        "(95%; 100% at length 10, 80% at length 40); their scores beyond them mix not "
+        "fitting with not generalising." in text
     )
     assert (tmp_path / "reverse_string-ladder.png").is_file()
 

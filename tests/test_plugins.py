@@ -171,6 +171,9 @@ class _Ramp:
     def batch_variant(self, seed: int) -> "_Ramp":
         return _Ramp(1 + seed % 5)
 
+    def within_training(self) -> list[tuple[str, dict]]:
+        return [("length 3", {"length": 3})]
+
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> ntm.Batch:
         steps = self.length or int(torch.randint(1, 6, (1,), generator=generator))
         ones = torch.ones(steps, batch_size, 1)
@@ -187,3 +190,7 @@ def test_a_task_s_batch_variant_is_what_training_draws(monkeypatch: pytest.Monke
         assert batch.inputs.shape == (1 + update_seed(3, update) % 5, 4, 1)
     assert task.to_dict() == {"length": 0}  # the task itself is unchanged
     assert registry.batch_settings(task) == ("length",)
+    assert registry.within_training(task) == [("length 3", {"length": 3})]
+    # One name given as a string is one setting, not its letters.
+    monkeypatch.setattr(_Ramp, "batch_settings", "length")
+    assert registry.batch_settings(ntm.make_task("ramp")) == ("length",)

@@ -404,7 +404,8 @@ def batch_variant(task: Any, seed: int) -> Any:
 def batch_settings(task: Any) -> tuple[str, ...]:
     """A task's ``batch_settings``: the settings that change only how its training batches
     are drawn (:func:`batch_variant`), not its samples; () without."""
-    return tuple(getattr(task, "batch_settings", ()))
+    names = getattr(task, "batch_settings", ())
+    return (names,) if isinstance(names, str) else tuple(names)
 
 
 def settings_before(cls: type[Any]) -> dict[str, Any]:

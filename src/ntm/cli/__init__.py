@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ladder",
         action="store_true",
         help="the task's settings beyond training (lengths, items or pairs x2, x4, ...) "
-        f"instead of the paper's; kept in the run folder as {LADDER_FILE}",
+        "instead of the paper's, after the lengths inside training a Chomsky task shows "
+        f"first; kept in the run folder as {LADDER_FILE}",
     )
     evaluate.set_defaults(func=_eval)
 

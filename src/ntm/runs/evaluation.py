@@ -252,7 +252,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
         cells = [
-            r["setting"],
+            r["setting"] + (" (inside training)" if r.get("within") else ""),
             f"{r['sequences']:,d}",
             f"{r['cost_bits']:.3f}",
             f"{r['bit_errors']:.3f}",

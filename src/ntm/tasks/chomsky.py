@@ -42,9 +42,10 @@ held-out set covers every training length.
 too: 41, 68, 95, ..., 473, 500 for the default ``max_length`` of 40, eighteen lengths evenly
 spread over the paper's 460. The paper averages all 460; eighteen keep the climb
 affordable on a CPU (the longest answers run to 1,000 steps) and their mean estimates the
-same average. Before them it shows lengths inside training, every 10th
-(:data:`WITHIN_STRIDE`) up to ``max_length`` and that one too (10, 20, 30, 40): where a
-model that does not fit the training lengths begins to fail. Evaluation reports each
+same average. Before them it shows :data:`WITHIN_POINTS` lengths inside training, a
+quarter, a half, three quarters of ``max_length`` and ``max_length`` itself (10, 20, 30,
+40), none below ``min_length``: where a model that does not fit the training lengths begins
+to fail. Evaluation reports each
 length's per-token accuracy and the mean over the test lengths
 (:mod:`ntm.runs.evaluation`).
 
@@ -85,8 +86,8 @@ LONGEST_TEST = 500
 #: The step between the ladder's lengths: 41, 68, ..., 500, eighteen lengths.
 LADDER_STRIDE = 27
 
-#: The step between the lengths inside training that the ladder shows first: 10, 20, ...
-WITHIN_STRIDE = 10
+#: How many lengths inside training the ladder shows first, evenly spread up to the longest.
+WITHIN_POINTS = 4
 
 #: What ``ntm train`` stops at on these tasks, unless told otherwise.
 TARGET = Recipe(
@@ -213,12 +214,13 @@ class _ChomskyTask(_TaskBase):
 
     def within_training(self) -> list[tuple[str, dict[str, Any]]]:
         """Lengths inside the training range that ``ntm eval --ladder`` shows before the
-        test lengths: every :data:`WITHIN_STRIDE` (10) from ``min_length`` on, up to
-        ``max_length``, and that one too."""
-        lengths = [n for n in range(WITHIN_STRIDE, self.max_length, WITHIN_STRIDE)
-                   if n >= self.min_length]  # fmt: skip
-        return [(f"length {n}", {"min_length": n, "max_length": n})
-                for n in [*lengths, self.max_length]]  # fmt: skip
+        test lengths: ``max_length`` times 1/4, 2/4, 3/4 and 1 (:data:`WITHIN_POINTS`),
+        rounded half up, each at least ``min_length``, without repeats (10, 20, 30, 40 for 1
+        to 40)."""
+        top, points = self.max_length, WITHIN_POINTS
+        raised = (max(self.min_length, (top * k + points // 2) // points)
+                  for k in range(1, points + 1))  # fmt: skip
+        return [(f"length {n}", {"min_length": n, "max_length": n}) for n in sorted(set(raised))]
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         _check_batch_size(type(self).__name__, batch_size)

@@ -57,16 +57,17 @@ class _Scan(torch.autograd.Function):
         inputs = ctx.saved_tensors
         x, state_matrix = inputs[0], inputs[2]
         grads = [torch.empty_like(t) for t in inputs]
-        # workspaces: the outputs computed again, the carry, one sequence's states (T, E, N)
-        again = torch.empty_like(x)
+        # workspaces: the carry, one sequence's states and their decays (T, E, N) each
         carry = x.new_empty(state_matrix.shape)
         sequence_states = x.new_empty(x.shape[1], *state_matrix.shape)
-        unused = x.new_empty(1)  # the forward pass's two states
+        decays = torch.empty_like(sequence_states)
+        unused = x.new_empty(1)  # the forward pass's outputs and two states
         _call(
             "mamba_scan_backward",
             ctx.dims,
-            [*inputs, again, unused, grad_y.contiguous(), *grads, carry, sequence_states],
-        )
+            [*inputs, unused, unused, grad_y.contiguous(), *grads, carry, sequence_states,
+             decays],
+        )  # fmt: skip
         return tuple(grads)
 
 

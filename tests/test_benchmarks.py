@@ -111,3 +111,14 @@ def test_memory_scaling_renders_each_point_why_each_series_stopped_and_the_targe
     assert "not measured" in targets[0] and "not met" in targets[0]
     assert "0.30 of the rate" in targets[1] and targets[1].endswith("; met).")
     assert "1.76 GiB" in targets[2] and targets[2].endswith("; met).")
+
+
+def test_held_out_measures_both_ways_to_the_same_errors_and_renders_their_ratio() -> None:
+    bench = benchmark("held_out")
+    row = bench.measure("reverse_string", "sam", turns=1)
+    assert (row["sequences"], row["steps"]) == (512, 80)
+    assert row["ratio"] == row["whole_seconds"] / row["cut_seconds"]
+    record = {"command": "python benchmarks/held_out.py", "measured": "2026-12-07",
+              "torch": "2.13.0", "rows": [{**row, "whole_seconds": 0.5, "cut_seconds": 0.25,
+                                           "ratio": 2.0}]}  # fmt: skip
+    assert bench.table(record)[-1] == "| reverse_string | sam | 512 x 80 | 0.50 | 0.25 | 2.0 |"

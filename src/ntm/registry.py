@@ -25,9 +25,10 @@ a model's
     channels), ``from_config``, ``two_processes_from_batch`` (the smallest batch at which
     two processes on a CPU train it faster than one: ``ntm train`` then starts two),
     ``width_setting`` (the setting that scales its width, which ``benchmarks/compare.py``
-    adjusts to match parameter counts), and a ``trace(inputs)`` method for ``ntm viz``
-    returning ``(logits, final state, trace)``, whose trace declares what it holds
-    (``trace.contents()``, a :class:`TraceContents`);
+    adjusts to match parameter counts), ``causal`` (True: each output depends only on the
+    inputs up to its step, so evaluation may cut a chunk after its last scored step), and a
+    ``trace(inputs)`` method for ``ntm viz`` returning ``(logits, final state, trace)``,
+    whose trace declares what it holds (``trace.contents()``, a :class:`TraceContents`);
 a task's
     ``target`` (a :class:`Recipe` of training settings: the target and budget that suit
     it), ``generalisation`` (``(label, settings)`` pairs that ``ntm eval`` reports beside
@@ -326,6 +327,12 @@ def width_setting(cls: type[Any]) -> tuple[str, int] | None:
     the model declares none."""
     declared = getattr(cls, "width_setting", None)
     return None if declared is None else (str(declared[0]), int(declared[1]))
+
+
+def causal(model: Any) -> bool:
+    """Whether a model class (or model) declares that each of its outputs depends only on
+    the inputs up to its step (``causal``); False where it declares nothing."""
+    return bool(getattr(model, "causal", False))
 
 
 def tracer(model: Any) -> Callable[..., tuple[Any, Any, Any]] | None:

@@ -59,6 +59,8 @@ class Framed(nn.Module):
     are framed so."""
 
     output_weights: ClassVar[tuple[str, ...]] = ("output_layer.weight", "output_layer.bias")
+    #: Each output depends only on the inputs up to its step (:func:`ntm.registry.causal`).
+    causal: ClassVar[bool] = True
 
     @classmethod
     def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:
@@ -231,6 +233,8 @@ class SequenceModel(Engined, nn.Module, Generic[C, S]):
 
     cell_class: ClassVar[type[nn.Module]]
     config_class: ClassVar[type[JSONConfig]]
+    #: A recurrence: each output depends only on the inputs up to its step.
+    causal: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -101,6 +101,8 @@ class LSTMBaseline(nn.Module):
 
     config_class: ClassVar[type[LSTMConfig]] = LSTMConfig
     output_weights: ClassVar[tuple[str, ...]] = ("output_layer.weight", "output_layer.bias")
+    #: A recurrence: each output depends only on the inputs up to its step.
+    causal: ClassVar[bool] = True
 
     @classmethod
     def recipe(cls, task: str, preset: str, train: Mapping[str, Any]) -> Recipe | None:

@@ -1,0 +1,114 @@
+"""The held-out evaluation's speed for causal models: chunks of like lengths cut after their
+last scored step, against every chunk run over the longest sequence's steps.
+
+Run: ``python benchmarks/held_out.py`` (``--json FILE`` keeps what it printed as a record,
+which :func:`table` renders as Markdown and ``scripts/make_results.py`` puts into
+``benchmarks/README.md``).
+
+Each row: one model as ``ntm train --task TASK --model M`` builds it (untrained: the time
+does not depend on the weights), evaluated on that run's held-out set as the trainer
+evaluates it at every ``--eval-every``, in one thread. ``whole`` is the same model behind a
+wrapper that declares nothing, so :func:`ntm.runs.evaluation.evaluate` runs every step of
+every chunk. The two take turns (whole, cut, whole, ...), so that a change in the machine's
+speed during the run falls on both; each figure is the median of its turns. The ratio is
+whole's time over cut's, measured in this run. Both report the same cost and errors
+(checked here on every row, and in ``tests/test_evaluation.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import caption, header
+from ntm.runs.config import resolve_config
+from ntm.runs.evaluation import evaluate
+from ntm.runs.load import build_model
+from ntm.tasks.scoring import scoring
+from ntm.training.data import held_out_batch
+
+
+class Whole(nn.Module):
+    """A model behind a wrapper that declares nothing: evaluated over every step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor) -> Any:
+        return self.model(inputs)
+
+
+def measure(task: str, model_name: str, turns: int) -> dict[str, Any]:
+    """Seconds of one held-out evaluation of ``model_name`` on ``task``, cut and whole."""
+    run = resolve_config({"task": task, "model": model_name}, {}, {})
+    torch.manual_seed(0)
+    model = build_model(run)
+    batch = held_out_batch(run)
+    score = scoring(run.task)
+    ways = {"whole": Whole(model), "cut": model}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    results = {}
+    for turn in range(turns + 1):
+        for way, evaluated in ways.items():
+            start = time.perf_counter()
+            results[way] = evaluate(evaluated, batch, score=score)
+            if turn:  # the first turn warms each up (allocations, the C library)
+                times[way].append(time.perf_counter() - start)
+    if results["cut"][1] != results["whole"][1]:
+        raise AssertionError(f"{model_name}: {results['cut']} cut, {results['whole']} whole")
+    median = {way: statistics.median(times[way]) for way in ways}
+    steps, sequences = batch.mask.shape
+    return {
+        "task": task,
+        "model": model_name,
+        "sequences": sequences,
+        "steps": steps,
+        **{f"{way}_seconds": median[way] for way in ways},
+        "ratio": median["whole"] / median["cut"],
+    }
+
+
+def table(record: dict[str, Any]) -> list[str]:
+    """The record as a Markdown table, with the command and date it came from."""
+    lines = [f"{caption(record)}:", "",
+             "| task | model | held-out sequences x steps | whole s | cut s | cut x whole |",
+             "|" + " --- |" * 6]  # fmt: skip
+    for row in record["rows"]:
+        lines.append(f"| {row['task']} | {row['model']} | {row['sequences']} x {row['steps']} "
+                     f"| {row['whole_seconds']:.2f} | {row['cut_seconds']:.2f} "
+                     f"| {row['ratio']:.1f} |")  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="reverse_string")
+    parser.add_argument("--models", default="ntm,dnc,sam,lstm,transformer,mamba,xlstm",
+                        help="commas: %(default)s")  # fmt: skip
+    parser.add_argument("--turns", type=int, default=5, help="timed evaluations per way")
+    parser.add_argument("--json", type=Path, help="keep the rows here as a record")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    record = header("held_out")
+    record["rows"] = []
+    for model_name in args.models.split(","):
+        record["rows"].append(measure(args.task, model_name, args.turns))
+        print("\n".join(table(record)[-1:]), flush=True)
+    print("\n".join(table(record)))
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,13 @@ every chunk. The two take turns (whole, cut, whole, ...), so that a change in th
 speed during the run falls on both; each figure is the median of its turns. The ratio is
 whole's time over cut's, measured in this run. Both report the same cost and errors
 (checked here on every row, and in ``tests/test_evaluation.py``).
+
+Then the chunks' size for a model whose state is large: the DNC with 1,024 slots (``ntm
+eval --model-arg memory_size=1024``, as the comparison's ladders evaluate it), untrained,
+on ``--chunk-sequences`` sequences of one length (``--chunk-length``, a rung of the
+ladder), evaluated :data:`~ntm.runs.evaluation.CPU_CHUNK` sequences at a time and
+:func:`~ntm.runs.evaluation.chunk_for`'s number at a time, in turns; the ratio is the
+first's time over the second's.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import caption, header
 from ntm.runs.config import resolve_config
-from ntm.runs.evaluation import evaluate
+from ntm.runs.evaluation import CPU_CHUNK, chunk_for, evaluate
 from ntm.runs.load import build_model
 from ntm.tasks.scoring import scoring
 from ntm.training.data import held_out_batch
@@ -79,6 +86,39 @@ def measure(task: str, model_name: str, turns: int) -> dict[str, Any]:
     }
 
 
+def measure_chunks(task: str, length: int, sequences: int, turns: int) -> dict[str, Any]:
+    """Seconds of evaluating a DNC of 1,024 slots on ``sequences`` of ``length``, in chunks
+    of :data:`CPU_CHUNK` sequences and of :func:`chunk_for`'s number."""
+    run = resolve_config({"task": task, "model": "dnc"}, {}, {"memory_size": 1024})
+    torch.manual_seed(0)
+    model = build_model(run)
+    variant = run.task.with_settings(min_length=length, max_length=length)
+    batch = variant.sample(sequences, torch.Generator().manual_seed(0))
+    score = scoring(variant)
+    sizes = {"fixed": CPU_CHUNK, "sized": chunk_for(model, torch.device("cpu"))}
+    times: dict[str, list[float]] = {way: [] for way in sizes}
+    results = {}
+    for turn in range(turns + 1):
+        for way, chunk in sizes.items():
+            start = time.perf_counter()
+            results[way] = evaluate(model, batch, chunk=chunk, score=score)
+            if turn:
+                times[way].append(time.perf_counter() - start)
+    if results["fixed"][1] != results["sized"][1]:
+        raise AssertionError(f"chunks of {sizes}: {results}")
+    median = {way: statistics.median(times[way]) for way in sizes}
+    return {
+        "task": task,
+        "memory_size": 1024,
+        "length": length,
+        "sequences": sequences,
+        "steps": batch.inputs.shape[0],
+        **{f"{way}_chunk": sizes[way] for way in sizes},
+        **{f"{way}_seconds": median[way] for way in sizes},
+        "ratio": median["fixed"] / median["sized"],
+    }
+
+
 def table(record: dict[str, Any]) -> list[str]:
     """The record as a Markdown table, with the command and date it came from."""
     lines = [f"{caption(record)}:", "",
@@ -88,6 +128,15 @@ def table(record: dict[str, Any]) -> list[str]:
         lines.append(f"| {row['task']} | {row['model']} | {row['sequences']} x {row['steps']} "
                      f"| {row['whole_seconds']:.2f} | {row['cut_seconds']:.2f} "
                      f"| {row['ratio']:.1f} |")  # fmt: skip
+    if record.get("chunks"):
+        lines += ["", "| task | model | sequences x steps | chunk | s | chunk | s | ratio |",
+                  "|" + " --- |" * 8]  # fmt: skip
+        for row in record["chunks"]:
+            lines.append(f"| {row['task']} | dnc, {row['memory_size']:,d} slots "
+                         f"| {row['sequences']} x {row['steps']} "
+                         f"| {row['fixed_chunk']} | {row['fixed_seconds']:.1f} "
+                         f"| {row['sized_chunk']} | {row['sized_seconds']:.1f} "
+                         f"| {row['ratio']:.1f} |")  # fmt: skip
     return lines
 
 
@@ -97,6 +146,14 @@ def main() -> None:
     parser.add_argument("--models", default="ntm,dnc,sam,lstm,transformer,mamba,xlstm",
                         help="commas: %(default)s")  # fmt: skip
     parser.add_argument("--turns", type=int, default=5, help="timed evaluations per way")
+    parser.add_argument(
+        "--chunk-length",
+        type=int,
+        default=150,
+        help="the length of the sequences the chunks' sizes are timed on",
+    )
+    parser.add_argument("--chunk-sequences", type=int, default=100, help="(the ladder's)")
+    parser.add_argument("--chunk-turns", type=int, default=2)
     parser.add_argument("--json", type=Path, help="keep the rows here as a record")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -105,6 +162,10 @@ def main() -> None:
     for model_name in args.models.split(","):
         record["rows"].append(measure(args.task, model_name, args.turns))
         print("\n".join(table(record)[-1:]), flush=True)
+    if args.chunk_turns:
+        record["chunks"] = [
+            measure_chunks(args.task, args.chunk_length, args.chunk_sequences, args.chunk_turns)
+        ]
     print("\n".join(table(record)))
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")

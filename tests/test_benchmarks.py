@@ -122,3 +122,8 @@ def test_held_out_measures_both_ways_to_the_same_errors_and_renders_their_ratio(
               "torch": "2.13.0", "rows": [{**row, "whole_seconds": 0.5, "cut_seconds": 0.25,
                                            "ratio": 2.0}]}  # fmt: skip
     assert bench.table(record)[-1] == "| reverse_string | sam | 512 x 80 | 0.50 | 0.25 | 2.0 |"
+    chunks = bench.measure_chunks("reverse_string", length=3, sequences=5, turns=1)
+    assert (chunks["fixed_chunk"], chunks["sized_chunk"], chunks["steps"]) == (64, 2, 6)
+    record["chunks"] = [{**chunks, "fixed_seconds": 3.0, "sized_seconds": 1.5, "ratio": 2.0}]
+    last = "| reverse_string | dnc, 1,024 slots | 5 x 6 | 64 | 3.0 | 2 | 1.5 | 2.0 |"
+    assert bench.table(record)[-1] == last

@@ -7,7 +7,15 @@ from torch import Tensor, nn
 
 from ntm import registry
 from ntm.runs.config import resolve_config
-from ntm.runs.evaluation import AllRight, _chunks, evaluate
+from ntm.runs.evaluation import (
+    CACHE_BYTES,
+    CHUNK,
+    CPU_CHUNK,
+    AllRight,
+    _chunks,
+    chunk_for,
+    evaluate,
+)
 from ntm.runs.load import build_model
 from ntm.tasks.contract import Batch
 from ntm.tasks.scoring import scoring
@@ -93,3 +101,23 @@ def test_chunks_of_a_causal_model_hold_like_lengths_cut_after_their_last_scored_
     ]
     nothing = torch.zeros(4, 3, dtype=torch.bool)
     assert [steps for _, steps in _chunks(nothing, 2, causal=True)] == [1, 1]
+
+
+def test_a_cpu_chunk_keeps_the_states_of_its_sequences_within_the_cache() -> None:
+    cpu = torch.device("cpu")
+    dnc, _ = _model_and_batch("dnc")
+    assert registry.state_bytes(dnc) == 4 * (16 * 16 + 16 * 6 + 4 * 16)
+    assert chunk_for(dnc, cpu) == CPU_CHUNK  # small states: as many as any model
+    assert chunk_for(dnc, torch.device("cuda")) == CHUNK
+    large = build_model(resolve_config({"model": "dnc", "task": "copy"}, {}, {"memory_size": 1024}))
+    per_sequence = registry.state_bytes(large)
+    assert per_sequence is not None and per_sequence > 4 * 2**20  # the links: 1024 x 1024
+    assert chunk_for(large, cpu) == CACHE_BYTES // per_sequence == 2
+    sparse = build_model(
+        resolve_config(
+            {"model": "dnc", "task": "copy"}, {}, {"memory_size": 1024, "link_sparsity": 8}
+        )
+    )
+    assert chunk_for(sparse, cpu) == CPU_CHUNK
+    lstm, _ = _model_and_batch("lstm")
+    assert registry.state_bytes(lstm) is None and chunk_for(lstm, cpu) == CPU_CHUNK

@@ -26,7 +26,9 @@ a model's
     two processes on a CPU train it faster than one: ``ntm train`` then starts two),
     ``width_setting`` (the setting that scales its width, which ``benchmarks/compare.py``
     adjusts to match parameter counts), ``causal`` (True: each output depends only on the
-    inputs up to its step, so evaluation may cut a chunk after its last scored step), and a
+    inputs up to its step, so evaluation may cut a chunk after its last scored step), a
+    ``state_bytes()`` method (the bytes of one sequence's state, by which evaluation on a
+    CPU sizes its chunks to stay in the cache), and a
     ``trace(inputs)`` method for ``ntm viz`` returning ``(logits, final state, trace)``,
     whose trace declares what it holds (``trace.contents()``, a :class:`TraceContents`);
 a task's
@@ -333,6 +335,13 @@ def causal(model: Any) -> bool:
     """Whether a model class (or model) declares that each of its outputs depends only on
     the inputs up to its step (``causal``); False where it declares nothing."""
     return bool(getattr(model, "causal", False))
+
+
+def state_bytes(model: Any) -> int | None:
+    """The bytes of one sequence's state in a model (its ``state_bytes()``); None where it
+    declares none."""
+    declared = getattr(model, "state_bytes", None)
+    return None if declared is None else int(declared())
 
 
 def tracer(model: Any) -> Callable[..., tuple[Any, Any, Any]] | None:

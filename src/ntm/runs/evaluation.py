@@ -26,6 +26,24 @@ HELD_OUT_SEED = 2_000_003
 #: reverse_string's 512 with the xLSTM, sorted and cut as :func:`evaluate` does for a causal
 #: model: 0.59 against 1.25 s).
 CHUNK, CPU_CHUNK = 256, 64
+#: On a CPU, a chunk's states are kept within this many bytes where the model declares the
+#: size of one sequence's (:func:`ntm.registry.state_bytes`): a DNC of 1,024 slots (4 MiB
+#: of links per sequence) evaluates two sequences at a time about twice as fast as 64, whose
+#: links stream from memory at every step (``python benchmarks/held_out.py``; the L3 cache
+#: of the machine measured: 32 MiB, shared by two processes).
+CACHE_BYTES = 12 * 2**20
+
+
+def chunk_for(model: nn.Module, device: torch.device) -> int:
+    """Sequences per evaluation chunk of ``model`` on ``device``: :data:`CHUNK` on a GPU;
+    on a CPU, :data:`CPU_CHUNK`, or fewer where that many sequences' states would outgrow
+    :data:`CACHE_BYTES` (one at least)."""
+    if device.type != "cpu":
+        return CHUNK
+    state = registry.state_bytes(model)
+    if not state:
+        return CPU_CHUNK
+    return max(1, min(CPU_CHUNK, CACHE_BYTES // state))
 
 
 def _chunks(mask: Tensor, chunk: int, causal: bool) -> list[tuple[Tensor | slice, int]]:
@@ -63,7 +81,8 @@ def evaluate(
     marker: the copy channels of a model that has one). ``inspect``, if given, sees each
     chunk's logits with that chunk of the batch. A causal model (:func:`ntm.registry.causal`)
     sees its sequences in chunks of like lengths, each cut after its last scored step; the
-    padding it is spared changes none of the outputs scored. A model asked to run compiled
+    padding it is spared changes none of the outputs scored. ``chunk`` sequences at a time,
+    by default :func:`chunk_for` the model and its device. A model asked to run compiled
     runs fused here, as :mod:`ntm.engines.select` decides without gradients: evaluation is
     rare and at its own batch sizes, which compiling would cost more (a graph per size, tens
     of seconds each) than it saves. The model's engine is never changed.
@@ -71,7 +90,7 @@ def evaluate(
     total = batch.inputs.shape[1]
     device = next(model.parameters()).device  # batches are drawn on the CPU
     if chunk is None:
-        chunk = CPU_CHUNK if device.type == "cpu" else CHUNK
+        chunk = chunk_for(model, device)
     cost = errors = 0.0
     was_training = model.training
     model.eval()

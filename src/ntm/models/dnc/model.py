@@ -318,6 +318,17 @@ class DNC(SequenceModel[DNCConfig, DNCState]):
         fast = FAST_DNC.get(task, Recipe())
         return Recipe(fast.train, model, fast.why)
 
+    def state_bytes(self) -> int:
+        """The bytes of one sequence's state (:func:`ntm.registry.state_bytes`): its link
+        matrix (N x N dense; with sparse links, K values and columns per row) with its
+        memory, usage, precedence and weightings. Dense with 1,024 slots, 4 MiB: evaluation
+        on a CPU then takes a few sequences at a time."""
+        c = self.config
+        n = c.memory_size
+        links = n * n if c.link_sparsity == 0 else 2 * n * c.link_sparsity
+        floats = links + n * c.word_size + (3 + c.num_read_heads) * n
+        return floats * next(self.parameters()).element_size()
+
     @classmethod
     def input_weights(cls, config: DNCConfig) -> tuple[str, ...]:
         """Every controller layer's input weights: each layer sees the input."""

@@ -81,7 +81,8 @@ def evaluate(
     marker: the copy channels of a model that has one). ``inspect``, if given, sees each
     chunk's logits with that chunk of the batch. A causal model (:func:`ntm.registry.causal`)
     sees its sequences in chunks of like lengths, each cut after its last scored step; the
-    padding it is spared changes none of the outputs scored. ``chunk`` sequences at a time,
+    padding it is spared changes none of the outputs scored (to rounding: a chunk's shape
+    may change the last bits). ``chunk`` sequences at a time,
     by default :func:`chunk_for` the model and its device. A model asked to run compiled
     runs fused here, as :mod:`ntm.engines.select` decides without gradients: evaluation is
     rare and at its own batch sizes, which compiling would cost more (a graph per size, tens

@@ -319,15 +319,20 @@ class DNC(SequenceModel[DNCConfig, DNCState]):
         return Recipe(fast.train, model, fast.why)
 
     def state_bytes(self) -> int:
-        """The bytes of one sequence's state (:func:`ntm.registry.state_bytes`): its link
-        matrix (N x N dense; with sparse links, K values and columns per row) with its
-        memory, usage, precedence and weightings. Dense with 1,024 slots, 4 MiB: evaluation
-        on a CPU then takes a few sequences at a time."""
+        """The bytes of one sequence's state (:func:`ntm.registry.state_bytes`) where its
+        parameters are: its link matrix with its memory, usage, precedence and weightings.
+        The links are N x N (dense with 1,024 slots: 4 MiB, so that evaluation on a CPU
+        takes a few sequences at a time), also where sparse links (0 < K < N) run eager,
+        which keeps them in a dense matrix; the native engine keeps K values and columns a
+        row."""
         c = self.config
         n = c.memory_size
-        links = n * n if c.link_sparsity == 0 else 2 * n * c.link_sparsity
+        weight = next(self.parameters())
+        native = self.engine_for(weight.device, weight.dtype).engine == "native"
+        sparse = 0 < c.link_sparsity < n and native
+        links = 2 * n * c.link_sparsity if sparse else n * n
         floats = links + n * c.word_size + (3 + c.num_read_heads) * n
-        return floats * next(self.parameters()).element_size()
+        return floats * weight.element_size()
 
     @classmethod
     def input_weights(cls, config: DNCConfig) -> tuple[str, ...]:

@@ -103,6 +103,21 @@ def test_the_best_checkpoint_is_the_best_one(run_dir: Path) -> None:
         runs.load(run_dir, checkpoint="first")
 
 
+def test_the_model_that_met_the_target_is_kept_as_the_best(run_dir: Path) -> None:
+    trainer = training.start(tiny_run(schedule="constant"), run_dir, quiet=True)
+    trainer.evaluator.last = (5.0, 0.0)
+    assert not trainer._follow_schedule(5.0)
+    assert ckpt.read_best(run_dir)["eval_cost"] == 5.0  # type: ignore[index]
+    trainer.progress.sequences = 64
+    trainer.evaluator.last = (5.5, 0.0)
+    assert not trainer._follow_schedule(5.5)  # no better: the best stays
+    assert ckpt.read_best(run_dir)["sequences"] == 0  # type: ignore[index]
+    trainer.progress.sequences = 128
+    assert not trainer._follow_schedule(5.5, met=True)  # no better, but it met the target
+    assert ckpt.read_best(run_dir) == {"sequences": 128, "eval_cost": 5.5, "eval_bit_errors": 0.0}
+    trainer.close()
+
+
 def test_ntm_eval_reads_the_best_model(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     training.train(tiny_run(eval_every=16, lr=0.03, seed=3), run_dir, quiet=True)
     best = ckpt.read_best(run_dir)

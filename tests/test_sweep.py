@@ -86,3 +86,31 @@ def test_bad_sweep_flags_are_named(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no-such-setting" in capsys.readouterr().err
     assert cli.main(["sweep", "--seeds", "3-1", *out]) == 2
     assert "--seeds '3-1': the range '3-1' is empty" in capsys.readouterr().err
+
+
+def test_a_run_that_ended_before_a_ctrl_c_is_recorded_as_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the sweep and its runs at once; a run that had already ended (exit 0)
+    gets its result.json, so the next sweep does not resume it and train it past its end;
+    one the Ctrl-C stopped (exit 130) is left to resume."""
+    ended = sweep.Job("lr=1e-3", 1, (), tmp_path / "a" / "seed-1")
+    stopped = sweep.Job("lr=1e-2", 1, (), tmp_path / "b" / "seed-1")
+    codes = {ended: 0, stopped: 130}
+    finished: list[sweep.Job] = []
+    monkeypatch.setattr(sweep, "finish", lambda job, target: finished.append(job) or "")
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep.time, "sleep", ctrl_c)
+    command = [sys.executable, "-c", "import sys; sys.exit({})"]
+    code = sweep.run(
+        [ended, stopped],
+        lambda job: [*command[:2], command[2].format(codes[job])],
+        target=0.0,
+        parallel=2,
+        quiet=True,
+    )
+    assert code == 130
+    assert finished == [ended]

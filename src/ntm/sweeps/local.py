@@ -206,8 +206,12 @@ def run(
                         )
     except KeyboardInterrupt:
         interrupted = True
-        for _, process, _ in running:
-            process.wait()  # the runs got the same Ctrl-C and are saving their checkpoints
+        for job, process, log in running:
+            # The runs got the same Ctrl-C and are saving their checkpoints; one that had
+            # ended before it is recorded, so that the next sweep does not train it on.
+            if process.wait() == 0:
+                finish(job, target)
+            log.close()
     if interrupted:
         return 130
     return 1 if failed else 0

@@ -327,14 +327,15 @@ class Trainer:
                 f"the optimiser afresh at learning rate {train.lr:g}"
             )
             return False, ""
-        return met, self._follow_schedule(cost)
+        return met, self._follow_schedule(cost, met)
 
-    def _follow_schedule(self, cost: float) -> str:
-        """Keep the best model of the stage, and on a plateau lower the learning rate.
-        Returns why the run ends here ("converged", "floor"), or "" when it goes on."""
+    def _follow_schedule(self, cost: float, met: bool = False) -> str:
+        """Keep the best model of the stage (the one that met the target, where one did:
+        the run ends with it), and on a plateau lower the learning rate. Returns why the
+        run ends here ("converged", "floor"), or "" when it goes on."""
         p = self.progress
         decision = self.schedule.observe(cost, float(self.optimizer.param_groups[0]["lr"]))
-        if decision.best and not self.stage.withheld:
+        if (decision.best or met) and not self.stage.withheld:
             self.evaluator.keep_best(self.model, p.sequences)
         if decision.lower_to is not None:
             self.set_learning_rate(decision.lower_to, "plateau: ")

@@ -763,8 +763,12 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     scores = {_name(e): _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
     best = max(scores, key=lambda model: (scores[model], model))
     rest = ", ".join(f"{m} {_percent(v)}" for m, v in scores.items() if m != best)
+    symbols = registry.task_class(trained[0]["task"])(**trained[0].get("task_settings", {}))
+    answers = symbols.output_size
     lines = [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
-             + (f"; {rest}." if rest else ".")]  # fmt: skip
+             + (f"; {rest}." if rest else "."),
+             f"- Chance: {_percent(1 / answers)} of the tokens right, a uniform guess among "
+             f"the task's {answers} answer symbols."]  # fmt: skip
     more = [e for e in trained if any(r.get("ladder_memory") for r in e["runs"])]
     if more:
         each = (f"{_name(e)} {_percent(_accuracy(e['runs'], 'ladder_memory', LADDER_MEAN))}"

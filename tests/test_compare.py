@@ -363,6 +363,8 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     )
     assert "| lstm | 1,000 | 1e-3 | cap 1 | 4,096 | 1.5 | 95% | 50% | – |" in text
     assert "- Best score beyond the training lengths: ntm (90%); lstm 50%." in text
+    chance = "- Chance: 50% of the tokens right, a uniform guess among the task's 2 answer symbols."
+    assert chance in text
     assert "- With 512 slots: ntm 99%." in text
     assert (
         "- Met the target at the training lengths: ntm. Did not (tokens right there): lstm "

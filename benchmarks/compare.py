@@ -318,12 +318,21 @@ def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
     changed = {"memory_size": memory} if memory else None
     kept = run_dir / ladder_file(changed)
     within = registry.within_training(read_run_config(run_dir).task)
-    if not kept.is_file() or not (memory or _has_within(json.loads(kept.read_text()), within)):
+    if not kept.is_file() or not _current(json.loads(kept.read_text()), size, within, memory):
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
         command += ["--model-arg", f"memory_size={memory}"] if memory else []
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
     return rows
+
+
+def _current(
+    rows: list[dict[str, Any]], size: int, within: list[tuple[str, dict[str, Any]]], memory: int
+) -> bool:
+    """Whether a kept ladder's ``rows`` can be used: evaluated on ``size`` sequences a
+    setting (the mean's row counts them all), and (with the trained memory) showing the settings inside training."""
+    sized = all(row["sequences"] == size for row in rows if not row.get("summary"))
+    return sized and (bool(memory) or _has_within(rows, within))
 
 
 def _has_within(rows: list[dict[str, Any]], within: list[tuple[str, dict[str, Any]]]) -> bool:

@@ -257,14 +257,19 @@ def test_a_ladder_without_the_lengths_inside_training_is_evaluated_again() -> No
     assert not bench._needs({**entry, "runs": [{"ladder": [beyond[0], *inside, beyond[1]]}]}, 1)
 
 
-def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training(
+def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training_or_its_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bench = benchmark("compare")
     task = ntm.make_task("parity_check", max_length=12)
     monkeypatch.setattr(bench, "read_run_config", lambda run_dir: argparse.Namespace(task=task))
-    inside = [{"setting": f"length {n}", "within": True} for n in (3, 6, 9, 12)]
-    whole = [{"setting": "training distribution"}, *inside, {"setting": "length 13"}]
+    inside = [{"setting": f"length {n}", "within": True, "sequences": 2} for n in (3, 6, 9, 12)]
+    whole = [
+        {"setting": "training distribution", "sequences": 2},
+        *inside,
+        {"setting": "length 13", "sequences": 2},
+        {"setting": "mean over the ladder", "sequences": 2, "summary": True},
+    ]
     evaluated = []
 
     def evaluate(command: list[str], **kwargs: object) -> None:  # what ntm eval --ladder writes
@@ -276,6 +281,7 @@ def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training(
     assert bench.ladder(tmp_path, 2) == whole  # evaluated again: it lacked lengths 3 to 12
     assert len(evaluated) == 1 and evaluated[0][3:6] == ["eval", str(tmp_path), "--ladder"]
     assert bench.ladder(tmp_path, 2) == whole and len(evaluated) == 1  # complete: read
+    assert bench.ladder(tmp_path, 3) == whole and len(evaluated) == 2  # of 2 sequences, not 3
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:

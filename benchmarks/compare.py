@@ -83,6 +83,7 @@ from ntm.runs.config import resolve_config
 from ntm.runs.evaluation import LADDER_MEAN
 from ntm.runs.load import build_model, read_run_config
 from ntm.sweeps.local import RESULT_FILE, outcome
+from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -330,7 +331,8 @@ def _current(
     rows: list[dict[str, Any]], size: int, within: list[tuple[str, dict[str, Any]]], memory: int
 ) -> bool:
     """Whether a kept ladder's ``rows`` can be used: evaluated on ``size`` sequences a
-    setting (the mean's row counts them all), and (with the trained memory) showing the settings inside training."""
+    setting (the mean's row counts them all), and (with the trained memory) showing the
+    settings inside training."""
     sized = all(row["sequences"] == size for row in rows if not row.get("summary"))
     return sized and (bool(memory) or _has_within(rows, within))
 
@@ -407,6 +409,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
     if CAP_PROBE.is_dir() and record["budgets"].get("parity_check", 0) > EARLY:
         values = {"cap": record["budgets"]["parity_check"], **_cap_probe(CAP_PROBE)}
         out += [_template("comparison/cap-probe.md", values), ""]
+    out += _at_a_glance(record)
     for task in record["tasks"]:
         entries = [e for e in record["entries"] if e["task"] == task]
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
@@ -764,6 +767,61 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _at_a_glance(record: dict[str, Any]) -> list[str]:
+    """The Chomsky hierarchy's tasks measured so far against the models, as the paper's
+    Table 2 sets them out: each cell the score beyond the training lengths (median over the
+    seeds), a memory model's also with more slots; the tasks by level, in the paper's
+    order. Nothing before a task of the hierarchy has a trained entry."""
+    trained = [e for e in record["entries"] if e.get("runs") and e["task"] in CHOMSKY_TASKS]
+    if not trained:
+        return []
+    measured = {e["model"] for e in trained}
+    models = [m for m in dict.fromkeys([*record.get("models", []), *measured]) if m in measured]
+    slots = f"{trained[0].get('ladder_memory', 0):,}"
+    lines = [
+        "## The Chomsky hierarchy at a glance",
+        "",
+        "The score beyond the training lengths (the share of tokens right, averaged over the "
+        "test lengths 41 to 500), the median over the seeds measured; for a model with a "
+        f"memory, with the 128 slots it trained with / with {slots}. A cell in bold: the "
+        "model met the target at the training lengths on every seed. Chance: a uniform guess "
+        "among the task's answer symbols. The sections below give each task's table; a "
+        "task without a row is still to come.",
+        "",
+        "| level | task | chance | " + " | ".join(models) + " |",
+        "|---|---|---:|" + "---:|" * len(models),
+    ]
+    for level, tasks in LEVELS.items():
+        for task in tasks:
+            entries = {e["model"]: e for e in trained if e["task"] == task}
+            if not entries:
+                continue
+            cells = [level, task, _percent(1 / _answer_symbols(next(iter(entries.values()))))]
+            for model in models:
+                entry = entries.get(model)
+                cells.append("–" if entry is None else _glance_cell(entry))
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _answer_symbols(entry: dict[str, Any]) -> int:
+    """How many symbols an entry's task answers with (a token task's output size)."""
+    return int(ntm.make_task(entry["task"], **entry.get("task_settings", {})).output_size)
+
+
+def _glance_cell(entry: dict[str, Any]) -> str:
+    """One model's cell of :func:`_at_a_glance`: its score beyond training (with more slots
+    after a slash), the settings its sweep chose, in bold where it met the target."""
+    runs = entry["runs"]
+    text = _percent(_accuracy(runs, "ladder", LADDER_MEAN))
+    if all(r.get("ladder_memory") for r in runs):
+        text += f" / {_percent(_accuracy(runs, 'ladder_memory', LADDER_MEAN))}"
+    if all(r.get("solved") for r in runs):
+        text = f"**{text}**"
+    chose = entry.get("chose")
+    return text + (f" ({', '.join(chose.values())})" if chose else "")
+
+
 def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     """What a token task's table says: the best score beyond the training lengths."""
     trained = [e for e in entries if e.get("runs")]
@@ -772,8 +830,7 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     scores = {_name(e): _accuracy(e["runs"], "ladder", LADDER_MEAN) for e in trained}
     best = max(scores, key=lambda model: (scores[model], model))
     rest = ", ".join(f"{m} {_percent(v)}" for m, v in scores.items() if m != best)
-    symbols = registry.task_class(trained[0]["task"])(**trained[0].get("task_settings", {}))
-    answers = symbols.output_size
+    answers = _answer_symbols(trained[0])
     lines = [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
              + (f"; {rest}." if rest else "."),
              f"- Chance: {_percent(1 / answers)} of the tokens right, a uniform guess among "

@@ -110,6 +110,9 @@ def test_the_tasks_are_registered_after_mqar_under_the_paper_s_names() -> None:
     assert list(CHOMSKY_TASKS) == NAMES
     assert list(registry.tasks())[6 : 6 + len(NAMES)] == NAMES
     assert all(registry.tokens(cls) for cls in CHOMSKY_TASKS.values())
+    # Four regular tasks, four deterministic context-free, seven context-sensitive: in order.
+    assert [len(tasks) for tasks in chomsky.LEVELS.values()] == [4, 4, 7]
+    assert [task for tasks in chomsky.LEVELS.values() for task in tasks] == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)

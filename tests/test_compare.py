@@ -371,6 +371,12 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     assert "- Best score beyond the training lengths: ntm (90%); lstm 50%." in text
     chance = "- Chance: 50% of the tokens right, a uniform guess among the task's 2 answer symbols."
     assert chance in text
+    # At a glance, as the paper's Table 2: the task's row under its level, a memory model's
+    # score with more slots after a slash, in bold where it met the target.
+    glance = text.index("## The Chomsky hierarchy at a glance")
+    assert glance < text.index("## reverse_string")
+    assert "| level | task | chance | ntm | lstm |" in text
+    assert "| deterministic context-free | reverse_string | 50% | **90% / 99%** | 50% |" in text
     assert "- With 512 slots: ntm 99%." in text
     assert (
         "- Met the target at the training lengths: ntm. Did not (tokens right there): lstm "

@@ -780,6 +780,26 @@ class BucketSort(_StringTask):
         return sorted(string)
 
 
+#: The tasks of each level of the hierarchy, in the paper's order (Table 2).
+LEVELS: dict[str, tuple[str, ...]] = {
+    "regular": ("even_pairs", "modular_arithmetic", "parity_check", "cycle_navigation"),
+    "deterministic context-free": (
+        "stack_manipulation",
+        "reverse_string",
+        "modular_arithmetic_brackets",
+        "solve_equation",
+    ),
+    "context-sensitive": (
+        "duplicate_string",
+        "missing_duplicate_string",
+        "odds_first",
+        "binary_addition",
+        "binary_multiplication",
+        "compute_sqrt",
+        "bucket_sort",
+    ),
+}
+
 #: The tasks in the paper's order (Table 2: regular, deterministic context-free,
 #: context-sensitive).
 CHOMSKY_TASKS: dict[str, type[_ChomskyTask]] = {

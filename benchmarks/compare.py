@@ -291,7 +291,7 @@ def tidy(out: Path, record: Path) -> int:
         print(f"--record {record}: no such file, so no document to write", file=sys.stderr)
         return 2
     text = render(json.loads(record.read_text()), record.parent)
-    (record.parent.parent / "comparison.md").write_text(text)
+    ckpt.write_text_atomic(record.parent.parent / "comparison.md", text)
     print(f"pruned {out}; wrote {record.parent.parent / 'comparison.md'}")
     return 0
 
@@ -1185,9 +1185,10 @@ def main() -> int:
                     print(f"{task} / {label}: {seeds} seed{'s' if seeds > 1 else ''}", flush=True)
                     record["entries"] = [done[cell] for cell in cells if cell in done]
                     args.record.parent.mkdir(parents=True, exist_ok=True)
-                    args.record.write_text(json.dumps(record, indent=2) + "\n")
+                    # Atomically: a sitting may end (and kill this process) at any moment.
+                    ckpt.write_text_atomic(args.record, json.dumps(record, indent=2) + "\n")
                     text = render(record, args.record.parent)  # after each cell
-                    (args.record.parent.parent / "comparison.md").write_text(text)
+                    ckpt.write_text_atomic(args.record.parent.parent / "comparison.md", text)
             except (KeyboardInterrupt, subprocess.CalledProcessError) as error:
                 stopping.set()
                 interrupted = isinstance(error, KeyboardInterrupt) or error.returncode == 130

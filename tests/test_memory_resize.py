@@ -2,6 +2,7 @@
 memory_size=N`` at evaluation): no weight depends on N."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,10 @@ import torch
 import ntm
 from ntm.cli import main
 from ntm.models.ntm.config import NTMConfig
-from ntm.runs.load import load_run
+from ntm.runs.evaluation import evaluate_run
+from ntm.runs.load import load_run, read_run_config
+
+from .conftest import TINY_MODEL, tiny_flags
 
 
 @pytest.mark.parametrize("memory_init", ["constant", "learned", "random"])
@@ -59,3 +63,44 @@ def test_eval_gives_the_shipped_models_more_slots(capsys: pytest.CaptureFixture[
     assert main(["eval", "--pretrained", "copy", "--model-arg", "word_size=7", *flags]) == 2
     said = capsys.readouterr().err
     assert "model settings word_size=7: the trained weights depend on them" in said
+
+
+def test_a_memory_sized_to_each_length_climbs_the_ladder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--memory-for-length: each rung's model has as many slots as its sequences have steps
+    (the trained number where that is more), and scores as that model does."""
+    run_dir = tmp_path / "run"
+    train = tiny_flags(max_sequences=32, eval_every=32)
+    assert main(["train", "--run-dir", str(run_dir), "--quiet", "--nproc", "1", *train]) == 0
+    rows = evaluate_run(run_dir, size=3, climb=True, memory_for_length=True)
+    ladder = [r for r in rows if not r.get("summary")]
+    assert ladder[0]["memory_size"] == TINY_MODEL["memory_size"]  # 16: more than 2 x 5 + 2
+    run = read_run_config(run_dir)
+    for row in ladder[1:]:
+        steps = run.task.with_settings(**_lengths(row)).sample(3, torch.Generator()).inputs
+        assert row["memory_size"] == max(16, steps.shape[0])
+    top = ladder[-1]
+    alone = evaluate_run(
+        run_dir, _lengths(top), size=3, model_settings={"memory_size": top["memory_size"]}
+    )
+    assert alone[0]["cost_bits"] == pytest.approx(top["cost_bits"], rel=1e-6)
+    assert alone[0]["bit_errors"] == top["bit_errors"]
+    capsys.readouterr()
+    flags = ["eval", str(run_dir), "--ladder", "--memory-for-length", "--size", "2"]
+    assert main(flags) == 0
+    assert "memory slots" in capsys.readouterr().out
+    assert (run_dir / "ladder.memory_size=length.json").is_file()
+    assert main([*flags, "--model-arg", "memory_size=32"]) == 2
+    assert "--memory-for-length sizes the memory" in capsys.readouterr().err
+    lstm = tmp_path / "lstm"
+    main(["train", "--run-dir", str(lstm), "--quiet", "--nproc", "1", "--model", "lstm",
+          "--task", "copy", "--max-sequences", "16", "--eval-every", "16"])  # fmt: skip
+    with pytest.raises(ValueError, match="model lstm has no memory_size"):
+        evaluate_run(lstm, size=2, memory_for_length=True)
+
+
+def _lengths(row: dict[str, object]) -> dict[str, int]:
+    """A ladder row's task settings (``min_length=6, max_length=6, bits=4``) that are lengths."""
+    settings = dict(part.split("=") for part in str(row["task"]).split(", "))
+    return {k: int(v) for k, v in settings.items() if k.endswith("length")}

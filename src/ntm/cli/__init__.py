@@ -27,7 +27,7 @@ from ntm.cli.common import (
     _Parser,
     setting_flags,
 )
-from ntm.cli.eval import LADDER_FILE, _eval
+from ntm.cli.eval import LADDER_FILE, LENGTH, _eval, ladder_file
 from ntm.cli.sweep import _SWEEP_DESCRIPTION, _add_sweep_arguments, _sweep, sweep_axes
 from ntm.cli.train import _train
 from ntm.cli.viz import _viz
@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the task's settings beyond training (lengths, items or pairs x2, x4, ...) "
         "instead of the paper's, after the lengths inside training a Chomsky task shows "
         f"first; kept in the run folder as {LADDER_FILE}",
+    )
+    evaluate.add_argument(
+        "--memory-for-length",
+        action="store_true",
+        help="give a model with a memory_size as many slots as each setting's sequences have "
+        "steps (the trained number where that is more); with --ladder kept as "
+        f"{ladder_file({'memory_size': LENGTH})}",
     )
     evaluate.set_defaults(func=_eval)
 

@@ -19,6 +19,9 @@ from ntm.runs.evaluation import evaluate_run, format_table
 
 #: Where ``ntm eval RUN --ladder`` keeps its rows in the run folder.
 LADDER_FILE = "ladder.json"
+#: The memory size that ``--memory-for-length`` names in its ladder's file: sized to each
+#: length (``ladder.memory_size=length.json``).
+LENGTH = "length"
 
 
 def ladder_file(model_settings: dict[str, Any] | None) -> str:
@@ -37,6 +40,8 @@ def _eval(args: argparse.Namespace) -> int:
     model_settings = _model_args_for(run_dir, args.model_arg)
     if args.ladder and settings is not None:
         raise UsageError("--ladder climbs the task's own settings; leave out --task-arg")
+    if args.memory_for_length and "memory_size" in (model_settings or {}):
+        raise UsageError("--memory-for-length sizes the memory: leave out memory_size")
     rows = evaluate_run(
         run_dir,
         settings,
@@ -46,9 +51,14 @@ def _eval(args: argparse.Namespace) -> int:
         args.device,
         args.ladder,
         model_settings,
+        args.memory_for_length,
     )
     if args.ladder and not args.pretrained:
-        kept = ladder_file(model_settings)
+        kept = ladder_file(
+            {**(model_settings or {}), "memory_size": LENGTH}
+            if args.memory_for_length
+            else model_settings
+        )
         ckpt.write_text_atomic(run_dir / kept, json.dumps(rows, indent=2) + "\n")
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -166,6 +166,7 @@ def evaluate_run(
     device: str = "cpu",
     climb: bool = False,
     model_settings: dict[str, Any] | None = None,
+    memory_for_length: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of (setting, sequences, cost, bit errors[, optimal cost]) for a run folder's
     model (``checkpoint``: see :func:`ntm.runs.load.weights_file`) run on ``device``.
@@ -177,7 +178,11 @@ def evaluate_run(
     the training range a model begins to fail); with them, one row
     for the run's task so changed. Every row draws its own held-out set from ``seed``.
     ``model_settings`` changes settings of the model no weight depends on (an NTM's or a
-    DNC's ``memory_size``: more slots than it trained with).
+    DNC's ``memory_size``: more slots than it trained with). With ``memory_for_length``, a
+    model with a ``memory_size`` gets, for each row, as many slots as that row's sequences
+    have steps (the trained number where that is more), given in the row's
+    ``memory_size``: a memory large enough for every length, as the Chomsky hierarchy's
+    Tape-RNN gets a tape as long as its input, and no larger.
 
     A token task's rows also give ``token_accuracy``, the share of its scored tokens that
     are right; where they climb its ladder, a last row (``summary``: true, setting
@@ -190,6 +195,12 @@ def evaluate_run(
     run, model = load_run(
         run_dir, checkpoint=checkpoint, device=device, model_settings=model_settings
     )
+    trained_slots: int | None = getattr(run.model, "memory_size", None)
+    if memory_for_length and (trained_slots is None or "memory_size" in (model_settings or {})):
+        raise ValueError(
+            f"a memory sized to each length: model {run.train.model} "
+            + ("has no memory_size" if trained_slots is None else "is given a memory_size")
+        )
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     climbing = False
@@ -211,7 +222,14 @@ def evaluate_run(
         if registry.end_marker(variant):
             inspectors.append(marker := EndMarker(variant.output_size - 1))
 
-        cost, errors = evaluate(model, batch, inspect=_all(inspectors), score=score)
+        evaluated = model
+        if memory_for_length:
+            slots = max(trained_slots or 0, batch.inputs.shape[0])
+            _, evaluated = load_run(
+                run_dir, checkpoint=checkpoint, device=device,
+                model_settings={**(model_settings or {}), "memory_size": slots},
+            )  # fmt: skip
+        cost, errors = evaluate(evaluated, batch, inspect=_all(inspectors), score=score)
         row: dict[str, Any] = {
             "setting": label,
             "task": _describe(variant),
@@ -220,6 +238,8 @@ def evaluate_run(
             "bit_errors": errors,
             "all_right": right.right / size,
         }
+        if memory_for_length:
+            row["memory_size"] = slots
         if 0 < index <= len(within):
             row["within"] = True
         if score.unit != "bits":
@@ -277,6 +297,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     unit = "token" if any(r.get("errors_of") == "tokens" for r in rows) else "bit"
     right = any("all_right" in r for r in rows)
     accuracy = any("token_accuracy" in r for r in rows)
+    slots = any("memory_size" in r for r in rows)
     header = ["setting", "sequences", "cost (bits/seq)", f"{unit} errors/seq"]
     if right:
         header.append("all right")
@@ -286,6 +307,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         header.append("Bayes-optimal cost")
     if marker:
         header += ["end-marker errors/seq", "end marker right"]
+    if slots:
+        header.append("memory slots")
     lines = []
     for r in rows:
         cells = [
@@ -305,6 +328,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f"{r.get('end_marker_errors', float('nan')):.3f}",
                 f"{100 * r.get('end_marker_right', float('nan')):.1f}%",
             ]
+        if slots:
+            cells.append(f"{r['memory_size']:,d}" if "memory_size" in r else "")
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
     out = [

@@ -40,11 +40,9 @@ For each task and model:
 4. **The ladder**: ``ntm eval RUN --ladder`` on each seed's best model: the training
    distribution and the task's settings beyond it (lengths, items or pairs x2, x4, ...),
    errors per sequence and the share of sequences entirely right; for a model with a
-   memory of ``memory_size`` slots (the NTM, the DNC, SAM), the same again with
-   ``--ladder-memory`` slots (``ntm eval --model-arg memory_size=N``), or with
-   ``--ladder-memory length`` a memory sized to each length (``ntm eval
-   --memory-for-length``: as many slots as the length's sequences have steps): the memory
-   is no learned parameter, as a Tape-RNN's tape is as long as its input.
+   memory of ``memory_size`` slots (the NTM, the DNC), the same again with
+   ``--ladder-memory`` slots (``ntm eval --model-arg memory_size=N``): the memory is no
+   learned parameter, as a Tape-RNN's tape is as long as its input.
 
 Everything it measured goes into ``--record`` (``docs/comparison/records.json``), from which
 :func:`render` writes ``docs/comparison.md`` (its prose: the templates
@@ -78,7 +76,7 @@ import torch
 
 import ntm
 from ntm import registry
-from ntm.cli.eval import LENGTH, ladder_file
+from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
@@ -314,30 +312,23 @@ def chosen_rate(rows: list[dict[str, Any]]) -> str:
     return str(chosen_run(rows)["lr"])
 
 
-def ladder(run_dir: Path, size: int, memory: int | str = 0) -> list[dict[str, Any]]:
+def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
     """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``); with
     ``memory`` slots instead of the trained number where it is given (kept as
-    ``ladder.memory_size=N.json``), or with :data:`LENGTH`, a memory sized to each length
-    (``ntm eval --memory-for-length``, kept as ``ladder.memory_size=length.json``)."""
+    ``ladder.memory_size=N.json``)."""
     changed = {"memory_size": memory} if memory else None
     kept = run_dir / ladder_file(changed)
     within = registry.within_training(read_run_config(run_dir).task)
     if not kept.is_file() or not _current(json.loads(kept.read_text()), size, within, memory):
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
-        if memory == LENGTH:
-            command += ["--memory-for-length"]
-        elif memory:
-            command += ["--model-arg", f"memory_size={memory}"]
+        command += ["--model-arg", f"memory_size={memory}"] if memory else []
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
     return rows
 
 
 def _current(
-    rows: list[dict[str, Any]],
-    size: int,
-    within: list[tuple[str, dict[str, Any]]],
-    memory: int | str,
+    rows: list[dict[str, Any]], size: int, within: list[tuple[str, dict[str, Any]]], memory: int
 ) -> bool:
     """Whether a kept ladder's ``rows`` can be used: evaluated on ``size`` sequences a
     setting (the mean's row counts them all), and (with the trained memory) showing the
@@ -546,14 +537,9 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
     )
     slots = record.get("ladder_memory")
     memory = (
-        "; the NTM, the DNC and SAM also with a memory sized to each length: as many slots as "
-        "its sequences have steps, the 128 they trained with at least (`ntm eval "
-        "--memory-for-length`; the memory is no learned parameter, as the paper's Tape-RNN "
-        "gets a tape as long as its input)"
-        if slots == LENGTH
-        else f"; the NTM, the DNC and SAM also with a memory of {slots:,} slots instead of the "
-        "128 they trained with (`ntm eval --model-arg memory_size=N`; the memory is no "
-        "learned parameter, as the paper's Tape-RNN gets a tape as long as its input)"
+        f"; the NTM and the DNC also with a memory of {slots:,} slots instead of the 128 they "
+        "trained with (`ntm eval --model-arg memory_size=N`; the memory is no learned "
+        "parameter, as the paper's Tape-RNN gets a tape as long as its input)"
         if slots
         else ""
     )
@@ -704,7 +690,7 @@ def _task_table(entries: list[dict[str, Any]]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells + _ladder_cells(runs, "ladder", settings)) + " |")
         if all(r.get("ladder_memory") for r in runs):
-            slots = f"{_name(e)}, {_slots(e)}"
+            slots = f"{_name(e)}, {_slots(e)} slots"
             same = ["", "", "", "the same runs", "", ""]
             cells = _ladder_cells(runs, "ladder_memory", settings)
             lines.append("| " + " | ".join([slots, *same, *cells]) + " |")
@@ -758,7 +744,7 @@ def _token_table(entries: list[dict[str, Any]]) -> list[str]:
     for e in trained:
         runs = e["runs"]
         more = (
-            f"{_share_over_seeds(runs, 'ladder_memory', LADDER_MEAN)} ({_slots(e)})"
+            f"{_share_over_seeds(runs, 'ladder_memory', LADDER_MEAN)} ({_slots(e)} slots)"
             if all(r.get("ladder_memory") for r in runs)
             else "–"
         )
@@ -789,9 +775,9 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
     trained = [e for e in record["entries"] if e.get("runs") and e["task"] in CHOMSKY_TASKS]
     if not trained:
         return []
-    measured = [e["model"] for e in trained]
+    measured = {e["model"] for e in trained}
     models = [m for m in dict.fromkeys([*record.get("models", []), *measured]) if m in measured]
-    slots = _slots(trained[0])
+    slots = f"{trained[0].get('ladder_memory', 0):,}"
     lines = [
         "## The Chomsky hierarchy at a glance",
         "",
@@ -853,7 +839,7 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     if more:
         each = (f"{_name(e)} {_percent(_accuracy(e['runs'], 'ladder_memory', LADDER_MEAN))}"
                 for e in more)  # fmt: skip
-        lines.append(f"- With {_slots(more[0])}: {', '.join(each)}.")
+        lines.append(f"- With {_slots(more[0])} slots: {', '.join(each)}.")
     fit = [_name(e) for e in trained if all(r.get("solved") for r in e["runs"])]
     short = [e for e in trained if not all(r.get("solved") for r in e["runs"])]
     if short:
@@ -921,10 +907,8 @@ def _cosine(entry: dict[str, Any]) -> bool:
 
 
 def _slots(entry: dict[str, Any]) -> str:
-    """The memory of an entry's second ladder, as the tables name it: ``1,024 slots``, or
-    ``a memory sized to each length``."""
-    memory = entry.get("ladder_memory", 0)
-    return SIZED if memory == LENGTH else f"{memory:,} slots"
+    """The memory of an entry's second ladder, from its record's ladder settings."""
+    return f"{entry.get('ladder_memory', 0):,}"
 
 
 def _percent(share: float) -> str:
@@ -991,7 +975,7 @@ def _plot(
             if ladder_key == "ladder":
                 (line,) = axes.plot(range(len(settings)), right, marker="o", label=_name(e))
             else:
-                more = f"{_name(e)}, {_slots(e)}"
+                more = f"{_name(e)}, {_slots(e)} slots"
                 axes.plot(range(len(settings)), right, marker=".", linestyle="--",
                           color=line.get_color(), label=more)  # fmt: skip
         ticks = range(0, len(settings), max(1, len(settings) // 8))
@@ -1011,9 +995,6 @@ def _plot(
     plt.close(figure)
     return f"comparison/{path.name}"
 
-
-#: How the tables name a second ladder's memory sized to each length.
-SIZED = "a memory sized to each length"
 
 #: The settings of a record that its entries were measured under: an entry of a record with
 #: other values is measured again.
@@ -1052,19 +1033,6 @@ def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
     return len(entry.get("runs", [])) < seeds or not current
 
 
-def _ladder_memory(text: str) -> int | str:
-    """``--ladder-memory``: a number of slots, or :data:`LENGTH`."""
-    if text == LENGTH:
-        return LENGTH
-    try:
-        slots = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of slots or {LENGTH!r}") from None
-    if slots < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of slots >= 0, or {LENGTH!r}")
-    return slots
-
-
 def budgets(text: str, tasks: list[str]) -> dict[str, int]:
     """``--budget``: ``N`` for every task, with ``TASK=N`` for the tasks that differ
     (``30000,mqar=100000``). A ValueError names the part that is wrong."""
@@ -1101,11 +1069,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--ladder-memory",
-        type=_ladder_memory,
+        type=int,
         default=1024,
-        help="slots of the memory models' memory on a second ladder: a number, or "
-        f"{LENGTH} (as many as each length's sequences have steps; ntm eval "
-        "--memory-for-length); 0: none (default: %(default)s)",
+        help="slots of the NTM's and the DNC's memory on a second ladder (0: none; default: "
+        "%(default)s)",
     )
     parser.add_argument(
         "--sweep-share",

@@ -282,16 +282,6 @@ def test_a_kept_ladder_is_read_unless_it_lacks_the_lengths_inside_training_or_it
     assert len(evaluated) == 1 and evaluated[0][3:6] == ["eval", str(tmp_path), "--ladder"]
     assert bench.ladder(tmp_path, 2) == whole and len(evaluated) == 1  # complete: read
     assert bench.ladder(tmp_path, 3) == whole and len(evaluated) == 2  # of 2 sequences, not 3
-    sized = tmp_path / "ladder.memory_size=length.json"
-    monkeypatch.setattr(
-        bench.subprocess, "run", lambda command, **kwargs: evaluated.append(command)
-        or sized.write_text(json.dumps(whole)),
-    )  # fmt: skip
-    assert bench.ladder(tmp_path, 2, "length") == whole
-    assert evaluated[-1][-3:] == ["--memory-for-length", "--size", "2"]
-    assert bench._ladder_memory("length") == "length" and bench._ladder_memory("512") == 512
-    with pytest.raises(argparse.ArgumentTypeError, match="a number of slots or 'length'"):
-        bench._ladder_memory("many")
 
 
 def test_docs_comparison_says_what_its_record_says(tmp_path: Path) -> None:
@@ -403,13 +393,6 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
         "| 97% (95%–99%) (512 slots) |" in text
     )
     assert "Medians over 3 seeds, the lowest and the highest seed's share in brackets." in text
-
-    # The second ladder with a memory sized to each length (ntm eval --memory-for-length).
-    sized = [{**entry, "ladder_memory": "length"}, *record["entries"][1:]]
-    text = bench.render({**record, "ladder_memory": "length", "entries": sized}, tmp_path)
-    assert "| 100% | 90% | 99% (a memory sized to each length) |" in text
-    assert "- With a memory sized to each length: ntm 99%." in text
-    assert "also with a memory sized to each length: as many slots as its sequences" in text
 
 
 def test_the_opening_says_how_far_the_command_has_come() -> None:

@@ -775,7 +775,7 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
     trained = [e for e in record["entries"] if e.get("runs") and e["task"] in CHOMSKY_TASKS]
     if not trained:
         return []
-    measured = {e["model"] for e in trained}
+    measured = [e["model"] for e in trained]
     models = [m for m in dict.fromkeys([*record.get("models", []), *measured]) if m in measured]
     slots = f"{trained[0].get('ladder_memory', 0):,}"
     lines = [

@@ -69,7 +69,7 @@ def test_a_memory_sized_to_each_length_climbs_the_ladder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--memory-for-length: each rung's model has as many slots as its sequences have steps
-    (the trained number where that is more), and scores as that model does."""
+    where it has fewer (the trained or the given number), and scores as that model does."""
     run_dir = tmp_path / "run"
     train = tiny_flags(max_sequences=32, eval_every=32)
     assert main(["train", "--run-dir", str(run_dir), "--quiet", "--nproc", "1", *train]) == 0
@@ -90,9 +90,12 @@ def test_a_memory_sized_to_each_length_climbs_the_ladder(
     flags = ["eval", str(run_dir), "--ladder", "--memory-for-length", "--size", "2"]
     assert main(flags) == 0
     assert "memory slots" in capsys.readouterr().out
-    assert (run_dir / "ladder.memory_size=length.json").is_file()
-    assert main([*flags, "--model-arg", "memory_size=32"]) == 2
-    assert "--memory-for-length sizes the memory" in capsys.readouterr().err
+    assert (run_dir / "ladder.for_length=True.json").is_file()
+    assert main([*flags, "--model-arg", "memory_size=32", "--json"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    slots = [r["memory_size"] for r in given if not r.get("summary")]
+    assert slots[:2] == [32, 32] and min(slots) == 32 < max(slots)  # raised on the longest
+    assert (run_dir / "ladder.for_length=True,memory_size=32.json").is_file()
     lstm = tmp_path / "lstm"
     main(["train", "--run-dir", str(lstm), "--quiet", "--nproc", "1", "--model", "lstm",
           "--task", "copy", "--max-sequences", "16", "--eval-every", "16"])  # fmt: skip

@@ -27,7 +27,7 @@ from ntm.cli.common import (
     _Parser,
     setting_flags,
 )
-from ntm.cli.eval import LADDER_FILE, LENGTH, _eval, ladder_file
+from ntm.cli.eval import LADDER_FILE, _eval, ladder_file
 from ntm.cli.sweep import _SWEEP_DESCRIPTION, _add_sweep_arguments, _sweep, sweep_axes
 from ntm.cli.train import _train
 from ntm.cli.viz import _viz
@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--memory-for-length",
         action="store_true",
-        help="give a model with a memory_size as many slots as each setting's sequences have "
-        "steps (the trained number where that is more); with --ladder kept as "
-        f"{ladder_file({'memory_size': LENGTH})}",
+        help="give a model with a memory_size as many slots as a setting's sequences have "
+        "steps where it has fewer (its trained number, or --model-arg memory_size=N); with "
+        f"--ladder kept as {ladder_file({'for_length': True})} (or with the memory_size)",
     )
     evaluate.set_defaults(func=_eval)
 

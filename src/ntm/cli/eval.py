@@ -19,9 +19,6 @@ from ntm.runs.evaluation import evaluate_run, format_table
 
 #: Where ``ntm eval RUN --ladder`` keeps its rows in the run folder.
 LADDER_FILE = "ladder.json"
-#: The memory size that ``--memory-for-length`` names in its ladder's file: sized to each
-#: length (``ladder.memory_size=length.json``).
-LENGTH = "length"
 
 
 def ladder_file(model_settings: dict[str, Any] | None) -> str:
@@ -40,8 +37,6 @@ def _eval(args: argparse.Namespace) -> int:
     model_settings = _model_args_for(run_dir, args.model_arg)
     if args.ladder and settings is not None:
         raise UsageError("--ladder climbs the task's own settings; leave out --task-arg")
-    if args.memory_for_length and "memory_size" in (model_settings or {}):
-        raise UsageError("--memory-for-length sizes the memory: leave out memory_size")
     rows = evaluate_run(
         run_dir,
         settings,
@@ -55,7 +50,7 @@ def _eval(args: argparse.Namespace) -> int:
     )
     if args.ladder and not args.pretrained:
         kept = ladder_file(
-            {**(model_settings or {}), "memory_size": LENGTH}
+            {**(model_settings or {}), "for_length": True}
             if args.memory_for_length
             else model_settings
         )

@@ -179,10 +179,10 @@ def evaluate_run(
     for the run's task so changed. Every row draws its own held-out set from ``seed``.
     ``model_settings`` changes settings of the model no weight depends on (an NTM's or a
     DNC's ``memory_size``: more slots than it trained with). With ``memory_for_length``, a
-    model with a ``memory_size`` gets, for each row, as many slots as that row's sequences
-    have steps (the trained number where that is more), given in the row's
-    ``memory_size``: a memory large enough for every length, as the Chomsky hierarchy's
-    Tape-RNN gets a tape as long as its input, and no larger.
+    model with a ``memory_size`` gets, for each row where that row's sequences have more
+    steps than it has slots (those of ``model_settings``, else the trained number), as many
+    slots as steps (in the row's ``memory_size``): a memory large enough for every length,
+    as the Chomsky hierarchy's Tape-RNN gets a tape as long as its input.
 
     A token task's rows also give ``token_accuracy``, the share of its scored tokens that
     are right; where they climb its ladder, a last row (``summary``: true, setting
@@ -195,12 +195,9 @@ def evaluate_run(
     run, model = load_run(
         run_dir, checkpoint=checkpoint, device=device, model_settings=model_settings
     )
-    trained_slots: int | None = getattr(run.model, "memory_size", None)
-    if memory_for_length and (trained_slots is None or "memory_size" in (model_settings or {})):
-        raise ValueError(
-            f"a memory sized to each length: model {run.train.model} "
-            + ("has no memory_size" if trained_slots is None else "is given a memory_size")
-        )
+    least: int | None = getattr(run.model, "memory_size", None)  # given, else trained
+    if memory_for_length and least is None:
+        raise ValueError(f"a memory for each length: model {run.train.model} has no memory_size")
     task = run.task
     settings: list[tuple[str, dict[str, Any]]]
     climbing = False
@@ -223,8 +220,8 @@ def evaluate_run(
             inspectors.append(marker := EndMarker(variant.output_size - 1))
 
         evaluated = model
-        if memory_for_length:
-            slots = max(trained_slots or 0, batch.inputs.shape[0])
+        slots = max(least or 0, batch.inputs.shape[0])
+        if memory_for_length and slots != least:
             _, evaluated = load_run(
                 run_dir, checkpoint=checkpoint, device=device,
                 model_settings={**(model_settings or {}), "memory_size": slots},

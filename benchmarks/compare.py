@@ -537,8 +537,8 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
     )
     slots = record.get("ladder_memory")
     memory = (
-        f"; the NTM and the DNC also with a memory of {slots:,} slots instead of the 128 they "
-        "trained with (`ntm eval --model-arg memory_size=N`; the memory is no learned "
+        f"; the NTM, the DNC and SAM also with a memory of {slots:,} slots instead of the 128 "
+        "they trained with (`ntm eval --model-arg memory_size=N`; the memory is no learned "
         "parameter, as the paper's Tape-RNN gets a tape as long as its input)"
         if slots
         else ""

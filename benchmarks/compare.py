@@ -783,7 +783,7 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
         "",
         "The score beyond the training lengths (the share of tokens right, averaged over the "
         "test lengths 41 to 500), the median over the seeds measured; for a model with a "
-        f"memory, with the 128 slots it trained with / with {slots}. A cell in bold: the "
+        f"memory, with the 128 slots it trained with / with {slots} slots. A cell in bold: the "
         "model met the target at the training lengths on every seed. Chance: a uniform guess "
         "among the task's answer symbols. The sections below give each task's table; a "
         "task without a row is still to come.",

@@ -80,7 +80,7 @@ from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
-from ntm.runs.evaluation import LADDER_MEAN
+from ntm.runs.evaluation import HELD_OUT_SEED, LADDER_MEAN
 from ntm.runs.load import build_model, read_run_config
 from ntm.sweeps.local import RESULT_FILE, outcome
 from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
@@ -313,18 +313,50 @@ def chosen_rate(rows: list[dict[str, Any]]) -> str:
 
 
 def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
-    """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``); with
-    ``memory`` slots instead of the trained number where it is given (kept as
-    ``ladder.memory_size=N.json``)."""
-    changed = {"memory_size": memory} if memory else None
+    """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``); where
+    ``memory`` is given, with that many slots instead of the trained number, more on a
+    length whose sequences have more steps (``--memory-for-length``; kept as
+    ``ladder.for_length=True,memory_size=N.json``). A ladder kept with ``memory`` slots on
+    every length (``ladder.memory_size=N.json``) serves where every length fits them."""
+    changed = {"for_length": True, "memory_size": memory} if memory else None
     kept = run_dir / ladder_file(changed)
-    within = registry.within_training(read_run_config(run_dir).task)
+    run = read_run_config(run_dir)
+    within = registry.within_training(run.task)
+    if memory and not kept.is_file():
+        _reuse(run_dir / ladder_file({"memory_size": memory}), kept, size, within, memory)
     if not kept.is_file() or not _current(json.loads(kept.read_text()), size, within, memory):
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
-        command += ["--model-arg", f"memory_size={memory}"] if memory else []
+        if memory:
+            command += ["--model-arg", f"memory_size={memory}", "--memory-for-length"]
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
     return rows
+
+
+def _reuse(
+    fixed: Path, kept: Path, size: int, within: list[tuple[str, dict[str, Any]]], memory: int
+) -> None:
+    """Keep as ``kept`` the ladder ``fixed``, evaluated with ``memory`` slots on every
+    setting, where every setting's held-out sequences (as ``ntm eval`` draws them) have
+    ``memory`` steps at most: ``--memory-for-length`` would add none, so its rows are those.
+    Each row gains the ``memory_size`` it was evaluated with."""
+    if not fixed.is_file():
+        return
+    rows: list[dict[str, Any]] = json.loads(fixed.read_text())
+    if not _current(rows, size, within, memory):
+        return
+    task = read_run_config(kept.parent).task
+    settings = [*registry.within_training(task), *registry.ladder(task)]
+    for _, changes in [("training distribution", {}), *settings]:
+        held_out = task.with_settings(**changes).sample(
+            size, torch.Generator().manual_seed(HELD_OUT_SEED)
+        )
+        if held_out.inputs.shape[0] > memory:
+            return
+    for row in rows:
+        if not row.get("summary"):
+            row["memory_size"] = memory
+    ckpt.write_text_atomic(kept, json.dumps(rows, indent=2) + "\n")
 
 
 def _current(
@@ -538,8 +570,9 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
     slots = record.get("ladder_memory")
     memory = (
         f"; the NTM, the DNC and SAM also with a memory of {slots:,} slots instead of the 128 "
-        "they trained with (`ntm eval --model-arg memory_size=N`; the memory is no learned "
-        "parameter, as the paper's Tape-RNN gets a tape as long as its input)"
+        "they trained with, more on a length whose sequences have more steps (`ntm eval "
+        "--model-arg memory_size=N --memory-for-length`; the memory is no learned parameter, "
+        "as the paper's Tape-RNN gets a tape as long as its input)"
         if slots
         else ""
     )
@@ -1022,15 +1055,24 @@ def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[
 def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
     """Whether an entry must be measured (again): to have ``seeds`` seeds, or because its
     ladders with the trained memory lack the lengths inside training that its task's ladder
-    now shows first (its runs are kept, so only those ladders are evaluated again; the
-    ladders with more slots are read as kept, and drawn beyond training only)."""
+    now shows first, or its ladders with more slots give no slots a length (they were kept
+    before a length whose sequences need more got them): its runs are kept, so only those
+    ladders are evaluated again, or taken as they are where every length fits."""
     if entry is None:
         return True
     if "skipped" in entry:
         return False
     within = registry.within_training(ntm.make_task(entry["task"], **entry["task_settings"]))
-    current = all(_has_within(run["ladder"], within) for run in entry.get("runs", []))
-    return len(entry.get("runs", [])) < seeds or not current
+    runs = entry.get("runs", [])
+    current = all(_has_within(run["ladder"], within) for run in runs)
+    # A ladder with more slots, kept before a length needing still more got them.
+    sized = all(
+        "memory_size" in row
+        for run in runs
+        for row in run.get("ladder_memory") or []
+        if not row.get("summary")
+    )
+    return len(runs) < seeds or not (current and sized)
 
 
 def budgets(text: str, tasks: list[str]) -> dict[str, int]:

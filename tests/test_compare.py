@@ -501,3 +501,39 @@ def test_the_cap_s_paragraph_reads_the_probe_runs_it_names() -> None:
     assert "comes from parity_check" not in bench.render({**record, **_OPENING}, Path("/x"))
     record["budgets"]["parity_check"] = 1_000_000
     assert "comes from parity_check" in bench.render({**record, **_OPENING}, Path("/x"))
+
+
+def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory models' second ladder runs with --memory-for-length; one kept from before,
+    with the same slots on every length, serves where every length's sequences fit them."""
+    bench = benchmark("compare")
+    task = ntm.make_task("parity_check", max_length=12)  # its longest rung: 500 + 1 steps
+    monkeypatch.setattr(bench, "read_run_config", lambda run_dir: argparse.Namespace(task=task))
+    rows = [{"setting": "training distribution", "sequences": 2},
+            {"setting": "length 13", "sequences": 2},
+            {"setting": "mean over the ladder", "sequences": 2, "summary": True}]  # fmt: skip
+    (tmp_path / "ladder.memory_size=512.json").write_text(json.dumps(rows))
+    evaluated = []
+
+    def evaluate(command: list[str], **kwargs: object) -> None:
+        evaluated.append(command)
+        sized = [{**r, "memory_size": 128} for r in rows]
+        (tmp_path / "ladder.for_length=True,memory_size=128.json").write_text(json.dumps(sized))
+
+    monkeypatch.setattr(bench.subprocess, "run", evaluate)
+    kept = bench.ladder(tmp_path, 2, 512)  # every length fits 512 slots: taken as it is
+    assert evaluated == [] and [r.get("memory_size") for r in kept] == [512, 512, None]
+    assert (tmp_path / "ladder.for_length=True,memory_size=512.json").is_file()
+    (tmp_path / "ladder.memory_size=128.json").write_text(json.dumps(rows))
+    bench.ladder(tmp_path, 2, 128)  # the longest lengths need more than 128: evaluated
+    assert evaluated[0][-5:] == ["--model-arg", "memory_size=128", "--memory-for-length",
+                                 "--size", "2"]  # fmt: skip
+
+    entry = {"task": "parity_check", "model": "ntm", "task_settings": {"max_length": 12}}
+    inside = [{"setting": f"length {n}", "within": True} for n in (3, 6, 9, 12)]
+    run = {"ladder": [rows[0], *inside], "ladder_memory": rows}
+    assert bench._needs({**entry, "runs": [run]}, 1)  # its second ladder gives no slots
+    run["ladder_memory"] = kept
+    assert not bench._needs({**entry, "runs": [run]}, 1)

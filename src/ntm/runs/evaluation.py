@@ -60,10 +60,8 @@ def _chunks(mask: Tensor, chunk: int, causal: bool) -> list[tuple[Tensor | slice
     # runs one step at least).
     ends = (mask * torch.arange(1, steps + 1, device=mask.device)[:, None]).amax(0).cpu()
     order = torch.argsort(ends, stable=True)
-    return [
-        (order[start : start + chunk], max(int(ends[order[start : start + chunk]].max()), 1))
-        for start in range(0, total, chunk)
-    ]
+    parts = [order[start : start + chunk] for start in range(0, total, chunk)]
+    return [(part, max(int(ends[part].max()), 1)) for part in parts]
 
 
 @torch.no_grad()
@@ -82,8 +80,8 @@ def evaluate(
     chunk's logits with that chunk of the batch. A causal model (:func:`ntm.registry.causal`)
     sees its sequences in chunks of like lengths, each cut after its last scored step; the
     padding it is spared changes none of the outputs scored (to rounding: a chunk's shape
-    may change the last bits). ``chunk`` sequences at a time,
-    by default :func:`chunk_for` the model and its device. A model asked to run compiled
+    may change the last bits). ``chunk`` sequences at a time, by default :func:`chunk_for`
+    the model and its device. A model asked to run compiled
     runs fused here, as :mod:`ntm.engines.select` decides without gradients: evaluation is
     rare and at its own batch sizes, which compiling would cost more (a graph per size, tens
     of seconds each) than it saves. The model's engine is never changed.

@@ -3,6 +3,7 @@ no longer improves, recorded with the run."""
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,48 @@ def test_a_converged_run_says_so_and_a_capped_one_too(tmp_path: Path) -> None:
     assert f"engine {engine}" in (tmp_path / "b" / ckpt.LOG_FILE).read_text()
     assert math.isfinite(outcome["minutes"])
     assert json.loads((tmp_path / "b" / ckpt.ENDED_FILE).read_text())["reason"] == "budget"
+
+
+def _converged(run_dir: Path) -> training.TrainResult:
+    run = tiny_run(max_sequences=4096, eval_every=32, stop_patience=1, plateau_after=1.0,
+                   target_bit_errors=0.0)  # fmt: skip
+    return training.train(run, run_dir, quiet=True)
+
+
+def test_a_run_stopped_before_it_recorded_its_end_records_it_on_resume(tmp_path: Path) -> None:
+    first = _converged(tmp_path / "c")
+    assert first.reason == "converged"
+    rows = ckpt.read_metrics(tmp_path / "c")
+    (tmp_path / "c" / ckpt.ENDED_FILE).unlink()  # as if stopped after its final checkpoint
+    again = training.resume(tmp_path / "c", quiet=True)
+    assert (again.reason, again.sequences) == ("converged", first.sequences)
+    assert ckpt.read_metrics(tmp_path / "c") == rows  # nothing trained
+    record = ckpt.read_ended(tmp_path / "c")
+    assert record is not None and record["reason"] == "converged"
+    assert record["sequences"] == first.sequences
+    assert "ended (converged) before it said so" in (tmp_path / "c" / ckpt.LOG_FILE).read_text()
+    # With its end recorded, a resumed run trains again (here to its next plateau).
+    more = training.resume(tmp_path / "c", quiet=True)
+    assert more.sequences > first.sequences and more.reason == "converged"
+
+
+def test_a_signal_during_the_final_checkpoint_waits_for_the_end_s_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saves = []
+    save = training.Trainer.save
+
+    def signalled_save(self: training.Trainer) -> None:
+        saves.append(self.progress.ended)
+        if self.progress.ended:  # the final checkpoint of a run that ended
+            signal.raise_signal(signal.SIGINT)
+        save(self)
+
+    monkeypatch.setattr(training.Trainer, "save", signalled_save)
+    result = _converged(tmp_path / "c")
+    assert saves[-1] == "converged" and result.reason == "converged"
+    record = ckpt.read_ended(tmp_path / "c")
+    assert record is not None and record["reason"] == "converged"
 
 
 def test_adamw_decays_the_weights_and_only_adamw_takes_weight_decay() -> None:

@@ -94,6 +94,7 @@ class _Progress:
     window_sequences: int = 0
     next_eval: int = 0
     next_checkpoint: int = 0
+    ended: str = ""  # why the run ended (one of ckpt.END_REASONS), in its final checkpoint
 
     def count(self, sums: tuple[float, float, int]) -> None:
         """Add a good update's cost, wrong bits and sequences to the window."""
@@ -373,6 +374,14 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         train, p = self.run.train, self.progress
+        if p.ended in ("target", "converged", "floor") and not _on_main(
+            self.world, lambda: ckpt.read_ended(self.run_dir) is not None
+        ):
+            # Stopped after its final checkpoint, before it recorded why it ended: record
+            # that now rather than train on (with its record, a resumed run trains again).
+            self.log(f"{p.sequences:>10,d} seq  ended ({p.ended}) before it said so: recorded")
+            return self._finish(p.ended)
+        p.ended = ""
         solved = interrupted = False
         ended = ""  # why the schedule ended the run, if it did
         bar = _progress_bar(self.run.train, p.sequences, self.quiet)
@@ -415,8 +424,19 @@ class Trainer:
                     self.save()
             if not (solved or ended or interrupted) and p.window_sequences:
                 solved, ended = self._report()
-        self.save()
-        reason = "interrupted" if interrupted else "target" if solved else ended or "budget"
+            # Still inside the interrupt's handler: a signal now waits for the end's record.
+            if interrupted:
+                self.save()
+                return self._finish("interrupted")
+            p.ended = "target" if solved else ended or "budget"
+            self.save()  # its final checkpoint says why it ended, should its record be lost
+            return self._finish(p.ended)
+
+    def _finish(self, reason: str) -> TrainResult:
+        """Record why the run ended (unless it was interrupted): the result, and the log's
+        last line for a run interrupted or solved."""
+        p = self.progress
+        interrupted, solved = reason == "interrupted", reason == "target"
         if self.world.main and not interrupted:
             ckpt.write_ended(self.run_dir, reason, p.sequences, p.seconds, self.engine)
         cost, errors = self.evaluator.last
@@ -424,7 +444,7 @@ class Trainer:
         result = TrainResult(self.run_dir, p.sequences, p.seconds, solved, interrupted, cost,
                              errors, self.losses, reason, named)  # fmt: skip
         if interrupted or solved:
-            self.log(_last_line(result, train))
+            self.log(_last_line(result, self.run.train))
         return result
 
 

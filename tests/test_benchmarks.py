@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 import ntm
+from ntm.engines.native.conv import causal_conv_silu
+from ntm.models import mamba
 
 from .conftest import benchmark, tiny_flags
 
@@ -127,3 +129,18 @@ def test_held_out_measures_both_ways_to_the_same_errors_and_renders_their_ratio(
     record["chunks"] = [{**chunks, "fixed_seconds": 3.0, "sized_seconds": 1.5, "ratio": 2.0}]
     last = "| reverse_string | dnc, 1,024 slots | 5 x 6 | 64 | 3.0 | 2 | 1.5 | 2.0 |"
     assert bench.table(record)[-1] == last
+
+
+def test_causal_conv_times_both_ways_and_leaves_the_models_as_they_were() -> None:
+    pytest.importorskip("mambapy")
+    pytest.importorskip("xlstm")
+    bench = benchmark("causal_conv")
+    for name in ("mamba", "xlstm"):
+        row = bench.measure(name, batch=2, steps=5, turns=1)
+        assert (row["model"], row["batch"], row["steps"]) == (name, 2, 5)
+        assert row["ratio"] == row["before_seconds"] / row["after_seconds"]
+    assert mamba.causal_conv_silu is causal_conv_silu
+    record = {"command": "python benchmarks/causal_conv.py", "measured": "2026-12-07",
+              "torch": "2.13.0", "rows": [{**row, "before_seconds": 0.06,
+                                           "after_seconds": 0.05, "ratio": 1.2}]}  # fmt: skip
+    assert bench.table(record)[-1] == "| xlstm | 2 | 5 | 0.0600 | 0.0500 | 1.20 |"

@@ -50,9 +50,42 @@ def test_mamba_is_causal(engine: str) -> None:
     _causal(model, 5)
 
 
+@pytest.mark.parametrize("engine", ["native", "eager"])
 @pytest.mark.parametrize("slstm_at", ["", "1"])
-def test_xlstm_is_causal_with_and_without_slstm_blocks(slstm_at: str) -> None:
-    _causal(XLSTMModel(5, 4, d_model=16, num_layers=2, num_heads=2, slstm_at=slstm_at), 5)
+def test_xlstm_is_causal_with_and_without_slstm_blocks(slstm_at: str, engine: str) -> None:
+    if engine == "native" and native.native_available() is not None:
+        pytest.skip(f"native engine: {native.native_available()}")
+    model = XLSTMModel(5, 4, d_model=16, num_layers=2, num_heads=2, slstm_at=slstm_at,
+                       engine=engine)  # fmt: skip
+    assert model.engine_for(torch.device("cpu"), torch.float32).engine == engine
+    _causal(model, 5)
+
+
+@pytest.mark.parametrize("slstm_at", ["", "0"])
+def test_xlstm_on_the_native_engine_computes_the_packages_blocks_with_their_gradients(
+    slstm_at: str,
+) -> None:
+    if native.native_available() is not None:
+        pytest.skip(f"native engine: {native.native_available()}")
+    torch.manual_seed(0)
+    model = XLSTMModel(5, 3, d_model=16, num_heads=2, conv_width=3, slstm_at=slstm_at)
+    assert "engine='auto'" in repr(model)
+    assert model.engine_for(torch.device("cpu"), torch.float32).engine == "native"
+    inputs = torch.randn(13, 4, 5)
+    runs = {}
+    for engine in ("native", "eager"):
+        model.engine = engine
+        model.zero_grad()
+        outputs = model(inputs)
+        outputs.square().sum().backward()
+        runs[engine] = outputs.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    (outputs, grads), (expected, expected_grads) = runs["native"], runs["eager"]
+    torch.testing.assert_close(outputs, expected, atol=1e-5, rtol=1e-4)
+    for name, want in expected_grads.items():
+        scale = want.abs().max().item()
+        torch.testing.assert_close(
+            grads[name], want, atol=1e-5 * max(scale, 1e-3), rtol=1e-3, msg=name
+        )
 
 
 @pytest.mark.parametrize("slstm_at", ["", "1"])

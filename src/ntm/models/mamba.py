@@ -15,9 +15,10 @@ Mamba (the one the ``transformers`` library adopted), small, and depends on torc
 
 Engines (:mod:`ntm.engines.select`): ``eager`` runs the package's blocks as they are;
 ``native`` runs the same blocks' weights through :func:`mixer`, the block written out here,
-with the selective scan in C (:mod:`ntm.engines.native.mamba`): float32 on the CPU, where the
-parallel scan's padded (B, T, E, N) temporaries cost most of a training step. ``auto``
-takes ``native`` where it runs.
+with the selective scan in C (:mod:`ntm.engines.native.mamba`), and the convolution and its
+SiLU too (:mod:`ntm.engines.native.conv`): float32 on the CPU, where the parallel scan's
+padded (B, T, E, N) temporaries cost most of a training step, and the convolution's backward
+pass much of the rest. ``auto`` takes ``native`` where it runs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ntm.config import require_positive
+from ntm.engines.native.conv import causal_conv_silu
 from ntm.engines.native.mamba import selective_scan
 from ntm.engines.select import AUTO, Engined
 from ntm.models.common import Framed
@@ -53,8 +55,9 @@ def _mambapy() -> Any:
 
 def mixer(block: Any, x: Tensor) -> Tensor:
     """A ``mambapy`` Mamba block (``MambaBlock``) applied to ``x`` (B, T, D), with the
-    selective scan in C; the same function as the block's ``forward``. A block with inner
-    layer norms, which :class:`MambaModel` never builds, is refused (ValueError).
+    selective scan and the convolution in C; the same function as the block's ``forward``.
+    A block with inner layer norms, which :class:`MambaModel` never builds, is refused
+    (ValueError).
 
     The input projection splits into the scanned branch u and the gate z (B, T, E each);
     u passes the causal depthwise convolution and SiLU, and sets the scan's step sizes
@@ -63,10 +66,8 @@ def mixer(block: Any, x: Tensor) -> Tensor:
     config = block.config
     if config.inner_layernorms:
         raise ValueError("mixer: a Mamba block with inner layer norms runs eager only")
-    steps = x.shape[1]
     inner, gate = block.in_proj(x).chunk(2, dim=-1)  # (B, T, E) each
-    inner = block.conv1d(inner.transpose(1, 2))[..., :steps].transpose(1, 2)
-    inner = F.silu(inner)
+    inner = causal_conv_silu(inner, block.conv1d.weight, block.conv1d.bias)
     raw_step, into_state, out_of_state = torch.split(
         block.x_proj(inner), [config.dt_rank, config.d_state, config.d_state], dim=-1
     )

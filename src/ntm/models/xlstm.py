@@ -17,6 +17,14 @@ implementation and its mLSTM's parallel form and sLSTM's "vanilla" step run in p
 PyTorch on the CPU (its CUDA kernels are not used). The parallel form builds a causal mask
 of ``max_positions`` steps once; a longer sequence is refused.
 
+Engines (:mod:`ntm.engines.select`): ``eager`` runs the package's blocks as they are;
+``native`` runs the mLSTM blocks' weights through :func:`mlstm_layer`, the package's layer
+written out here with its causal convolution and SiLU in C (:mod:`ntm.engines.native.conv`;
+PyTorch's backward pass of that convolution is slow on the CPU) and its head-wise
+projections as batched products: float32 on the CPU, the same function to rounding.
+``auto`` takes ``native`` where it runs; sLSTM blocks run as the package has them on either
+engine, and so does the step-by-step form below.
+
 The parallel form holds about a dozen (B, heads, T, T) tensors per block: at evaluation
 lengths in the thousands, tens of gigabytes. Without gradients, where they would pass
 :data:`PARALLEL_BYTES`, the blocks run step by step in their recurrent form instead (the
@@ -32,6 +40,8 @@ import torch
 from torch import Tensor
 
 from ntm.config import require, require_positive
+from ntm.engines.native.conv import causal_conv_silu
+from ntm.engines.select import AUTO, Engined
 from ntm.models.common import Framed, check_positions
 from ntm.registry import register_model
 
@@ -67,9 +77,43 @@ def _blocks(owner: str, slstm_at: str, num_layers: int) -> list[int]:
     return at
 
 
-class XLSTMModel(Framed):
+def headwise(projection: Any, x: Tensor) -> Tensor:
+    """An ``xlstm`` head-wise projection (``LinearHeadwiseExpand``) applied to ``x``
+    (..., heads * D): each head's D inputs through its own (O, D) matrix, as one batched
+    product; the same function as its ``forward`` (an einsum that copies more on the CPU)."""
+    weight = projection.weight  # (heads, O, D)
+    heads, _, size = weight.shape
+    grouped = x.reshape(-1, heads, size).transpose(0, 1)  # (heads, N, D)
+    out = torch.bmm(grouped, weight.transpose(1, 2)).transpose(0, 1)  # (N, heads, O)
+    out = out.reshape(*x.shape[:-1], -1)
+    return out if projection.bias is None else out + projection.bias
+
+
+def mlstm_layer(layer: Any, x: Tensor) -> Tensor:
+    """An ``xlstm`` mLSTM layer (``mLSTMLayer``) applied to ``x`` (B, T, D), with its
+    causal convolution and SiLU in C and its head-wise projections as :func:`headwise`; the
+    same function as the layer's ``forward``.
+
+    The up-projection splits into the mLSTM branch and the output gate z; the branch's
+    convolution with SiLU gives the queries' and keys' input and the learnable skip, the
+    branch itself the values'; the cell's output plus the skip, gated by SiLU(z), is
+    projected back to D."""
+    branch, gate = torch.split(layer.proj_up(x), layer.config._inner_embedding_dim, dim=-1)
+    conv = layer.conv1d.conv
+    convolved = causal_conv_silu(branch, conv.weight, conv.bias)
+    q = headwise(layer.q_proj, convolved)
+    k = headwise(layer.k_proj, convolved)
+    v = headwise(layer.v_proj, branch)
+    cell = layer.mlstm_cell(q=q, k=k, v=v)
+    out = (cell + layer.learnable_skip * convolved) * layer.ogate_act_fn(gate)
+    return layer.dropout(layer.proj_down(out))  # type: ignore[no-any-return]
+
+
+class XLSTMModel(Engined, Framed):
     """xLSTM blocks between a linear input layer and a linear output layer: inputs (T, B, I)
-    to logits (T, B, O). See the module's description for the settings."""
+    to logits (T, B, O). See the module's description for the settings and engines."""
+
+    engines: ClassVar[tuple[str, ...]] = ("native", "eager")
 
     #: The setting that scales its width, and the step between widths (benchmarks/compare.py
     #: matches parameter counts with it).
@@ -86,6 +130,7 @@ class XLSTMModel(Framed):
         conv_width: int = 4,
         slstm_at: str = "",
         max_positions: int = 2048,
+        engine: str = AUTO,
     ) -> None:
         owner = type(self).__name__
         require_positive(owner, input_size=input_size, output_size=output_size,
@@ -130,6 +175,11 @@ class XLSTMModel(Framed):
             )
         )
         self.backbone.reset_parameters()
+        self._mlstm = {i for i in range(num_layers) if i not in at}  # the mLSTM blocks
+        self.engine = engine
+
+    def extra_repr(self) -> str:
+        return f"engine={self.engine!r}"
 
     def body(self, x: Tensor) -> Tensor:
         """(B, T, d_model) -> (B, T, d_model)."""
@@ -139,6 +189,13 @@ class XLSTMModel(Framed):
         batch, steps = x.shape[:2]
         if not torch.is_grad_enabled() and 48 * batch * self.num_heads * steps**2 > PARALLEL_BYTES:
             return self.stepped(x)
+        if self.engine_for(x.device, x.dtype).engine == "native":
+            for i, block in enumerate(self.backbone.blocks):
+                if i in self._mlstm:  # an mLSTM block: no feed-forward layer
+                    x = x + mlstm_layer(block.xlstm, block.xlstm_norm(x))
+                else:
+                    x = block(x)
+            return self.backbone.post_blocks_norm(x)  # type: ignore[no-any-return]
         out: Tensor = self.backbone(x)
         return out
 

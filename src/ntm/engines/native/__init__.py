@@ -1,6 +1,7 @@
 """The native engines: recurrences in C, a whole sequence per call.
 
-The NTM's, the DNC's and SAM's recurrences, and Mamba's selective scan.
+The NTM's, the DNC's and SAM's recurrences, Mamba's selective scan, and the causal
+convolution of Mamba's and the xLSTM's blocks.
 
 The fused path (:mod:`ntm.engines.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
@@ -8,7 +9,8 @@ code ``torch.compile`` generates. Here the recurrence of a whole sequence, forwa
 backward, is one call each into ``ntm_sequence.c`` (the NTM), ``dnc_sequence.c`` (the
 DNC, :mod:`ntm.engines.native.dnc`), ``sam_sequence.c`` (Sparse Access Memory,
 :mod:`ntm.engines.native.sam`) or ``mamba_scan.c`` (Mamba's scan,
-:mod:`ntm.engines.native.mamba`), which share ``kernels.h``. They are built at first use
+:mod:`ntm.engines.native.mamba`) and ``causal_conv.c`` (:mod:`ntm.engines.native.conv`),
+which share ``kernels.h``. They are built at first use
 into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
 processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
 ``~/.cache/ntm``). The first controller layer's input projection, the output layer and
@@ -58,6 +60,9 @@ SAM_INDEX = Path(__file__).with_name("sam_index.c")
 SAM_INDEX_HEADER = Path(__file__).with_name("sam_index.h")
 #: Mamba's selective scan (:mod:`ntm.engines.native.mamba`), in the same library.
 MAMBA_SOURCE = Path(__file__).with_name("mamba_scan.c")
+#: The causal depthwise convolution and SiLU of Mamba's and the xLSTM's blocks
+#: (:mod:`ntm.engines.native.conv`), in the same library.
+CONV_SOURCE = Path(__file__).with_name("causal_conv.c")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -110,7 +115,7 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE)
+    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE, CONV_SOURCE)
     headers = (HEADER, SAM_SEARCH, SAM_INDEX_HEADER)
     key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, *headers)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
@@ -143,7 +148,8 @@ def _build() -> Path:
 #: The library's entry points, each with a function that reports its pointer count; each
 #: takes its engine's dimensions (a ctypes structure) and an array of pointers.
 _FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward", "sam_forward",
-              "sam_backward", "sam_reset", "mamba_scan_forward", "mamba_scan_backward")  # fmt: skip
+              "sam_backward", "sam_reset", "mamba_scan_forward", "mamba_scan_backward",
+              "causal_conv_forward", "causal_conv_backward")  # fmt: skip
 
 
 def _library() -> ctypes.CDLL:

@@ -1,0 +1,138 @@
+"""Mamba's and the xLSTM's training speed with their causal convolution and SiLU in C
+(``ntm.engines.native.conv``) against PyTorch's grouped convolution, on the CPU.
+
+Run: ``python benchmarks/causal_conv.py`` (``--json FILE`` keeps what it printed as a
+record, which :func:`table` renders as Markdown and ``scripts/make_results.py`` puts into
+``benchmarks/README.md``).
+
+Each row: one model as the comparison trains it on odds_first (``benchmarks/compare.py``:
+parameters matched to the NTM's, batches of 32, 42 steps the mean length), in one thread,
+a training step (forward, backward, AdamW step) on each of two ways in turns, so that a
+change in the machine's speed during the run falls on both; each figure is the median over
+its turns. Mamba: its native engine with PyTorch's convolution and SiLU (``before``)
+against the same engine with them in C (``after``). The xLSTM: the package's mLSTM layers
+as they are (its ``eager`` engine, ``before``) against :func:`ntm.models.xlstm.mlstm_layer`
+(its ``native`` engine, ``after``: the convolution and SiLU in C, the head-wise projections
+as batched products). The ratio is before's time over after's, measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import caption, header
+from ntm.engines.native.conv import reference
+from ntm.models import mamba
+from ntm.models.xlstm import XLSTMModel
+
+WAYS = ("before", "after")
+
+
+@contextlib.contextmanager
+def _mamba_way(model: torch.nn.Module, way: str) -> Iterator[None]:
+    """Mamba's native engine, its convolution in PyTorch (before) or in C (after)."""
+    native = mamba.causal_conv_silu
+    if way == "before":
+        mamba.causal_conv_silu = reference  # what its mixer called before the C convolution
+    try:
+        yield
+    finally:
+        mamba.causal_conv_silu = native
+
+
+@contextlib.contextmanager
+def _xlstm_way(model: torch.nn.Module, way: str) -> Iterator[None]:
+    """The xLSTM's eager engine (before) or its native one (after)."""
+    model.engine = "eager" if way == "before" else "native"  # type: ignore[assignment]
+    yield
+
+
+#: Each model as the comparison builds it on odds_first (3 inputs, 2 outputs), and how it
+#: switches between the two ways.
+MODELS: dict[str, tuple[Callable[[], torch.nn.Module], Any]] = {
+    "mamba": (lambda: mamba.MambaModel(3, 2, d_model=62), _mamba_way),
+    "xlstm": (lambda: XLSTMModel(3, 2, d_model=64), _xlstm_way),
+}
+
+
+def measure(name: str, batch: int, steps: int, turns: int) -> dict[str, Any]:
+    """Seconds per training step each way for model ``name`` at one batch shape."""
+    torch.manual_seed(0)
+    build, way_of = MODELS[name]
+    model = build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = torch.randn(steps, batch, 3)
+
+    def step() -> float:
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        model(inputs).square().mean().backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {way: [] for way in WAYS}
+    for turn in range(turns + 1):
+        for way in WAYS:
+            with way_of(model, way):
+                seconds = step()
+            if turn:  # the first turn warms each way up (allocations, the C library)
+                times[way].append(seconds)
+    median = {way: statistics.median(times[way]) for way in WAYS}
+    return {
+        "model": name,
+        "batch": batch,
+        "steps": steps,
+        **{f"{way}_seconds": median[way] for way in WAYS},
+        "ratio": median["before"] / median["after"],
+    }
+
+
+def table(record: dict[str, Any]) -> list[str]:
+    """The record as a Markdown table, with the command and date it came from."""
+    lines = [f"{caption(record)}:", "",
+             "| model | batch | steps | before s/step | after s/step | after x before |",
+             "|" + " --- |" * 6]  # fmt: skip
+    for row in record["rows"]:
+        lines.append(f"| {row['model']} | {row['batch']} | {row['steps']} "
+                     f"| {row['before_seconds']:.4f} | {row['after_seconds']:.4f} "
+                     f"| {row['ratio']:.2f} |")  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mamba,xlstm", help="commas: %(default)s")
+    parser.add_argument("--shapes", default="32x42,32x81",
+                        help="batch x steps of each row, commas: %(default)s")  # fmt: skip
+    parser.add_argument("--turns", type=int, default=30, help="timed steps each way")
+    parser.add_argument("--json", type=Path, help="keep the rows here as a record")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    record = header("causal_conv")
+    record["rows"] = []
+    for name in args.models.split(","):
+        if name not in MODELS:
+            parser.error(f"--models: {name!r} is not one of {', '.join(MODELS)}")
+        for shape in args.shapes.split(","):
+            batch, steps = (int(part) for part in shape.split("x"))
+            record["rows"].append(measure(name, batch, steps, args.turns))
+            print("\n".join(table(record)[-1:]), flush=True)
+    print("\n".join(table(record)))
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import caption, header
+from common import Switch, caption, engine_switch, header, keep, step_times
 from ntm.engines.native.conv import reference
 from ntm.models import mamba
 from ntm.models.xlstm import XLSTMModel
@@ -52,16 +49,14 @@ def _mamba_way(model: torch.nn.Module, way: str) -> Iterator[None]:
         mamba.causal_conv_silu = native
 
 
-@contextlib.contextmanager
-def _xlstm_way(model: torch.nn.Module, way: str) -> Iterator[None]:
+def _xlstm_way(model: torch.nn.Module, way: str) -> contextlib.AbstractContextManager[None]:
     """The xLSTM's eager engine (before) or its native one (after)."""
-    model.engine = "eager" if way == "before" else "native"  # type: ignore[assignment]
-    yield
+    return engine_switch(model, "eager" if way == "before" else "native")
 
 
 #: Each model as the comparison builds it on odds_first (3 inputs, 2 outputs), and how it
 #: switches between the two ways.
-MODELS: dict[str, tuple[Callable[[], torch.nn.Module], Any]] = {
+MODELS: dict[str, tuple[Callable[[], torch.nn.Module], Switch]] = {
     "mamba": (lambda: mamba.MambaModel(3, 2, d_model=62), _mamba_way),
     "xlstm": (lambda: XLSTMModel(3, 2, d_model=64), _xlstm_way),
 }
@@ -70,26 +65,10 @@ MODELS: dict[str, tuple[Callable[[], torch.nn.Module], Any]] = {
 def measure(name: str, batch: int, steps: int, turns: int) -> dict[str, Any]:
     """Seconds per training step each way for model ``name`` at one batch shape."""
     torch.manual_seed(0)
-    build, way_of = MODELS[name]
+    build, switch = MODELS[name]
     model = build()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randn(steps, batch, 3)
-
-    def step() -> float:
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model(inputs).square().mean().backward()
-        optimizer.step()
-        return time.perf_counter() - start
-
-    times: dict[str, list[float]] = {way: [] for way in WAYS}
-    for turn in range(turns + 1):
-        for way in WAYS:
-            with way_of(model, way):
-                seconds = step()
-            if turn:  # the first turn warms each way up (allocations, the C library)
-                times[way].append(seconds)
-    median = {way: statistics.median(times[way]) for way in WAYS}
+    median = step_times(model, inputs, WAYS, switch, turns)
     return {
         "model": name,
         "batch": batch,
@@ -129,9 +108,7 @@ def main() -> None:
             batch, steps = (int(part) for part in shape.split("x"))
             record["rows"].append(measure(name, batch, steps, args.turns))
             print("\n".join(table(record)[-1:]), flush=True)
-    print("\n".join(table(record)))
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+    keep(record, table(record), args.json)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,8 @@ first's time over the second's.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import caption, header
+from common import caption, header, in_turns, keep
 from ntm.runs.config import resolve_config
 from ntm.runs.evaluation import CPU_CHUNK, chunk_for, evaluate
 from ntm.runs.load import build_model
@@ -70,17 +67,11 @@ def measure(task: str, model_name: str, turns: int) -> dict[str, Any]:
     batch = held_out_batch(run)
     score = scoring(run.task)
     ways = {"whole": Whole(model), "cut": model}
-    times: dict[str, list[float]] = {way: [] for way in ways}
-    results = {}
-    for turn in range(turns + 1):
-        for way, evaluated in ways.items():
-            start = time.perf_counter()
-            results[way] = evaluate(evaluated, batch, score=score)
-            if turn:  # the first turn warms each up (allocations, the C library)
-                times[way].append(time.perf_counter() - start)
+    median, results = in_turns(
+        list(ways), lambda way: evaluate(ways[way], batch, score=score), turns
+    )
     if not _same(results["cut"], results["whole"]):
         raise AssertionError(f"{model_name}: {results['cut']} cut, {results['whole']} whole")
-    median = {way: statistics.median(times[way]) for way in ways}
     steps, sequences = batch.mask.shape
     return {
         "task": task,
@@ -102,17 +93,11 @@ def measure_chunks(task: str, length: int, sequences: int, turns: int) -> dict[s
     batch = variant.sample(sequences, torch.Generator().manual_seed(0))
     score = scoring(variant)
     sizes = {"fixed": CPU_CHUNK, "sized": chunk_for(model, torch.device("cpu"))}
-    times: dict[str, list[float]] = {way: [] for way in sizes}
-    results = {}
-    for turn in range(turns + 1):
-        for way, chunk in sizes.items():
-            start = time.perf_counter()
-            results[way] = evaluate(model, batch, chunk=chunk, score=score)
-            if turn:
-                times[way].append(time.perf_counter() - start)
+    median, results = in_turns(
+        list(sizes), lambda way: evaluate(model, batch, chunk=sizes[way], score=score), turns
+    )
     if not _same(results["fixed"], results["sized"]):
         raise AssertionError(f"chunks of {sizes}: {results}")
-    median = {way: statistics.median(times[way]) for way in sizes}
     return {
         "task": task,
         "memory_size": 1024,
@@ -172,9 +157,7 @@ def main() -> None:
         record["chunks"] = [
             measure_chunks(args.task, args.chunk_length, args.chunk_sequences, args.chunk_turns)
         ]
-    print("\n".join(table(record)))
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+    keep(record, table(record), args.json)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,7 @@ eager's time over native's, measured in this run.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import caption, header
+from common import caption, engine_switch, header, keep, step_times
 from ntm.models.mamba import MambaModel
 
 ENGINES = ("eager", "native")
@@ -37,24 +34,8 @@ def measure(batch: int, steps: int, turns: int, width: int) -> dict[str, Any]:
     """Seconds per training step on each engine at one batch shape (T = ``steps``)."""
     torch.manual_seed(0)
     model = MambaModel(3, 2, d_model=width)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randn(steps, batch, 3)
-
-    def step() -> float:
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model(inputs).square().mean().backward()
-        optimizer.step()
-        return time.perf_counter() - start
-
-    times: dict[str, list[float]] = {engine: [] for engine in ENGINES}
-    for turn in range(turns + 1):
-        for engine in ENGINES:
-            model.engine = engine
-            seconds = step()
-            if turn:  # the first turn warms each engine up (allocations, the C library)
-                times[engine].append(seconds)
-    median = {engine: statistics.median(times[engine]) for engine in ENGINES}
+    median = step_times(model, inputs, ENGINES, engine_switch, turns)
     return {
         "batch": batch,
         "steps": steps,
@@ -91,9 +72,7 @@ def main() -> None:
         batch, steps = (int(part) for part in shape.split("x"))
         record["rows"].append(measure(batch, steps, args.turns, args.d_model))
         print("\n".join(table(record)[-1:]), flush=True)
-    print("\n".join(table(record)))
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+    keep(record, table(record), args.json)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,27 @@ def test_a_run_stopped_before_it_recorded_its_end_records_it_on_resume(tmp_path:
     assert more.sequences > first.sequences and more.reason == "converged"
 
 
+def test_a_resumed_run_stopped_before_its_first_checkpoint_trains_again(tmp_path: Path) -> None:
+    first = _converged(tmp_path / "c")
+    more = {"stop_patience": 50}  # a resume that asks for more
+
+    def crash(trainer: training.Trainer) -> None:
+        raise RuntimeError("stopped")
+
+    trainer = training.reopen(tmp_path / "c", more, quiet=True)
+    trainer.on_update = crash
+    with pytest.raises(RuntimeError, match="stopped"):
+        trainer.fit()  # stopped before the new stretch's first checkpoint
+    assert ckpt.read_ended(tmp_path / "c") is None  # it was training
+    assert (tmp_path / "c" / ckpt.RESUMED_FILE).is_file()
+    # Resumed again, it trains, though its latest checkpoint still says "converged".
+    again = training.resume(tmp_path / "c", quiet=True)
+    assert again.sequences > first.sequences
+    assert not (tmp_path / "c" / ckpt.RESUMED_FILE).is_file()  # gone at its first checkpoint
+    record = ckpt.read_ended(tmp_path / "c")
+    assert record is not None and record["sequences"] == again.sequences
+
+
 def test_a_signal_during_the_final_checkpoint_waits_for_the_end_s_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

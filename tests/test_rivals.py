@@ -121,6 +121,8 @@ def test_xlstm_builds_the_blocks_asked_and_refuses_bad_settings_by_name() -> Non
         XLSTMModel(3, 2, d_model=16, slstm_at="a")
     with pytest.raises(ValueError, match="d_model = 20: expected a multiple of 4 and of 2 "):
         XLSTMModel(3, 2, d_model=20, num_heads=4)
+    with pytest.raises(ValueError, match="conv_width = 1: expected at least 2"):
+        XLSTMModel(3, 2, d_model=16, conv_width=1)
 
 
 def test_rope_scores_depend_on_the_distance_only() -> None:

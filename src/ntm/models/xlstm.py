@@ -4,9 +4,9 @@
 slstm_at="", max_positions=2048)`` maps inputs (T, B, I) to logits (T, B, O): a linear
 input layer (for a token task, an embedding), ``num_layers`` residual xLSTM blocks, the
 stack's final layer norm and a linear output layer. A block is an mLSTM block (up-projection
-by 2, a causal convolution of width ``conv_width``, a matrix memory of ``num_heads`` heads
-with exponential input and sigmoid forget gates, read by queries; computed in its parallel
-form) unless its index is listed in ``slstm_at`` (``"1"``, ``"0,2"``): then an sLSTM block
+by 2, a causal convolution of width ``conv_width`` (2 or more), a matrix memory of
+``num_heads`` heads with exponential input and sigmoid forget gates, read by queries;
+computed in its parallel form) unless its index is listed in ``slstm_at`` (``"1"``, ``"0,2"``): then an sLSTM block
 (scalar memory with exponential gating and recurrent head-wise connections, stepped in
 PyTorch on the CPU) followed by a gated feed-forward layer. The default, mLSTM blocks only,
 is the paper's xLSTM[1:0], its variant for associative recall.
@@ -143,6 +143,9 @@ class XLSTMModel(Engined, Framed):
             d_model,
             f"a multiple of 4 and of 2 * num_heads = {2 * num_heads}",
         )
+        # The package's causal convolution drops its last conv_width - 1 outputs, which
+        # for a width of 1 is all of them.
+        require(conv_width >= 2, owner, "conv_width", conv_width, "at least 2")
         at = _blocks(owner, slstm_at, num_layers)
         xl = _xlstm()
         super().__init__(input_size, output_size, d_model)

@@ -77,6 +77,11 @@ BEST_FILE = "best.json"
 #: How a run's last stretch of training ended (``ended.json``: reason, sequences, seconds);
 #: absent while it trains or after an interruption.
 ENDED_FILE = "ended.json"
+#: A run whose end was recorded and that trains again keeps its record here until its first
+#: checkpoint of the new stretch: a run stopped before that checkpoint, whose latest one
+#: still says why it ended, then trains again on resume (a run without either file, whose
+#: latest checkpoint says why it ended, stopped before it recorded that).
+RESUMED_FILE = "ended.resumed.json"
 #: Why a stretch of training ends: its target met, converged (no new best held-out cost in
 #: ``--stop-patience`` evaluations), the plateau schedule at its floor without progress, or
 #: ``--max-sequences`` reached (its cap).
@@ -327,6 +332,7 @@ def write_ended(
     stretch of training ran on (``""``: a model without engines)."""
     record = {"reason": reason, "sequences": sequences, "seconds": seconds, "engine": engine}
     write_text_atomic(run_dir / ENDED_FILE, json.dumps(record) + "\n")
+    (run_dir / RESUMED_FILE).unlink(missing_ok=True)
 
 
 def read_ended(run_dir: Path) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import signal
 import sys
 import time
@@ -225,6 +226,24 @@ class Trainer:
         self._settle()
         if self.world.main:
             ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
+            if not self.progress.ended:  # a checkpoint of a stretch that trains again
+                (self.run_dir / ckpt.RESUMED_FILE).unlink(missing_ok=True)
+
+    def _unrecorded_end(self) -> bool:
+        """Whether the latest checkpoint's end (target, converged or floor) was never
+        recorded: the run stopped between its final checkpoint and ``ended.json``. Not when
+        the end was recorded, nor for the recorded end of a run that trains again and stopped
+        before its first checkpoint (:data:`ckpt.RESUMED_FILE`, at the same sequences), nor
+        for its cap, which a run raises to go on."""
+        if self.progress.ended not in ("target", "converged", "floor"):
+            return False
+        if (self.run_dir / ckpt.ENDED_FILE).is_file():
+            return False
+        try:
+            before = json.loads((self.run_dir / ckpt.RESUMED_FILE).read_text())["sequences"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True  # no record aside (or none readable)
+        return bool(before < self.progress.sequences)  # an end of the new stretch
 
     def log(self, line: str) -> None:
         if not self.world.main:
@@ -374,9 +393,7 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         train, p = self.run.train, self.progress
-        if p.ended in ("target", "converged", "floor") and not _on_main(
-            self.world, lambda: ckpt.read_ended(self.run_dir) is not None
-        ):
+        if p.ended and _on_main(self.world, self._unrecorded_end):
             # Stopped after its final checkpoint, before it recorded why it ended: record
             # that now rather than train on (with its record, a resumed run trains again).
             self.log(f"{p.sequences:>10,d} seq  ended ({p.ended}) before it said so: recorded")
@@ -392,8 +409,9 @@ class Trainer:
             self.log(line)
         if self.sync_free:
             self.guard.keep_on_device()
-        if self.world.main:
-            (self.run_dir / ckpt.ENDED_FILE).unlink(missing_ok=True)  # it trains again
+        if self.world.main and (self.run_dir / ckpt.ENDED_FILE).is_file():
+            # It trains again: the record waits aside for this stretch's first checkpoint.
+            (self.run_dir / ckpt.ENDED_FILE).replace(self.run_dir / ckpt.RESUMED_FILE)
         if self.schedule.shape is None:  # a new run (or one saved before runs kept it)
             self.schedule.shape = rate_shape(train, p.sequences) if p.sequences else 1.0
         with _Interrupt() as interrupt, bar:

@@ -6,9 +6,10 @@ input layer (for a token task, an embedding), ``num_layers`` residual xLSTM bloc
 stack's final layer norm and a linear output layer. A block is an mLSTM block (up-projection
 by 2, a causal convolution of width ``conv_width`` (2 or more), a matrix memory of
 ``num_heads`` heads with exponential input and sigmoid forget gates, read by queries;
-computed in its parallel form) unless its index is listed in ``slstm_at`` (``"1"``, ``"0,2"``): then an sLSTM block
-(scalar memory with exponential gating and recurrent head-wise connections, stepped in
-PyTorch on the CPU) followed by a gated feed-forward layer. The default, mLSTM blocks only,
+computed in its parallel form) unless its index is listed in ``slstm_at`` (``"1"``,
+``"0,2"``): then an sLSTM block (scalar memory with exponential gating and recurrent
+head-wise connections, stepped in PyTorch on the CPU) followed by a gated feed-forward
+layer. The default, mLSTM blocks only,
 is the paper's xLSTM[1:0], its variant for associative recall.
 
 The blocks are those of the ``xlstm`` package of the paper's authors (``pip install

@@ -332,6 +332,29 @@ def write_ended(
     stretch of training ran on (``""``: a model without engines)."""
     record = {"reason": reason, "sequences": sequences, "seconds": seconds, "engine": engine}
     write_text_atomic(run_dir / ENDED_FILE, json.dumps(record) + "\n")
+    drop_ended_aside(run_dir)
+
+
+def set_ended_aside(run_dir: Path) -> None:
+    """A run whose end was recorded trains again: its record waits aside
+    (:data:`RESUMED_FILE`) until the new stretch's first checkpoint."""
+    ended = run_dir / ENDED_FILE
+    if ended.is_file():
+        ended.replace(run_dir / RESUMED_FILE)
+
+
+def ended_aside(run_dir: Path) -> int | None:
+    """The sequences of the end's record set aside, or None when none is (or it cannot be
+    read)."""
+    try:
+        return int(json.loads((run_dir / RESUMED_FILE).read_text())["sequences"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def drop_ended_aside(run_dir: Path) -> None:
+    """Let go of the end's record set aside: the new stretch has a checkpoint, or a record
+    of its own."""
     (run_dir / RESUMED_FILE).unlink(missing_ok=True)
 
 

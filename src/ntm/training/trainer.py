@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import signal
 import sys
 import time
@@ -227,7 +226,7 @@ class Trainer:
         if self.world.main:
             ckpt.save_checkpoint(self.run_dir, self.progress.sequences, self.model, self.state())
             if not self.progress.ended:  # a checkpoint of a stretch that trains again
-                (self.run_dir / ckpt.RESUMED_FILE).unlink(missing_ok=True)
+                ckpt.drop_ended_aside(self.run_dir)
 
     def _unrecorded_end(self) -> bool:
         """Whether the latest checkpoint's end (target, converged or floor) was never
@@ -239,11 +238,8 @@ class Trainer:
             return False
         if (self.run_dir / ckpt.ENDED_FILE).is_file():
             return False
-        try:
-            before = json.loads((self.run_dir / ckpt.RESUMED_FILE).read_text())["sequences"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return True  # no record aside (or none readable)
-        return bool(before < self.progress.sequences)  # an end of the new stretch
+        before = ckpt.ended_aside(self.run_dir)
+        return before is None or before < self.progress.sequences  # an end of a new stretch
 
     def log(self, line: str) -> None:
         if not self.world.main:
@@ -409,9 +405,8 @@ class Trainer:
             self.log(line)
         if self.sync_free:
             self.guard.keep_on_device()
-        if self.world.main and (self.run_dir / ckpt.ENDED_FILE).is_file():
-            # It trains again: the record waits aside for this stretch's first checkpoint.
-            (self.run_dir / ckpt.ENDED_FILE).replace(self.run_dir / ckpt.RESUMED_FILE)
+        if self.world.main:
+            ckpt.set_ended_aside(self.run_dir)  # it trains again
         if self.schedule.shape is None:  # a new run (or one saved before runs kept it)
             self.schedule.shape = rate_shape(train, p.sequences) if p.sequences else 1.0
         with _Interrupt() as interrupt, bar:

@@ -9,8 +9,8 @@ by 2, a causal convolution of width ``conv_width`` (2 or more), a matrix memory 
 computed in its parallel form) unless its index is listed in ``slstm_at`` (``"1"``,
 ``"0,2"``): then an sLSTM block (scalar memory with exponential gating and recurrent
 head-wise connections, stepped in PyTorch on the CPU) followed by a gated feed-forward
-layer. The default, mLSTM blocks only,
-is the paper's xLSTM[1:0], its variant for associative recall.
+layer. The default, mLSTM blocks only, is the paper's xLSTM[1:0], its variant for
+associative recall.
 
 The blocks are those of the ``xlstm`` package of the paper's authors (``pip install
 "torch-ntm[xlstm]"``), chosen over writing them here because it is the reference

@@ -4,15 +4,13 @@ import itertools
 import json
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import ntm
-from ntm import registry
+from ntm import cli, registry
 from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
 from ntm.runs.load import read_run_config
 from ntm.tasks import chomsky
@@ -286,11 +284,11 @@ def test_the_table_shows_token_accuracy_and_the_mean_for_tokens_only() -> None:
 
 def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "ntm", "train", "--task", "reverse_string", "--model",
-               "transformer", "--model-arg", "d_model=16", "--max-sequences", "64",
-               "--batch-size", "16", "--eval-every", "32", "--eval-size", "8", "--nproc", "1",
-               "--quiet", "--run-dir", str(run_dir)]  # fmt: skip
-    subprocess.run(command, check=True)
+    command = ["train", "--task", "reverse_string", "--model", "transformer", "--model-arg",
+               "d_model=16", "--max-sequences", "64", "--batch-size", "16", "--eval-every",
+               "32", "--eval-size", "8", "--nproc", "1", "--quiet", "--run-dir",
+               str(run_dir)]  # fmt: skip
+    assert cli.main(command) == 0  # as ``ntm train`` runs it, in this process
     assert json.loads((run_dir / "config.json").read_text())["train"]["target_bit_errors"] == 0.02
     rows = evaluate_run(run_dir, size=2, climb=True)  # what ``ntm eval RUN --ladder`` shows
     assert [r["setting"] for r in rows] == [
@@ -312,7 +310,6 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
     del config["task"]["length_per"]
     (run_dir / "config.json").write_text(json.dumps(config))
     assert read_run_config(run_dir).task.length_per == "sequence"
-    subprocess.run([*command[:4], "--resume", str(run_dir), "--max-sequences", "96", "--quiet"],
-                   check=True)  # fmt: skip
+    assert cli.main(["train", "--resume", str(run_dir), "--max-sequences", "96", "--quiet"]) == 0
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["task"]["length_per"] == "sequence" and saved["train"]["max_sequences"] == 96

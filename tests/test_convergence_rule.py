@@ -111,7 +111,7 @@ def test_a_run_stopped_before_it_recorded_its_end_records_it_on_resume(tmp_path:
 
 def test_a_resumed_run_stopped_before_its_first_checkpoint_trains_again(tmp_path: Path) -> None:
     first = _converged(tmp_path / "c")
-    more = {"stop_patience": 50}  # a resume that asks for more
+    more = {"stop_patience": 3}  # a resume that asks for more
 
     def crash(trainer: training.Trainer) -> None:
         raise RuntimeError("stopped")

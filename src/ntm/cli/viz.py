@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 from ntm.cli.common import (
@@ -12,11 +13,12 @@ from ntm.cli.common import (
     _say_which_model,
     _task_args_for,
 )
-from ntm.pictures.figures import draw_run
-from ntm.pictures.viewer import draw_page
 
 
 def _viz(args: argparse.Namespace) -> int:
+    # Loaded here, not above: matplotlib takes half a second that other commands need not wait.
+    draw_run = importlib.import_module("ntm.pictures.figures").draw_run
+    draw_page = importlib.import_module("ntm.pictures.viewer").draw_page
     run_dir = _run_dir(args)
     out = args.out
     if out is None and args.pretrained:

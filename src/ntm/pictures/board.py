@@ -15,7 +15,6 @@ from typing import Any
 
 from torch import nn
 
-from ntm.pictures.figures import run_one, sequence_figure
 from ntm.tasks.contract import Batch
 
 #: The folder of the run that holds its TensorBoard events.
@@ -46,6 +45,8 @@ class Board:
             )
         writer = importlib.import_module("torch.utils.tensorboard").SummaryWriter
         self.writer = writer(str(run_dir / FOLDER))
+        # The figures (and matplotlib, half a second) load with a board, not with every trainer.
+        self.figures = importlib.import_module("ntm.pictures.figures")
         self.title = title
 
     def evaluation(self, row: dict[str, Any], model: nn.Module, held_out: Batch) -> None:
@@ -58,10 +59,11 @@ class Board:
         was_training = model.training
         model.eval()
         try:
-            probabilities, trace, _ = run_one(model, one.inputs.to(device))
+            probabilities, trace, _ = self.figures.run_one(model, one.inputs.to(device))
         finally:
             model.train(was_training)
-        figure = sequence_figure(one, probabilities, trace, f"{self.title}, {step:,d} sequences")
+        title = f"{self.title}, {step:,d} sequences"
+        figure = self.figures.sequence_figure(one, probabilities, trace, title)
         self.writer.add_figure("held-out sequence", figure, step)  # closes the figure
         self.writer.flush()
 

@@ -12,6 +12,7 @@ the median held-out learning curve per setting with its quartile band.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 import math
@@ -25,11 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")
-
-import matplotlib.pyplot as plt
 from tqdm import tqdm
 
 from ntm.runs import checkpoint as ckpt
@@ -292,6 +288,9 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 def plot_curves(jobs: list[Job], out: Path) -> Path:
     """Median held-out cost against sequences per setting, with the quartile band. A run
     that stopped early (solved) keeps its last value to the end of the plot."""
+    # Loaded here: every ``ntm`` command imports this module, and matplotlib takes half a second.
+    importlib.import_module("matplotlib").use("Agg")
+    plt = importlib.import_module("matplotlib.pyplot")
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for setting, group in itertools.groupby(jobs, key=lambda j: j.setting):
         curves = [ckpt.read_metrics(job.run_dir) for job in group]

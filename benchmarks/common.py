@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -20,7 +21,7 @@ def header(name: str) -> dict[str, Any]:
     day and torch's version."""
     return {
         "benchmark": name,
-        "command": f"python benchmarks/{name}.py " + " ".join(sys.argv[1:]),
+        "command": f"python benchmarks/{name}.py " + shlex.join(sys.argv[1:]),
         "measured": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
     }

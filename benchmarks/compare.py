@@ -87,6 +87,7 @@ from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from answer_probe import sentence
 from common import header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -449,6 +450,8 @@ def render(record: dict[str, Any], folder: Path) -> str:
         out += [_template("comparison/task.md", values), ""]
         if _scored_by_tokens(entries):
             out += [*_token_table(entries), "", *_token_findings(entries)]
+            if ANSWERS.is_file():
+                out += _answers(json.loads(ANSWERS.read_text()), task)
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
             caption = (
                 "share of tokens right at lengths inside training and at the test lengths"
@@ -468,6 +471,23 @@ def render(record: dict[str, Any], folder: Path) -> str:
         out += [""] if skipped else []
     out += _not_measured(record, _reproduced())
     return "\n".join(out).rstrip() + "\n"
+
+
+#: What benchmarks/answer_probe.py found the models under chance answer (its record).
+ANSWERS = ROOT / "docs" / "comparison" / "answer-probe.json"
+
+
+def _answers(record: dict[str, Any], task: str) -> list[str]:
+    """The answer probe's runs of ``task`` in words, a finding each, or []."""
+    runs = [run for run in record["runs"] if run["task"] == task]
+    if not runs:
+        return []
+    sizes = {row["sequences"] for run in runs for row in run["lengths"]}
+    head = (f"- What a model answers beyond training (`{record['command']}`, "
+            f"{', '.join(map(str, sorted(sizes)))} held-out sequences a length; in brackets, "
+            "each symbol's share of the right answers):")  # fmt: skip
+    each = (sentence(f"{run['label']} (seed {run['seed']})", run) for run in runs)
+    return [head, *(f"  - {line}." for line in each), ""]
 
 
 #: What benchmarks/mqar_probe.py found in the NTM's and the DNC's MQAR runs (its record).

@@ -7,12 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import ntm
 from ntm.engines.native.conv import causal_conv_silu
 from ntm.models import mamba
+from ntm.runs.config import resolve_config
+from ntm.runs.evaluation import evaluate_run
+from ntm.tasks.contract import Batch
+from ntm.training import trainer as training
 
-from .conftest import benchmark, tiny_flags
+from .conftest import TINY_TRAIN, benchmark, tiny_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- record: (\S+) -->\n.*?<!-- end of record -->", re.DOTALL)
@@ -144,3 +149,37 @@ def test_causal_conv_times_both_ways_and_leaves_the_models_as_they_were() -> Non
               "torch": "2.13.0", "rows": [{**row, "before_seconds": 0.06,
                                            "after_seconds": 0.05, "ratio": 1.2}]}  # fmt: skip
     assert bench.table(record)[-1] == "| xlstm | 2 | 5 | 0.0600 | 0.0500 | 1.20 |"
+
+
+def test_answer_probe_tallies_what_the_model_says_and_what_was_meant() -> None:
+    bench = benchmark("answer_probe")
+    tally = bench.Tally(3)
+    logits = torch.tensor([[[0.0, 0.0, 9.0], [9.0, 0.0, 0.0]], [[0.0, 9.0, 0.0], [0.0, 0.0, 9.0]]])
+    targets = torch.nn.functional.one_hot(torch.tensor([[2, 1], [1, 1]]), 3).float()
+    mask = torch.tensor([[True, True], [True, False]])  # the last token is not scored
+    tally(logits, Batch(torch.zeros(2, 2, 1), targets, mask))
+    assert tally.answered.tolist() == [1, 1, 1] and tally.expected.tolist() == [0, 2, 1]
+    assert tally.right == 2
+
+
+def test_answer_probe_agrees_with_the_ladder_and_says_it_in_words(tmp_path: Path) -> None:
+    bench = benchmark("answer_probe")
+    run = resolve_config({**TINY_TRAIN, "task": "binary_addition", "model": "lstm"}, {},
+                         {"hidden_size": 8})  # fmt: skip
+    training.train(run, tmp_path / "run", quiet=True)
+    entry = bench.probe(tmp_path / "run", [41, 500], size=3)
+    rows = {r["setting"]: r for r in evaluate_run(tmp_path / "run", size=3, climb=True)}
+    for row in entry["lengths"]:
+        assert row["token_accuracy"] == pytest.approx(
+            rows[f"length {row['length']}"]["token_accuracy"]
+        )
+        for shares in (row["answered"], row["expected"]):
+            assert list(shares) == ["0", "1", "$"] and sum(shares.values()) == pytest.approx(1)
+        assert row["expected"]["$"] == pytest.approx(3 / row["tokens"])  # one end a sequence
+    said = bench.sentence("lstm", {**entry, "lengths": [{**entry["lengths"][0],
+                          "token_accuracy": 0.03, "answered": {"0": 0.02, "1": 0.03, "$": 0.95},
+                          "expected": {"0": 0.5, "1": 0.497, "$": 0.003}}]})  # fmt: skip
+    assert said == ("lstm: at length 41, 3% right, it answers `$` on 95% of the tokens (0.3%), "
+                    "`1` on 3% (50%), `0` on 2% (50%)")  # fmt: skip
+    with pytest.raises(SystemExit, match="no rung of length 42"):
+        bench.probe(tmp_path / "run", [42], size=3)

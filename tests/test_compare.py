@@ -537,3 +537,21 @@ def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
     assert bench._needs({**entry, "runs": [run]}, 1)  # its second ladder gives no slots
     run["ladder_memory"] = kept
     assert not bench._needs({**entry, "runs": [run]}, 1)
+
+
+def test_what_the_models_answer_is_said_under_their_task() -> None:
+    answers = benchmark("compare")._answers
+    row = {"length": 500, "sequences": 100, "tokens": 1000, "token_accuracy": 0.03,
+           "answered": {"0": 0.02, "1": 0.03, "$": 0.95},
+           "expected": {"0": 0.5, "1": 0.497, "$": 0.003}}  # fmt: skip
+    runs = [{"label": "mamba", "task": "binary_addition", "seed": 1, "lengths": [row]},
+            {"label": "lstm", "task": "odds_first", "seed": 2, "lengths": [row]}]  # fmt: skip
+    record = {"command": "python benchmarks/answer_probe.py ...", "runs": runs}
+    assert answers(record, "parity_check") == []
+    assert answers(record, "binary_addition") == [
+        "- What a model answers beyond training (`python benchmarks/answer_probe.py ...`, 100 "
+        "held-out sequences a length; in brackets, each symbol's share of the right answers):",
+        "  - mamba (seed 1): at length 500, 3% right, it answers `$` on 95% of the tokens "
+        "(0.3%), `1` on 3% (50%), `0` on 2% (50%).",
+        "",
+    ]

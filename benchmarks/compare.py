@@ -291,10 +291,41 @@ def tidy(out: Path, record: Path) -> int:
     if not record.is_file():
         print(f"--record {record}: no such file, so no document to write", file=sys.stderr)
         return 2
-    text = render(json.loads(record.read_text()), record.parent)
+    data = json.loads(record.read_text())
+    missing = [
+        t for t in data["tasks"] if t in CHOMSKY_TASKS and t not in data.get("baselines", {})
+    ]
+    if missing:  # a record written before it held them
+        data["baselines"] = {**data.get("baselines", {}), **baselines(data, missing)}
+        ckpt.write_text_atomic(record, json.dumps(data, indent=2) + "\n")
+    text = render(data, record.parent)
     ckpt.write_text_atomic(record.parent.parent / "comparison.md", text)
     print(f"pruned {out}; wrote {record.parent.parent / 'comparison.md'}")
     return 0
+
+
+def baselines(record: dict[str, Any], tasks: list[str]) -> dict[str, dict[str, Any]]:
+    """For each of ``tasks`` (the Chomsky hierarchy's), the best constant answer: the one
+    answer symbol that, given at every token, gets the largest share of the tokens right,
+    averaged over the test lengths as the score is, on the held-out sequences the ladders
+    draw (``record["size"]`` a length, the held-out seed). A uniform guess understates
+    what a model gets for nothing where one symbol fills most answers: binary_addition's
+    and stack_manipulation's end symbol ``$`` is one token a sequence, so 0 and 1 fill half
+    the answers each, where a guess among the three gets a third."""
+    found = {}
+    for name in tasks:
+        task = ntm.make_task(name, **record["task_settings"].get(name, {}))
+        shares = []
+        for _, changes in registry.ladder(task):
+            variant = task.with_settings(**changes)
+            batch = variant.sample(record["size"], torch.Generator().manual_seed(HELD_OUT_SEED))
+            meant = batch.targets.argmax(-1)[batch.mask]
+            counts = torch.bincount(meant, minlength=variant.output_size).double()
+            shares.append(counts / meant.numel())
+        mean = torch.stack(shares).mean(0)
+        best = int(mean.argmax())
+        found[name] = {"symbol": task.output_vocabulary[best], "share": float(mean[best])}
+    return found
 
 
 def chosen_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -449,7 +480,8 @@ def render(record: dict[str, Any], folder: Path) -> str:
         values = {"task": task, "task_settings": given, "budget": record["budgets"][task]}
         out += [_template("comparison/task.md", values), ""]
         if _scored_by_tokens(entries):
-            out += [*_token_table(entries), "", *_token_findings(entries)]
+            baseline = record.get("baselines", {}).get(task)
+            out += [*_token_table(entries), "", *_token_findings(entries, baseline)]
             if ANSWERS.is_file():
                 out += _answers(json.loads(ANSWERS.read_text()), task)
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
@@ -838,23 +870,31 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
         "test lengths 41 to 500), the median over the seeds measured; for a model with a "
         f"memory, with the 128 slots it trained with / with {slots} slots. A cell in bold: the "
         "model met the target at the training lengths on every seed. Chance: a uniform guess "
-        "among the task's answer symbols. The sections below give each task's table; a "
-        "task without a row is still to come.",
+        "among the task's answer symbols. One symbol: the best constant answer, the one "
+        "symbol that given at every token gets the most tokens right (scored as the models "
+        "are, on the same held-out sequences); a model below it has learned less than that. "
+        "The sections below give each task's table; a task without a row is still to come.",
         "",
-        "| level | task | chance | " + " | ".join(models) + " |",
-        "|---|---|---:|" + "---:|" * len(models),
+        "| level | task | chance | one symbol | " + " | ".join(models) + " |",
+        "|---|---|---:|---:|" + "---:|" * len(models),
     ]
     for level, tasks in LEVELS.items():
         for task in tasks:
             entries = {e["model"]: e for e in trained if e["task"] == task}
             if not entries:
                 continue
-            cells = [level, task, _percent(1 / _answer_symbols(next(iter(entries.values()))))]
+            chance = _percent(1 / _answer_symbols(next(iter(entries.values()))))
+            cells = [level, task, chance, _constant(record.get("baselines", {}).get(task))]
             for model in models:
                 entry = entries.get(model)
                 cells.append("–" if entry is None else _glance_cell(entry))
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _constant(baseline: dict[str, Any] | None) -> str:
+    """A task's best constant answer as a cell: its share, and the symbol (``"50% (1)"``)."""
+    return "–" if baseline is None else f"{_percent(baseline['share'])} ({baseline['symbol']})"
 
 
 def _answer_symbols(entry: dict[str, Any]) -> int:
@@ -875,8 +915,11 @@ def _glance_cell(entry: dict[str, Any]) -> str:
     return text + (f" ({', '.join(chose.values())})" if chose else "")
 
 
-def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
-    """What a token task's table says: the best score beyond the training lengths."""
+def _token_findings(
+    entries: list[dict[str, Any]], baseline: dict[str, Any] | None = None
+) -> list[str]:
+    """What a token task's table says: the best score beyond the training lengths, beside
+    chance and (where given) the best constant answer (:func:`baselines`)."""
     trained = [e for e in entries if e.get("runs")]
     if not trained:
         return []
@@ -887,7 +930,9 @@ def _token_findings(entries: list[dict[str, Any]]) -> list[str]:
     lines = [f"- Best score beyond the training lengths: {best} ({_percent(scores[best])})"
              + (f"; {rest}." if rest else "."),
              f"- Chance: {_percent(1 / answers)} of the tokens right, a uniform guess among "
-             f"the task's {answers} answer symbols."]  # fmt: skip
+             f"the task's {answers} answer symbols"
+             + (f"; the best constant answer, `{baseline['symbol']}` at every token: "
+                f"{_percent(baseline['share'])}." if baseline else ".")]  # fmt: skip
     more = [e for e in trained if any(r.get("ladder_memory") for r in e["runs"])]
     if more:
         each = (f"{_name(e)} {_percent(_accuracy(e['runs'], 'ladder_memory', LADDER_MEAN))}"
@@ -1211,6 +1256,7 @@ def main() -> int:
         "models": labels,
         "entries": [],
     }
+    record["baselines"] = baselines(record, [t for t in tasks if t in CHOMSKY_TASKS])
     done = _finished(args.record, record)
     cells = [(task, label) for task in tasks for label in labels]
     # The cells train --jobs at a time, each run in one process of one thread.

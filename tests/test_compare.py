@@ -375,8 +375,9 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     # score with more slots after a slash, in bold where it met the target.
     glance = text.index("## The Chomsky hierarchy at a glance")
     assert glance < text.index("## reverse_string")
-    assert "| level | task | chance | ntm | lstm |" in text
-    assert "| deterministic context-free | reverse_string | 50% | **90% / 99%** | 50% |" in text
+    assert "| level | task | chance | one symbol | ntm | lstm |" in text
+    row = "| deterministic context-free | reverse_string | 50% | – | **90% / 99%** | 50% |"
+    assert row in text  # a record without the best constant answers shows none
     assert "- With 512 slots: ntm 99%." in text
     assert (
         "- Met the target at the training lengths: ntm. Did not (tokens right there): lstm "
@@ -384,6 +385,10 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
         "fitting with not generalising." in text
     )
     assert (tmp_path / "reverse_string-ladder.png").is_file()
+    given = {**record, "baselines": {"reverse_string": {"symbol": "1", "share": 0.52}}}
+    text = bench.render(given, tmp_path)
+    assert "| deterministic context-free | reverse_string | 50% | 52% (1) | **90% / 99%** |" in text
+    assert f"{chance[:-1]}; the best constant answer, `1` at every token: 52%." in text
 
     seeds = [{**memory, "seed": s, "ladder": rows(1.0, b), "ladder_memory": rows(1.0, m)}
              for s, b, m in ((1, 0.9, 0.99), (2, 0.6, 0.95), (3, 0.7, 0.97))]  # fmt: skip
@@ -555,3 +560,16 @@ def test_what_the_models_answer_is_said_under_their_task() -> None:
         "(0.3%), `1` on 3% (50%), `0` on 2% (50%).",
         "",
     ]
+
+
+def test_the_best_constant_answer_is_the_symbol_that_fills_most_answers() -> None:
+    baselines = benchmark("compare").baselines
+    record = {"size": 20, "task_settings": {"binary_addition": {}, "bucket_sort": {}}}
+    found = baselines(record, ["binary_addition", "bucket_sort"])
+    # binary_addition's end symbol is one token of an answer half as long as its question
+    # or longer: a bit answers about half the tokens; bucket_sort's five symbols a fifth.
+    assert found["binary_addition"]["symbol"] in ("0", "1")
+    assert 0.45 < found["binary_addition"]["share"] < 0.55
+    assert found["bucket_sort"]["symbol"] in list("01234")
+    assert 0.2 <= found["bucket_sort"]["share"] < 0.25
+    assert baselines(record, ["bucket_sort"]) == {"bucket_sort": found["bucket_sort"]}

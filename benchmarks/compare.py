@@ -933,6 +933,12 @@ def _token_findings(
              f"the task's {answers} answer symbols"
              + (f"; the best constant answer, `{baseline['symbol']}` at every token: "
                 f"{_percent(baseline['share'])}." if baseline else ".")]  # fmt: skip
+    if baseline:  # compared as printed: a score shown as 50% is not below 50%
+        floor = round(100 * baseline["share"])
+        below = [f"{m} ({_percent(v)})" for m, v in scores.items() if round(100 * v) < floor]
+        if below:
+            lines.append(f"- Below the best constant answer beyond the training lengths: "
+                         f"{', '.join(below)}.")  # fmt: skip
     more = [e for e in trained if any(r.get("ladder_memory") for r in e["runs"])]
     if more:
         each = (f"{_name(e)} {_percent(_accuracy(e['runs'], 'ladder_memory', LADDER_MEAN))}"

@@ -389,6 +389,7 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     text = bench.render(given, tmp_path)
     assert "| deterministic context-free | reverse_string | 50% | 52% (1) | **90% / 99%** |" in text
     assert f"{chance[:-1]}; the best constant answer, `1` at every token: 52%." in text
+    assert "- Below the best constant answer beyond the training lengths: lstm (50%)." in text
 
     seeds = [{**memory, "seed": s, "ladder": rows(1.0, b), "ladder_memory": rows(1.0, m)}
              for s, b, m in ((1, 0.9, 0.99), (2, 0.6, 0.95), (3, 0.7, 0.97))]  # fmt: skip

@@ -87,7 +87,7 @@ from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from answer_probe import sentence
+from answer_probe import probe, sentence
 from common import header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +297,7 @@ def tidy(out: Path, record: Path) -> int:
     ]
     if missing:  # a record written before it held them
         data["baselines"] = {**data.get("baselines", {}), **baselines(data, missing)}
+    if explain(data, out) or missing:
         ckpt.write_text_atomic(record, json.dumps(data, indent=2) + "\n")
     text = render(data, record.parent)
     ckpt.write_text_atomic(record.parent.parent / "comparison.md", text)
@@ -482,8 +483,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
         if _scored_by_tokens(entries):
             baseline = record.get("baselines", {}).get(task)
             out += [*_token_table(entries), "", *_token_findings(entries, baseline)]
-            if ANSWERS.is_file():
-                out += _answers(json.loads(ANSWERS.read_text()), task)
+            out += _answers(entries, record["size"])
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
             caption = (
                 "share of tokens right at lengths inside training and at the test lengths"
@@ -505,20 +505,46 @@ def render(record: dict[str, Any], folder: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-#: What benchmarks/answer_probe.py found the models under chance answer (its record).
-ANSWERS = ROOT / "docs" / "comparison" / "answer-probe.json"
+#: The test lengths at which a model below its task's best constant answer is probed.
+PROBED = [41, 203, 500]
 
 
-def _answers(record: dict[str, Any], task: str) -> list[str]:
-    """The answer probe's runs of ``task`` in words, a finding each, or []."""
-    runs = [run for run in record["runs"] if run["task"] == task]
-    if not runs:
+def explain(record: dict[str, Any], out: Path) -> bool:
+    """Tally what seed 1 of each model below its task's best constant answer (the record's
+    ``baselines``) answers at the lengths :data:`PROBED` (benchmarks/answer_probe.py, on
+    the ladder's held-out sequences), into its run's ``answers``, where it has none and its
+    run folder under ``out`` is there. Whether any entry gained one."""
+    changed = False
+    for entry in record["entries"]:
+        baseline = record.get("baselines", {}).get(entry["task"])
+        runs = entry.get("runs")
+        if not runs or baseline is None or "answers" in runs[0] or runs[0]["seed"] != 1:
+            continue
+        score = _accuracy(runs, "ladder", LADDER_MEAN)
+        if round(100 * score) >= round(100 * baseline["share"]):  # as printed
+            continue
+        name = "_".join([*(f"{k}={v}" for k, v in entry.get("chose", {}).items()),
+                         f"lr={entry['lr']}"])  # fmt: skip
+        run_dir = out / f"{entry['task']}-{entry['budget']}" / entry["model"] / "rates" / name
+        if not (run_dir / "seed-1").is_dir():
+            continue
+        runs[0]["answers"] = probe(run_dir / "seed-1", PROBED, record["size"])["lengths"]
+        changed = True
+    return changed
+
+
+def _answers(entries: list[dict[str, Any]], size: int) -> list[str]:
+    """What the task's models below its best constant answer say (:func:`explain`), a
+    finding each, or []."""
+    told = [e for e in entries if e.get("runs") and "answers" in e["runs"][0]]
+    if not told:
         return []
-    sizes = {row["sequences"] for run in runs for row in run["lengths"]}
-    head = (f"- What a model answers beyond training (`{record['command']}`, "
-            f"{', '.join(map(str, sorted(sizes)))} held-out sequences a length; in brackets, "
-            "each symbol's share of the right answers):")  # fmt: skip
-    each = (sentence(f"{run['label']} (seed {run['seed']})", run) for run in runs)
+    lengths = ", ".join(str(row["length"]) for row in told[0]["runs"][0]["answers"])
+    head = (f"- What the models below the best constant answer say beyond training (seed 1, "
+            f"{size} held-out sequences at each of the lengths {lengths}, "
+            "`benchmarks/answer_probe.py`; in brackets, each symbol's share of the right "
+            "answers):")  # fmt: skip
+    each = (sentence(_name(e), {"lengths": e["runs"][0]["answers"]}) for e in told)
     return [head, *(f"  - {line}." for line in each), ""]
 
 
@@ -1298,6 +1324,7 @@ def main() -> int:
                     task, label = started[future]
                     print(f"{task} / {label}: {seeds} seed{'s' if seeds > 1 else ''}", flush=True)
                     record["entries"] = [done[cell] for cell in cells if cell in done]
+                    explain(record, args.out)
                     args.record.parent.mkdir(parents=True, exist_ok=True)
                     # Atomically: a sitting may end (and kill this process) at any moment.
                     ckpt.write_text_atomic(args.record, json.dumps(record, indent=2) + "\n")

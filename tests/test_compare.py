@@ -14,8 +14,11 @@ import torch
 import ntm
 from ntm import registry
 from ntm.runs import checkpoint as ckpt
+from ntm.runs.config import resolve_config
+from ntm.runs.evaluation import LADDER_MEAN
+from ntm.training import trainer as training
 
-from .conftest import benchmark
+from .conftest import TINY_TRAIN, benchmark
 
 
 @pytest.mark.parametrize(
@@ -545,22 +548,38 @@ def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
     assert not bench._needs({**entry, "runs": [run]}, 1)
 
 
-def test_what_the_models_answer_is_said_under_their_task() -> None:
-    answers = benchmark("compare")._answers
-    row = {"length": 500, "sequences": 100, "tokens": 1000, "token_accuracy": 0.03,
-           "answered": {"0": 0.02, "1": 0.03, "$": 0.95},
-           "expected": {"0": 0.5, "1": 0.497, "$": 0.003}}  # fmt: skip
-    runs = [{"label": "mamba", "task": "binary_addition", "seed": 1, "lengths": [row]},
-            {"label": "lstm", "task": "odds_first", "seed": 2, "lengths": [row]}]  # fmt: skip
-    record = {"command": "python benchmarks/answer_probe.py ...", "runs": runs}
-    assert answers(record, "parity_check") == []
-    assert answers(record, "binary_addition") == [
-        "- What a model answers beyond training (`python benchmarks/answer_probe.py ...`, 100 "
-        "held-out sequences a length; in brackets, each symbol's share of the right answers):",
-        "  - mamba (seed 1): at length 500, 3% right, it answers `$` on 95% of the tokens "
-        "(0.3%), `1` on 3% (50%), `0` on 2% (50%).",
-        "",
-    ]
+def test_a_model_below_the_best_constant_answer_is_asked_what_it_answers(
+    tmp_path: Path,
+) -> None:
+    bench = benchmark("compare")
+    run_dir = tmp_path / "binary_addition-64" / "transformer" / "rates"
+    run_dir = run_dir / "position=alibi_lr=1e-3" / "seed-1"  # as ntm sweep names it
+    run = resolve_config({**TINY_TRAIN, "task": "binary_addition", "model": "transformer"},
+                         {}, {"d_model": 16})  # fmt: skip
+    training.train(run, run_dir, quiet=True)
+
+    def entry(model: str, score: float, **more: object) -> dict:
+        summary = {"setting": LADDER_MEAN, "summary": True, "token_accuracy": score}
+        return {"task": "binary_addition", "model": model, "budget": 64, "lr": "1e-3",
+                "runs": [{"seed": 1, "ladder": [summary]}], **more}  # fmt: skip
+
+    below = entry("transformer", 0.3, chose={"position": "alibi"})
+    above, gone = entry("lstm", 0.6), entry("mamba", 0.1)  # mamba: no run folder here
+    record = {"size": 3, "baselines": {"binary_addition": {"symbol": "1", "share": 0.5}},
+              "entries": [below, above, gone]}  # fmt: skip
+    assert bench.explain(record, tmp_path)
+    answers = below["runs"][0]["answers"]
+    assert [row["length"] for row in answers] == bench.PROBED
+    assert all(row["sequences"] == 3 for row in answers)
+    assert "answers" not in above["runs"][0] and "answers" not in gone["runs"][0]
+    assert not bench.explain(record, tmp_path)  # nothing left to ask
+    lines = bench._answers(record["entries"], 3)
+    assert lines[0].startswith(
+        "- What the models below the best constant answer say beyond training (seed 1, 3 "
+    )
+    assert lines[1].startswith("  - transformer (alibi): at length 41, ")
+    assert len(lines) == 3 and lines[-1] == ""
+    assert bench._answers([above], 3) == []
 
 
 def test_the_best_constant_answer_is_the_symbol_that_fills_most_answers() -> None:

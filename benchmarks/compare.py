@@ -528,7 +528,11 @@ def explain(record: dict[str, Any], out: Path) -> bool:
         run_dir = out / f"{entry['task']}-{entry['budget']}" / entry["model"] / "rates" / name
         if not (run_dir / "seed-1").is_dir():
             continue
-        runs[0]["answers"] = probe(run_dir / "seed-1", PROBED, record["size"])["lengths"]
+        try:
+            runs[0]["answers"] = probe(run_dir / "seed-1", PROBED, record["size"])["lengths"]
+        except (ValueError, OSError) as error:  # a note is no reason to stop the runs
+            print(f"{entry['task']} / {entry['model']}: not probed ({error})", file=sys.stderr)
+            continue
         changed = True
     return changed
 

@@ -549,7 +549,7 @@ def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
 
 
 def test_a_model_below_the_best_constant_answer_is_asked_what_it_answers(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = benchmark("compare")
     run_dir = tmp_path / "binary_addition-64" / "transformer" / "rates"
@@ -565,9 +565,13 @@ def test_a_model_below_the_best_constant_answer_is_asked_what_it_answers(
 
     below = entry("transformer", 0.3, chose={"position": "alibi"})
     above, gone = entry("lstm", 0.6), entry("mamba", 0.1)  # mamba: no run folder here
+    broken = entry("xlstm", 0.1)  # a run folder without a model in it
+    (tmp_path / "binary_addition-64" / "xlstm" / "rates" / "lr=1e-3" / "seed-1").mkdir(parents=True)
     record = {"size": 3, "baselines": {"binary_addition": {"symbol": "1", "share": 0.5}},
-              "entries": [below, above, gone]}  # fmt: skip
+              "entries": [below, above, gone, broken]}  # fmt: skip
     assert bench.explain(record, tmp_path)
+    assert "xlstm: not probed (" in capsys.readouterr().err
+    assert "answers" not in broken["runs"][0]
     answers = below["runs"][0]["answers"]
     assert [row["length"] for row in answers] == bench.PROBED
     assert all(row["sequences"] == 3 for row in answers)

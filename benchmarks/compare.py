@@ -902,7 +902,7 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
         "model met the target at the training lengths on every seed. Chance: a uniform guess "
         "among the task's answer symbols. One symbol: the best constant answer, the one "
         "symbol that given at every token gets the most tokens right (scored as the models "
-        "are, on the same held-out sequences); a model below it has learned less than that. "
+        "are, on the same held-out sequences); a score in italics is below it. "
         "The sections below give each task's table; a task without a row is still to come.",
         "",
         "| level | task | chance | one symbol | " + " | ".join(models) + " |",
@@ -914,10 +914,11 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
             if not entries:
                 continue
             chance = _percent(1 / _answer_symbols(next(iter(entries.values()))))
-            cells = [level, task, chance, _constant(record.get("baselines", {}).get(task))]
+            baseline = record.get("baselines", {}).get(task)
+            cells = [level, task, chance, _constant(baseline)]
             for model in models:
                 entry = entries.get(model)
-                cells.append("–" if entry is None else _glance_cell(entry))
+                cells.append("–" if entry is None else _glance_cell(entry, baseline))
             lines.append("| " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -932,11 +933,15 @@ def _answer_symbols(entry: dict[str, Any]) -> int:
     return int(ntm.make_task(entry["task"], **entry.get("task_settings", {})).output_size)
 
 
-def _glance_cell(entry: dict[str, Any]) -> str:
+def _glance_cell(entry: dict[str, Any], baseline: dict[str, Any] | None = None) -> str:
     """One model's cell of :func:`_at_a_glance`: its score beyond training (with more slots
-    after a slash), the settings its sweep chose, in bold where it met the target."""
+    after a slash), the settings its sweep chose, in bold where it met the target; the
+    score in italics where it is below the task's best constant answer (as printed)."""
     runs = entry["runs"]
-    text = _percent(_accuracy(runs, "ladder", LADDER_MEAN))
+    score = _accuracy(runs, "ladder", LADDER_MEAN)
+    text = _percent(score)
+    if baseline and round(100 * score) < round(100 * baseline["share"]):
+        text = f"*{text}*"
     if all(r.get("ladder_memory") for r in runs):
         text += f" / {_percent(_accuracy(runs, 'ladder_memory', LADDER_MEAN))}"
     if all(r.get("solved") for r in runs):

@@ -390,7 +390,10 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
     assert (tmp_path / "reverse_string-ladder.png").is_file()
     given = {**record, "baselines": {"reverse_string": {"symbol": "1", "share": 0.52}}}
     text = bench.render(given, tmp_path)
-    assert "| deterministic context-free | reverse_string | 50% | 52% (1) | **90% / 99%** |" in text
+    assert (
+        "| deterministic context-free | reverse_string | 50% | 52% (1) | **90% / 99%** | *50%* |"
+        in text
+    )
     assert f"{chance[:-1]}; the best constant answer, `1` at every token: 52%." in text
     assert "- Below the best constant answer beyond the training lengths: lstm (50%)." in text
 

@@ -680,11 +680,53 @@ def _progress(record: dict[str, Any]) -> str:
     every = sum(count >= record["seeds"] for count in counts)
     if every == total:
         return ""
+    hours = _remaining_hours(record)
+    rest = (
+        f" At the seconds per sequence each model took so far, the runs still to train would "
+        f"take about {hours:.1f} hours of one core ({hours / 2:.1f} with `--jobs 2`), the "
+        "ladders' evaluations aside."
+        if hours is not None
+        else ""
+    )
     return (
         f" So far {first} of the {total} cells ({len(models)} models on {len(record['tasks'])} "
         f"tasks) have their first seed and {every} all {record['seeds']}; the command goes on "
-        "where it stopped, and a task below without a table is still to come."
+        f"where it stopped, and a task below without a table is still to come.{rest}"
     )
+
+
+def _remaining_hours(record: dict[str, Any]) -> float | None:
+    """Hours of one core that the runs still missing would train for: each model at the
+    seconds per sequence its runs took so far (the median; of all runs for a model not yet
+    trained), each run for the share of its cap that the model's runs used (the median: a
+    run on a plateau may stop before its cap), a cell not begun also for its sweep's runs
+    (:func:`_not_measured`'s count). A cell that is under way counts as not begun. None
+    before any run has trained."""
+    per_sequence: dict[str, list[float]] = {}
+    used: dict[str, list[float]] = {}
+    for e in record["entries"]:
+        for r in e.get("runs", []):
+            per_sequence.setdefault(e["model"], []).append(r["minutes"] * 60 / r["sequences"])
+            used.setdefault(e["model"], []).append(r["sequences"] / e["budget"])
+    if not per_sequence:
+        return None
+    every = [value for values in per_sequence.values() for value in values]
+    have = {(e["task"], e["model"]): e for e in record["entries"]}
+    seconds = 0.0
+    for task in record["tasks"]:
+        for label in record["models"]:
+            entry = have.get((task, label), {})
+            done = len(entry.get("runs", []))
+            if "skipped" in entry or done >= record["seeds"]:
+                continue
+            runs = (record["seeds"] - done) * statistics.median(used.get(label, [1.0]))
+            if not done:
+                short = len(record["rates"].split(","))
+                short *= math.prod(map(len, SWEPT.get(label, {}).values()))
+                runs += short * record.get("sweep_share", 1)
+            rate = statistics.median(per_sequence.get(label, every))
+            seconds += rate * record["budgets"][task] * runs
+    return seconds / 3600
 
 
 def _capped(record: dict[str, Any]) -> str:

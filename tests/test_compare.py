@@ -409,14 +409,27 @@ def test_a_token_task_is_scored_by_tokens_right_beyond_the_training_lengths(
 
 def test_the_opening_says_how_far_the_command_has_come() -> None:
     progress = benchmark("compare")._progress
-    record = {"models": ["ntm", "lstm"], "tasks": ["copy", "mqar"], "seeds": 3}
-    runs = [{"seed": 1}]
-    record["entries"] = [{"task": "copy", "model": "ntm", "runs": runs}]
-    assert "So far 1 of the 4 cells (2 models on 2 tasks) have their first seed and 0 all 3" in (
-        progress(record)
-    )
-    done = [{"task": t, "model": m, "runs": runs * 3} for t in ("copy", "mqar") for m in "ab"]
+    record = {
+        "models": ["ntm", "lstm"],
+        "tasks": ["copy", "mqar"],
+        "seeds": 3,
+        "budgets": {"copy": 1000, "mqar": 2000},
+        "rates": "1e-3,1e-2",
+        "sweep_share": 0.5,
+    }
+    runs = [{"seed": 1, "minutes": 1.0, "sequences": 600}]  # 0.1 s a sequence, 0.6 of its cap
+    record["entries"] = [{"task": "copy", "model": "ntm", "budget": 1000, "runs": runs}]
+    said = progress(record)
+    assert "So far 1 of the 4 cells (2 models on 2 tasks) have their first seed and 0 all 3" in said
+    # Still to train, at 0.1 s a sequence: copy's NTM 2 seeds at 0.6 of its cap (1.2 caps);
+    # the LSTM (no run yet: every run to its cap) 3 seeds and its sweep's 2 half runs (4
+    # caps); MQAR's NTM 1.8 + 1 caps of 2,000 and its LSTM 4: 120 + 400 + 560 + 800 s.
+    assert benchmark("compare")._remaining_hours(record) == pytest.approx(1880 / 3600)
+    assert "would take about 0.5 hours of one core (0.3 with `--jobs 2`)" in said
+    done = [{"task": t, "model": m, "budget": 1000, "runs": runs * 3}
+            for t in ("copy", "mqar") for m in ("ntm", "lstm")]  # fmt: skip
     assert progress({**record, "entries": done}) == ""  # all measured: nothing to say
+    assert benchmark("compare")._remaining_hours({**record, "entries": done}) == 0
     capped = [{"task": "copy", "model": "a", "runs": [{"ended": "budget"}, {"ended": "target"}]},
               {"task": "mqar", "model": "a", "runs": [{"ended": "budget"}]},
               {"task": "copy", "model": "b", "runs": [{"ended": "converged"}]}]  # fmt: skip

@@ -494,6 +494,13 @@ def test_tidy_prunes_a_killed_comparison_and_writes_its_document(
     kept = sorted(p.name for p in (run / ckpt.CHECKPOINTS).iterdir())
     assert kept == [ckpt.BEST, ckpt.LATEST, "step-000000000064"]
     assert (tmp_path / "docs" / "comparison.md").read_text() == bench.render(record, folder)
+    # A record kept before it held the Chomsky tasks' best constant answers gains them.
+    chomsky = {**record, "tasks": ["parity_check"], "task_settings": {"parity_check": {}},
+               "budgets": {"parity_check": 5}, "size": 5}  # fmt: skip
+    (folder / "records.json").write_text(json.dumps(chomsky))
+    assert bench.main() == 0
+    kept_record = json.loads((folder / "records.json").read_text())
+    assert kept_record["baselines"] == bench.baselines(chomsky, ["parity_check"])
     # Without a record there is nothing to write, and it says so.
     monkeypatch.setattr(sys, "argv", [*command, "--record", str(tmp_path / "none.json")])
     assert bench.main() == 2

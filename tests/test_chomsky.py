@@ -11,11 +11,12 @@ import torch
 
 import ntm
 from ntm import cli, registry
-from ntm.runs.evaluation import LADDER_MEAN, evaluate_run, format_table
+from ntm.runs import evaluation
+from ntm.runs.evaluation import LADDER_MEAN, answer_shares, evaluate_run, format_table
 from ntm.runs.load import read_run_config
 from ntm.tasks import chomsky
 from ntm.tasks.chomsky import CHOMSKY_TASKS, example, render
-from ntm.tasks.contract import one_per_seed
+from ntm.tasks.contract import Batch, one_per_seed
 from ntm.training.data import draw_batch
 
 #: The paper's code's names, in the order of its Table 2.
@@ -299,6 +300,10 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
     table = format_table(rows)  # what ``ntm eval`` prints: the rows inside training marked
     assert "length 40 (inside training)" in table and "length 41 (inside" not in table
     assert all(0 <= r["token_accuracy"] <= 1 for r in rows)
+    # The best constant answer: one of reverse_string's two symbols at every token gets
+    # about half right, at least half of some row's; "one symbol" in the table.
+    assert all(0.5 <= r["one_symbol"] <= 1 for r in rows) and "one symbol" in table
+    assert rows[-1]["one_symbol"] <= max(r["one_symbol"] for r in rows[5:-1])
     # A held-out set draws a length per sequence: its description leaves length_per out.
     assert rows[0]["task"] == "min_length=1, max_length=40, vocab_size=2"
     # The score is the mean over the test lengths only, as the paper's.
@@ -313,3 +318,16 @@ def test_train_and_climb_the_ladder_from_the_command_line(tmp_path: Path) -> Non
     assert cli.main(["train", "--resume", str(run_dir), "--max-sequences", "96", "--quiet"]) == 0
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["task"]["length_per"] == "sequence" and saved["train"]["max_sequences"] == 96
+
+
+def test_the_best_constant_answer_is_one_symbol_over_every_length() -> None:
+    targets = torch.nn.functional.one_hot(torch.tensor([[0, 1], [0, 2], [1, 1]]), 3).float()
+    mask = torch.tensor([[True, True], [True, False], [False, True]])  # 4 scored: 0, 1, 0, 1
+    batch = Batch(torch.zeros(3, 2, 1), targets, mask)
+    assert answer_shares(batch) == [0.5, 0.5, 0.0]
+    # Two rungs, each answered best by another symbol: one symbol for both gets half right.
+    row = {"sequences": 1, "cost_bits": 0.0, "bit_errors": 0.0, "all_right": 1.0,
+           "errors_of": "tokens", "token_accuracy": 1.0}  # fmt: skip
+    rows = [{**row, "setting": f"length {n}"} for n in (41, 68)]
+    summary = evaluation._mean_over_ladder(rows, [[0.9, 0.1], [0.1, 0.9]])
+    assert summary["one_symbol"] == pytest.approx(0.5)

@@ -183,7 +183,8 @@ def evaluate_run(
     as the Chomsky hierarchy's Tape-RNN gets a tape as long as its input.
 
     A token task's rows also give ``token_accuracy``, the share of its scored tokens that
-    are right; where they climb its ladder, a last row (``summary``: true, setting
+    are right, and ``one_symbol``, the share that the best constant answer gets right (one
+    symbol at every token: :func:`answer_shares`); where they climb its ladder, a last row (``summary``: true, setting
     :data:`LADDER_MEAN`) gives the means of the ladder's rows beyond training, the paper's
     score for the Chomsky hierarchy's tasks (per-token accuracy averaged over the test
     lengths).
@@ -208,6 +209,7 @@ def evaluate_run(
     else:
         within, settings = [], [("custom", task_settings)]
     rows = []
+    shares: dict[str, list[float]] = {}  # each token row's answer_shares
     for index, (label, changes) in enumerate(settings):
         variant = task.with_settings(**changes)
         batch = variant.sample(size, torch.Generator().manual_seed(seed))
@@ -241,6 +243,8 @@ def evaluate_run(
             row["errors_of"] = score.unit
         if score is TOKENS:
             row["token_accuracy"] = _share_right(errors * size, batch)
+            shares[label] = answer_shares(batch)
+            row["one_symbol"] = max(shares[label])  # the best constant answer's accuracy
         if marker is not None:
             row["end_marker_errors"] = marker.wrong / size
             row["end_marker_right"] = marker.right / size
@@ -250,8 +254,18 @@ def evaluate_run(
         rows.append(row)
     climbed = rows[1 + len(within) :]
     if climbing and registry.tokens(task) and climbed:
-        rows.append(_mean_over_ladder(climbed))
+        rows.append(_mean_over_ladder(climbed, [shares[r["setting"]] for r in climbed]))
     return rows
+
+
+def answer_shares(batch: Batch) -> list[float]:
+    """The share of ``batch``'s scored tokens that each answer symbol is the right answer
+    to, in the order of the task's output symbols. The largest is what a model that gives
+    one symbol at every token gets right: the best constant answer, a floor that a uniform
+    guess understates where one symbol fills most answers."""
+    meant = batch.targets.argmax(-1)[batch.mask]  # (scored tokens,)
+    counts = torch.bincount(meant, minlength=batch.targets.shape[-1]).double()
+    return (counts / max(meant.numel(), 1)).tolist()
 
 
 def _share_right(wrong: float, batch: Batch) -> float:
@@ -264,14 +278,17 @@ def _share_right(wrong: float, batch: Batch) -> float:
 LADDER_MEAN = "mean over the ladder"
 
 
-def _mean_over_ladder(climbed: list[dict[str, Any]]) -> dict[str, Any]:
+def _mean_over_ladder(climbed: list[dict[str, Any]], shares: list[list[float]]) -> dict[str, Any]:
     """One row of the means of the ladder's rows (the training distribution left out): the
     paper's score for the Chomsky hierarchy's tasks is the mean per-token accuracy over the
-    test lengths (Delétang et al., 2023). Its ``sequences`` are those of all the rows."""
+    test lengths (Delétang et al., 2023). Its ``sequences`` are those of all the rows; its
+    ``one_symbol`` is that of one symbol given at every token of every row (the rows'
+    :func:`answer_shares`, ``shares``, averaged), not the mean of each row's best."""
 
     def mean(key: str) -> float:
         return float(sum(r[key] for r in climbed)) / len(climbed)
 
+    columns = zip(*shares, strict=True)  # a symbol each
     return {
         "setting": LADDER_MEAN,
         "task": f"the mean of the {len(climbed)} settings beyond the training distribution",
@@ -281,6 +298,7 @@ def _mean_over_ladder(climbed: list[dict[str, Any]]) -> dict[str, Any]:
         "all_right": mean("all_right"),
         "errors_of": climbed[0]["errors_of"],
         "token_accuracy": mean("token_accuracy"),
+        "one_symbol": max(sum(column) / len(climbed) for column in columns),
         "summary": True,
     }
 
@@ -292,12 +310,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     unit = "token" if any(r.get("errors_of") == "tokens" for r in rows) else "bit"
     right = any("all_right" in r for r in rows)
     accuracy = any("token_accuracy" in r for r in rows)
+    constant = any("one_symbol" in r for r in rows)
     slots = any("memory_size" in r for r in rows)
     header = ["setting", "sequences", "cost (bits/seq)", f"{unit} errors/seq"]
     if right:
         header.append("all right")
     if accuracy:
         header.append("token accuracy")
+    if constant:
+        header.append("one symbol")  # the best constant answer's token accuracy
     if optimal:
         header.append("Bayes-optimal cost")
     if marker:
@@ -316,6 +337,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             cells.append(f"{100 * r.get('all_right', float('nan')):.1f}%")
         if accuracy:
             cells.append(f"{100 * r.get('token_accuracy', float('nan')):.1f}%")
+        if constant:
+            cells.append(f"{100 * r.get('one_symbol', math.nan):.1f}%")
         if optimal:
             cells.append(f"{r.get('optimal_cost_bits', float('nan')):.3f}")
         if marker:

@@ -184,10 +184,10 @@ def evaluate_run(
 
     A token task's rows also give ``token_accuracy``, the share of its scored tokens that
     are right, and ``one_symbol``, the share that the best constant answer gets right (one
-    symbol at every token: :func:`answer_shares`); where they climb its ladder, a last row (``summary``: true, setting
-    :data:`LADDER_MEAN`) gives the means of the ladder's rows beyond training, the paper's
-    score for the Chomsky hierarchy's tasks (per-token accuracy averaged over the test
-    lengths).
+    symbol at every token: :func:`answer_shares`); where they climb its ladder, a last row
+    (``summary``: true, setting :data:`LADDER_MEAN`) gives the means of the ladder's rows
+    beyond training, the paper's score for the Chomsky hierarchy's tasks (per-token accuracy
+    averaged over the test lengths).
     """
     if size < 1:
         raise ValueError(f"--size = {size}: expected an integer >= 1")

@@ -52,23 +52,25 @@ class Tally:
 
 
 def probe(run_dir: Path, lengths: list[int], size: int) -> dict[str, Any]:
-    """The tallies of the module's description for one run, at each of ``lengths``."""
+    """The tallies of the module's description for one run, at each of ``lengths``. A
+    ValueError says why a run cannot be probed (not a token task, a length not on its
+    ladder, no run there)."""
     run, model = load_run(run_dir)
     task = run.task
     if not registry.tokens(task):
-        raise SystemExit(f"{run_dir}: task {run.train.task} is not a token task")
+        raise ValueError(f"{run_dir}: task {run.train.task} is not a token task")
     rungs = dict(registry.ladder(task))
     symbols = list(task.output_vocabulary)
     rows = []
     for length in lengths:
         label = f"length {length}"
         if label not in rungs:
-            raise SystemExit(f"{run_dir}: its ladder has no rung of {label} (--lengths)")
+            raise ValueError(f"{run_dir}: its ladder has no rung of {label} (--lengths)")
         variant = task.with_settings(**rungs[label])
         batch = variant.sample(size, torch.Generator().manual_seed(HELD_OUT_SEED))
         tally = Tally(len(symbols))
         evaluate(model, batch, inspect=tally, score=scoring(variant))
-        scored = int(tally.expected.sum())
+        scored = max(int(tally.expected.sum()), 1)  # a rung with no scored token: shares of 0
         rows.append({
             "length": length,
             "sequences": size,
@@ -124,7 +126,10 @@ def main() -> int:
         label, _, folder = given.partition("=")
         if not label:
             parser.error(f"{given}: expected LABEL=RUN_DIR")
-        record["runs"].append({"label": label, **probe(Path(folder), lengths, args.size)})
+        try:
+            record["runs"].append({"label": label, **probe(Path(folder), lengths, args.size)})
+        except ValueError as error:
+            parser.error(str(error))
     keep(record, table(record), args.record)
     return 0
 

@@ -285,8 +285,10 @@ def keep_latest_only(out: Path) -> None:
 
 
 def tidy(out: Path, record: Path) -> int:
-    """``--tidy``: :func:`keep_latest_only` on ``out``, then the document (beside the
-    record's folder) rendered again from ``record``."""
+    """``--tidy``: :func:`keep_latest_only` on ``out``; the record's missing best constant
+    answers (:func:`baselines`) and answer probes (:func:`explain`, which evaluates
+    models) added to it; then the document (beside the record's folder) rendered again
+    from ``record``."""
     keep_latest_only(out)
     if not record.is_file():
         print(f"--record {record}: no such file, so no document to write", file=sys.stderr)
@@ -481,7 +483,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
         if _scored_by_tokens(entries):
             baseline = record.get("baselines", {}).get(task)
             out += [*_token_table(entries), "", *_token_findings(entries, baseline)]
-            out += _answers(entries, record["size"])
+            out += _answers(entries)
             picture = _plot(task, entries, folder, "token_accuracy", "tokens right")
             caption = (
                 "share of tokens right at lengths inside training and at the test lengths"
@@ -528,20 +530,22 @@ def explain(record: dict[str, Any], out: Path) -> bool:
             continue
         try:
             runs[0]["answers"] = probe(run_dir / "seed-1", PROBED, record["size"])["lengths"]
-        except (ValueError, OSError) as error:  # a note is no reason to stop the runs
+        except (ValueError, OSError) as error:  # a finding is no reason to stop the runs
             print(f"{entry['task']} / {entry['model']}: not probed ({error})", file=sys.stderr)
             continue
         changed = True
     return changed
 
 
-def _answers(entries: list[dict[str, Any]], size: int) -> list[str]:
+def _answers(entries: list[dict[str, Any]]) -> list[str]:
     """What the task's models below its best constant answer say (:func:`explain`), a
     finding each, or []."""
     told = [e for e in entries if e.get("runs") and "answers" in e["runs"][0]]
     if not told:
         return []
-    lengths = ", ".join(str(row["length"]) for row in told[0]["runs"][0]["answers"])
+    probed = told[0]["runs"][0]["answers"]
+    lengths = ", ".join(str(row["length"]) for row in probed)
+    size = probed[0]["sequences"]
     head = (f"- What the models below the best constant answer say beyond training (seed 1, "
             f"{size} held-out sequences at each of the lengths {lengths}, "
             "`benchmarks/answer_probe.py`; in brackets, each symbol's share of the right "
@@ -683,7 +687,7 @@ def _progress(record: dict[str, Any]) -> str:
         f" At the seconds per sequence each model took so far, the runs still to train would "
         f"take about {hours:.1f} hours of one core ({hours / 2:.1f} with `--jobs 2`), the "
         "ladders' evaluations aside."
-        if hours is not None
+        if hours  # None before a run has trained, 0 when only skipped cells are left
         else ""
     )
     return (
@@ -697,9 +701,9 @@ def _remaining_hours(record: dict[str, Any]) -> float | None:
     """Hours of one core that the runs still missing would train for: each model at the
     seconds per sequence its runs took so far (the median; of all runs for a model not yet
     trained), each run for the share of its cap that the model's runs used (the median: a
-    run on a plateau may stop before its cap), a cell not begun also for its sweep's runs
-    (:func:`_not_measured`'s count). A cell that is under way counts as not begun. None
-    before any run has trained."""
+    run on a plateau may stop before its cap; the whole cap for a model not yet trained),
+    a cell not begun also for its sweep's other runs (:func:`_not_measured`'s count). A
+    cell that is under way counts as not begun. None before any run has trained."""
     per_sequence: dict[str, list[float]] = {}
     used: dict[str, list[float]] = {}
     for e in record["entries"]:
@@ -718,10 +722,10 @@ def _remaining_hours(record: dict[str, Any]) -> float | None:
             if "skipped" in entry or done >= record["seeds"]:
                 continue
             runs = (record["seeds"] - done) * statistics.median(used.get(label, [1.0]))
-            if not done:
+            if not done:  # the sweep's runs but the chosen one, which goes on as seed 1
                 short = len(record["rates"].split(","))
                 short *= math.prod(map(len, SWEPT.get(label, {}).values()))
-                runs += short * record.get("sweep_share", 1)
+                runs += (short - 1) * record.get("sweep_share", 1)
             rate = statistics.median(per_sequence.get(label, every))
             seconds += rate * record["budgets"][task] * runs
     return seconds / 3600
@@ -1291,8 +1295,9 @@ def main() -> int:
     parser.add_argument(
         "--tidy",
         action="store_true",
-        help="train nothing: keep each unfinished run's latest checkpoint and best model only "
-        "and write the document again from the record (what a comparison that was killed "
+        help="train nothing: keep each unfinished run's latest checkpoint and best model only, "
+        "add to the record what it lacks (best constant answers, the answers of the models "
+        "below them) and write the document again from it (what a comparison that was killed "
         "rather than interrupted leaves to do before a commit)",
     )
     args = parser.parse_args()

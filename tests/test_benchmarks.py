@@ -181,5 +181,5 @@ def test_answer_probe_agrees_with_the_ladder_and_says_it_in_words(tmp_path: Path
                           "expected": {"0": 0.5, "1": 0.497, "$": 0.003}}]})  # fmt: skip
     assert said == ("lstm: at length 41, 3% right, it answers `$` on 95% of the tokens (0.3%), "
                     "`1` on 3% (50%), `0` on 2% (50%)")  # fmt: skip
-    with pytest.raises(SystemExit, match="no rung of length 42"):
+    with pytest.raises(ValueError, match="no rung of length 42"):
         bench.probe(tmp_path / "run", [42], size=3)

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 import ntm
 from ntm.cli import build_parser, main
-from ntm.cli import viz as cli_viz
 from ntm.pictures import figures as viz
 from ntm.runs import checkpoint as ckpt
 from ntm.sweeps import local as sweep
@@ -382,7 +381,6 @@ def test_cli_fuzz_never_tracebacks(argv: list[str]) -> None:
             (sweep, "run"),  # starts one ntm train process per run
             (sweep_ray, "run"),  # starts Ray, then the runs there
             (viz, "draw_run"),  # writes PNGs
-            (cli_viz, "draw_run"),  # the same, imported by name
         ]:
             patch.setattr(owner, attribute, stop(f"{owner.__name__}.{attribute}"))
         # evaluate_run is left as it is: it reads a run and writes nothing.

@@ -2,9 +2,11 @@
 gradients) and its modules (shapes, step and sequence agreement, a step from the paper)."""
 
 import dataclasses
+import gc
 import inspect
 import itertools
 import math
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -842,3 +844,26 @@ def test_bad_state_is_named(broken: Callable[[DNCState], object]) -> None:
         cell(torch.zeros(2, 5), broken(cell.initial_state(2)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="DNCCell: state"):
         model(torch.zeros(4, 2, 5), broken(cell.initial_state(2)))  # type: ignore[arg-type]
+
+
+def test_a_trace_keeps_no_step_s_link_matrix() -> None:
+    """Kept at every step, the (B, N, N) links would make a long trace with many slots hold
+    gigabytes: while it runs, a trace holds only the links of the step it is at (and of the
+    state that step started from)."""
+    model = DNC(5, 3, engine="eager", **SMALL)
+    step = model.cell.step
+    links: list[weakref.ref[torch.Tensor]] = []
+    alive: list[int] = []
+
+    def watched(x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, DNCState, object]:
+        y, state, record = step(x, state)
+        links.append(weakref.ref(state.link))
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in links))
+        return y, state, record
+
+    model.cell.step = watched  # type: ignore[method-assign]
+    with torch.no_grad():
+        _, _, trace = model.trace(torch.randn(7, 2, 5))
+    assert len(alive) == 7 and max(alive) <= 2, alive
+    assert trace.read_weights.shape[0] == 7

@@ -111,6 +111,18 @@ class _StepRecord(NamedTuple):
     interface: dnc.Interface
 
 
+class _TracedStep(NamedTuple):
+    """What :meth:`DNC.trace` keeps of a step: the state's weightings, reads and memory and
+    the step's record. Not the state's (B, N, N) link matrix: kept at every step, it would
+    make one trace of 1,000 steps with 1,024 slots hold 4 GiB a sequence."""
+
+    read_weights: Tensor
+    write_weights: Tensor
+    reads: Tensor
+    memory: Tensor
+    record: _StepRecord
+
+
 class DNCCell(InterfacedCell):
     r"""One step of a Differentiable Neural Computer (Graves et al., 2016, Methods).
 
@@ -341,14 +353,15 @@ class DNC(SequenceModel[DNCConfig, DNCState]):
 
     def _run(
         self, steps: Tensor, state: DNCState, trace: bool
-    ) -> tuple[Tensor, DNCState, list[tuple[DNCState, _StepRecord]]]:
+    ) -> tuple[Tensor, DNCState, list[_TracedStep]]:
         """The cell step by step over checked time-major ``steps``: outputs (T, B, O)."""
         outputs, records = [], []
         for x in steps:  # checked once in _start, not at every step
             y, state, record = self.cell.step(x, state)
             outputs.append(y)
             if trace:
-                records.append((state, record))
+                kept = (state.read_weights, state.write_weights, state.reads, state.memory)
+                records.append(_TracedStep(*kept, record))
         return torch.stack(outputs), state, records
 
     def forward(self, inputs: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
@@ -372,19 +385,18 @@ class DNC(SequenceModel[DNCConfig, DNCState]):
         outputs, state, records = self._run(time_major, state, trace=True)
         if self.batch_first:
             outputs = outputs.transpose(0, 1)
-        states = [s for s, _ in records]
-        steps = [r for _, r in records]
+        steps = [r.record for r in records]
         record = DNCTrace(
-            read_weights=torch.stack([s.read_weights for s in states]),
-            write_weights=torch.stack([s.write_weights for s in states]),
+            read_weights=torch.stack([r.read_weights for r in records]),
+            write_weights=torch.stack([r.write_weights for r in records]),
             usage=torch.stack([r.usage for r in steps]),
             allocation=torch.stack([r.allocation for r in steps]),
             read_modes=torch.stack([r.interface.read_modes for r in steps]),
             allocation_gate=torch.stack([r.interface.allocation_gate for r in steps]),
             write_gate=torch.stack([r.interface.write_gate for r in steps]),
             free_gates=torch.stack([r.interface.free_gates for r in steps]),
-            reads=torch.stack([s.reads for s in states]),
-            memory=torch.stack([s.memory for s in states]),
+            reads=torch.stack([r.reads for r in records]),
+            memory=torch.stack([r.memory for r in records]),
             erase=torch.stack([r.interface.erase for r in steps]),
             write_vector=torch.stack([r.interface.write_vector for r in steps]),
         )

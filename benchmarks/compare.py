@@ -520,8 +520,7 @@ def explain(record: dict[str, Any], out: Path) -> bool:
         runs = entry.get("runs")
         if not runs or baseline is None or "answers" in runs[0] or runs[0]["seed"] != 1:
             continue
-        score = _accuracy(runs, "ladder", LADDER_MEAN)
-        if round(100 * score) >= round(100 * baseline["share"]):  # as printed
+        if not _below(_accuracy(runs, "ladder", LADDER_MEAN), baseline):
             continue
         name = "_".join([*(f"{k}={v}" for k, v in entry.get("chose", {}).items()),
                          f"lr={entry['lr']}"])  # fmt: skip
@@ -967,6 +966,12 @@ def _at_a_glance(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _below(score: float, baseline: dict[str, Any]) -> bool:
+    """Whether a score is below a task's best constant answer (:func:`baselines`), compared
+    as printed: a score shown as 50% is not below 50%."""
+    return round(100 * score) < round(100 * baseline["share"])
+
+
 def _constant(baseline: dict[str, Any] | None) -> str:
     """A task's best constant answer as a cell: its share, and the symbol (``"50% (1)"``)."""
     return "–" if baseline is None else f"{_percent(baseline['share'])} ({baseline['symbol']})"
@@ -984,7 +989,7 @@ def _glance_cell(entry: dict[str, Any], baseline: dict[str, Any] | None = None) 
     runs = entry["runs"]
     score = _accuracy(runs, "ladder", LADDER_MEAN)
     text = _percent(score)
-    if baseline and round(100 * score) < round(100 * baseline["share"]):
+    if baseline and _below(score, baseline):
         text = f"*{text}*"
     if all(r.get("ladder_memory") for r in runs):
         text += f" / {_percent(_accuracy(runs, 'ladder_memory', LADDER_MEAN))}"
@@ -1012,9 +1017,8 @@ def _token_findings(
              f"the task's {answers} answer symbols"
              + (f"; the best constant answer, `{baseline['symbol']}` at every token: "
                 f"{_percent(baseline['share'])}." if baseline else ".")]  # fmt: skip
-    if baseline:  # compared as printed: a score shown as 50% is not below 50%
-        floor = round(100 * baseline["share"])
-        below = [f"{m} ({_percent(v)})" for m, v in scores.items() if round(100 * v) < floor]
+    if baseline:
+        below = [f"{m} ({_percent(v)})" for m, v in scores.items() if _below(v, baseline)]
         if below:
             lines.append(f"- Below the best constant answer beyond the training lengths: "
                          f"{', '.join(below)}.")  # fmt: skip

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ntm import registry
-from ntm.runs.evaluation import HELD_OUT_SEED, evaluate
+from ntm.runs.evaluation import HELD_OUT_SEED, answer_counts, evaluate
 from ntm.runs.load import load_run
 from ntm.tasks.contract import Batch
 from ntm.tasks.scoring import scoring
@@ -45,9 +45,8 @@ class Tally:
     def __call__(self, logits: Tensor, batch: Batch) -> None:
         said = logits.argmax(-1)[batch.mask]
         meant = batch.targets.argmax(-1)[batch.mask]
-        size = self.answered.numel()
-        self.answered += torch.bincount(said.cpu(), minlength=size)
-        self.expected += torch.bincount(meant.cpu(), minlength=size)
+        self.answered += torch.bincount(said.cpu(), minlength=self.answered.numel())
+        self.expected += answer_counts(batch)
         self.right += int((said == meant).sum())
 
 

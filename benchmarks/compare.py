@@ -80,7 +80,7 @@ from ntm.cli.eval import ladder_file
 from ntm.pictures import documents
 from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
-from ntm.runs.evaluation import HELD_OUT_SEED, LADDER_MEAN, answer_shares
+from ntm.runs.evaluation import HELD_OUT_SEED, LADDER_MEAN, answer_shares, best_constant
 from ntm.runs.load import build_model, read_run_config
 from ntm.sweeps.local import RESULT_FILE, outcome
 from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
@@ -322,10 +322,9 @@ def baselines(record: dict[str, Any], tasks: list[str]) -> dict[str, dict[str, A
         for _, changes in registry.ladder(task):
             variant = task.with_settings(**changes)
             batch = variant.sample(record["size"], torch.Generator().manual_seed(HELD_OUT_SEED))
-            shares.append(torch.tensor(answer_shares(batch)))
-        mean = torch.stack(shares).mean(0)
-        best = int(mean.argmax())
-        found[name] = {"symbol": task.output_vocabulary[best], "share": float(mean[best])}
+            shares.append(answer_shares(batch))
+        best, share = best_constant(shares)
+        found[name] = {"symbol": task.output_vocabulary[best], "share": share}
     return found
 
 

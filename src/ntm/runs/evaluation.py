@@ -258,14 +258,30 @@ def evaluate_run(
     return rows
 
 
+def answer_counts(batch: Batch) -> Tensor:
+    """How many of ``batch``'s scored tokens each answer symbol is the right answer to, in
+    the order of the task's output symbols: (O,) integers on the CPU."""
+    meant = batch.targets.argmax(-1)[batch.mask]  # (scored tokens,)
+    return torch.bincount(meant.cpu(), minlength=batch.targets.shape[-1])
+
+
 def answer_shares(batch: Batch) -> list[float]:
     """The share of ``batch``'s scored tokens that each answer symbol is the right answer
     to, in the order of the task's output symbols. The largest is what a model that gives
     one symbol at every token gets right: the best constant answer, a floor that a uniform
     guess understates where one symbol fills most answers."""
-    meant = batch.targets.argmax(-1)[batch.mask]  # (scored tokens,)
-    counts = torch.bincount(meant, minlength=batch.targets.shape[-1]).double()
-    return (counts / max(meant.numel(), 1)).tolist()
+    counts = answer_counts(batch).double()
+    return (counts / max(int(counts.sum()), 1)).tolist()
+
+
+def best_constant(shares: list[list[float]]) -> tuple[int, float]:
+    """The one symbol that, given at every token of every setting, gets the most right, and
+    that share: each symbol's :func:`answer_shares` averaged over the settings (``shares``,
+    one list a setting), then the best. Not the mean of each setting's best, which would
+    let the answer change from one setting to the next."""
+    means = [sum(column) / len(shares) for column in zip(*shares, strict=True)]  # a symbol each
+    best = max(range(len(means)), key=means.__getitem__)
+    return best, means[best]
 
 
 def _share_right(wrong: float, batch: Batch) -> float:
@@ -288,7 +304,6 @@ def _mean_over_ladder(climbed: list[dict[str, Any]], shares: list[list[float]]) 
     def mean(key: str) -> float:
         return float(sum(r[key] for r in climbed)) / len(climbed)
 
-    columns = zip(*shares, strict=True)  # a symbol each
     return {
         "setting": LADDER_MEAN,
         "task": f"the mean of the {len(climbed)} settings beyond the training distribution",
@@ -298,7 +313,7 @@ def _mean_over_ladder(climbed: list[dict[str, Any]], shares: list[list[float]]) 
         "all_right": mean("all_right"),
         "errors_of": climbed[0]["errors_of"],
         "token_accuracy": mean("token_accuracy"),
-        "one_symbol": max(sum(column) / len(climbed) for column in columns),
+        "one_symbol": best_constant(shares)[1],
         "summary": True,
     }
 

@@ -82,7 +82,7 @@ from ntm.runs import checkpoint as ckpt
 from ntm.runs.config import resolve_config
 from ntm.runs.evaluation import HELD_OUT_SEED, LADDER_MEAN, answer_shares, best_constant
 from ntm.runs.load import build_model, read_run_config
-from ntm.sweeps.local import RESULT_FILE, outcome
+from ntm.sweeps.local import RESULT_FILE, outcome, setting_folder
 from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -413,6 +413,12 @@ def has_memory_size(model: str) -> bool:
     return any(name == "memory_size" for name, _, _ in settings)
 
 
+def cell_folder(out: Path, task: str, budget: int, label: str) -> Path:
+    """The runs of one cell under ``out``: its sweep in ``rates``, its other seeds in
+    ``seeds``."""
+    return out / f"{task}-{budget}" / label
+
+
 def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> dict[str, Any]:
     """Steps 1 to 4 for one task and model, with ``seeds`` seeds; its entry of the record."""
     settings, count, reference = matched(label, task)
@@ -426,7 +432,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
     entry["budget"], entry["task_settings"] = budget, task_settings(task)
     short = max(1, round(budget * args.sweep_share))
     entry["sweep_sequences"] = short
-    folder = args.out / f"{task}-{budget}" / label
+    folder = cell_folder(args.out, task, budget, label)
     # A cosine schedule's length is its recipe's: it decays to its end, the cap, and a stop
     # on a plateau would cut its decay short (at a high rate, where a plateau says little).
     schedule = resolve_config({"model": model, "task": task}, {}, settings).train.schedule
@@ -521,9 +527,8 @@ def explain(record: dict[str, Any], out: Path) -> bool:
             continue
         if not _below(_accuracy(runs, "ladder", LADDER_MEAN), baseline):
             continue
-        name = "_".join([*(f"{k}={v}" for k, v in entry.get("chose", {}).items()),
-                         f"lr={entry['lr']}"])  # fmt: skip
-        run_dir = out / f"{entry['task']}-{entry['budget']}" / entry["model"] / "rates" / name
+        folder = cell_folder(out, entry["task"], entry["budget"], entry["model"]) / "rates"
+        run_dir = folder / setting_folder([*entry.get("chose", {}).items(), ("lr", entry["lr"])])
         if not (run_dir / "seed-1").is_dir():
             continue
         try:

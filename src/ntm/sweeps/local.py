@@ -75,12 +75,18 @@ def plan(
     for values in itertools.product(*(choices for _, choices in axes)):
         pairs = list(zip(keys, values, strict=True))
         setting = " ".join(f"{k}={v}" for k, v in pairs) or "default"
-        folder = "_".join(f"{k}={v}" for k, v in pairs) or "default"
+        folder = setting_folder(pairs)
         flags = [flag for k, v in pairs for flag in flags_of(k, v)]
         for seed in seeds:
             run_dir = out / folder / f"seed-{seed}"
             jobs.append(Job(setting, seed, (*flags, *flags_of("seed", str(seed))), run_dir))
     return jobs
+
+
+def setting_folder(pairs: Sequence[tuple[str, str]]) -> str:
+    """The folder of one combination of ``--set`` values (setting, value, in the order of
+    the flags): ``position=rope_lr=1e-3``, or ``default`` without any."""
+    return "_".join(f"{k}={v}" for k, v in pairs) or "default"
 
 
 def default_out(task: str, shared: Sequence[str], axes: Any, seeds: list[int]) -> Path:

@@ -22,7 +22,8 @@ Engines (:mod:`ntm.engines.select`): ``eager`` runs the package's blocks as they
 ``native`` runs the mLSTM blocks' weights through :func:`mlstm_layer`, the package's layer
 written out here with its causal convolution and SiLU in C (:mod:`ntm.engines.native.conv`;
 PyTorch's backward pass of that convolution is slow on the CPU) and its head-wise
-projections as batched products: float32 on the CPU, the same function to rounding.
+projections in C too (:mod:`ntm.engines.native.headwise`), its cell through
+:func:`mlstm_cell`: float32 on the CPU, the same function to rounding.
 ``auto`` takes ``native`` where it runs; sLSTM blocks run as the package has them on either
 engine, and so does the step-by-step form below.
 
@@ -38,10 +39,12 @@ import importlib
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ntm.config import require, require_positive
 from ntm.engines.native.conv import causal_conv_silu
+from ntm.engines.native.headwise import headwise_product
 from ntm.engines.select import AUTO, Engined
 from ntm.models.common import Framed, check_positions
 from ntm.registry import register_model
@@ -80,20 +83,45 @@ def _blocks(owner: str, slstm_at: str, num_layers: int) -> list[int]:
 
 def headwise(projection: Any, x: Tensor) -> Tensor:
     """An ``xlstm`` head-wise projection (``LinearHeadwiseExpand``) applied to ``x``
-    (..., heads * D): each head's D inputs through its own (O, D) matrix, as one batched
-    product; the same function as its ``forward`` (an einsum that copies more on the CPU)."""
-    weight = projection.weight  # (heads, O, D)
-    heads, _, size = weight.shape
-    grouped = x.reshape(-1, heads, size).transpose(0, 1)  # (heads, N, D)
-    out = torch.bmm(grouped, weight.transpose(1, 2)).transpose(0, 1)  # (N, heads, O)
-    out = out.reshape(*x.shape[:-1], -1)
+    (..., heads * D): each head's D inputs through its own (O, D) matrix, in C
+    (:func:`ntm.engines.native.headwise.headwise_product`); the same function as its
+    ``forward`` (an einsum whose batched products and copies cost more on the CPU)."""
+    out = headwise_product(x, projection.weight)
     return out if projection.bias is None else out + projection.bias
+
+
+def mlstm_cell(cell: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """An ``xlstm`` mLSTM cell (``mLSTMCell``) applied to queries, keys and values (B, T, H):
+    the same function as its ``forward``, with its input and forget gates' projections as one
+    product (not two products to 4 outputs each, whose input gradients are then summed) and
+    its head-wise norm as a layer norm over each head (PyTorch's group norm over (B * T, H)
+    took more than a millisecond a call, forward and backward each, in a profile of a
+    training step). The cell's parallel form is the package's own."""
+    batch, steps, _ = q.shape
+    heads = cell.config.num_heads
+    weight = torch.cat([cell.igate.weight, cell.fgate.weight])
+    bias = torch.cat([cell.igate.bias, cell.fgate.bias])
+    gates = F.linear(torch.cat([q, k, v], dim=-1), weight, bias).transpose(1, 2).unsqueeze(-1)
+
+    def by_head(t: Tensor) -> Tensor:  # (B, T, H) -> (B, heads, T, H / heads)
+        return t.view(batch, steps, heads, -1).transpose(1, 2)
+
+    h: Tensor = cell.backend_fn(queries=by_head(q), keys=by_head(k), values=by_head(v),
+                                igate_preact=gates[:, :heads], fgate_preact=gates[:, heads:],
+                                lower_triangular_matrix=cell.causal_mask)  # fmt: skip
+    norm = cell.outnorm
+    size = h.shape[-1]
+    h = F.layer_norm(h.transpose(1, 2), (size,), eps=norm.eps)  # (B, T, heads, H / heads)
+    h = h * norm.weight_proxy.view(heads, size)
+    if norm.bias is not None:
+        h = h + norm.bias.view(heads, size)
+    return h.reshape(batch, steps, -1)
 
 
 def mlstm_layer(layer: Any, x: Tensor) -> Tensor:
     """An ``xlstm`` mLSTM layer (``mLSTMLayer``) applied to ``x`` (B, T, D), with its
-    causal convolution and SiLU in C and its head-wise projections as :func:`headwise`; the
-    same function as the layer's ``forward``.
+    causal convolution and SiLU in C, its head-wise projections as :func:`headwise` and its
+    cell as :func:`mlstm_cell`; the same function as the layer's ``forward``.
 
     The up-projection splits into the mLSTM branch and the output gate z; the branch's
     convolution with SiLU gives the queries' and keys' input and the learnable skip, the
@@ -105,7 +133,7 @@ def mlstm_layer(layer: Any, x: Tensor) -> Tensor:
     q = headwise(layer.q_proj, convolved)
     k = headwise(layer.k_proj, convolved)
     v = headwise(layer.v_proj, branch)
-    cell = layer.mlstm_cell(q=q, k=k, v=v)
+    cell = mlstm_cell(layer.mlstm_cell, q, k, v)
     out = (cell + layer.learnable_skip * convolved) * layer.ogate_act_fn(gate)
     return layer.dropout(layer.proj_down(out))  # type: ignore[no-any-return]
 

@@ -1,7 +1,7 @@
 """The native engines: recurrences in C, a whole sequence per call.
 
-The NTM's, the DNC's and SAM's recurrences, Mamba's selective scan, and the causal
-convolution of Mamba's and the xLSTM's blocks.
+The NTM's, the DNC's and SAM's recurrences, Mamba's selective scan, the causal
+convolution of Mamba's and the xLSTM's blocks, and the xLSTM's head-wise projections.
 
 The fused path (:mod:`ntm.engines.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
@@ -9,7 +9,8 @@ code ``torch.compile`` generates. Here the recurrence of a whole sequence, forwa
 backward, is one call each into ``ntm_sequence.c`` (the NTM), ``dnc_sequence.c`` (the
 DNC, :mod:`ntm.engines.native.dnc`), ``sam_sequence.c`` (Sparse Access Memory,
 :mod:`ntm.engines.native.sam`) or ``mamba_scan.c`` (Mamba's scan,
-:mod:`ntm.engines.native.mamba`) and ``causal_conv.c`` (:mod:`ntm.engines.native.conv`),
+:mod:`ntm.engines.native.mamba`), ``causal_conv.c`` (:mod:`ntm.engines.native.conv`) and
+``headwise.c`` (:mod:`ntm.engines.native.headwise`),
 which share ``kernels.h``. They are built at first use
 into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
 processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
@@ -63,6 +64,9 @@ MAMBA_SOURCE = Path(__file__).with_name("mamba_scan.c")
 #: The causal depthwise convolution and SiLU of Mamba's and the xLSTM's blocks
 #: (:mod:`ntm.engines.native.conv`), in the same library.
 CONV_SOURCE = Path(__file__).with_name("causal_conv.c")
+#: The xLSTM's head-wise (block-diagonal) projections (:mod:`ntm.engines.native.headwise`),
+#: in the same library.
+HEADWISE_SOURCE = Path(__file__).with_name("headwise.c")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -115,7 +119,8 @@ def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
-    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE, CONV_SOURCE)
+    sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE, CONV_SOURCE,
+               HEADWISE_SOURCE)  # fmt: skip
     headers = (HEADER, SAM_SEARCH, SAM_INDEX_HEADER)
     key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, *headers)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
@@ -149,7 +154,8 @@ def _build() -> Path:
 #: takes its engine's dimensions (a ctypes structure) and an array of pointers.
 _FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward", "sam_forward",
               "sam_backward", "sam_reset", "mamba_scan_forward", "mamba_scan_backward",
-              "causal_conv_forward", "causal_conv_backward")  # fmt: skip
+              "causal_conv_forward", "causal_conv_backward", "headwise_forward",
+              "headwise_backward")  # fmt: skip
 
 
 def _library() -> ctypes.CDLL:

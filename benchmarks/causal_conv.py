@@ -13,8 +13,9 @@ its turns. Mamba: its native engine with PyTorch's convolution and SiLU (``befor
 against the same engine with them in C (``after``). The xLSTM: the package's mLSTM layers
 as they are (its ``eager`` engine, ``before``) against :func:`ntm.models.xlstm.mlstm_layer`
 (its ``native`` engine, ``after``: the convolution and SiLU in C, the head-wise projections
-in C too, the cell's two gate projections as one product and its head-wise norm as a layer
-norm). The ratio is before's time over after's, measured in this run.
+and the cell's parallel form in C too, its two gate projections as one product and its
+head-wise norm as a layer norm). The ratio is before's time over after's, measured in this
+run.
 """
 
 from __future__ import annotations

@@ -22,15 +22,17 @@ Engines (:mod:`ntm.engines.select`): ``eager`` runs the package's blocks as they
 ``native`` runs the mLSTM blocks' weights through :func:`mlstm_layer`, the package's layer
 written out here with its causal convolution and SiLU in C (:mod:`ntm.engines.native.conv`;
 PyTorch's backward pass of that convolution is slow on the CPU) and its head-wise
-projections in C too (:mod:`ntm.engines.native.headwise`), its cell through
-:func:`mlstm_cell`: float32 on the CPU, the same function to rounding.
+projections and its cell's parallel form in C too (:mod:`ntm.engines.native.headwise`,
+:mod:`ntm.engines.native.mlstm`; :func:`mlstm_cell`): float32 on the CPU, the same function
+to rounding.
 ``auto`` takes ``native`` where it runs; sLSTM blocks run as the package has them on either
 engine, and so does the step-by-step form below.
 
-The parallel form holds about a dozen (B, heads, T, T) tensors per block: at evaluation
-lengths in the thousands, tens of gigabytes. Without gradients, where they would pass
-:data:`PARALLEL_BYTES`, the blocks run step by step in their recurrent form instead (the
-package's ``step``: the same function, to rounding), in memory that does not grow with T.
+The package's parallel form holds about a dozen (B, heads, T, T) tensors per block: at
+evaluation lengths in the thousands, tens of gigabytes. Without gradients, where they would
+pass :data:`PARALLEL_BYTES`, the blocks run step by step in their recurrent form instead, on
+either engine (the package's ``step``: the same function, to rounding), in memory that does
+not grow with T.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from torch import Tensor
 from ntm.config import require, require_positive
 from ntm.engines.native.conv import causal_conv_silu
 from ntm.engines.native.headwise import headwise_product
+from ntm.engines.native.mlstm import mlstm_parallel
 from ntm.engines.select import AUTO, Engined
 from ntm.models.common import Framed, check_positions
 from ntm.registry import register_model
@@ -96,23 +99,18 @@ def mlstm_cell(cell: Any, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     product (not two products to 4 outputs each, whose input gradients are then summed) and
     its head-wise norm as a layer norm over each head (PyTorch's group norm over (B * T, H)
     took more than a millisecond a call, forward and backward each, in a profile of a
-    training step). The cell's parallel form is the package's own."""
+    training step), and its parallel form in C (:func:`ntm.engines.native.mlstm.mlstm_parallel`:
+    the package's builds each head's (T, T) matrices as a dozen tensors)."""
     batch, steps, _ = q.shape
     heads = cell.config.num_heads
     weight = torch.cat([cell.igate.weight, cell.fgate.weight])
     bias = torch.cat([cell.igate.bias, cell.fgate.bias])
-    gates = F.linear(torch.cat([q, k, v], dim=-1), weight, bias).transpose(1, 2).unsqueeze(-1)
-
-    def by_head(t: Tensor) -> Tensor:  # (B, T, H) -> (B, heads, T, H / heads)
-        return t.view(batch, steps, heads, -1).transpose(1, 2)
-
-    h: Tensor = cell.backend_fn(queries=by_head(q), keys=by_head(k), values=by_head(v),
-                                igate_preact=gates[:, :heads], fgate_preact=gates[:, heads:],
-                                lower_triangular_matrix=cell.causal_mask)  # fmt: skip
+    gates = F.linear(torch.cat([q, k, v], dim=-1), weight, bias)  # (B, T, 2 * heads)
+    h = mlstm_parallel(q, k, v, gates, heads)  # (B, T, heads, H / heads)
     norm = cell.outnorm
     size = h.shape[-1]
-    h = F.layer_norm(h.transpose(1, 2), (size,), eps=norm.eps)  # (B, T, heads, H / heads)
-    h = h * norm.weight_proxy.view(heads, size)
+    scale: Tensor = norm.weight_proxy
+    h = F.layer_norm(h, (size,), eps=norm.eps) * scale.view(heads, size)
     if norm.bias is not None:
         h = h + norm.bias.view(heads, size)
     return h.reshape(batch, steps, -1)

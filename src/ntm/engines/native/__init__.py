@@ -1,7 +1,8 @@
 """The native engines: recurrences in C, a whole sequence per call.
 
 The NTM's, the DNC's and SAM's recurrences, Mamba's selective scan, the causal
-convolution of Mamba's and the xLSTM's blocks, and the xLSTM's head-wise projections.
+convolution of Mamba's and the xLSTM's blocks, and the xLSTM's head-wise projections and
+matrix memory.
 
 The fused path (:mod:`ntm.engines.fused`) removes autograd's per-operation cost; what is left is
 the cost of launching a few hundred small tensor operations per step, in Python or in the
@@ -9,8 +10,9 @@ code ``torch.compile`` generates. Here the recurrence of a whole sequence, forwa
 backward, is one call each into ``ntm_sequence.c`` (the NTM), ``dnc_sequence.c`` (the
 DNC, :mod:`ntm.engines.native.dnc`), ``sam_sequence.c`` (Sparse Access Memory,
 :mod:`ntm.engines.native.sam`) or ``mamba_scan.c`` (Mamba's scan,
-:mod:`ntm.engines.native.mamba`), ``causal_conv.c`` (:mod:`ntm.engines.native.conv`) and
-``headwise.c`` (:mod:`ntm.engines.native.headwise`),
+:mod:`ntm.engines.native.mamba`), ``causal_conv.c`` (:mod:`ntm.engines.native.conv`),
+``headwise.c`` (:mod:`ntm.engines.native.headwise`) and ``mlstm_cell.c``
+(:mod:`ntm.engines.native.mlstm`),
 which share ``kernels.h``. They are built at first use
 into one library with the system's C compiler (``cc``, or ``$CC``) for this machine's
 processor, in a few seconds, and cached under ``$NTM_CACHE_DIR`` (default
@@ -67,6 +69,9 @@ CONV_SOURCE = Path(__file__).with_name("causal_conv.c")
 #: The xLSTM's head-wise (block-diagonal) projections (:mod:`ntm.engines.native.headwise`),
 #: in the same library.
 HEADWISE_SOURCE = Path(__file__).with_name("headwise.c")
+#: The mLSTM's matrix memory in its parallel form (:mod:`ntm.engines.native.mlstm`), in the
+#: same library.
+MLSTM_SOURCE = Path(__file__).with_name("mlstm_cell.c")
 HEADER = Path(__file__).with_name("kernels.h")
 
 #: Compiler flags: optimised for the processor that builds it (the library is cached per
@@ -120,7 +125,7 @@ def _build() -> Path:
     if not compiler:
         raise RuntimeError("no C compiler (cc, gcc or $CC) on the PATH")
     sources = (SOURCE, DNC_SOURCE, SAM_SOURCE, SAM_INDEX, MAMBA_SOURCE, CONV_SOURCE,
-               HEADWISE_SOURCE)  # fmt: skip
+               HEADWISE_SOURCE, MLSTM_SOURCE)  # fmt: skip
     headers = (HEADER, SAM_SEARCH, SAM_INDEX_HEADER)
     key = hashlib.sha256(b"".join(path.read_bytes() for path in (*sources, *headers)))
     key.update(" ".join(FLAGS).encode() + compiler.encode())
@@ -155,7 +160,7 @@ def _build() -> Path:
 _FUNCTIONS = ("ntm_forward", "ntm_backward", "dnc_forward", "dnc_backward", "sam_forward",
               "sam_backward", "sam_reset", "mamba_scan_forward", "mamba_scan_backward",
               "causal_conv_forward", "causal_conv_backward", "headwise_forward",
-              "headwise_backward")  # fmt: skip
+              "headwise_backward", "mlstm_cell_forward", "mlstm_cell_backward")  # fmt: skip
 
 
 def _library() -> ctypes.CDLL:

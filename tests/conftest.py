@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny, fast training runs."""
+"""Shared fixtures: tiny, fast training runs; and the check of a native kernel against its
+reference in float64."""
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +27,35 @@ TINY_TRAIN = {
     "seed": 3,
     "engine": "fused",  # the compiled engine is tested on its own: compiling takes a while
 }
+
+
+def matches_in_float64(
+    native: Callable[..., torch.Tensor],
+    reference: Callable[..., torch.Tensor],
+    exact: list[torch.Tensor],
+    names: tuple[str, ...],
+    *,
+    rtol: float = 1e-4,
+    gradient_rtol: float = 1e-4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Assert that ``native`` on ``exact`` (float64 inputs, named ``names``) cast to float32
+    gives ``reference``'s outputs on them, and the same gradients of every input, to float32
+    rounding (relative to each tensor's largest value); returns ``native``'s output."""
+    exact = [t.detach().requires_grad_() for t in exact]
+    expected = reference(*exact)
+    grad_out = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    expected_grads = torch.autograd.grad(expected, exact, grad_out)
+    single = [t.detach().float().requires_grad_() for t in exact]
+    out = native(*single)
+    grads = torch.autograd.grad(out, single, grad_out.float())
+    scale = max(expected.abs().max().item(), 1.0) if expected.numel() else 1.0
+    torch.testing.assert_close(out.double(), expected, atol=1e-5 * scale, rtol=rtol)
+    for name, got, want in zip(names, grads, expected_grads, strict=True):
+        scale = want.abs().max().item() if want.numel() else 0.0
+        torch.testing.assert_close(got.double(), want, atol=1e-5 * max(scale, 1e-3),
+                                   rtol=gradient_rtol, msg=f"the gradient of {name}")  # fmt: skip
+    return out
 
 
 def benchmark(name: str) -> ModuleType:

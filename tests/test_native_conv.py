@@ -7,6 +7,8 @@ import torch
 from ntm.engines import native
 from ntm.engines.native.conv import causal_conv_silu, reference
 
+from .conftest import matches_in_float64
+
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
 
@@ -26,19 +28,9 @@ def test_the_native_convolution_is_pytorchs_with_its_gradients(
         torch.randn(channels, 1, taps, generator=generator, dtype=torch.float64),
         torch.randn(channels, generator=generator, dtype=torch.float64),
     ][: 3 if with_bias else 2]
-    exact = [t.requires_grad_() for t in exact]
-    expected = reference(*exact, *([] if with_bias else [None]))
-    grad_y = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    expected_grads = torch.autograd.grad(expected, exact, grad_y)
-    single = [t.detach().float().requires_grad_() for t in exact]
-    y = causal_conv_silu(*single, *([] if with_bias else [None]))
-    grads = torch.autograd.grad(y, single, grad_y.float())
-    torch.testing.assert_close(y.double(), expected, atol=1e-5, rtol=1e-5)
-    for name, got, want in zip(("x", "weight", "bias"), grads, expected_grads, strict=False):
-        scale = want.abs().max().item()
-        torch.testing.assert_close(
-            got.double(), want, atol=1e-5 * scale, rtol=1e-4, msg=f"the gradient of {name}"
-        )
+    bias, names = ([], ("x", "weight", "bias")) if with_bias else ([None], ("x", "weight"))
+    matches_in_float64(lambda *t: causal_conv_silu(*t, *bias), lambda *t: reference(*t, *bias),
+                       exact, names, rtol=1e-5, generator=generator)  # fmt: skip
 
 
 @needs_native

@@ -8,6 +8,8 @@ import torch
 from ntm.engines import native
 from ntm.engines.native.headwise import headwise_product, reference
 
+from .conftest import matches_in_float64
+
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
 
@@ -26,17 +28,9 @@ def test_the_native_headwise_product_is_einsums_with_its_gradients(
         torch.randn(*rows, heads * size, generator=generator, dtype=torch.float64),
         torch.randn(heads, outputs, size, generator=generator, dtype=torch.float64),
     ]
-    exact = [t.requires_grad_() for t in exact]
-    expected = reference(*exact)
-    assert expected.shape == (*rows, heads * outputs)
-    grad_y = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    expected_grads = torch.autograd.grad(expected, exact, grad_y)
-    single = [t.detach().float().requires_grad_() for t in exact]
-    y = headwise_product(*single)
-    grads = torch.autograd.grad(y, single, grad_y.float())
-    torch.testing.assert_close(y.double(), expected, atol=1e-5, rtol=1e-5)
-    for name, got, want in zip(("x", "weight"), grads, expected_grads, strict=True):
-        torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=1e-4, msg=name)
+    y = matches_in_float64(headwise_product, reference, exact, ("x", "weight"),
+                           generator=generator)  # fmt: skip
+    assert y.shape == (*rows, heads * outputs)
 
 
 @needs_native

@@ -11,6 +11,8 @@ import torch
 from ntm.engines import native
 from ntm.engines.native.mlstm import mlstm_parallel
 
+from .conftest import matches_in_float64
+
 NATIVE = native.native_available()
 needs_native = pytest.mark.skipif(NATIVE is not None, reason=f"native engine: {NATIVE}")
 
@@ -46,20 +48,9 @@ def test_the_native_mlstm_is_the_packages_parallel_form_with_its_gradients(
              for _ in range(3)]  # fmt: skip
     gates = 2 * torch.randn(batch, steps, 2 * heads, generator=generator, dtype=torch.float64)
     gates[..., :heads] += input_gates
-    exact = [t.requires_grad_() for t in (*exact, gates)]
-    expected = package_form(*exact, heads)
-    grad_h = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    expected_grads = torch.autograd.grad(expected, exact, grad_h)
-    single = [t.detach().float().requires_grad_() for t in exact]
-    h = mlstm_parallel(*single, heads)
-    grads = torch.autograd.grad(h, single, grad_h.float())
-    scale = expected.abs().max().item()
-    torch.testing.assert_close(h.double(), expected, atol=1e-5 * scale, rtol=1e-4)
-    for name, got, want in zip(("q", "k", "v", "gates"), grads, expected_grads, strict=True):
-        scale = want.abs().max().item()
-        torch.testing.assert_close(
-            got.double(), want, atol=1e-5 * scale, rtol=1e-3, msg=f"the gradient of {name}"
-        )
+    matches_in_float64(lambda *t: mlstm_parallel(*t, heads), lambda *t: package_form(*t, heads),
+                       [*exact, gates], ("q", "k", "v", "gates"), gradient_rtol=1e-3,
+                       generator=generator)  # fmt: skip
 
 
 @needs_native

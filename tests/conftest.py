@@ -41,7 +41,8 @@ def matches_in_float64(
 ) -> torch.Tensor:
     """Assert that ``native`` on ``exact`` (float64 inputs, named ``names``) cast to float32
     gives ``reference``'s outputs on them, and the same gradients of every input, to float32
-    rounding (relative to each tensor's largest value); returns ``native``'s output."""
+    rounding (an absolute tolerance of 1e-5 times the tensor's largest value, or times 1 for
+    outputs below 1, beside ``rtol``); returns ``native``'s output."""
     exact = [t.detach().requires_grad_() for t in exact]
     expected = reference(*exact)
     grad_out = torch.randn(expected.shape, generator=generator, dtype=torch.float64)

@@ -42,3 +42,5 @@ def test_the_native_headwise_product_refuses_what_it_cannot_run_by_name() -> Non
         headwise_product(x, torch.randn(2, 4, 3))
     with pytest.raises(ValueError, match=r"weight \(8, 4\) do not fit"):
         headwise_product(x, torch.randn(8, 4))
+    with pytest.raises(ValueError, match=r"weight \(2, 0, 4\) do not fit"):
+        headwise_product(x, torch.randn(2, 0, 4))

@@ -62,3 +62,5 @@ def test_the_native_mlstm_refuses_what_it_cannot_run_by_name() -> None:
         mlstm_parallel(q, q, q, gates, 3)
     with pytest.raises(ValueError, match=r"gates \(2, 5, 3\) do not fit 2 heads"):
         mlstm_parallel(q, q, q, gates[..., :3], 2)
+    with pytest.raises(ValueError, match=r"heads must be at least 1, got 0"):
+        mlstm_parallel(q, q, q, gates, 0)

@@ -69,7 +69,7 @@ def test_xlstm_on_the_native_engine_computes_the_packages_blocks_with_their_grad
         pytest.skip(f"native engine: {native.native_available()}")
     torch.manual_seed(0)
     model = XLSTMModel(5, 3, d_model=16, num_heads=2, conv_width=3, slstm_at=slstm_at)
-    with torch.no_grad():  # away from the initial values (the norms' weights start at zero)
+    with torch.no_grad():  # away from the initial values (each norm's scale starts at one)
         for parameter in model.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
     assert "engine='auto'" in repr(model)

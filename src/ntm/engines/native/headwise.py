@@ -57,10 +57,15 @@ def headwise_product(x: Tensor, weight: Tensor) -> Tensor:
                 f"headwise_product: {name} must be float32 on the CPU, got {tensor.dtype} on "
                 f"{tensor.device}"
             )
-    if weight.dim() != 3 or x.dim() < 1 or x.shape[-1] != weight.shape[0] * weight.shape[2]:
+    if (
+        weight.dim() != 3
+        or weight.numel() == 0
+        or x.dim() < 1
+        or x.shape[-1] != weight.shape[0] * weight.shape[2]
+    ):
         raise ValueError(
             f"headwise_product: x {tuple(x.shape)} and weight {tuple(weight.shape)} do not "
-            "fit: expected x (..., H * D) and weight (H, O, D)"
+            "fit: expected x (..., H * D) and weight (H, O, D), each of H, O and D at least 1"
         )
     y: Tensor = _Headwise.apply(x, weight)  # type: ignore[no-untyped-call]
     return y.reshape(*x.shape[:-1], weight.shape[0] * weight.shape[1])

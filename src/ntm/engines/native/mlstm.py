@@ -66,6 +66,8 @@ def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, gates: Tensor, heads: int) -
                 f"mlstm_parallel: {name} must be float32 on the CPU, got {tensor.dtype} on "
                 f"{tensor.device}"
             )
+    if heads < 1:
+        raise ValueError(f"mlstm_parallel: heads must be at least 1, got {heads}")
     if (
         q.dim() != 3
         or k.shape != q.shape

@@ -15,7 +15,9 @@
  * the (T, T) matrices of every head as a dozen tensors, each a pass over memory; here a
  * row t at a time stays in the cache. The forward pass keeps m_t and the row sums; the
  * backward pass computes each row again. The gradient of m_t goes, as torch.max's does, to
- * the first s where L[t, s] is largest.
+ * the first s where L[t, s] is largest; h_t depends on m_t through eps alone, so that
+ * gradient is of the order of eps and no comparison with the package in float64 can see
+ * it.
  *
  * Dimension legend: B batch, T time, NH heads, DH a head's width. Arrays are float32,
  * row-major and contiguous; the caller allocates them all. */

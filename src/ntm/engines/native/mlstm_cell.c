@@ -51,6 +51,11 @@ static inline float dot(int n, const float *restrict a, const float *restrict b)
     return sum;
 }
 
+/* y += a x */
+static inline void axpy(int n, float a, const float *restrict x, float *restrict y) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 /* The running sums F of head j of sequence b's forget gates into F (T + 1). */
 static void forget_sums(const CellDims *d, const float *gates, int b, int j, float *F) {
     const int T = d->T, NH = d->NH;
@@ -98,11 +103,7 @@ int mlstm_cell_forward(const CellDims *d, void **p) {
                 const float norm = fmaxf(fabsf(sum), expf(-m)) + d->eps;
                 float *ht = h + base + t * step;
                 for (int i = 0; i < DH; i++) ht[i] = 0.0f;
-                for (int s = 0; s <= t; s++) {
-                    const float c = row[s] / norm;
-                    const float *vs = v + base + s * step;
-                    for (int i = 0; i < DH; i++) ht[i] += c * vs[i];
-                }
+                for (int s = 0; s <= t; s++) axpy(DH, row[s] / norm, v + base + s * step, ht);
                 maxima[((idx)b * NH + j) * T + t] = m;
                 sums[((idx)b * NH + j) * T + t] = sum;
             }
@@ -157,9 +158,8 @@ int mlstm_cell_backward(const CellDims *d, void **p) {
                     S[s] = dot(DH, qt, k + base + s * step) * scale;
                     const float c = S[s] * D[s];
                     const float *vs = v + base + s * step;
-                    float *gvs = gv + base + s * step;
                     const float g_c = dot(DH, ght, vs); /* of C[t, s] / norm */
-                    for (int i = 0; i < DH; i++) gvs[i] += c / norm * ght[i];
+                    axpy(DH, c / norm, ght, gv + base + s * step);
                     g_norm -= g_c * c / (norm * norm);
                     L[s] = g_c / norm; /* L now holds the gradient of C[t, s], in part */
                 }
@@ -173,12 +173,8 @@ int mlstm_cell_backward(const CellDims *d, void **p) {
                     const float g_c = L[s] + g_sum;
                     const float g_s = g_c * D[s] * scale; /* of q_t . k_s */
                     const float g_exponent = g_c * S[s] * D[s];
-                    const float *ks = k + base + s * step;
-                    float *gks = gk + base + s * step;
-                    for (int i = 0; i < DH; i++) {
-                        gqt[i] += g_s * ks[i];
-                        gks[i] += g_s * qt[i];
-                    }
+                    axpy(DH, g_s, k + base + s * step, gqt);
+                    axpy(DH, g_s, qt, gk + base + s * step);
                     g_m -= g_exponent;
                     L[s] = g_exponent; /* the gradient of L[t, s] */
                 }

@@ -190,6 +190,15 @@ def native_available() -> str | None:
     return _LIBRARY["problem"]  # type: ignore[no-any-return]
 
 
+def require_cpu_float32(owner: str, name: str, tensor: Tensor) -> None:
+    """Refuse (ValueError, naming ``owner``'s argument ``name``) a tensor that the native
+    kernels cannot take: anything but float32 on the CPU."""
+    if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+        raise ValueError(
+            f"{owner}: {name} must be float32 on the CPU, got {tensor.dtype} on {tensor.device}"
+        )
+
+
 def runs_natively(cfg: Any, inputs: Tensor, params: list[Tensor]) -> bool:
     """Whether the native engine can run this sequence: float32 on the CPU, a shift range
     it holds, and the library built."""

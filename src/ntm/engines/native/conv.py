@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ntm.engines.native import _call
+from ntm.engines.native import _call, require_cpu_float32
 
 
 class _Dims(ctypes.Structure):
@@ -54,11 +54,8 @@ def causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     the CPU (:func:`ntm.engines.native.native_available`); anything else is a ValueError,
     as is a weight whose shape does not fit ``x``."""
     for name, tensor in (("x", x), ("weight", weight), ("bias", bias)):
-        if tensor is not None and (tensor.device.type != "cpu" or tensor.dtype != torch.float32):
-            raise ValueError(
-                f"causal_conv_silu: {name} must be float32 on the CPU, got {tensor.dtype} on "
-                f"{tensor.device}"
-            )
+        if tensor is not None:
+            require_cpu_float32("causal_conv_silu", name, tensor)
     channels = x.shape[-1]
     if x.dim() != 3 or weight.dim() != 3 or weight.shape[:2] != (channels, 1):
         raise ValueError(

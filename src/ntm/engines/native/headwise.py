@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ntm.engines.native import _call
+from ntm.engines.native import _call, require_cpu_float32
 
 
 class _Dims(ctypes.Structure):
@@ -52,11 +52,7 @@ def headwise_product(x: Tensor, weight: Tensor) -> Tensor:
     on the CPU (:func:`ntm.engines.native.native_available`); anything else is a ValueError,
     as is a weight whose shape does not fit ``x``."""
     for name, tensor in (("x", x), ("weight", weight)):
-        if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
-            raise ValueError(
-                f"headwise_product: {name} must be float32 on the CPU, got {tensor.dtype} on "
-                f"{tensor.device}"
-            )
+        require_cpu_float32("headwise_product", name, tensor)
     if (
         weight.dim() != 3
         or weight.numel() == 0

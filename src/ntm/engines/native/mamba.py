@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ntm.engines.native import _call
+from ntm.engines.native import _call, require_cpu_float32
 
 #: The scan's arguments, in order, with their shapes' dimension names.
 ARGUMENTS = (
@@ -83,11 +83,7 @@ def selective_scan(
     tensors = (x, step, state_matrix, input_matrix, output_matrix)
     sizes: dict[str, int] = {}
     for (name, dims), tensor in zip(ARGUMENTS, tensors, strict=True):
-        if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
-            raise ValueError(
-                f"selective_scan: {name} must be float32 on the CPU, got {tensor.dtype} on "
-                f"{tensor.device}"
-            )
+        require_cpu_float32("selective_scan", name, tensor)
         if tensor.dim() != len(dims) or any(
             sizes.setdefault(dim, size) != size
             for dim, size in zip(dims, tensor.shape, strict=True)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ntm.engines.native import _call
+from ntm.engines.native import _call, require_cpu_float32
 
 #: Added to the normaliser before the division, as the package adds it.
 EPS = 1e-6
@@ -61,11 +61,7 @@ def mlstm_parallel(q: Tensor, k: Tensor, v: Tensor, gates: Tensor, heads: int) -
     (:func:`ntm.engines.native.native_available`); anything else is a ValueError, as are
     shapes that do not fit."""
     for name, tensor in (("q", q), ("k", k), ("v", v), ("gates", gates)):
-        if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
-            raise ValueError(
-                f"mlstm_parallel: {name} must be float32 on the CPU, got {tensor.dtype} on "
-                f"{tensor.device}"
-            )
+        require_cpu_float32("mlstm_parallel", name, tensor)
     if heads < 1:
         raise ValueError(f"mlstm_parallel: heads must be at least 1, got {heads}")
     if (

@@ -35,21 +35,21 @@ class _Cell(torch.autograd.Function):
         batch, steps, width = q.shape
         inputs = [t.detach().contiguous() for t in (q, k, v, gates)]
         h = q.new_empty(batch, steps, heads, width // heads)
-        maxima, sums = q.new_empty(batch, heads, steps), q.new_empty(batch, heads, steps)
+        sums = q.new_empty(batch, heads, steps)
         ctx.dims = _Dims(batch, steps, heads, width // heads, EPS)
         work = q.new_empty(2 * (steps + 1))
-        _call("mlstm_cell_forward", ctx.dims, [*inputs, h, maxima, sums, work])
-        ctx.save_for_backward(*inputs, maxima, sums)
+        _call("mlstm_cell_forward", ctx.dims, [*inputs, h, sums, work])
+        ctx.save_for_backward(*inputs, sums)
         return h
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor | None, ...]:
-        q, k, v, gates, maxima, sums = ctx.saved_tensors
+        q, k, v, gates, sums = ctx.saved_tensors
         grads = [torch.empty_like(t) for t in (q, k, v, gates)]
         work = q.new_empty(5 * (q.shape[1] + 1))
         unused = q.new_empty(1)  # the forward pass's output, not read
-        buffers = [q, k, v, gates, unused, maxima, sums, work, grad_h.contiguous(), *grads]
+        buffers = [q, k, v, gates, unused, sums, work, grad_h.contiguous(), *grads]
         _call("mlstm_cell_backward", ctx.dims, buffers)
         return (*grads, None)
 

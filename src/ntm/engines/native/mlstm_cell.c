@@ -13,7 +13,7 @@
  *
  * which is what the xlstm package's parallel_stabilized_simple computes. PyTorch builds
  * the (T, T) matrices of every head as a dozen tensors, each a pass over memory; here a
- * row t at a time stays in the cache. The forward pass keeps m_t and the row sums; the
+ * row t at a time stays in the cache. The forward pass keeps the row sums; the
  * backward pass computes each row again. The gradient of m_t goes, as torch.max's does, to
  * the first s where L[t, s] is largest; h_t depends on m_t through eps alone, so that
  * gradient is of the order of eps and no comparison with the package in float64 can see
@@ -35,7 +35,6 @@ enum {
     MF_V,     /* (B, T, NH, DH) */
     MF_GATES, /* (B, T, 2 NH): the input gates' pre-activations, then the forget gates' */
     MF_H,     /* out (B, T, NH, DH) */
-    MF_MAX,   /* out (B, NH, T): m_t */
     MF_SUM,   /* out (B, NH, T): sum_s C[t, s] */
     MF_WORK,  /* workspace (2 (T + 1)) */
     MF_COUNT
@@ -82,7 +81,7 @@ static float exponents(const CellDims *d, const float *gates, int b, int j, int 
 int mlstm_cell_forward(const CellDims *d, void **p) {
     const int B = d->B, T = d->T, NH = d->NH, DH = d->DH;
     const float *q = p[MF_Q], *k = p[MF_K], *v = p[MF_V], *gates = p[MF_GATES];
-    float *h = p[MF_H], *maxima = p[MF_MAX], *sums = p[MF_SUM];
+    float *h = p[MF_H], *sums = p[MF_SUM];
     float *F = p[MF_WORK], *row = F + T + 1;
     const float scale = 1.0f / sqrtf((float)DH);
     const idx step = (idx)NH * DH; /* from one time step to the next */
@@ -104,7 +103,6 @@ int mlstm_cell_forward(const CellDims *d, void **p) {
                 float *ht = h + base + t * step;
                 for (int i = 0; i < DH; i++) ht[i] = 0.0f;
                 for (int s = 0; s <= t; s++) axpy(DH, row[s] / norm, v + base + s * step, ht);
-                maxima[((idx)b * NH + j) * T + t] = m;
                 sums[((idx)b * NH + j) * T + t] = sum;
             }
         }
@@ -127,7 +125,7 @@ int mlstm_cell_backward_pointers(void) { return MB_COUNT; }
 int mlstm_cell_backward(const CellDims *d, void **p) {
     const int B = d->B, T = d->T, NH = d->NH, DH = d->DH;
     const float *q = p[MF_Q], *k = p[MF_K], *v = p[MF_V], *gates = p[MF_GATES];
-    const float *maxima = p[MF_MAX], *sums = p[MF_SUM], *gh = p[MB_GH];
+    const float *sums = p[MF_SUM], *gh = p[MB_GH];
     float *gq = p[MB_GQ], *gk = p[MB_GK], *gv = p[MB_GV], *ggates = p[MB_GGATES];
     float *F = p[MF_WORK], *L = F + T + 1, *S = L + T + 1, *D = S + T + 1, *gF = D + T + 1;
     const float scale = 1.0f / sqrtf((float)DH);
@@ -145,8 +143,7 @@ int mlstm_cell_backward(const CellDims *d, void **p) {
             for (int t = 0; t < T; t++) gi[(idx)t * 2 * NH] = 0.0f;
             for (int t = 0; t < T; t++) {
                 int at = 0;
-                exponents(d, gates, b, j, t, F, L, &at);
-                const float m = maxima[((idx)b * NH + j) * T + t];
+                const float m = exponents(d, gates, b, j, t, F, L, &at);
                 const float sum = sums[((idx)b * NH + j) * T + t];
                 const float floor = expf(-m), norm = fmaxf(fabsf(sum), floor) + d->eps;
                 const float *qt = q + base + t * step, *ght = gh + base + t * step;

@@ -344,24 +344,38 @@ def chosen_rate(rows: list[dict[str, Any]]) -> str:
     return str(chosen_run(rows)["lr"])
 
 
+#: What the ladder with more slots sets for a model with a ``search`` setting (SAM): the
+#: exhaustive search it trained with on 128 slots. From 1,024 slots (its INDEX_FROM) its
+#: default is an approximate index, which answers some reads with other slots than the
+#: model learned to expect, so that row would measure the index, not the larger memory.
+EXACT_SEARCH = {"search": "exact"}
+
+
 def ladder(run_dir: Path, size: int, memory: int = 0) -> list[dict[str, Any]]:
     """``ntm eval RUN --ladder`` (kept in the run folder as ``ladder.json``); where
     ``memory`` is given, with that many slots instead of the trained number, more on a
     length whose sequences have more steps (``--memory-for-length``; kept as
-    ``ladder.for_length=True,memory_size=N.json``). A ladder kept with ``memory`` slots on
+    ``ladder.for_length=True,memory_size=N.json``), and for a model that searches its memory
+    (:data:`EXACT_SEARCH`) searching it exhaustively. A ladder kept with ``memory`` slots on
     every length (``ladder.memory_size=N.json``) serves where every length fits them."""
-    changed = {"for_length": True, "memory_size": memory} if memory else None
-    kept = run_dir / ladder_file(changed)
     run = read_run_config(run_dir)
+    search = EXACT_SEARCH if memory and has_setting(run.train.model, "search") else {}
+    changed = {"for_length": True, "memory_size": memory, **search} if memory else None
+    kept = run_dir / ladder_file(changed)
     within = registry.within_training(run.task)
     if memory and not kept.is_file():
-        _reuse(run_dir / ladder_file({"memory_size": memory}), kept, size, within, memory)
+        fixed = run_dir / ladder_file({"memory_size": memory, **search})
+        _reuse(fixed, kept, size, within, memory)
     if not kept.is_file() or not _current(json.loads(kept.read_text()), size, within, memory):
         command = [sys.executable, "-m", "ntm", "eval", str(run_dir), "--ladder", "--json"]
+        command += [f for key, value in search.items() for f in ("--model-arg", f"{key}={value}")]
         if memory:
             command += ["--model-arg", f"memory_size={memory}", "--memory-for-length"]
         subprocess.run([*command, "--size", str(size)], check=True, capture_output=True)
     rows: list[dict[str, Any]] = json.loads(kept.read_text())
+    for row in rows:
+        if not row.get("summary"):
+            row.update(search)  # how it searched, for _needs
     return rows
 
 
@@ -407,10 +421,10 @@ def _has_within(rows: list[dict[str, Any]], within: list[tuple[str, dict[str, An
     return [r["setting"] for r in rows if r.get("within")] == [label for label, _ in within]
 
 
-def has_memory_size(model: str) -> bool:
-    """Whether a registered model has a ``memory_size`` setting (a memory of slots)."""
-    settings = registry.settings_of(registry.model_class(model))
-    return any(name == "memory_size" for name, _, _ in settings)
+def has_setting(model: str, name: str) -> bool:
+    """Whether a registered model has the setting ``name`` (``memory_size``: a memory of
+    slots)."""
+    return any(key == name for key, _, _ in registry.settings_of(registry.model_class(model)))
 
 
 def cell_folder(out: Path, task: str, budget: int, label: str) -> Path:
@@ -465,7 +479,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
         kept["engine"] = run.get("engine")  # what it trained on, for its minutes
         kept["ladder"] = ladder(run_dir, args.size)
         entry["ladder_memory"] = args.ladder_memory
-        if args.ladder_memory and has_memory_size(model):
+        if args.ladder_memory and has_setting(model, "memory_size"):
             kept["ladder_memory"] = ladder(run_dir, args.size, args.ladder_memory)
         kept["minutes"] = ckpt.read_metrics(run_dir)[-1]["seconds"] / 60
         entry["runs"].append(kept)
@@ -659,7 +673,9 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
         f"; the NTM, the DNC and SAM also with a memory of {slots:,} slots instead of the 128 "
         "they trained with, more on a length whose sequences have more steps (`ntm eval "
         "--model-arg memory_size=N --memory-for-length`; the memory is no learned parameter, "
-        "as the paper's Tape-RNN gets a tape as long as its input)"
+        "as the paper's Tape-RNN gets a tape as long as its input), SAM searching it "
+        "exhaustively as it did in training (`--model-arg search=exact`; from 1,024 slots "
+        "its default is an approximate index, which answers some reads with other slots)"
         if slots
         else ""
     )
@@ -1214,8 +1230,9 @@ def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
     """Whether an entry must be measured (again): to have ``seeds`` seeds, or because its
     ladders with the trained memory lack the lengths inside training that its task's ladder
     now shows first, or its ladders with more slots give no slots a length (they were kept
-    before a length whose sequences need more got them): its runs are kept, so only those
-    ladders are evaluated again, or taken as they are where every length fits."""
+    before a length whose sequences need more got them) or searched a memory approximately
+    (:data:`EXACT_SEARCH`): its runs are kept, so only those ladders are evaluated again, or
+    taken as they are where every length fits."""
     if entry is None:
         return True
     if "skipped" in entry:
@@ -1230,7 +1247,14 @@ def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
         for row in run.get("ladder_memory") or []
         if not row.get("summary")
     )
-    return len(runs) < seeds or not (current and sized)
+    # A ladder with more slots, kept before it searched a searching model's memory exactly.
+    exact = not has_setting(MODELS[entry["model"]][0], "search") or all(
+        all(row.get(key) == value for key, value in EXACT_SEARCH.items())
+        for run in runs
+        for row in run.get("ladder_memory") or []
+        if not row.get("summary")
+    )
+    return len(runs) < seeds or not (current and sized and exact)
 
 
 def budgets(text: str, tasks: list[str]) -> dict[str, int]:

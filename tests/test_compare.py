@@ -545,7 +545,8 @@ def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
     with the same slots on every length, serves where every length's sequences fit them."""
     bench = benchmark("compare")
     task = ntm.make_task("parity_check", max_length=12)  # its longest rung: 500 + 1 steps
-    monkeypatch.setattr(bench, "read_run_config", lambda run_dir: argparse.Namespace(task=task))
+    run = argparse.Namespace(task=task, train=argparse.Namespace(model="ntm"))
+    monkeypatch.setattr(bench, "read_run_config", lambda run_dir: run)
     rows = [{"setting": "training distribution", "sequences": 2},
             {"setting": "length 13", "sequences": 2},
             {"setting": "mean over the ladder", "sequences": 2, "summary": True}]  # fmt: skip
@@ -572,6 +573,49 @@ def test_a_ladder_with_more_slots_adds_slots_where_a_length_needs_them(
     assert bench._needs({**entry, "runs": [run]}, 1)  # its second ladder gives no slots
     run["ladder_memory"] = kept
     assert not bench._needs({**entry, "runs": [run]}, 1)
+
+
+def test_the_ladder_with_more_slots_searches_sam_s_memory_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SAM trained searching its 128 slots exhaustively; from 1,024 slots its default search
+    is an approximate index, so its second ladder asks for the exhaustive one, is kept apart
+    from a ladder that did not, and a record's SAM entry without it is evaluated again."""
+    bench = benchmark("compare")
+    task = ntm.make_task("parity_check", max_length=12)
+    run = argparse.Namespace(task=task, train=argparse.Namespace(model="sam"))
+    monkeypatch.setattr(bench, "read_run_config", lambda run_dir: run)
+    rows = [{"setting": "training distribution", "sequences": 2, "memory_size": 1024},
+            {"setting": "mean over the ladder", "sequences": 2, "summary": True}]  # fmt: skip
+    indexed = [{**r, "memory_size": 1024} for r in rows[:1]] + rows[1:]
+    (tmp_path / "ladder.for_length=True,memory_size=1024.json").write_text(json.dumps(indexed))
+    evaluated = []
+    exact = tmp_path / "ladder.for_length=True,memory_size=1024,search=exact.json"
+
+    def evaluate(command: list[str], **kwargs: object) -> None:
+        evaluated.append(command)
+        exact.write_text(json.dumps(rows))
+
+    monkeypatch.setattr(bench.subprocess, "run", evaluate)
+    kept = bench.ladder(tmp_path, 2, 1024)
+    assert len(evaluated) == 1, "the ladder kept without the exact search is not taken"
+    asked = ["--model-arg", "search=exact", "--model-arg", "memory_size=1024"]
+    assert evaluated[0][-7:] == [*asked, "--memory-for-length", "--size", "2"]
+    assert [r.get("search") for r in kept] == ["exact", None]
+    bench.ladder(tmp_path, 2, 1024)
+    assert len(evaluated) == 1, "the exact ladder, once kept, is taken"
+    # The trained memory's ladder changes nothing: the search is the one it trained with.
+    (tmp_path / "ladder.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(bench, "_current", lambda *args: True)
+    assert "search" not in bench.ladder(tmp_path, 2)[0]
+
+    entry = {"task": "parity_check", "model": "sam", "task_settings": {"max_length": 12}}
+    inside = [{"setting": f"length {n}", "within": True} for n in (3, 6, 9, 12)]
+    searched = {"ladder": [rows[0], *inside], "ladder_memory": kept}
+    assert not bench._needs({**entry, "runs": [searched]}, 1)
+    assert bench._needs({**entry, "runs": [{**searched, "ladder_memory": indexed}]}, 1)
+    ntm_entry = {**entry, "model": "ntm"}  # no search setting: its rows need none
+    assert not bench._needs({**ntm_entry, "runs": [{**searched, "ladder_memory": indexed}]}, 1)
 
 
 def test_a_model_below_the_best_constant_answer_is_asked_what_it_answers(

@@ -14,6 +14,10 @@
 #include <string.h>
 
 #define LANES 16
+/* While the index holds at most this many rows a cell, a query scans every cell, exactly: no
+ * more rows than the default probes scan in a full memory (n / cells >= 2 cells rows a cell),
+ * and a memory filling up is where the centroids taken from its first rows fit it least. */
+#define FEW_ROWS_PER_CELL 16
 
 typedef struct {
     int count;      /* rows held */
@@ -185,15 +189,16 @@ static void shrink(cell *at, int w) {
 
 void sam_index_reset(sam_index *index) {
     int64_t work = 0;
-    /* Centroids from the rows held, one every rows / cells of them through the cells. */
+    /* Centroids from the rows held, evenly through the cells: the row at chosen * rows /
+     * cells for each chosen (a whole stride of rows / cells would take the first cells rows
+     * only whenever rows < 2 cells). */
     const int resample = index->rows >= index->cells;
-    const int64_t stride = resample ? index->rows / index->cells : 0;
     int64_t seen = 0, chosen = 0;
     float *row = resample ? malloc((size_t)index->w * sizeof(float)) : NULL;
     for (int c = 0; c < index->cells; c++) {
         cell *at = &index->cell[c];
         for (int i = 0; i < at->count; i++, seen++) {
-            if (row && chosen < index->cells && seen == chosen * stride) {
+            if (row && chosen < index->cells && seen == chosen * index->rows / index->cells) {
                 const float *from = lane(at->rows, index->w, i);
                 for (int d = 0; d < index->w; d++) row[d] = from[(size_t)d * LANES];
                 set_centroid(index, (int)chosen++, row);
@@ -270,7 +275,10 @@ int sam_index_update(sam_index *index, int slot, const float *row) {
     int target;
     float norm2 = 0.0f;
     for (int d = 0; d < w; d++) norm2 += row[d] * row[d];
-    if (index->centroids < index->cells && (norm2 > 0.0f || index->centroids == 0)) {
+    /* A centroid from a slot's first row only: SAM writes again each step to the slots it
+     * read, and centroids taken from those rewrites would point a few ways only. */
+    const int first = index->cell_of[slot] < 0;
+    if (index->centroids < index->cells && first && (norm2 > 0.0f || index->centroids == 0)) {
         target = index->centroids++;
         set_centroid(index, target, row);
     } else {
@@ -342,7 +350,9 @@ int sam_index_query(const sam_index *index, const float *key, int k, int64_t *ou
     /* The probes cells whose centroids are nearest the key. */
     hit cells[SAM_INDEX_MAX_PROBES];
     int probed = 0, scanned = 0;
-    const int probes = index->probes < index->centroids ? index->probes : index->centroids;
+    const int few = index->rows <= (int64_t)FEW_ROWS_PER_CELL * index->cells;
+    const int probes = !few && index->probes < index->centroids ? index->probes
+                                                                : index->centroids;
     float dots[LANES];
     for (int b = 0; b * LANES < index->centroids; b++) {
         block_dots(index->centroid + (size_t)b * w * LANES, key, w, dots);

@@ -15,10 +15,13 @@
  *
  * The index is an inverted file over the unit sphere (a coarse quantiser): `cells` centroids,
  * fixed once chosen, each with the rows nearest to it (by cosine) stored contiguously; a query
- * scores the centroids and scans the rows of the `probes` nearest cells exactly. Centroids
- * are the directions of the first `cells` non-zero rows written after sam_index_new; at each
- * reset of an index that held at least `cells` rows they are replaced by as many of those
- * rows, taken at an even stride through the cells, so that they follow what is written.
+ * scores the centroids and scans the rows of the `probes` nearest cells exactly, or of every
+ * cell while the index holds at most 16 rows a cell (`cells` x 16), no more than the probes
+ * scan in a full memory: a memory filling up is answered exactly. Centroids are the
+ * directions of the first `cells` non-zero rows written to a slot not written before since
+ * sam_index_new (a row written again to a slot seeds none); at each reset of an index that
+ * held at least `cells` rows they are replaced by as many of those rows, taken at an even
+ * stride through the cells, so that they follow what is written.
  *
  * Standalone C99 (libc and libm only); no global state: distinct indexes may be used from
  * distinct threads, and sam_index_query, which does not change the index, from several
@@ -61,8 +64,8 @@ int sam_index_update(sam_index *index, int slot, const float *row);
 
 /* The k (1 <= k <= min(n, SAM_INDEX_MAX_K)) slots most similar to `key` (w floats), best
  * first, into out_slots; their similarities into out_scores unless NULL. Approximate: exact
- * among the rows of the probed cells (every cell when fewer than k written rows lie in the
- * probed ones) and the never-written rows. A zero key scores 0 with every row: slots 0..k-1. */
+ * among the rows of the probed cells (every cell while the index holds at most 16 rows a
+ * cell, or when fewer than k written rows lie in the probed ones) and the never-written rows. A zero key scores 0 with every row: slots 0..k-1. */
 int sam_index_query(const sam_index *index, const float *key, int k, int64_t *out_slots,
                     float *out_scores);
 

@@ -84,6 +84,7 @@ from ntm.runs.evaluation import HELD_OUT_SEED, LADDER_MEAN, answer_shares, best_
 from ntm.runs.load import build_model, read_run_config
 from ntm.sweeps.local import RESULT_FILE, outcome, setting_folder
 from ntm.tasks.chomsky import CHOMSKY_TASKS, LEVELS
+from ntm.training.schedule import has_learned
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -256,6 +257,45 @@ def train_on(row: dict[str, Any], budget: int, patience: int) -> dict[str, Any]:
         subprocess.run(command, check=True)
         result.update(outcome(run_dir, 0.0))  # the trainer records whether it met its target
         ckpt.write_text_atomic(result_file, json.dumps(result))
+    return {**row, **result}
+
+
+def learning(run_dir: Path) -> bool:
+    """Whether a run has begun to learn (:func:`ntm.training.schedule.has_learned`, as its
+    plateau schedule judges it): its best held-out cost below ``plateau_after`` (a half) of
+    its first."""
+    costs = [row["eval_cost"] for row in ckpt.read_metrics(run_dir)]
+    plateau_after = read_run_config(run_dir).train.plateau_after
+    return bool(costs) and has_learned(min(costs), costs[0], plateau_after)
+
+
+def extend(row: dict[str, Any], cap: int, ceiling: int, patience: int) -> dict[str, Any]:
+    """A run on a plateau schedule (``patience`` > 0) that reached the task's ``cap`` while
+    still :func:`learning`, trained on until it converges, meets the target or reaches
+    ``ceiling``; its ``result.json`` updated and marked with the ceiling (a run stopped on
+    the way goes on from there), and ``learning`` recorded. A finished cell's run kept only
+    its best model: ``ntm train --resume`` then trains it again from its start, and the
+    ladders of its old model go. Any other run: its result as it is."""
+    run_dir = Path(row["run_dir"])
+    result_file = run_dir / RESULT_FILE
+    result = json.loads(result_file.read_text())
+    at_cap = result.get("ended") == "budget" and cap <= result["sequences"] < ceiling
+    if not patience or not at_cap:
+        return {**row, **result}
+    if result.get("ceiling") != ceiling:  # not begun yet
+        result["learning"] = learning(run_dir)
+        if not result["learning"]:
+            ckpt.write_text_atomic(result_file, json.dumps(result))
+            return {**row, **result}
+        result["ceiling"] = ceiling
+        ckpt.write_text_atomic(result_file, json.dumps(result))
+    for kept in run_dir.glob("ladder*.json"):
+        kept.unlink()
+    command = [sys.executable, "-m", "ntm", "train", "--resume", str(run_dir), "--quiet"]
+    command += ["--max-sequences", str(ceiling), "--stop-patience", str(patience)]
+    subprocess.run(command, check=True)
+    result.update(outcome(run_dir, 0.0))
+    ckpt.write_text_atomic(result_file, json.dumps(result))
     return {**row, **result}
 
 
@@ -458,12 +498,14 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
     rates = swept(folder / "rates", list(axes))
     chosen = chosen_run(rates)
     rate, chose = str(chosen["lr"]), chosen.get("chose", {})
-    first = train_on(chosen, budget, patience)
+    ceiling = max(budget, args.ceiling.get(task, budget))
+    first = extend(train_on(chosen, budget, patience), budget, ceiling, patience)
     if seeds > 1:
         flags = _flags(task, model, settings, budget, patience, budget)
         fixed = {key: [value] for key, value in chose.items()}
         sweep(flags, folder / "seeds", f"2-{seeds}", [rate], fixed)
-    runs = [first, *results(folder / "seeds", list(axes))]
+    others = results(folder / "seeds", list(axes))
+    runs = [first, *(extend(run, budget, ceiling, patience) for run in others)]
     kept_fields = ("lr", "chose", "solved", "sequences_to_target", "final_eval_cost", "ended")
     entry["rates"] = [{k: r.get(k) for k in kept_fields if k in r} for r in rates]
     entry["lr"] = rate
@@ -476,6 +518,9 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
         kept = {k: run[k] for k in (*fields, "final_eval_cost")}
         # Why it ended: target, converged, floor, or budget (its cap).
         kept["ended"] = run.get("ended")
+        for key in ("learning", "ceiling"):  # where it reached the cap on a plateau schedule
+            if key in run:
+                kept[key] = run[key]
         kept["engine"] = run.get("engine")  # what it trained on, for its minutes
         kept["ladder"] = ladder(run_dir, args.size)
         entry["ladder_memory"] = args.ladder_memory
@@ -498,6 +543,10 @@ def render(record: dict[str, Any], folder: Path) -> str:
         entries = [e for e in record["entries"] if e["task"] == task]
         given = ", ".join(f"{k} {v}" for k, v in record["task_settings"][task].items())
         values = {"task": task, "task_settings": given, "budget": record["budgets"][task]}
+        ceiling = record.get("ceilings", {}).get(task)
+        values["ceiling"] = (
+            f", {ceiling:,} for a run on a plateau schedule still learning there" if ceiling else ""
+        )
         out += [_template("comparison/task.md", values), ""]
         if _scored_by_tokens(entries):
             baseline = record.get("baselines", {}).get(task)
@@ -665,6 +714,13 @@ def _how(record: dict[str, Any]) -> dict[str, str]:
         "each run); a run on a cosine schedule (the Transformers, Mamba, the xLSTM) decays "
         'to the cap, its schedule\'s end, unless it meets the target first ("cosine end"): '
         "a stop on a plateau would cut its decay short"
+        + (
+            "; a run on a plateau schedule still learning at the cap (its held-out cost below "
+            "half its first) trains on until it converges or meets the target, up to the "
+            'task\'s ceiling where it has one ("ceiling")'
+            if record.get("ceilings")
+            else ""
+        )
         if patience
         else "with Adam, each run within the task's budget of sequences"
     )
@@ -767,8 +823,8 @@ def _capped(record: dict[str, Any]) -> str:
     )
     return (
         f" {capped} of the {total} runs on a plateau schedule measured so far stopped at "
-        f"their cap before they converged or met the target ({each}): a larger cap could "
-        "move their rows."
+        f"their cap{' or ceiling' if record.get('ceilings') else ''} before they converged or "
+        f"met the target ({each}): a larger cap could move their rows."
     )
 
 
@@ -1100,7 +1156,12 @@ def _ended(entry: dict[str, Any]) -> str:
     schedule's end, "cosine end"); "not recorded" for runs measured before runs recorded
     it."""
     words = {**ENDED, "budget": "cosine end"} if _cosine(entry) else ENDED
-    said = [words.get(str(r.get("ended")), "") for r in entry["runs"]]
+    said = [
+        "ceiling"
+        if r.get("ended") == "budget" and r.get("ceiling")
+        else words.get(str(r.get("ended")), "")
+        for r in entry["runs"]
+    ]
     if not any(said):
         return "not recorded"
     counts = {word: said.count(word) for word in dict.fromkeys(said) if word}
@@ -1226,8 +1287,10 @@ def _finished(path: Path, record: dict[str, Any]) -> dict[tuple[str, str], dict[
     }
 
 
-def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
-    """Whether an entry must be measured (again): to have ``seeds`` seeds, or because its
+def _needs(entry: dict[str, Any] | None, seeds: int, ceiling: int = 0) -> bool:
+    """Whether an entry must be measured (again): to have ``seeds`` seeds, or a run of it
+    on a plateau schedule that stopped at the cap to be trained on to ``ceiling``
+    (:func:`extend`), or because its
     ladders with the trained memory lack the lengths inside training that its task's ladder
     now shows first, or its ladders with more slots give no slots a length (they were kept
     before a length whose sequences need more got them) or searched a memory approximately
@@ -1254,15 +1317,22 @@ def _needs(entry: dict[str, Any] | None, seeds: int) -> bool:
         for row in run.get("ladder_memory") or []
         if not row.get("summary")
     )
-    return len(runs) < seeds or not (current and sized and exact)
+    # A run on a plateau schedule that stopped at the cap, not yet judged as learning or not,
+    # or learning and given a ceiling since.
+    short = not _cosine(entry) and any(
+        run.get("ended") == "budget" and run.get("learning", True) and run["sequences"] < ceiling
+        for run in runs
+    )
+    return len(runs) < seeds or short or not (current and sized and exact)
 
 
-def budgets(text: str, tasks: list[str]) -> dict[str, int]:
+def budgets(text: str, tasks: list[str], otherwise: dict[str, int] | None = None) -> dict[str, int]:
     """``--budget``: ``N`` for every task, with ``TASK=N`` for the tasks that differ
-    (``30000,mqar=100000``). A ValueError names the part that is wrong."""
+    (``30000,mqar=100000``); a task without either takes its number in ``otherwise`` where
+    that is given. A ValueError names the part that is wrong."""
     default: int | None = None
     given: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",")):
+    for part in (p.strip() for p in text.split(",") if text or otherwise is None):
         task, _, value = part.rpartition("=")
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"{part!r}: expected N or TASK=N with N an integer >= 1")
@@ -1273,6 +1343,8 @@ def budgets(text: str, tasks: list[str]) -> dict[str, int]:
     unknown = sorted(set(given) - set(tasks))
     if unknown:
         raise ValueError(f"{', '.join(unknown)}: not among --tasks ({', '.join(tasks)})")
+    if default is None and otherwise is not None:
+        return {t: given.get(t, otherwise[t]) for t in tasks}
     missing = [t for t in tasks if t not in given and default is None]
     if missing:
         raise ValueError(f"no budget for {', '.join(missing)}: give N for every task")
@@ -1311,6 +1383,13 @@ def main() -> int:
         default="400000,mqar=1000000",
         help="the cap of sequences per run, which convergence should end it before: N, and "
         "TASK=N where a task differs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ceiling",
+        default="",
+        help="the most sequences a run on a plateau schedule trains where it is still learning "
+        "at the cap (its held-out cost below half its first): N, and TASK=N where a task "
+        "differs (default: the cap, so none trains on)",
     )
     parser.add_argument("--size", type=int, default=500, help="held-out sequences per setting")
     parser.add_argument(
@@ -1352,6 +1431,13 @@ def main() -> int:
         args.budget = budgets(args.budget, tasks)
     except ValueError as error:
         parser.error(f"--budget: {error}")
+    try:
+        args.ceiling = budgets(args.ceiling, tasks, args.budget)
+    except ValueError as error:
+        parser.error(f"--ceiling: {error}")
+    for task, ceiling in args.ceiling.items():
+        if ceiling < args.budget[task]:
+            parser.error(f"--ceiling: {task}={ceiling} is below its cap, {args.budget[task]}")
     torch.set_num_threads(1)
     # Started in the background (nohup ... &), a process inherits SIGINT ignored, and so
     # would its runs: Python's own handler makes Ctrl-C or kill -INT stop the comparison
@@ -1363,6 +1449,7 @@ def main() -> int:
         if args.record.resolve().is_relative_to(ROOT)
         else str(args.record),
         "budgets": args.budget,
+        "ceilings": {t: c for t, c in args.ceiling.items() if c > args.budget[t]},
         "task_settings": {task: task_settings(task) for task in tasks},
         "seeds": args.seeds,
         "size": args.size,
@@ -1397,7 +1484,7 @@ def main() -> int:
 
     # One seed of every cell first, then the other seeds.
     for seeds in sorted({1, args.seeds}):
-        waiting = [cell for cell in cells if _needs(done.get(cell), seeds)]
+        waiting = [cell for cell in cells if _needs(done.get(cell), seeds, args.ceiling[cell[0]])]
         interrupted = False
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             started = {pool.submit(measure, *cell, seeds): cell for cell in waiting}

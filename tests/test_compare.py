@@ -667,3 +667,89 @@ def test_the_best_constant_answer_is_the_symbol_that_fills_most_answers() -> Non
     assert found["bucket_sort"]["symbol"] in list("01234")
     assert 0.2 <= found["bucket_sort"]["share"] < 0.25
     assert baselines(record, ["bucket_sort"]) == {"bucket_sort": found["bucket_sort"]}
+
+
+def test_a_run_still_learning_at_the_cap_trains_on_to_the_ceiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run on a plateau schedule that reached the cap goes on to the task's ceiling only
+    while it is learning; the ceiling is written first, so a run stopped on the way goes on
+    without being judged again; a cosine run, or one that ended otherwise, stays as it is."""
+    bench = benchmark("compare")
+    run_dir = tmp_path / "lr=1e-2" / "seed-1"
+    run_dir.mkdir(parents=True)
+    capped = {"ended": "budget", "sequences": 100, "solved": False}
+    (run_dir / "result.json").write_text(json.dumps(capped))
+    (run_dir / "ladder.json").write_text("[]")  # of the model that stopped at the cap
+    row = {"run_dir": str(run_dir), "lr": "1e-2", "seed": 1}
+    commands: list[list[str]] = []
+
+    def train(command: list[str], **kwargs: object) -> None:
+        assert json.loads((run_dir / "result.json").read_text())["ceiling"] == 400
+        commands.append(command)
+
+    monkeypatch.setattr(bench.subprocess, "run", train)
+    ending = {"ended": "converged", "sequences": 250, "solved": False}
+    monkeypatch.setattr(bench, "outcome", lambda run_dir, target: ending)
+    judged = []
+    monkeypatch.setattr(bench, "learning", lambda run_dir: judged.append(run_dir) or False)
+    assert bench.extend(row, 100, 400, 10)["learning"] is False
+    assert commands == [] and json.loads((run_dir / "result.json").read_text())["learning"] is False
+
+    (run_dir / "result.json").write_text(json.dumps(capped))
+    monkeypatch.setattr(bench, "learning", lambda run_dir: True)
+    done = bench.extend(row, 100, 400, 10)
+    assert commands[0][-7:] == ["--resume", str(run_dir), "--quiet", "--max-sequences", "400",
+                                "--stop-patience", "10"]  # fmt: skip
+    assert done["ended"] == "converged" and done["learning"] and done["ceiling"] == 400
+    assert not (run_dir / "ladder.json").exists()
+
+    # Stopped on the way: it goes on, whatever a judgement of its fresh start would say.
+    (run_dir / "result.json").write_text(json.dumps({**capped, "ceiling": 400, "learning": True}))
+    monkeypatch.setattr(bench, "learning", lambda run_dir: pytest.fail("judged again"))
+    bench.extend(row, 100, 400, 10)
+    assert len(commands) == 2
+    for result, patience in ((capped, 0), ({**capped, "ended": "target"}, 10),
+                             ({**capped, "sequences": 400, "ceiling": 400}, 10)):  # fmt: skip
+        (run_dir / "result.json").write_text(json.dumps(result))
+        assert bench.extend(row, 100, 400, patience)["ended"] == result["ended"]
+    assert len(commands) == 2
+
+    entry = {"task": "copy", "model": "ntm", "task_settings": {}, "schedule": "plateau"}
+    run = {"ladder": [], "ended": "budget", "sequences": 100}
+    monkeypatch.setattr(bench.registry, "within_training", lambda task: [])
+    assert bench._needs({**entry, "runs": [run]}, 1, 400)  # not judged yet
+    assert not bench._needs({**entry, "runs": [{**run, "learning": False}]}, 1, 400)
+    assert not bench._needs({**entry, "runs": [run]}, 1, 100)  # no ceiling above the cap
+    reached = {**run, "learning": True, "sequences": 400, "ceiling": 400}
+    assert not bench._needs({**entry, "runs": [reached]}, 1, 400)
+    assert not bench._needs({**entry, "schedule": "cosine", "runs": [run]}, 1, 400)
+    assert bench._ended({**entry, "runs": [reached, run]}) == "ceiling 1, cap 1"
+
+
+def test_the_ceiling_is_parsed_as_the_budget_is() -> None:
+    bench = benchmark("compare")
+    caps = {"copy": 100, "mqar": 200}
+    assert bench.budgets("", ["copy", "mqar"], caps) == caps
+    assert bench.budgets("copy=400", ["copy", "mqar"], caps) == {"copy": 400, "mqar": 200}
+    assert bench.budgets("300", ["copy", "mqar"], caps) == {"copy": 300, "mqar": 300}
+    with pytest.raises(ValueError, match="no budget for mqar"):
+        bench.budgets("copy=400", ["copy", "mqar"])
+    result = subprocess.run(
+        [sys.executable, str(Path(bench.__file__)), "--tasks", "copy", "--budget", "100",
+         "--ceiling", "copy=50"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--ceiling: copy=50 is below its cap, 100" in result.stderr
+
+
+def test_the_document_gives_each_task_its_ceiling() -> None:
+    bench = benchmark("compare")
+    record = {"budgets": {"copy": 100, "mqar": 100}, "ceilings": {"copy": 400}, "patience": 10,
+              "tasks": ["copy", "mqar"], "task_settings": {"copy": {}, "mqar": {}},
+              "entries": [], **_OPENING}  # fmt: skip
+    text = bench.render(record, Path("/x"))
+    assert "cap: 100 sequences per run, 400 for a run on a plateau schedule still learning" in text
+    assert text.count("sequences per run.") == 1  # mqar's: no ceiling
+    assert 'up to the task\'s ceiling where it has one ("ceiling")' in text
+    assert "ceiling" not in bench.render({**record, "ceilings": {}}, Path("/x"))

@@ -16,6 +16,7 @@ from ntm.runs import load as runs
 from ntm.runs.evaluation import evaluate
 from ntm.training import data
 from ntm.training import trainer as training
+from ntm.training.schedule import has_learned
 
 from .conftest import TINY_MODEL, TINY_TRAIN, tiny_run
 
@@ -308,3 +309,8 @@ def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
         for key in [*recipe.train, *recipe.model]:
             assert f"--{key.replace('_', '-')}" in text.split(f"{task}:", 1)[1]
         assert " ".join(recipe.why.split()) in text
+
+
+def test_a_run_has_learned_once_its_best_cost_is_below_a_share_of_its_first() -> None:
+    assert has_learned(4.0, 10.0, 0.5) and has_learned(5.0, 10.0, 0.5)
+    assert not has_learned(5.1, 10.0, 0.5)

@@ -19,6 +19,13 @@ from ntm.runs.config import TrainConfig
 IMPROVEMENT = 1e-3
 
 
+def has_learned(best: float, first: float, plateau_after: float) -> bool:
+    """Whether a run has begun to learn: its best held-out cost at most ``plateau_after`` of
+    its first (both above the task's reference cost). Before that, no plateau counts: a run
+    whose cost starts flat is not stopped or slowed for it."""
+    return best <= plateau_after * first
+
+
 def rate_shape(train: TrainConfig, sequences: int) -> float:
     """The learning rate after ``sequences`` training sequences, as a multiple of ``--lr``:
     the linear warm-up over ``--warmup`` sequences, then for the cosine schedule half a cosine
@@ -75,8 +82,8 @@ class PlateauSchedule:
         if cost < self.best_cost * (1 - IMPROVEMENT):
             self.best_cost, self.stale_evals, self.since_best = cost, 0, 0
             return Decision(best=True)
-        if self.best_cost - self.reference > self.plateau_after * self.first_cost:
-            return Decision()  # not learned yet: a flat start is no plateau
+        if not has_learned(self.best_cost - self.reference, self.first_cost, self.plateau_after):
+            return Decision()  # a flat start is no plateau
         self.stale_evals += 1
         self.since_best += 1
         if self.stop_patience and self.since_best >= self.stop_patience:

@@ -182,6 +182,19 @@ class InterfacedCell(nn.Module):
     def check_state(self, state: Any, batch_size: int) -> None:
         raise NotImplementedError
 
+    def check_fields(
+        self, state: Any, kind: type, batch_size: int, shapes: dict[str, tuple[int, ...]]
+    ) -> None:
+        """The ValueError of ``check_state`` unless ``state`` is a ``kind`` whose fields have
+        the ``shapes`` given, and its controller's hidden and cell states (L, B, C) theirs."""
+        cfg, name = self.config, type(self).__name__
+        if not isinstance(state, kind):
+            raise ValueError(f"{name}: state must be a {kind.__name__}, got {type(state).__name__}")
+        layers = (cfg.controller_layers, batch_size, cfg.controller_size)
+        controller = {"controller_hidden": layers, "controller_cell": layers}
+        for field, shape in {**shapes, **controller}.items():
+            check_tensor(name, f"state.{field}", getattr(state, field), shape)
+
     def step(self, input: Tensor, state: Any) -> tuple[Tensor, Any, Any]:
         raise NotImplementedError
 

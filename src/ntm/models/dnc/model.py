@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.dnc import native_dnc_sequence
-from ntm.models.common import InterfacedCell, SequenceModel, check_tensor
+from ntm.models.common import InterfacedCell, SequenceModel
 from ntm.models.dnc import addressing as dnc
 from ntm.models.dnc.config import DNCConfig
 from ntm.models.ntm.addressing import content_weights
@@ -187,24 +187,11 @@ class DNCCell(InterfacedCell):
     def check_state(self, state: DNCState, batch_size: int) -> None:
         """Raise a ValueError unless ``state`` is a :class:`DNCState` for ``batch_size``."""
         cfg = self.config
-        name = type(self).__name__
-        if not isinstance(state, DNCState):
-            raise ValueError(f"{name}: state must be a DNCState, got {type(state).__name__}")
         b, r, n, m = batch_size, cfg.num_read_heads, cfg.memory_size, cfg.word_size
-        layers = (cfg.controller_layers, b, cfg.controller_size)
-        expected: dict[str, tuple[int, ...]] = {
-            "memory": (b, n, m),
-            "reads": (b, r, m),
-            "read_weights": (b, r, n),
-            "write_weights": (b, n),
-            "usage": (b, n),
-            "precedence": (b, n),
-            "link": (b, n, n),
-            "controller_hidden": layers,
-            "controller_cell": layers,
-        }
-        for field, shape in expected.items():
-            check_tensor(name, f"state.{field}", state._asdict()[field], shape)
+        shapes = {"memory": (b, n, m), "reads": (b, r, m), "read_weights": (b, r, n),
+                  "write_weights": (b, n), "usage": (b, n), "precedence": (b, n),
+                  "link": (b, n, n)}  # fmt: skip
+        self.check_fields(state, DNCState, batch_size, shapes)
 
     def step(self, input: Tensor, state: DNCState) -> tuple[Tensor, DNCState, _StepRecord]:
         """:meth:`forward` on arguments already checked, with what a trace records."""

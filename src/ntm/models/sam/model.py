@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ntm.config import PLACEMENT, WRAPPER_ARGUMENTS, require, settings_signature
 from ntm.engines.native.sam import Workspaces, native_sam_sequence
-from ntm.models.common import InterfacedCell, SequenceModel, check_tensor
+from ntm.models.common import InterfacedCell, SequenceModel
 from ntm.models.paper import PAPER_SETTINGS
 from ntm.models.sam import addressing as sam
 from ntm.models.sam.config import SAMConfig
@@ -186,21 +186,10 @@ class SAMCell(InterfacedCell):
         """Raise a ValueError unless ``state`` is a :class:`SAMState` for ``batch_size``."""
         cfg = self.config
         name = type(self).__name__
-        if not isinstance(state, SAMState):
-            raise ValueError(f"{name}: state must be a SAMState, got {type(state).__name__}")
         b, r, n, m, k = batch_size, cfg.num_read_heads, cfg.memory_size, cfg.word_size, cfg.k
-        layers = (cfg.controller_layers, b, cfg.controller_size)
-        expected: dict[str, tuple[int, ...]] = {
-            "memory": (b, n, m),
-            "reads": (b, r, m),
-            "read_weights": (b, r, k),
-            "usage": (b, n),
-            "steps": (b,),
-            "controller_hidden": layers,
-            "controller_cell": layers,
-        }
-        for field, shape in expected.items():
-            check_tensor(name, f"state.{field}", state._asdict()[field], shape)
+        shapes = {"memory": (b, n, m), "reads": (b, r, m), "read_weights": (b, r, k),
+                  "usage": (b, n), "steps": (b,)}  # fmt: skip
+        self.check_fields(state, SAMState, batch_size, shapes)
         slots = state.read_indices
         if (
             not isinstance(slots, Tensor)

@@ -1326,6 +1326,19 @@ def _needs(entry: dict[str, Any] | None, seeds: int, ceiling: int = 0) -> bool:
     return len(runs) < seeds or short or not (current and sized and exact)
 
 
+def queue(
+    cells: list[tuple[str, str]],
+    done: dict[tuple[str, str], dict[str, Any]],
+    seeds: int,
+    ceilings: dict[str, int],
+) -> list[tuple[str, str]]:
+    """The cells (task, model) to measure with ``seeds`` seeds (:func:`_needs`), in their
+    order, but those with no entry yet first: a cell's first seed comes before another
+    cell's runs trained on to a ceiling or ladders evaluated again."""
+    waiting = [cell for cell in cells if _needs(done.get(cell), seeds, ceilings[cell[0]])]
+    return sorted(waiting, key=lambda cell: cell in done)
+
+
 def budgets(text: str, tasks: list[str], otherwise: dict[str, int] | None = None) -> dict[str, int]:
     """``--budget``: ``N`` for every task, with ``TASK=N`` for the tasks that differ
     (``30000,mqar=100000``); a task without either takes its number in ``otherwise`` where
@@ -1484,7 +1497,7 @@ def main() -> int:
 
     # One seed of every cell first, then the other seeds.
     for seeds in sorted({1, args.seeds}):
-        waiting = [cell for cell in cells if _needs(done.get(cell), seeds, args.ceiling[cell[0]])]
+        waiting = queue(cells, done, seeds, args.ceiling)
         interrupted = False
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             started = {pool.submit(measure, *cell, seeds): cell for cell in waiting}

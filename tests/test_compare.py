@@ -753,3 +753,15 @@ def test_the_document_gives_each_task_its_ceiling() -> None:
     assert text.count("sequences per run.") == 1  # mqar's: no ceiling
     assert 'up to the task\'s ceiling where it has one ("ceiling")' in text
     assert "ceiling" not in bench.render({**record, "ceilings": {}}, Path("/x"))
+
+
+def test_a_cell_s_first_seed_comes_before_another_cell_is_measured_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = benchmark("compare")
+    cells = [("copy", "ntm"), ("copy", "lstm"), ("mqar", "ntm"), ("mqar", "lstm")]
+    again = {"runs": ["capped"]}  # to be trained on to a ceiling
+    done = {("copy", "ntm"): {"runs": []}, ("copy", "lstm"): again, ("mqar", "lstm"): again}
+    monkeypatch.setattr(bench, "_needs", lambda entry, seeds, ceiling: entry is not done[cells[0]])
+    order = bench.queue(cells, done, 1, {"copy": 400, "mqar": 400})
+    assert order == [("mqar", "ntm"), ("copy", "lstm"), ("mqar", "lstm")]

@@ -53,8 +53,8 @@ def test_the_memory_models_cells_come_first_and_the_slowest_last() -> None:
 def _cell_args(out: Path, budget: int, rates: str, size: int) -> argparse.Namespace:
     """compare.py's arguments for one reverse_string cell: half the cap a sweep's share."""
     return argparse.Namespace(
-        budget={"reverse_string": budget}, sweep_share=0.5, rates=rates, patience=10, out=out,
-        size=size, ladder_memory=0,
+        budget={"reverse_string": budget}, ceiling={"reverse_string": budget}, sweep_share=0.5,
+        rates=rates, patience=10, out=out, size=size, ladder_memory=0,
     )  # fmt: skip
 
 

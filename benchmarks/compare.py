@@ -560,6 +560,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
             )
         else:
             out += [*_task_table(entries), "", *_findings(entries)]
+            out += _against_reproduced(entries, _reproduced())
             picture = _plot(task, entries, folder, "all_right", "sequences entirely right")
             caption = "share of sequences right along the ladder"
         if picture is not None:
@@ -1214,6 +1215,36 @@ def _findings(entries: list[dict[str, Any]]) -> list[str]:
             + (f"; {rest}." if rest else ".")
         )
     return [*lines, ""]
+
+
+def _against_reproduced(entries: list[dict[str, Any]], reproduced: dict[str, float]) -> list[str]:
+    """Where the NTM did not meet a task's target here but the bare command's runs did
+    (:func:`_reproduced`): a finding that says so, with the rate each trained at and the
+    sweep's held-out costs at both, or []."""
+    entry = next((e for e in entries if e["model"] == "ntm" and e.get("runs")), None)
+    if entry is None or any(r["solved"] for r in entry["runs"]):
+        return []
+    task = entry["task"]
+    if task not in reproduced:
+        return []
+    recipe = resolve_config({"model": "ntm", "task": task}, {}, {}).train.lr
+    swept_at = {float(row["lr"]): row for row in entry.get("rates", [])}
+    chosen = swept_at.get(float(entry["lr"]))
+    there = swept_at.get(recipe)
+    rate = there["lr"] if there else f"{recipe:g}"
+    costs = (
+        f" ({chosen['final_eval_cost']:.2f}, against {there['final_eval_cost']:.2f} at {rate})"
+        if chosen and there
+        else ""
+    )
+    return [
+        f"- The NTM's bare command (`ntm train --task {task}`, at its recipe's rate {rate}) "
+        f"met this target in {reproduced[task]:,.0f} sequences (the median of its solved "
+        "runs, `docs/results/reproduce.json`); here the sweep chose "
+        f"{entry['lr']} on the held-out cost where its share ended{costs}, and at "
+        f"{entry['lr']} the NTM's runs ended without meeting it ({_ended(entry)}).",
+        "",
+    ]
 
 
 def _plot(

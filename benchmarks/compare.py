@@ -778,8 +778,9 @@ def _remaining_hours(record: dict[str, Any]) -> float | None:
     seconds per sequence its runs took so far (the median; of all runs for a model not yet
     trained), each run for the share of its cap that the model's runs used (the median: a
     run on a plateau may stop before its cap; the whole cap for a model not yet trained),
-    a cell not begun also for its sweep's other runs (:func:`_not_measured`'s count). A
-    cell that is under way counts as not begun. None before any run has trained."""
+    a cell not begun also for its sweep's other runs (:func:`_not_measured`'s count), and a
+    run still to train on to its task's ceiling for the whole ceiling (at most what it will
+    take). A cell that is under way counts as not begun. None before any run has trained."""
     per_sequence: dict[str, list[float]] = {}
     used: dict[str, list[float]] = {}
     for e in record["entries"]:
@@ -804,6 +805,14 @@ def _remaining_hours(record: dict[str, Any]) -> float | None:
                 runs += (short - 1) * record.get("sweep_share", 1)
             rate = statistics.median(per_sequence.get(label, every))
             seconds += rate * record["budgets"][task] * runs
+    # A run still to train on to its ceiling (from its start, a finished cell's run): at most
+    # the whole ceiling.
+    for e in record["entries"]:
+        ceiling = record.get("ceilings", {}).get(e["task"], 0)
+        if not e.get("runs") or _cosine(e) or not _short(e["runs"], ceiling):
+            continue
+        rate = statistics.median(per_sequence[e["model"]])
+        seconds += rate * ceiling * sum(_short([run], ceiling) for run in e["runs"])
     return seconds / 3600
 
 
@@ -1348,13 +1357,18 @@ def _needs(entry: dict[str, Any] | None, seeds: int, ceiling: int = 0) -> bool:
         for row in run.get("ladder_memory") or []
         if not row.get("summary")
     )
-    # A run on a plateau schedule that stopped at the cap, not yet judged as learning or not,
-    # or learning and given a ceiling since.
-    short = not _cosine(entry) and any(
+    short = not _cosine(entry) and _short(runs, ceiling)
+    return len(runs) < seeds or short or not (current and sized and exact)
+
+
+def _short(runs: list[dict[str, Any]], ceiling: int) -> bool:
+    """Whether a run of a plateau schedule's ``runs`` stopped at the cap and is not yet
+    judged as learning or not, or is learning and was given a ``ceiling`` it has not
+    reached."""
+    return any(
         run.get("ended") == "budget" and run.get("learning", True) and run["sequences"] < ceiling
         for run in runs
     )
-    return len(runs) < seeds or short or not (current and sized and exact)
 
 
 def queue(

@@ -427,6 +427,17 @@ def test_the_opening_says_how_far_the_command_has_come() -> None:
     # caps of 2,000 and its LSTM 3.5: 120 + 350 + 460 + 700 s.
     assert benchmark("compare")._remaining_hours(record) == pytest.approx(1630 / 3600)
     assert "would take about 0.5 hours of one core (0.2 with `--jobs 2`)" in said
+    # A run that stopped at the cap, still to train on to copy's ceiling of 3,000: 300 s more
+    # (from its start: the whole ceiling at most); once judged as not learning, nothing.
+    short = {**runs[0], "ended": "budget", "sequences": 1000, "minutes": 100 / 60}
+    longer = {**record, "ceilings": {"copy": 3000},
+              "entries": [{**record["entries"][0], "runs": [short]}]}  # fmt: skip
+    # 0.1 s a sequence, each run now the whole cap: copy's NTM 2 runs, its LSTM 3.5, MQAR's
+    # 3.5 each (of 2,000).
+    stays = 200 + 350 + 700 + 700
+    assert benchmark("compare")._remaining_hours(longer) == pytest.approx((stays + 300) / 3600)
+    longer["entries"][0]["runs"][0]["learning"] = False
+    assert benchmark("compare")._remaining_hours(longer) == pytest.approx(stays / 3600)
     done = [{"task": t, "model": m, "budget": 1000, "runs": runs * 3}
             for t in ("copy", "mqar") for m in ("ntm", "lstm")]  # fmt: skip
     assert progress({**record, "entries": done}) == ""  # all measured: nothing to say

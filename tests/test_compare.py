@@ -798,3 +798,24 @@ def test_the_ntm_s_bare_command_is_named_where_it_met_a_target_the_ntm_here_did_
     assert bench._against_reproduced([solved], {"associative_recall": 1.0}) == []
     unswept = {**ntm_entry, "rates": rates[1:]}  # its recipe's rate not among the sweep's
     assert "(10.39" not in bench._against_reproduced([unswept], {"associative_recall": 1.0})[0]
+
+
+@pytest.mark.parametrize(
+    ("costs", "learned"), [([10.0, 8.0, 6.0], False), ([10.0, 6.0, 5.0], True)]
+)
+def test_a_run_is_learning_once_its_held_out_cost_is_below_half_its_first(
+    tmp_path: Path, costs: list[float], learned: bool
+) -> None:
+    """As the run's plateau schedule judges it (its plateau_after, a half by default), from
+    its metrics: 6 of a first 10 is not yet learning, 5 is."""
+    bench = benchmark("compare")
+    run_dir = tmp_path / "run"
+    training.train(resolve_config(dict(TINY_TRAIN), {}, {}), run_dir, quiet=True)
+    rows = ckpt.read_metrics(run_dir)[:1] * len(costs)
+    header = list(rows[0])
+    lines = [",".join(header)]
+    lines += [",".join(str(cost if k == "eval_cost" else row[k]) for k in header)
+              for row, cost in zip(rows, costs, strict=True)]  # fmt: skip
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    assert [row["eval_cost"] for row in ckpt.read_metrics(run_dir)] == costs
+    assert bench.learning(run_dir) is learned

@@ -234,10 +234,14 @@ def results(out: Path, swept_keys: list[str] | None = None) -> list[dict[str, An
 
 def swept(out: Path, swept_keys: list[str] | None = None) -> list[dict[str, Any]]:
     """The rate sweep's runs as they ended the sweep (kept in ``sweep.json``: the chosen
-    run trains on afterwards, and its ``result.json`` then tells of its whole run)."""
+    run trains on afterwards, and its ``result.json`` then tells of its whole run), each
+    run's folder under ``out`` (a checkout elsewhere, another machine)."""
     kept = out / "sweep.json"
     if kept.is_file():
         rows: list[dict[str, Any]] = json.loads(kept.read_text())
+        for row in rows:  # kept with the path it had: the runs are under ``out`` wherever it is
+            run_dir = Path(row["run_dir"])
+            row["run_dir"] = str(out / run_dir.parent.name / run_dir.name)
         return rows
     rows = results(out, swept_keys)
     ckpt.write_text_atomic(kept, json.dumps(rows, indent=1) + "\n")

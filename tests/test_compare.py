@@ -819,3 +819,19 @@ def test_a_run_is_learning_once_its_held_out_cost_is_below_half_its_first(
     (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
     assert [row["eval_cost"] for row in ckpt.read_metrics(run_dir)] == costs
     assert bench.learning(run_dir) is learned
+
+
+def test_a_kept_sweep_names_its_runs_where_the_folder_is_now(tmp_path: Path) -> None:
+    """sweep.json keeps each run's folder as it was written, from another checkout perhaps:
+    its runs are read from the folder the sweep is in now."""
+    bench = benchmark("compare")
+    out = tmp_path / "copy-400000" / "ntm" / "rates"
+    out.mkdir(parents=True)
+    kept = [
+        {
+            "lr": "1e-2",
+            "run_dir": "/elsewhere/runs-kept/compare/copy-400000/ntm/rates/lr=1e-2/seed-1",
+        }
+    ]
+    (out / "sweep.json").write_text(json.dumps(kept))
+    assert bench.swept(out)[0]["run_dir"] == str(out / "lr=1e-2" / "seed-1")

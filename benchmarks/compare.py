@@ -570,7 +570,10 @@ def render(record: dict[str, Any], folder: Path) -> str:
         if picture is not None:
             out += [f"![{task}: {caption}]({picture})", ""]
         if task == "mqar" and PROBE.is_file():
-            out += [_template("comparison/mqar-probe.md", _probe(PROBE)), ""]
+            probed = _probe(PROBE)
+            out += [_template("comparison/mqar-probe.md", probed), ""]
+            if probed["compared"]:
+                out += [_template("comparison/mqar-probe-compared.md", probed), ""]
         skipped = [e for e in entries if "skipped" in e]
         out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
         out += [""] if skipped else []
@@ -632,17 +635,24 @@ PROBE = ROOT / "docs" / "comparison" / "mqar-probe.json"
 def _probe(path: Path) -> dict[str, Any]:
     """The values of the MQAR probe's paragraph: its NTM runs (``first``, ``second``) and
     DNC runs (``dnc``, and ``delayed`` with the answer one step after its query), in the
-    record's order."""
+    record's order, and where the record has them, the comparison's NTM and DNC
+    (``compared_ntm``, ``compared_dnc``: the runs under ``runs-kept/compare``; ``compared``
+    says whether there are both)."""
     record = json.loads(path.read_text())
     runs = record["runs"]
-    ntm_runs = [run for run in runs if run["model"] == "ntm"]
-    dnc_runs = [run for run in runs if run["model"] == "dnc"]
+    compared = [run for run in runs if Path(run["run"]).parts[:2] == ("runs-kept", "compare")]
+    ntm_runs = [run for run in runs if run["model"] == "ntm" and run not in compared]
+    dnc_runs = [run for run in runs if run["model"] == "dnc" and run not in compared]
     named = {
         "first": ntm_runs[0],
         "second": ntm_runs[1],
         "dnc": next(run for run in dnc_runs if not run.get("answer_delay")),
         "delayed": next(run for run in dnc_runs if run.get("answer_delay")),
     }
+    for model in ("ntm", "dnc"):
+        found = [run for run in compared if run["model"] == model]
+        if found:
+            named[f"compared_{model}"] = found[0]
     first = named["first"]
     values: dict[str, Any] = {
         "command": record["command"],
@@ -651,7 +661,10 @@ def _probe(path: Path) -> dict[str, Any]:
         "tokens": 2 * first["pairs"],
         "uniform": first["uniform_over_values"],
     }
+    values["compared"] = "compared_ntm" in named and "compared_dnc" in named
     for name, run in named.items():
+        mantissa, exponent = f"{run['train']['lr']:.0e}".split("e")
+        values[f"{name}_lr"] = f"{mantissa}e{int(exponent)}"  # 1e-2, as the tables write it
         values |= {
             f"{name}_sequences": run["sequences"],
             f"{name}_wrong": run["eval_wrong_tokens"],

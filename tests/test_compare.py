@@ -835,3 +835,32 @@ def test_a_kept_sweep_names_its_runs_where_the_folder_is_now(tmp_path: Path) -> 
     ]
     (out / "sweep.json").write_text(json.dumps(kept))
     assert bench.swept(out)[0]["run_dir"] == str(out / "lr=1e-2" / "seed-1")
+
+
+def test_the_mqar_probe_paragraph_reads_the_comparison_s_runs_where_the_record_has_them(
+    tmp_path: Path,
+) -> None:
+    bench = benchmark("compare")
+    fields = {"pairs": 4, "uniform_over_values": 0.25, "sequences": 100, "eval_wrong_tokens": 1.0,
+              "probability_on_pair_values": 0.9, "probability_on_right_value": 0.3,
+              "slots_written_during_pairs": 8.0, "read_weight_on_the_value_slot": 0.1}  # fmt: skip
+
+    def run(path: str, model: str, lr: float, delay: int = 0) -> dict:
+        return {**fields, "run": path, "model": model, "answer_delay": delay,
+                "train": {"lr": lr}}  # fmt: skip
+
+    runs = [run("runs-kept/mqar-ntm", "ntm", 3e-3), run("runs-kept/mqar-ntm-2", "ntm", 1e-3),
+            run("runs-kept/mqar-dnc", "dnc", 3e-3),
+            run("runs-kept/mqar-dnc-1", "dnc", 3e-3, 1)]  # fmt: skip
+    record = {"command": "probe", "runs": runs}
+    (tmp_path / "probe.json").write_text(json.dumps(record))
+    assert not bench._probe(tmp_path / "probe.json")["compared"]
+    cell = "runs-kept/compare/mqar-1000000"
+    record["runs"] += [run(f"{cell}/ntm/rates/lr=1e-2/seed-1", "ntm", 1e-2),
+                       run(f"{cell}/dnc/rates/lr=3e-3/seed-1", "dnc", 3e-3)]  # fmt: skip
+    (tmp_path / "probe.json").write_text(json.dumps(record))
+    values = bench._probe(tmp_path / "probe.json")
+    assert values["compared"] and values["compared_ntm_lr"] == "1e-2"
+    assert values["first_lr"] == "3e-3" and values["second_lr"] == "1e-3"  # the first two NTMs
+    text = bench._template("comparison/mqar-probe-compared.md", values)
+    assert "its NTM (rate 1e-2, its sweep's choice, trained to 100 sequences" in text

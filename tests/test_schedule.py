@@ -314,3 +314,4 @@ def test_the_fast_preset_s_recipes_are_the_defaults_and_in_the_help(
 def test_a_run_has_learned_once_its_best_cost_is_below_a_share_of_its_first() -> None:
     assert has_learned(4.0, 10.0, 0.5) and has_learned(5.0, 10.0, 0.5)
     assert not has_learned(5.1, 10.0, 0.5)
+    assert has_learned(math.nan, 10.0, 0.5)  # as the schedule took a NaN cost before

@@ -22,8 +22,9 @@ IMPROVEMENT = 1e-3
 def has_learned(best: float, first: float, plateau_after: float) -> bool:
     """Whether a run has begun to learn: its best held-out cost at most ``plateau_after`` of
     its first (both above the task's reference cost). Before that, no plateau counts: a run
-    whose cost starts flat is not stopped or slowed for it."""
-    return best <= plateau_after * first
+    whose cost starts flat is not stopped or slowed for it. A NaN cost counts as learned, so
+    that a plateau may still end the run."""
+    return not best > plateau_after * first
 
 
 def rate_shape(train: TrainConfig, sequences: int) -> float:

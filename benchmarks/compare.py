@@ -539,6 +539,7 @@ def compare_one(task: str, label: str, args: argparse.Namespace, seeds: int) -> 
 def render(record: dict[str, Any], folder: Path) -> str:
     """The text of ``docs/comparison.md`` from ``record``, and its plots into ``folder``."""
     out = [_template("comparison.md", {**record, **_how(record)}), ""]
+    reproduced = _reproduced()
     if CAP_PROBE.is_dir() and record["budgets"].get("parity_check", 0) > EARLY:
         values = {"cap": record["budgets"]["parity_check"], **_cap_probe(CAP_PROBE)}
         out += [_template("comparison/cap-probe.md", values), ""]
@@ -564,7 +565,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
             )
         else:
             out += [*_task_table(entries), "", *_findings(entries)]
-            out += _against_reproduced(entries, _reproduced())
+            out += _against_reproduced(entries, reproduced)
             picture = _plot(task, entries, folder, "all_right", "sequences entirely right")
             caption = "share of sequences right along the ladder"
         if picture is not None:
@@ -577,7 +578,7 @@ def render(record: dict[str, Any], folder: Path) -> str:
         skipped = [e for e in entries if "skipped" in e]
         out += [f"- {e['model']}: not trained ({e['skipped']})." for e in skipped]
         out += [""] if skipped else []
-    out += _not_measured(record, _reproduced())
+    out += _not_measured(record, reproduced)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -632,6 +633,11 @@ def _answers(entries: list[dict[str, Any]]) -> list[str]:
 PROBE = ROOT / "docs" / "comparison" / "mqar-probe.json"
 
 
+def _rate(lr: float) -> str:
+    """A learning rate as the sweep's folders and the tables write it: 1e-2, 3e-4."""
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
 def _probe(path: Path) -> dict[str, Any]:
     """The values of the MQAR probe's paragraph: its NTM runs (``first``, ``second``) and
     DNC runs (``dnc``, and ``delayed`` with the answer one step after its query), in the
@@ -663,8 +669,7 @@ def _probe(path: Path) -> dict[str, Any]:
     }
     values["compared"] = "compared_ntm" in named and "compared_dnc" in named
     for name, run in named.items():
-        mantissa, exponent = f"{run['train']['lr']:.0e}".split("e")
-        values[f"{name}_lr"] = f"{mantissa}e{int(exponent)}"  # 1e-2, as the tables write it
+        values[f"{name}_lr"] = _rate(run["train"]["lr"])
         values |= {
             f"{name}_sequences": run["sequences"],
             f"{name}_wrong": run["eval_wrong_tokens"],
@@ -699,7 +704,7 @@ def _cap_probe(folder: Path) -> dict[str, Any]:
         ended = ckpt.read_ended(run_dir) or {}
         ladder_rows = json.loads((run_dir / ladder_file(None)).read_text())
         config = json.loads((run_dir / "config.json").read_text())
-        rate = f"{config['train']['lr']:.0e}".replace("e-0", "e-")
+        rate = _rate(config["train"]["lr"])
         settings = matched(label, "parity_check")[0]
         settings |= {key: config["model"][key] for key in SWEPT.get(label, {})}
         flags = [f"--model {MODELS[label][0]}"]
@@ -826,10 +831,9 @@ def _remaining_hours(record: dict[str, Any]) -> float | None:
     # the whole ceiling.
     for e in record["entries"]:
         ceiling = record.get("ceilings", {}).get(e["task"], 0)
-        if not e.get("runs") or _cosine(e) or not _short(e["runs"], ceiling):
-            continue
-        rate = statistics.median(per_sequence[e["model"]])
-        seconds += rate * ceiling * sum(_short([run], ceiling) for run in e["runs"])
+        short = 0 if _cosine(e) else sum(_short(run, ceiling) for run in e.get("runs", []))
+        if short:
+            seconds += statistics.median(per_sequence[e["model"]]) * ceiling * short
     return seconds / 3600
 
 
@@ -1257,7 +1261,7 @@ def _against_reproduced(entries: list[dict[str, Any]], reproduced: dict[str, flo
     swept_at = {float(row["lr"]): row for row in entry.get("rates", [])}
     chosen = swept_at.get(float(entry["lr"]))
     there = swept_at.get(recipe)
-    rate = there["lr"] if there else f"{recipe:g}"
+    rate = there["lr"] if there else _rate(recipe)
     costs = (
         f" ({chosen['final_eval_cost']:.2f}, against {there['final_eval_cost']:.2f} at {rate})"
         if chosen and there
@@ -1360,32 +1364,21 @@ def _needs(entry: dict[str, Any] | None, seeds: int, ceiling: int = 0) -> bool:
     within = registry.within_training(ntm.make_task(entry["task"], **entry["task_settings"]))
     runs = entry.get("runs", [])
     current = all(_has_within(run["ladder"], within) for run in runs)
+    more = [row for run in runs for row in run.get("ladder_memory") or [] if not row.get("summary")]
     # A ladder with more slots, kept before a length needing still more got them.
-    sized = all(
-        "memory_size" in row
-        for run in runs
-        for row in run.get("ladder_memory") or []
-        if not row.get("summary")
-    )
+    sized = all("memory_size" in row for row in more)
     # A ladder with more slots, kept before it searched a searching model's memory exactly.
     exact = not has_setting(MODELS[entry["model"]][0], "search") or all(
-        all(row.get(key) == value for key, value in EXACT_SEARCH.items())
-        for run in runs
-        for row in run.get("ladder_memory") or []
-        if not row.get("summary")
+        all(row.get(key) == value for key, value in EXACT_SEARCH.items()) for row in more
     )
-    short = not _cosine(entry) and _short(runs, ceiling)
+    short = not _cosine(entry) and any(_short(run, ceiling) for run in runs)
     return len(runs) < seeds or short or not (current and sized and exact)
 
 
-def _short(runs: list[dict[str, Any]], ceiling: int) -> bool:
-    """Whether a run of a plateau schedule's ``runs`` stopped at the cap and is not yet
-    judged as learning or not, or is learning and was given a ``ceiling`` it has not
-    reached."""
-    return any(
-        run.get("ended") == "budget" and run.get("learning", True) and run["sequences"] < ceiling
-        for run in runs
-    )
+def _short(run: dict[str, Any], ceiling: int) -> bool:
+    """Whether a run on a plateau schedule stopped at the cap and is not yet judged as
+    learning or not, or is learning and was given a ``ceiling`` it has not reached."""
+    return run.get("ended") == "budget" and run.get("learning", True) and run["sequences"] < ceiling
 
 
 def queue(
